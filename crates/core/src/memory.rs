@@ -1,0 +1,185 @@
+//! In-memory stores for unit tests and simulation. Never a stand-in where a real
+//! store is asked for; they keep the same contracts (the conformance suites check).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+
+use crate::error::{StoreError, StoreErrorKind};
+use crate::ids::{BlobKey, ImageId, UserId};
+use crate::settings::Timings;
+use crate::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record, PAIRING_MARKER_KEY};
+use crate::time::{Clock, Timestamp};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records in a map; the deadline is checked against the injected clock.
+pub struct MemoryMetadataStore {
+    clock: Arc<dyn Clock>,
+    state: Mutex<MetadataState>,
+}
+
+#[derive(Default)]
+struct MetadataState {
+    records: BTreeMap<UserId, Record>,
+    pairing: Option<Pairing>,
+}
+
+impl MemoryMetadataStore {
+    /// An empty store whose "database clock" is `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        MemoryMetadataStore { clock, state: Mutex::new(MetadataState::default()) }
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for MemoryMetadataStore {
+    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
+        Ok(lock(&self.state).records.get(user).cloned())
+    }
+
+    async fn put_before(&self, record: &Record, deadline: Timestamp, _timeout: Duration) -> Result<CommitOutcome, StoreError> {
+        let mut state = lock(&self.state);
+        if self.clock.now() >= deadline {
+            return Ok(CommitOutcome::DeadlineExceeded);
+        }
+        state.records.insert(record.user_id.clone(), record.clone());
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+        Ok(lock(&self.state).records.remove(user).is_some())
+    }
+
+    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        let wanted: HashSet<ImageId> = ids.iter().copied().collect();
+        Ok(lock(&self.state).records.values().map(|r| r.image_id).filter(|id| wanted.contains(id)).collect())
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        Ok(lock(&self.state).records.len() as u64)
+    }
+
+    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let state = lock(&self.state);
+        let records = state.records.values().filter(|r| after.is_none_or(|a| &r.user_id > a));
+        Ok(records.take(limit).cloned().collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
+        Ok(lock(&self.state).pairing.clone())
+    }
+
+    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
+        Ok(lock(&self.state).pairing.get_or_insert_with(|| pairing.clone()).clone())
+    }
+
+    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
+        match lock(&self.state).pairing.as_mut() {
+            Some(p) if p.cluster_id == cluster_id => {
+                p.timings = *timings;
+                Ok(())
+            }
+            _ => Err(StoreError::new(StoreErrorKind::Misconfigured, "no pairing with that cluster id")),
+        }
+    }
+}
+
+/// Objects in a sorted map, each with the creation time the injected clock gave it.
+pub struct MemoryBlobStore {
+    clock: Arc<dyn Clock>,
+    objects: Mutex<BTreeMap<String, (Bytes, Timestamp)>>,
+}
+
+impl MemoryBlobStore {
+    /// An empty store whose "blob store clock" is `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        MemoryBlobStore { clock, objects: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Test hook: stores an object under any raw `key` with the given creation time,
+    /// overwriting; the way to plant foreign keys or backdated blobs.
+    pub fn insert_raw(&self, key: &str, bytes: Bytes, created: Timestamp) {
+        lock(&self.objects).insert(key.to_owned(), (bytes, created));
+    }
+
+    /// Test hook: every key currently stored.
+    pub fn keys(&self) -> Vec<String> {
+        lock(&self.objects).keys().cloned().collect()
+    }
+
+    fn put_raw_new(&self, key: String, bytes: Bytes) -> Result<(), StoreError> {
+        let mut objects = lock(&self.objects);
+        if objects.contains_key(&key) {
+            return Err(StoreError::new(StoreErrorKind::AlreadyExists, format!("{key} exists")));
+        }
+        objects.insert(key, (bytes, self.clock.now()));
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for MemoryBlobStore {
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        self.put_raw_new(key.to_string(), bytes)
+    }
+
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
+        Ok(lock(&self.objects).get(&key.to_string()).map(|(b, _)| b.clone()))
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        Ok(lock(&self.objects).contains_key(&key.to_string()))
+    }
+
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        let mut objects = lock(&self.objects);
+        for key in keys {
+            objects.remove(&key.to_string());
+        }
+        Ok(())
+    }
+
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        let page_size = page_size.max(1);
+        // Pages are cut lazily from a cursor, as a remote listing would be: objects
+        // added or removed meanwhile may or may not appear.
+        stream::unfold(Some(String::new()), move |cursor| async move {
+            let after = cursor?;
+            let objects = lock(&self.objects);
+            let page: Vec<ListedBlob> = objects
+                .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
+                .take(page_size)
+                .map(|(key, (bytes, created))| ListedBlob { key: key.clone(), created: *created, size: bytes.len() as u64 })
+                .collect();
+            if page.is_empty() {
+                return None;
+            }
+            let next = (page.len() == page_size).then(|| page[page.len() - 1].key.clone());
+            Some((Ok(page), next))
+        })
+        .boxed()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        Ok(lock(&self.objects).get(PAIRING_MARKER_KEY).map(|(b, _)| b.clone()))
+    }
+
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.put_raw_new(PAIRING_MARKER_KEY.to_owned(), contents)
+    }
+}

@@ -1,0 +1,160 @@
+//! The two stores the design splits a profile across, and their contracts.
+//!
+//! Every implementation (in-memory, SQLite, PostgreSQL, local directory, S3) must keep
+//! the promises written on these traits; the conformance suites in
+//! `profilestore-stores` check them against each backend.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::error::StoreError;
+use crate::ids::{BlobKey, ImageId, UserId};
+use crate::settings::Timings;
+use crate::time::Timestamp;
+
+/// One user's profile record as the metadata store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Whose profile this is.
+    pub user_id: UserId,
+    /// The client's metadata: the text of a JSON object.
+    pub metadata: String,
+    /// The image the profile shows; its blob was written before this record.
+    pub image_id: ImageId,
+    /// The image's media type, as recognised from its bytes.
+    pub content_type: String,
+    /// The image's size in bytes.
+    pub image_size: u64,
+    /// When the write that made this record started, by the server's clock.
+    pub updated_at: Timestamp,
+}
+
+/// What a deadline-guarded record write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommitOutcome {
+    /// The record is stored (inserted or replaced).
+    Committed,
+    /// The database's clock had reached the deadline: nothing was written.
+    DeadlineExceeded,
+}
+
+/// The identity two stores share once paired, with the cluster-wide timings.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pairing {
+    /// Made once when the stores are first paired; both stores hold the same value.
+    pub cluster_id: uuid::Uuid,
+    /// The timings every server and cleaner of this cluster must run with.
+    pub timings: Timings,
+}
+
+/// The transactional store of profile records, `user_id -> Record`.
+///
+/// Every method is one short transaction of its own: none reads from a snapshot older
+/// than the call, and none is served by a replica.
+#[async_trait::async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// The record of `user`, if any.
+    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError>;
+
+    /// Inserts or replaces `record` **only if the database's own clock is before
+    /// `deadline` at the moment the statement executes**; otherwise writes nothing and
+    /// returns [`CommitOutcome::DeadlineExceeded`]. The deadline is evaluated inside
+    /// the statement, after any lock wait, so a pause of the calling process cannot
+    /// slip a late write through. The statement is abandoned when it has not finished
+    /// within `statement_timeout` (the request's remaining time); an abandoned or
+    /// failed statement is an error and writes nothing.
+    async fn put_before(
+        &self,
+        record: &Record,
+        deadline: Timestamp,
+        statement_timeout: Duration,
+    ) -> Result<CommitOutcome, StoreError>;
+
+    /// Deletes the record of `user`; `true` when there was one.
+    async fn delete(&self, user: &UserId) -> Result<bool, StoreError>;
+
+    /// Which of `ids` some record names, by one query in a fresh transaction.
+    /// Ids not in the answer were unreferenced at some moment during the call.
+    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError>;
+
+    /// How many records exist.
+    async fn count_records(&self) -> Result<u64, StoreError>;
+
+    /// Up to `limit` records in ascending user-id order, starting after `after`.
+    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError>;
+
+    /// Succeeds when the store answers a trivial query.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The pairing stored in this database, if it was ever paired.
+    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError>;
+
+    /// Stores `pairing` unless one is stored already; returns the one stored after the
+    /// call (the existing one when it was there first), so concurrent starts agree.
+    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError>;
+
+    /// Replaces the stored timings of the pairing with `cluster_id`.
+    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError>;
+}
+
+/// One object as a blob listing reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedBlob {
+    /// The object's key relative to the store's root, exactly as stored; it may lie
+    /// outside the blob-key layout.
+    pub key: String,
+    /// The object's creation time by the blob store's clock, rounded **up** to the
+    /// store's precision so that a blob never looks older than it is.
+    pub created: Timestamp,
+    /// The object's size in bytes.
+    pub size: u64,
+}
+
+/// The store of image bytes, keyed by [`BlobKey`].
+///
+/// Promises: puts are atomic (a reader sees the whole object or none) and never
+/// overwrite; reads see every completed put; deleting a missing key succeeds.
+#[async_trait::async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Stores `bytes` under `key` unless the key exists, in which case nothing changes
+    /// and the error kind is [`AlreadyExists`](crate::error::StoreErrorKind::AlreadyExists).
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError>;
+
+    /// The bytes under `key`, or `None` when there is no such blob.
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError>;
+
+    /// Whether a blob exists under `key`, without fetching its bytes.
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError>;
+
+    /// Deletes every key in `keys`; keys already gone count as deleted. On error some
+    /// of the keys may have been deleted (deleting is idempotent, so retry the lot).
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError>;
+
+    /// Every object in the store (including keys outside the layout), in pages of at
+    /// most `page_size`. The stream holds one page in memory at a time.
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>>;
+
+    /// Removes staging files an interrupted put left behind, when they were last
+    /// modified at or before `older_than`; returns how many were removed. Stores with
+    /// atomic puts and no staging files (the default) have nothing to do.
+    async fn sweep_staging(&self, _older_than: Timestamp) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
+    /// Succeeds when the store answers a trivial request.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The pairing marker's contents, if the store was ever paired.
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError>;
+
+    /// Writes the pairing marker unless one exists
+    /// ([`AlreadyExists`](crate::error::StoreErrorKind::AlreadyExists) then).
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError>;
+}
+
+/// The key of the pairing marker object. It is outside the blob-key layout, so no
+/// cleaner ever deletes it.
+pub const PAIRING_MARKER_KEY: &str = "_profilestore/pairing.json";
