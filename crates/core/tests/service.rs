@@ -1,0 +1,320 @@
+//! The write and read drivers against in-memory stores, with Tokio's clock paused so
+//! stalls of any length take no real time.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use profilestore_core::error::{ErrorKind, ServiceError, StoreError};
+use profilestore_core::ids::{BlobKey, IdSource, ImageId, UserId, UuidV7Ids};
+use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
+use profilestore_core::service::{NewProfile, ProfileService};
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+
+const TIMINGS: Timings = Timings {
+    request_timeout: Duration::from_secs(3600),
+    min_blob_age: Duration::from_secs(7200),
+    delete_delay: Duration::from_secs(3600),
+    clock_skew: Duration::from_secs(300),
+};
+
+/// Which store call stalls, and for how long.
+#[derive(Clone, Copy, Default)]
+struct Faults {
+    stall_put: Option<Duration>,
+    stall_get_blob: Option<Duration>,
+    stall_commit: Option<Duration>,
+    fail_all: bool,
+}
+
+/// Wraps the memory stores to stall or fail chosen calls.
+struct Faulty<S> {
+    inner: Arc<S>,
+    faults: Faults,
+}
+
+async fn stall(d: Option<Duration>) {
+    if let Some(d) = d {
+        tokio::time::sleep(d).await;
+    }
+}
+
+fn check(fail: bool) -> Result<(), StoreError> {
+    if fail { Err(StoreError::unavailable("injected failure")) } else { Ok(()) }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for Faulty<MemoryMetadataStore> {
+    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
+        check(self.faults.fail_all)?;
+        self.inner.get(user).await
+    }
+    async fn put_before(&self, record: &Record, deadline: Timestamp, timeout: Duration) -> Result<CommitOutcome, StoreError> {
+        check(self.faults.fail_all)?;
+        stall(self.faults.stall_commit).await;
+        self.inner.put_before(record, deadline, timeout).await
+    }
+    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+        self.inner.delete(user).await
+    }
+    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        self.inner.referenced(ids).await
+    }
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        self.inner.count_records().await
+    }
+    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.inner.records_after(after, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        check(self.faults.fail_all)
+    }
+    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
+        self.inner.read_pairing().await
+    }
+    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
+        self.inner.create_pairing(pairing).await
+    }
+    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
+        self.inner.update_timings(cluster_id, timings).await
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for Faulty<MemoryBlobStore> {
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        check(self.faults.fail_all)?;
+        stall(self.faults.stall_put).await;
+        self.inner.put_new(key, bytes).await
+    }
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
+        check(self.faults.fail_all)?;
+        stall(self.faults.stall_get_blob).await;
+        self.inner.get(key).await
+    }
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
+    }
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        self.inner.delete_many(keys).await
+    }
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        self.inner.list(page_size)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        check(self.faults.fail_all)
+    }
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        self.inner.read_marker().await
+    }
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.inner.create_marker(contents).await
+    }
+}
+
+struct World {
+    metadata: Arc<MemoryMetadataStore>,
+    blobs: Arc<MemoryBlobStore>,
+    clock: Arc<SystemClock>,
+}
+
+impl World {
+    fn new() -> Self {
+        let clock = Arc::new(SystemClock::starting_at(Timestamp::from_millis(1_700_000_000_000)));
+        World {
+            metadata: Arc::new(MemoryMetadataStore::new(clock.clone())),
+            blobs: Arc::new(MemoryBlobStore::new(clock.clone())),
+            clock,
+        }
+    }
+
+    fn service(&self, faults: Faults) -> ProfileService {
+        ProfileService::new(
+            Arc::new(Faulty { inner: self.metadata.clone(), faults }),
+            Arc::new(Faulty { inner: self.blobs.clone(), faults }),
+            self.clock.clone(),
+            Arc::new(UuidV7Ids),
+            TIMINGS,
+        )
+    }
+}
+
+fn user() -> UserId {
+    UserId::parse("alice").unwrap()
+}
+
+fn profile(tag: &str) -> NewProfile {
+    NewProfile {
+        metadata: format!(r#"{{"name":"{tag}"}}"#),
+        image: Bytes::from(format!("image bytes of {tag}")),
+        content_type: "image/png".into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_then_a_read_answers_the_same_pair() {
+    let world = World::new();
+    let service = world.service(Faults::default());
+    let stored = service.write(user(), profile("v1")).await.unwrap();
+    assert_eq!(stored.updated_at, world.clock.now());
+    let read = service.read(&user()).await.unwrap().unwrap();
+    assert_eq!(read.record, stored);
+    assert_eq!(read.image, Bytes::from("image bytes of v1"));
+    assert!(service.read(&UserId::parse("bob").unwrap()).await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replaced_profile_gets_a_fresh_image_and_leaves_the_old_blob_for_the_cleaner() {
+    let world = World::new();
+    let service = world.service(Faults::default());
+    let first = service.write(user(), profile("v1")).await.unwrap();
+    let second = service.write(user(), profile("v2")).await.unwrap();
+    assert_ne!(first.image_id, second.image_id);
+    assert_eq!(world.blobs.keys().len(), 2, "the old blob is an orphan, not overwritten");
+    assert_eq!(service.read(&user()).await.unwrap().unwrap().image, Bytes::from("image bytes of v2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_stalled_between_blob_and_record_past_its_deadline_is_refused_and_stores_no_record() {
+    let world = World::new();
+    world.service(Faults::default()).write(user(), profile("v1")).await.unwrap();
+    let stalled = world.service(Faults { stall_commit: Some(TIMINGS.request_timeout), ..Faults::default() });
+    let err = stalled.write(user(), profile("v2")).await.unwrap_err();
+    assert!(matches!(err, ServiceError::DeadlineExceeded), "{err:?}");
+    let kept = world.service(Faults::default()).read(&user()).await.unwrap().unwrap();
+    assert_eq!(kept.record.metadata, r#"{"name":"v1"}"#, "the old profile is intact");
+    assert_eq!(world.blobs.keys().len(), 2, "the stalled write's blob is an orphan");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_blob_put_ends_at_the_deadline() {
+    let world = World::new();
+    let service = world.service(Faults { stall_put: Some(Duration::from_secs(2 * 3600)), ..Faults::default() });
+    let started = world.clock.now();
+    let err = service.write(user(), profile("v1")).await.unwrap_err();
+    assert!(matches!(err, ServiceError::DeadlineExceeded), "{err:?}");
+    assert_eq!(world.clock.now().saturating_since(started), TIMINGS.request_timeout, "abandoned exactly at the deadline");
+    assert!(world.metadata.get(&user()).await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_database_refuses_a_commit_that_arrives_after_the_deadline_even_without_a_driver_timeout() {
+    // A paused process cannot run its own timers; the database's check is what stops
+    // the late write. Call the store directly, as a resumed process would.
+    let world = World::new();
+    let deadline = world.clock.now().plus(Duration::from_secs(1));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let record = Record {
+        user_id: user(),
+        metadata: "{}".into(),
+        image_id: UuidV7Ids.next_image_id(),
+        content_type: "image/png".into(),
+        image_size: 1,
+        updated_at: world.clock.now(),
+    };
+    let outcome = world.metadata.put_before(&record, deadline, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(outcome, CommitOutcome::DeadlineExceeded);
+    assert!(world.metadata.get(&user()).await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_naming_a_missing_blob_is_a_dangling_reference_not_no_profile() {
+    let world = World::new();
+    let service = world.service(Faults::default());
+    let stored = service.write(user(), profile("v1")).await.unwrap();
+    world.blobs.delete_many(&[BlobKey::original(stored.image_id)]).await.unwrap();
+    let err = service.read(&user()).await.unwrap_err();
+    assert_eq!(err.code(), "dangling_reference");
+    assert_eq!(err.kind(), ErrorKind::Internal);
+}
+
+/// A blob store that, the first time a read fetches `victim`, lets a concurrent
+/// update replace the record and deletes the old blob (what a cleaner without a
+/// delete delay would do), then answers "missing".
+struct RacingUpdate {
+    inner: Arc<MemoryBlobStore>,
+    metadata: Arc<MemoryMetadataStore>,
+    fired: AtomicBool,
+    replacement: Record,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for RacingUpdate {
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        self.inner.put_new(key, bytes).await
+    }
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
+        if key.image_id != self.replacement.image_id && !self.fired.swap(true, Ordering::SeqCst) {
+            self.metadata.put_before(&self.replacement, Timestamp::from_millis(i64::MAX), Duration::from_secs(1)).await?;
+            self.inner.delete_many(&[*key]).await?;
+        }
+        self.inner.get(key).await
+    }
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        self.inner.exists(key).await
+    }
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        self.inner.delete_many(keys).await
+    }
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        self.inner.list(page_size)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        self.inner.read_marker().await
+    }
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.inner.create_marker(contents).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_read_racing_an_update_re_reads_and_answers_the_new_pair_never_a_mix() {
+    let world = World::new();
+    let plain = world.service(Faults::default());
+    plain.write(user(), profile("old")).await.unwrap();
+    let new_id = UuidV7Ids.next_image_id();
+    world.blobs.put_new(&BlobKey::original(new_id), Bytes::from("image bytes of new")).await.unwrap();
+    let replacement = Record {
+        user_id: user(),
+        metadata: r#"{"name":"new"}"#.into(),
+        image_id: new_id,
+        content_type: "image/png".into(),
+        image_size: 18,
+        updated_at: world.clock.now(),
+    };
+    let racing = RacingUpdate { inner: world.blobs.clone(), metadata: world.metadata.clone(), fired: AtomicBool::new(false), replacement };
+    let service = ProfileService::new(world.metadata.clone(), Arc::new(racing), world.clock.clone(), Arc::new(UuidV7Ids), TIMINGS);
+    let read = service.read(&user()).await.unwrap().unwrap();
+    assert_eq!(read.record.metadata, r#"{"name":"new"}"#);
+    assert_eq!(read.image, Bytes::from("image bytes of new"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bytes_that_arrive_after_the_deadline_are_not_answered() {
+    let world = World::new();
+    world.service(Faults::default()).write(user(), profile("v1")).await.unwrap();
+    let slow = world.service(Faults { stall_get_blob: Some(TIMINGS.request_timeout), ..Faults::default() });
+    let err = slow.read(&user()).await.unwrap_err();
+    assert!(matches!(err, ServiceError::DeadlineExceeded), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_is_unavailable_and_changes_nothing() {
+    let world = World::new();
+    world.service(Faults::default()).write(user(), profile("v1")).await.unwrap();
+    let broken = world.service(Faults { fail_all: true, ..Faults::default() });
+    let err = broken.write(user(), profile("v2")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(err.code(), "store_unavailable");
+    assert!(broken.ready(Duration::from_secs(1)).await.is_err());
+    let kept = world.service(Faults::default()).read(&user()).await.unwrap().unwrap();
+    assert_eq!(kept.record.metadata, r#"{"name":"v1"}"#);
+}
