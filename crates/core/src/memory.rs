@@ -11,7 +11,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
-use crate::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record, PAIRING_MARKER_KEY};
+use crate::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, PAIRING_MARKER_KEY, Pairing, Record};
 use crate::time::{Clock, Timestamp};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -44,7 +44,12 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(lock(&self.state).records.get(user).cloned())
     }
 
-    async fn put_before(&self, record: &Record, deadline: Timestamp, _timeout: Duration) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(
+        &self,
+        record: &Record,
+        deadline: Timestamp,
+        _timeout: Duration,
+    ) -> Result<CommitOutcome, StoreError> {
         let mut state = lock(&self.state);
         if self.clock.now() >= deadline {
             return Ok(CommitOutcome::DeadlineExceeded);
@@ -160,7 +165,11 @@ impl BlobStore for MemoryBlobStore {
             let page: Vec<ListedBlob> = objects
                 .range::<String, _>((std::ops::Bound::Excluded(&after), std::ops::Bound::Unbounded))
                 .take(page_size)
-                .map(|(key, (bytes, created))| ListedBlob { key: key.clone(), created: *created, size: bytes.len() as u64 })
+                .map(|(key, (bytes, created))| ListedBlob {
+                    key: key.clone(),
+                    created: *created,
+                    size: bytes.len() as u64,
+                })
                 .collect();
             if page.is_empty() {
                 return None;

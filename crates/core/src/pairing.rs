@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use crate::error::{StoreError, StoreErrorKind};
-use crate::settings::{fmt_duration, Timings};
+use crate::settings::{Timings, fmt_duration};
 use crate::store::{BlobStore, MetadataStore, Pairing};
 
 /// Why a process refuses to run against its stores.
@@ -18,19 +18,25 @@ pub enum PairingError {
     #[error("the database and the blob store are not paired: run `profilestore init` (or `serve`) against them first")]
     NotPaired,
     /// The database holds a pairing, the blob store holds no marker.
-    #[error("the database belongs to cluster {cluster_id} but the blob store has no pairing marker: refusing to run against a blob store of another (or no) cluster")]
+    #[error(
+        "the database belongs to cluster {cluster_id} but the blob store has no pairing marker: refusing to run against a blob store of another (or no) cluster"
+    )]
     BlobStoreNotPaired {
         /// The database's cluster.
         cluster_id: uuid::Uuid,
     },
     /// The blob store holds a marker, the database holds no pairing.
-    #[error("the blob store belongs to cluster {cluster_id} but the database holds no pairing: a wiped or different database would make every image look unreferenced; refusing")]
+    #[error(
+        "the blob store belongs to cluster {cluster_id} but the database holds no pairing: a wiped or different database would make every image look unreferenced; refusing"
+    )]
     DatabaseNotPaired {
         /// The blob store's cluster.
         cluster_id: uuid::Uuid,
     },
     /// The two stores belong to different clusters.
-    #[error("the database belongs to cluster {database} but the blob store to cluster {blob_store}: they are not paired with each other")]
+    #[error(
+        "the database belongs to cluster {database} but the blob store to cluster {blob_store}: they are not paired with each other"
+    )]
     Mismatch {
         /// The database's cluster.
         database: uuid::Uuid,
@@ -92,11 +98,7 @@ impl TimingOverrides {
     /// The stored timings, unless a given setting differs from them.
     pub fn check_against(&self, stored: &Timings) -> Result<Timings, PairingError> {
         let differences = self.apply_to(stored).differences(stored);
-        if differences.is_empty() {
-            Ok(*stored)
-        } else {
-            Err(PairingError::TimingsDiffer(TimingMismatch(differences)))
-        }
+        if differences.is_empty() { Ok(*stored) } else { Err(PairingError::TimingsDiffer(TimingMismatch(differences))) }
     }
 }
 

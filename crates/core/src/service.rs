@@ -13,7 +13,9 @@ use bytes::Bytes;
 
 use crate::error::{ServiceError, StoreError};
 use crate::ids::{BlobKey, IdSource, ImageId, UserId};
-use crate::machine::{ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteEvent, WriteMachine, WriteOutcome};
+use crate::machine::{
+    ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteEvent, WriteMachine, WriteOutcome,
+};
 use crate::settings::Timings;
 use crate::store::{BlobStore, CommitOutcome, MetadataStore, Record};
 use crate::time::{Clock, Time, Timestamp};
@@ -157,7 +159,9 @@ impl ProfileService {
                 ReadAction::Done(ReadOutcome::NoProfile) => return Ok(None),
                 ReadAction::Done(ReadOutcome::Found(image_id)) => {
                     return match (record, image) {
-                        (Some(record), Some(image)) if record.image_id == image_id => Ok(Some(Profile { record, image })),
+                        (Some(record), Some(image)) if record.image_id == image_id => {
+                            Ok(Some(Profile { record, image }))
+                        }
                         _ => Err(ServiceError::Internal("read found an image without its record".into())),
                     };
                 }

@@ -160,7 +160,12 @@ mod tests {
 
     #[test]
     fn the_boundaries_of_both_inequalities_are_allowed() {
-        let t = Timings { request_timeout: H, min_blob_age: H + Duration::from_secs(300), delete_delay: H, ..Timings::CASE_STUDY };
+        let t = Timings {
+            request_timeout: H,
+            min_blob_age: H + Duration::from_secs(300),
+            delete_delay: H,
+            ..Timings::CASE_STUDY
+        };
         assert_eq!(t.validate(), Ok(()));
     }
 

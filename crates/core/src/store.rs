@@ -64,8 +64,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// returns [`CommitOutcome::DeadlineExceeded`]. The deadline is evaluated inside
     /// the statement, after any lock wait, so a pause of the calling process cannot
     /// slip a late write through. The statement is abandoned when it has not finished
-    /// within `statement_timeout` (the request's remaining time); an abandoned or
-    /// failed statement is an error and writes nothing.
+    /// within `statement_timeout` (the request's remaining time). An error means the
+    /// record was not written, except when the timeout struck after the commit was
+    /// sent: then the error says the outcome is unknown. Either way the deadline check
+    /// inside the statement bounds when a write can land.
     async fn put_before(
         &self,
         record: &Record,

@@ -2,8 +2,8 @@
 //! stalls of any length take no real time.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,7 +54,12 @@ impl MetadataStore for Faulty<MemoryMetadataStore> {
         check(self.faults.fail_all)?;
         self.inner.get(user).await
     }
-    async fn put_before(&self, record: &Record, deadline: Timestamp, timeout: Duration) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(
+        &self,
+        record: &Record,
+        deadline: Timestamp,
+        timeout: Duration,
+    ) -> Result<CommitOutcome, StoreError> {
         check(self.faults.fail_all)?;
         stall(self.faults.stall_commit).await;
         self.inner.put_before(record, deadline, timeout).await
@@ -198,7 +203,11 @@ async fn a_stalled_blob_put_ends_at_the_deadline() {
     let started = world.clock.now();
     let err = service.write(user(), profile("v1")).await.unwrap_err();
     assert!(matches!(err, ServiceError::DeadlineExceeded), "{err:?}");
-    assert_eq!(world.clock.now().saturating_since(started), TIMINGS.request_timeout, "abandoned exactly at the deadline");
+    assert_eq!(
+        world.clock.now().saturating_since(started),
+        TIMINGS.request_timeout,
+        "abandoned exactly at the deadline"
+    );
     assert!(world.metadata.get(&user()).await.unwrap().is_none());
 }
 
@@ -250,7 +259,9 @@ impl BlobStore for RacingUpdate {
     }
     async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
         if key.image_id != self.replacement.image_id && !self.fired.swap(true, Ordering::SeqCst) {
-            self.metadata.put_before(&self.replacement, Timestamp::from_millis(i64::MAX), Duration::from_secs(1)).await?;
+            self.metadata
+                .put_before(&self.replacement, Timestamp::from_millis(i64::MAX), Duration::from_secs(1))
+                .await?;
             self.inner.delete_many(&[*key]).await?;
         }
         self.inner.get(key).await
@@ -290,8 +301,19 @@ async fn a_read_racing_an_update_re_reads_and_answers_the_new_pair_never_a_mix()
         image_size: 18,
         updated_at: world.clock.now(),
     };
-    let racing = RacingUpdate { inner: world.blobs.clone(), metadata: world.metadata.clone(), fired: AtomicBool::new(false), replacement };
-    let service = ProfileService::new(world.metadata.clone(), Arc::new(racing), world.clock.clone(), Arc::new(UuidV7Ids), TIMINGS);
+    let racing = RacingUpdate {
+        inner: world.blobs.clone(),
+        metadata: world.metadata.clone(),
+        fired: AtomicBool::new(false),
+        replacement,
+    };
+    let service = ProfileService::new(
+        world.metadata.clone(),
+        Arc::new(racing),
+        world.clock.clone(),
+        Arc::new(UuidV7Ids),
+        TIMINGS,
+    );
     let read = service.read(&user()).await.unwrap().unwrap();
     assert_eq!(read.record.metadata, r#"{"name":"new"}"#);
     assert_eq!(read.image, Bytes::from("image bytes of new"));

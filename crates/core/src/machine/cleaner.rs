@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 
-use crate::settings::{old_enough, Timings};
+use crate::settings::{Timings, old_enough};
 use crate::time::Time;
 
 /// Identifies one batch (one listed page's candidates) within a cycle.
@@ -66,7 +66,9 @@ enum BatchState<T> {
     Candidates,
     Querying,
     /// Unreferenced at the end of the query; deletable from `due`.
-    Waiting { due: T },
+    Waiting {
+        due: T,
+    },
     Deleting,
 }
 
@@ -240,10 +242,15 @@ impl<T: Time, Id: Copy + Eq + Hash + std::fmt::Debug> CleanerCycle<T, Id> {
         if in_flight || !self.enabled(now).is_empty() {
             return CycleStatus::Busy;
         }
-        match self.batches.iter().filter_map(|b| match b.state {
-            BatchState::Waiting { due } => Some(due),
-            _ => None,
-        }).min() {
+        match self
+            .batches
+            .iter()
+            .filter_map(|b| match b.state {
+                BatchState::Waiting { due } => Some(due),
+                _ => None,
+            })
+            .min()
+        {
             Some(due) => CycleStatus::WaitUntil(due),
             // Unreachable with positive limits; treat as in flight rather than finished.
             None => CycleStatus::Busy,
@@ -281,7 +288,12 @@ mod tests {
         CleanerCycle::new(timings(), CycleLimits::default())
     }
 
-    fn run(c: &mut CleanerCycle<Timestamp, u32>, action: CleanerAction<u32>, event: CleanerEvent<Timestamp, u32>, now: i64) {
+    fn run(
+        c: &mut CleanerCycle<Timestamp, u32>,
+        action: CleanerAction<u32>,
+        event: CleanerEvent<Timestamp, u32>,
+        now: i64,
+    ) {
         assert!(c.enabled(at(now)).contains(&action), "{action:?} not enabled at {now}: {:?}", c.enabled(at(now)));
         c.start(&action);
         c.handle(event, at(now));
@@ -291,7 +303,12 @@ mod tests {
     fn a_blob_exactly_min_blob_age_plus_skew_old_is_considered_and_one_ms_younger_is_not() {
         let mut c = cycle();
         // Listed at 1000: created 790 is exactly 210 ms old; 791 is one ms short.
-        run(&mut c, CleanerAction::ListPage, CleanerEvent::Listed { page: vec![(1, at(790)), (2, at(791))], last: true }, 1000);
+        run(
+            &mut c,
+            CleanerAction::ListPage,
+            CleanerEvent::Listed { page: vec![(1, at(790)), (2, at(791))], last: true },
+            1000,
+        );
         let queries = c.enabled(at(1000));
         assert_eq!(queries, vec![CleanerAction::QueryReferenced { batch: BatchId(0), ids: vec![1] }]);
     }
@@ -299,7 +316,12 @@ mod tests {
     #[test]
     fn a_delete_is_enabled_exactly_delete_delay_after_the_query_ended() {
         let mut c = cycle();
-        run(&mut c, CleanerAction::ListPage, CleanerEvent::Listed { page: vec![(1, at(0)), (2, at(0))], last: true }, 1000);
+        run(
+            &mut c,
+            CleanerAction::ListPage,
+            CleanerEvent::Listed { page: vec![(1, at(0)), (2, at(0))], last: true },
+            1000,
+        );
         run(
             &mut c,
             CleanerAction::QueryReferenced { batch: BatchId(0), ids: vec![1, 2] },
@@ -308,7 +330,12 @@ mod tests {
         );
         assert!(c.enabled(at(1149)).is_empty(), "one ms early");
         assert_eq!(c.status(at(1149)), CycleStatus::WaitUntil(at(1150)));
-        run(&mut c, CleanerAction::Delete { batch: BatchId(0), ids: vec![1] }, CleanerEvent::Deleted { batch: BatchId(0) }, 1150);
+        run(
+            &mut c,
+            CleanerAction::Delete { batch: BatchId(0), ids: vec![1] },
+            CleanerEvent::Deleted { batch: BatchId(0) },
+            1150,
+        );
         assert_eq!(c.status(at(1150)), CycleStatus::Finished(CycleOutcome::Completed));
     }
 
@@ -374,7 +401,12 @@ mod tests {
             1000,
         );
         assert!(!c.enabled(at(1000)).contains(&CleanerAction::ListPage));
-        run(&mut c, CleanerAction::Delete { batch: BatchId(0), ids: vec![1] }, CleanerEvent::Deleted { batch: BatchId(0) }, 1100);
+        run(
+            &mut c,
+            CleanerAction::Delete { batch: BatchId(0), ids: vec![1] },
+            CleanerEvent::Deleted { batch: BatchId(0) },
+            1100,
+        );
         assert!(c.enabled(at(1100)).contains(&CleanerAction::ListPage));
     }
 }

@@ -15,5 +15,5 @@ mod read;
 mod write;
 
 pub use cleaner::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleLimits, CycleOutcome, CycleStatus};
-pub use read::{ReadAction, ReadEvent, ReadMachine, ReadOutcome, MAX_REREADS};
+pub use read::{MAX_REREADS, ReadAction, ReadEvent, ReadMachine, ReadOutcome};
 pub use write::{WriteAction, WriteEvent, WriteMachine, WriteOutcome};

@@ -22,7 +22,9 @@ pub struct ReadMachine<T, Id> {
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum ReadPhase<Id> {
     /// `missing` is the image found missing by the previous attempt, if any.
-    GetRecord { missing: Option<Id> },
+    GetRecord {
+        missing: Option<Id>,
+    },
     GetBlob(Id),
     Done(ReadOutcome<Id>),
 }
@@ -74,7 +76,11 @@ pub enum ReadEvent<Id> {
 impl<T: Time, Id: Copy + Eq + std::fmt::Debug> ReadMachine<T, Id> {
     /// A read that starts at `now` and may act until `now + request_timeout`.
     pub fn start(now: T, request_timeout: T::Span) -> Self {
-        ReadMachine { deadline: now.plus(request_timeout), rereads_left: MAX_REREADS, phase: ReadPhase::GetRecord { missing: None } }
+        ReadMachine {
+            deadline: now.plus(request_timeout),
+            rereads_left: MAX_REREADS,
+            phase: ReadPhase::GetRecord { missing: None },
+        }
     }
 
     /// The instant from which this read may no longer act.

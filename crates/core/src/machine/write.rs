@@ -119,8 +119,12 @@ impl<T: Time, Id: Copy + Eq + std::fmt::Debug> WriteMachine<T, Id> {
         self.phase = match (&self.phase, event) {
             (WritePhase::NeedId, WriteEvent::IdIssued(id)) => WritePhase::PutBlob(id),
             (WritePhase::PutBlob(id), WriteEvent::BlobStored) => WritePhase::CommitRecord(*id),
-            (WritePhase::CommitRecord(id), WriteEvent::RecordCommitted) => WritePhase::Done(WriteOutcome::Committed(*id)),
-            (WritePhase::CommitRecord(_), WriteEvent::CommitRefusedLate) => WritePhase::Done(WriteOutcome::DeadlineExceeded),
+            (WritePhase::CommitRecord(id), WriteEvent::RecordCommitted) => {
+                WritePhase::Done(WriteOutcome::Committed(*id))
+            }
+            (WritePhase::CommitRecord(_), WriteEvent::CommitRefusedLate) => {
+                WritePhase::Done(WriteOutcome::DeadlineExceeded)
+            }
             (WritePhase::Done(outcome), _) => WritePhase::Done(*outcome),
             (_, WriteEvent::Failed) => WritePhase::Done(WriteOutcome::Failed),
             (phase, event) => {
