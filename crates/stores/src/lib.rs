@@ -1,1 +1,27 @@
-//! (being written)
+//! Storage backends for profilestore, chosen by URL, and the conformance suites that
+//! check every backend keeps the store contracts of `profilestore_core::store`.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`resolve`] | [`open_metadata`] and [`open_blobs`]: the one place a URL becomes a store |
+//! | [`open`] | [`OpenMode`] (may opening create or migrate?) and [`OpenError`] |
+//! | [`sqlite`] | [`SqliteMetadataStore`]: records in a SQLite file, deadline checked by SQLite's clock; embedded migrations |
+//! | [`local`] | [`LocalBlobStore`]: image files under a directory via `object_store`; the staging-file sweep |
+//! | [`conformance`] | the metadata-store and blob-store suites every backend runs (used by other crates' tests too) |
+//!
+//! Backend errors (sqlx, `object_store`, I/O) become
+//! [`StoreError`](profilestore_core::error::StoreError)s inside the backend modules;
+//! no backend type appears in this crate's public signatures.
+
+pub mod conformance;
+pub mod local;
+pub mod open;
+pub mod resolve;
+pub mod sqlite;
+
+pub use local::LocalBlobStore;
+pub use open::{OpenError, OpenMode, redact_url};
+pub use resolve::{open_blobs, open_metadata};
+pub use sqlite::SqliteMetadataStore;

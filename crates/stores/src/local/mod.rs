@@ -1,0 +1,265 @@
+//! [`LocalBlobStore`]: image bytes as files under one directory, through
+//! `object_store`'s local backend (the same API the S3 backend will use).
+//!
+//! What the local backend does, and why it meets the [`BlobStore`] contract (read in
+//! `object_store` 0.14's `local.rs`):
+//! - a put writes a staging file `{key}#{n}` next to the key, then publishes it; with
+//!   `PutMode::Create` it publishes by `hard_link(staging, key)`, which fails with
+//!   `EEXIST` when the key exists, so a put is atomic (no partial file is ever visible
+//!   under the key) and never overwrites;
+//! - with `with_fsync(true)` the staging file and the directory entry are fsynced
+//!   before the put returns, so an acknowledged image survives a power loss;
+//! - a process killed mid-put leaves its staging file behind; listings hide such files,
+//!   so [`sweep_staging`](BlobStore::sweep_staging) walks the directory itself;
+//! - `with_automatic_cleanup(true)` removes the directories a delete empties, or every
+//!   deleted image would leave two directory levels behind forever.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::BlobKey;
+use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
+use profilestore_core::time::Timestamp;
+
+use crate::open::{OpenError, OpenMode};
+
+mod sweep;
+#[cfg(test)]
+mod tests;
+
+/// Image bytes as files under one local directory.
+///
+/// Promises: every [`BlobStore`] contract; creation times are the files' modification
+/// times by the local clock, rounded up to whole milliseconds.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+    fs: Arc<LocalFileSystem>,
+}
+
+impl LocalBlobStore {
+    /// Opens the blob directory `dir`. [`OpenMode::Migrate`] creates it (and its
+    /// parents) when missing; [`OpenMode::Existing`] requires it to exist.
+    pub async fn open(dir: impl AsRef<FsPath>, mode: OpenMode) -> Result<Self, OpenError> {
+        let dir = dir.as_ref();
+        let location = dir.display().to_string();
+        let failed = |doing: &str, e: std::io::Error| OpenError::Store {
+            what: "blob directory",
+            location: location.clone(),
+            source: io_error(doing, &e),
+        };
+        if dir.to_str().is_none() {
+            return Err(not_utf8(location));
+        }
+        match tokio::fs::metadata(dir).await {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                let source = StoreError::new(StoreErrorKind::Misconfigured, "it exists but is not a directory");
+                return Err(OpenError::Store { what: "blob directory", location, source });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && mode == OpenMode::Existing => {
+                return Err(OpenError::Missing { what: "blob directory", location });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tokio::fs::create_dir_all(dir).await.map_err(|e| failed("creating it", e))?;
+            }
+            Err(e) => return Err(failed("reading its metadata", e)),
+        }
+        // object_store resolves the prefix the same way; the sweep must walk the very
+        // directory the store writes to.
+        let root = tokio::fs::canonicalize(dir).await.map_err(|e| failed("resolving its path", e))?;
+        if root.to_str().is_none() {
+            return Err(not_utf8(location));
+        }
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| OpenError::Store {
+                what: "blob directory",
+                location: location.clone(),
+                source: store_error("opening", e),
+            })?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(LocalBlobStore { root, fs: Arc::new(fs) })
+    }
+
+    /// The directory the blobs live in, with symlinks resolved.
+    pub fn root(&self) -> &FsPath {
+        &self.root
+    }
+
+    async fn put_create(&self, key: &str, bytes: Bytes) -> Result<(), StoreError> {
+        let path = object_path(key)?;
+        self.fs
+            .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+            .await
+            .map_err(|e| store_error("storing a blob", e))?;
+        Ok(())
+    }
+
+    async fn get_raw(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = object_path(key)?;
+        match self.fs.get(&path).await {
+            // The file is open now: a delete from here on cannot cut the read short.
+            Ok(found) => Ok(Some(found.bytes().await.map_err(|e| store_error("reading a blob", e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(store_error("opening a blob", e)),
+        }
+    }
+}
+
+/// Why: object_store 0.14 unwraps the path as UTF-8 when a create-only put finds the key
+/// taken, so a non-UTF-8 root would turn that answer into a panic.
+fn not_utf8(location: String) -> OpenError {
+    let source = StoreError::new(StoreErrorKind::Misconfigured, "its path is not valid UTF-8");
+    OpenError::Store { what: "blob directory", location, source }
+}
+
+/// The `object_store` path of a key; every key this crate builds is valid.
+fn object_path(key: &str) -> Result<Path, StoreError> {
+    Path::parse(key)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, format!("blob key {key:?} is not a valid path: {e}")))
+}
+
+/// Milliseconds since the epoch of `secs` + `nanos`, rounded up: a blob must never look
+/// older than it is.
+fn millis_rounded_up(secs: i64, nanos: u32) -> Timestamp {
+    Timestamp::from_millis(secs.saturating_mul(1000).saturating_add(i64::from(nanos.div_ceil(1_000_000))))
+}
+
+fn listed(meta: ObjectMeta) -> ListedBlob {
+    let modified = meta.last_modified;
+    ListedBlob {
+        key: meta.location.to_string(),
+        created: millis_rounded_up(modified.timestamp(), modified.timestamp_subsec_nanos()),
+        size: meta.size,
+    }
+}
+
+/// The kind of an I/O failure: refused permissions and read-only file systems need an
+/// operator; anything else (a full disk, an I/O error) may pass.
+fn io_kind(e: &std::io::Error) -> StoreErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => StoreErrorKind::Misconfigured,
+        _ => StoreErrorKind::Unavailable,
+    }
+}
+
+pub(crate) fn io_error(doing: &str, e: &std::io::Error) -> StoreError {
+    StoreError::new(io_kind(e), format!("local blob store, {doing}: {e}"))
+}
+
+/// `e` as a store error. The local backend wraps most failures as `Generic` around an
+/// I/O error, so the I/O error found in the source chain decides the kind.
+fn store_error(doing: &str, e: object_store::Error) -> StoreError {
+    use object_store::Error as E;
+    let kind = match &e {
+        E::AlreadyExists { .. } => StoreErrorKind::AlreadyExists,
+        // A file whose name object_store cannot represent: the listing is malformed.
+        E::InvalidPath { .. } => StoreErrorKind::Corrupt,
+        E::NotImplemented { .. }
+        | E::NotSupported { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::UnknownConfigurationKey { .. } => StoreErrorKind::Misconfigured,
+        _ => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            let mut kind = StoreErrorKind::Unavailable;
+            while let Some(err) = source {
+                if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                    kind = io_kind(io);
+                    break;
+                }
+                source = err.source();
+            }
+            kind
+        }
+    };
+    StoreError::new(kind, format!("local blob store, {doing}: {e}"))
+}
+
+#[async_trait::async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        self.put_create(&key.to_string(), bytes).await
+    }
+
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
+        self.get_raw(&key.to_string()).await
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        match self.fs.head(&object_path(&key.to_string())?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_error("checking that a blob exists", e)),
+        }
+    }
+
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        let paths = keys.iter().map(|k| object_path(&k.to_string())).collect::<Result<Vec<_>, _>>()?;
+        // `delete_stream` is object_store's bulk delete (batched requests on S3; here ten
+        // file removals at a time). Every key is tried even after a failure, so one bad
+        // file does not hold back the rest; the first failure is reported.
+        let mut results = self.fs.delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
+        let (mut failures, mut first) = (0usize, None);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    failures += 1;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => {
+                Err(store_error(&format!("deleting blobs ({failures} of {} failed, first shown)", keys.len()), e))
+            }
+        }
+    }
+
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        // object_store walks the tree lazily (1024 entries per blocking batch) and
+        // hides staging files; one page at a time is collected from it.
+        self.fs
+            .list(None)
+            .map_ok(listed)
+            .map_err(|e| store_error("listing blobs", e))
+            .try_chunks(page_size.max(1))
+            .map_err(|failed| failed.1)
+            .boxed()
+    }
+
+    async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sweep::sweep_staging(&root, older_than))
+            .await
+            .map_err(|e| StoreError::unavailable(format!("local blob store, sweeping staging files: {e}")))?
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(StoreError::new(
+                StoreErrorKind::Misconfigured,
+                format!("local blob store: {} is no longer a directory", self.root.display()),
+            )),
+            Err(e) => Err(io_error(&format!("checking {}", self.root.display()), &e)),
+        }
+    }
+
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        self.get_raw(PAIRING_MARKER_KEY).await
+    }
+
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.put_create(PAIRING_MARKER_KEY, contents).await
+    }
+}

@@ -1,0 +1,154 @@
+//! Store URLs: the one place a URL becomes a store.
+//!
+//! | URL | store |
+//! |---|---|
+//! | `sqlite://data/p.db`, `sqlite:///var/lib/p.db`, `sqlite:data/p.db` | [`SqliteMetadataStore`] |
+//! | `file://./data/blobs`, `file:///var/lib/blobs` | [`LocalBlobStore`] |
+//! | `memory://` | a fresh in-memory store from `profilestore_core::memory` (tests) |
+//! | `postgres://`, `postgresql://`, `s3://` | not compiled into this build yet |
+//!
+//! Paths are taken literally (no percent-decoding); a path after `scheme://` is
+//! relative to the working directory unless it starts with `/`. Adding a backend is one
+//! `Scheme` variant and one match arm in each `open_*` function.
+
+use std::sync::Arc;
+
+use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
+use profilestore_core::store::{BlobStore, MetadataStore};
+use profilestore_core::time::Clock;
+
+use crate::local::LocalBlobStore;
+use crate::open::{OpenError, OpenMode, redact_url};
+use crate::sqlite::SqliteMetadataStore;
+
+const METADATA_SCHEMES: &str = "sqlite://, memory:// (postgres:// is not compiled into this build)";
+const BLOB_SCHEMES: &str = "file://, memory:// (s3:// is not compiled into this build)";
+
+/// The backends a URL can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Sqlite,
+    File,
+    Memory,
+    Postgres,
+    S3,
+}
+
+impl Scheme {
+    fn from_name(name: &str) -> Option<Scheme> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "sqlite" => Scheme::Sqlite,
+            "file" => Scheme::File,
+            "memory" => Scheme::Memory,
+            "postgres" | "postgresql" => Scheme::Postgres,
+            "s3" => Scheme::S3,
+            _ => return None,
+        })
+    }
+}
+
+/// A URL split into its scheme and the rest, after `scheme://` or `scheme:`.
+struct Parsed<'a> {
+    scheme: Scheme,
+    rest: &'a str,
+    redacted: String,
+}
+
+fn parse<'a>(url: &'a str, supported: &'static str) -> Result<Parsed<'a>, OpenError> {
+    let redacted = redact_url(url);
+    let Some((name, rest)) = url.split_once(':') else {
+        return Err(OpenError::NoScheme { url: redacted, supported });
+    };
+    let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !valid_name {
+        return Err(OpenError::NoScheme { url: redacted, supported });
+    }
+    let scheme = Scheme::from_name(name).ok_or_else(|| OpenError::UnknownScheme {
+        url: redacted.clone(),
+        scheme: name.to_owned(),
+        supported,
+    })?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    Ok(Parsed { scheme, rest, redacted })
+}
+
+/// The file-system path of a `sqlite:` or `file:` URL.
+fn local_path<'a>(parsed: &Parsed<'a>) -> Result<&'a str, OpenError> {
+    let invalid = |reason: &str| OpenError::InvalidUrl { url: parsed.redacted.clone(), reason: reason.to_owned() };
+    if parsed.rest.contains(['?', '#']) {
+        return Err(invalid("query strings and fragments are not supported in a local path"));
+    }
+    // `file://localhost/var/x` is RFC 8089's spelling of `/var/x`.
+    let path = parsed.rest.strip_prefix("localhost/").map_or(parsed.rest, |_| &parsed.rest["localhost".len()..]);
+    if path.is_empty() {
+        return Err(invalid("the path is empty"));
+    }
+    Ok(path)
+}
+
+fn not_compiled(parsed: &Parsed<'_>, backend: &'static str) -> OpenError {
+    OpenError::NotCompiled { url: parsed.redacted.clone(), backend }
+}
+
+fn wrong_kind(parsed: &Parsed<'_>, found: &'static str, expected: &'static str, supported: &'static str) -> OpenError {
+    OpenError::WrongKind { url: parsed.redacted.clone(), found, expected, supported }
+}
+
+/// Opens the metadata store `url` names. `clock` is the "database clock" of stores that
+/// have none of their own (`memory://`); real databases use their own clock.
+pub async fn open_metadata(
+    url: &str,
+    mode: OpenMode,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn MetadataStore>, OpenError> {
+    let parsed = parse(url, METADATA_SCHEMES)?;
+    match parsed.scheme {
+        Scheme::Sqlite => Ok(Arc::new(SqliteMetadataStore::open(local_path(&parsed)?, mode).await?)),
+        Scheme::Memory => Ok(Arc::new(MemoryMetadataStore::new(clock))),
+        Scheme::Postgres => Err(not_compiled(&parsed, "postgres")),
+        Scheme::File | Scheme::S3 => Err(wrong_kind(&parsed, "blob", "metadata", METADATA_SCHEMES)),
+    }
+}
+
+/// Opens the blob store `url` names. `clock` stamps creation times in stores that have
+/// no clock of their own (`memory://`); real stores use their own clock.
+pub async fn open_blobs(url: &str, mode: OpenMode, clock: Arc<dyn Clock>) -> Result<Arc<dyn BlobStore>, OpenError> {
+    let parsed = parse(url, BLOB_SCHEMES)?;
+    match parsed.scheme {
+        Scheme::File => Ok(Arc::new(LocalBlobStore::open(local_path(&parsed)?, mode).await?)),
+        Scheme::Memory => Ok(Arc::new(MemoryBlobStore::new(clock))),
+        Scheme::S3 => Err(not_compiled(&parsed, "s3")),
+        Scheme::Sqlite | Scheme::Postgres => Err(wrong_kind(&parsed, "metadata", "blob", BLOB_SCHEMES)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path_of(url: &str) -> Result<String, OpenError> {
+        let parsed = parse(url, BLOB_SCHEMES)?;
+        local_path(&parsed).map(str::to_owned)
+    }
+
+    #[test]
+    fn local_urls_name_relative_and_absolute_paths() {
+        assert_eq!(path_of("sqlite://data/p.db").unwrap(), "data/p.db");
+        assert_eq!(path_of("sqlite:data/p.db").unwrap(), "data/p.db");
+        assert_eq!(path_of("sqlite:///var/lib/p.db").unwrap(), "/var/lib/p.db");
+        assert_eq!(path_of("SQLite://p.db").unwrap(), "p.db");
+        assert_eq!(path_of("file://./data/blobs").unwrap(), "./data/blobs");
+        assert_eq!(path_of("file:///var/lib/blobs").unwrap(), "/var/lib/blobs");
+        assert_eq!(path_of("file://localhost/var/lib/blobs").unwrap(), "/var/lib/blobs");
+    }
+
+    #[test]
+    fn malformed_local_urls_are_refused() {
+        assert!(matches!(path_of("file://"), Err(OpenError::InvalidUrl { .. })));
+        assert!(matches!(path_of("sqlite://p.db?mode=ro"), Err(OpenError::InvalidUrl { .. })));
+        assert!(matches!(path_of("data/p.db"), Err(OpenError::NoScheme { .. })));
+        assert!(matches!(path_of("./x:y"), Err(OpenError::NoScheme { .. })));
+        assert!(matches!(path_of("redis://h"), Err(OpenError::UnknownScheme { .. })));
+    }
+}

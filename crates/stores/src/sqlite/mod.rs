@@ -1,0 +1,411 @@
+//! [`SqliteMetadataStore`]: profile records in one SQLite file, the embedded default.
+//!
+//! Durability and concurrency settings, and why:
+//! - WAL journal, so readers (reads, the cleaner's "is it referenced?") never wait for a
+//!   writer, and one writer at a time appends;
+//! - `synchronous=FULL`: every commit is fsynced before it is acknowledged, so a profile
+//!   a client was told is stored survives a power loss (in WAL mode `NORMAL` may lose
+//!   the last commits);
+//! - a busy timeout, so writers queue on the write lock instead of failing at once;
+//! - a small pool: SQLite has one writer anyway, and each connection is a thread.
+//!
+//! The deadline of [`put_before`](MetadataStore::put_before) is evaluated by SQLite
+//! against its own clock (`julianday('now')`, the operating system's wall clock read
+//! with millisecond precision, stable within a statement), in the statement that
+//! writes, after the write lock is held.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::{ImageId, UserId};
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{CommitOutcome, MetadataStore, Pairing, Record};
+use profilestore_core::time::Timestamp;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
+
+use crate::open::{OpenError, OpenMode};
+
+/// SQL for SQLite's clock in integer milliseconds since the Unix epoch.
+///
+/// `julianday('now')` is SQLite's integer-millisecond clock divided by 86 400 000 as a
+/// double; `ROUND` undoes the division's rounding error (about 1e-4 ms), which plain
+/// truncation would turn into reading the clock one millisecond early.
+macro_rules! db_now_ms {
+    () => {
+        "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+    };
+}
+
+mod errors;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use errors::{corrupt, failed};
+
+/// How long a statement waits for SQLite's write lock before failing as busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a free pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections in the pool. One writes at a time; the others serve reads meanwhile.
+const POOL_SIZE: u32 = 4;
+
+/// Inserts or replaces, but only while SQLite's clock is before `?7`. Run inside
+/// `BEGIN IMMEDIATE`, so the clock is read after the write lock is ours.
+const PUT_BEFORE: &str = concat!(
+    "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) ",
+    "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE ",
+    db_now_ms!(),
+    " < ?7 ",
+    "ON CONFLICT (user_id) DO UPDATE SET metadata = excluded.metadata, image_id = excluded.image_id, ",
+    "content_type = excluded.content_type, image_size = excluded.image_size, updated_at_ms = excluded.updated_at_ms"
+);
+
+/// Profile records and the pairing in a SQLite database file.
+///
+/// Promises: every [`MetadataStore`] contract, with each method one short transaction on
+/// the file itself (there are no replicas), and every acknowledged write fsynced.
+#[derive(Debug, Clone)]
+pub struct SqliteMetadataStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteMetadataStore {
+    /// Opens the database file at `path`.
+    ///
+    /// [`OpenMode::Migrate`] creates the file (and its parent directories) when missing
+    /// and applies any pending schema migrations; concurrent openers are safe.
+    /// [`OpenMode::Existing`] requires the file to exist at this build's schema version
+    /// and changes nothing. Either mode refuses a schema newer than this build knows.
+    pub async fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<Self, OpenError> {
+        let path = path.as_ref().to_path_buf();
+        let location = path.display().to_string();
+        let store_failed =
+            |source: StoreError| OpenError::Store { what: "database", location: location.clone(), source };
+        let io_failed = |doing: &str, e: std::io::Error| {
+            store_failed(StoreError::new(StoreErrorKind::Misconfigured, format!("{doing}: {e}")))
+        };
+
+        let exists = tokio::fs::try_exists(&path).await.map_err(|e| io_failed("checking that it exists", e))?;
+        match mode {
+            OpenMode::Existing if !exists => {
+                return Err(OpenError::Missing { what: "database file", location });
+            }
+            OpenMode::Migrate if !exists => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    tokio::fs::create_dir_all(parent).await.map_err(|e| io_failed("creating its directory", e))?;
+                }
+            }
+            _ => {}
+        }
+
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(mode == OpenMode::Migrate)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // WAL is a property of the file: a migrating open sets it once, on a connection
+        // of its own; an Existing open only checks it (below), so it never writes to a
+        // file it may not change, and pooled connections never ask for the switch.
+        if mode == OpenMode::Migrate {
+            switch_to_wal(&options).await.map_err(|e| store_failed(errors::store_error("switching to WAL", e)))?;
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| store_failed(errors::store_error("connecting", e)))?;
+
+        let checked = match mode {
+            OpenMode::Migrate => schema::migrate(&pool, &location).await,
+            OpenMode::Existing => match schema::check_current(&pool, &location).await {
+                Ok(()) => schema::check_wal(&pool, &location).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = checked {
+            pool.close().await;
+            return Err(e);
+        }
+        Ok(SqliteMetadataStore { pool, path })
+    }
+
+    /// The database file this store reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection, waiting for statements in flight. Later calls fail as
+    /// [`Unavailable`](StoreErrorKind::Unavailable).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The pool, for this crate's tests that plant rows no method would write.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// Puts the database file into WAL mode (creating it when `options` say so), retrying
+/// while another process holds the lock the switch needs.
+///
+/// Why retry: the switch takes an exclusive lock that SQLite's busy timeout does not
+/// wait for, so two processes creating the same file at once would otherwise see one
+/// fail with "database is locked". Once the file is in WAL mode, asking again is a
+/// read that needs no such lock.
+async fn switch_to_wal(options: &SqliteConnectOptions) -> Result<(), sqlx::Error> {
+    const PAUSE: Duration = Duration::from_millis(20);
+    let attempts = BUSY_TIMEOUT.as_millis() / PAUSE.as_millis();
+    let options = options.clone().journal_mode(SqliteJournalMode::Wal);
+    let mut attempt = 0;
+    loop {
+        match SqliteConnection::connect_with(&options).await {
+            Ok(conn) => return conn.close().await,
+            Err(e) if errors::is_busy(&e) && attempt < attempts => {
+                attempt += 1;
+                tokio::time::sleep(PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A stored string shortened for an error message: corrupt data may be huge.
+fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
+
+fn parse_image_id(s: &str) -> Result<ImageId, StoreError> {
+    s.parse().map_err(|_| corrupt(format!("stored image id {} is not a canonical UUIDv7", shown(s))))
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
+    let reading = failed("reading a profile record");
+    let user_id: String = row.try_get("user_id").map_err(&reading)?;
+    let image_id: String = row.try_get("image_id").map_err(&reading)?;
+    let image_size: i64 = row.try_get("image_size").map_err(&reading)?;
+    Ok(Record {
+        user_id: UserId::parse(&user_id)
+            .map_err(|_| corrupt(format!("stored user id {} is not a valid user id", shown(&user_id))))?,
+        metadata: row.try_get("metadata").map_err(&reading)?,
+        image_id: parse_image_id(&image_id)?,
+        content_type: row.try_get("content_type").map_err(&reading)?,
+        image_size: u64::try_from(image_size)
+            .map_err(|_| corrupt(format!("stored image size {image_size} is negative")))?,
+        updated_at: Timestamp::from_millis(row.try_get("updated_at_ms").map_err(&reading)?),
+    })
+}
+
+fn pairing_from_row(row: &SqliteRow) -> Result<Pairing, StoreError> {
+    let reading = failed("reading the pairing");
+    let cluster_id: String = row.try_get("cluster_id").map_err(&reading)?;
+    let timings: String = row.try_get("timings").map_err(&reading)?;
+    Ok(Pairing {
+        cluster_id: uuid::Uuid::try_parse(&cluster_id)
+            .map_err(|_| corrupt(format!("stored cluster id {} is not a UUID", shown(&cluster_id))))?,
+        timings: serde_json::from_str(&timings)
+            .map_err(|e| corrupt(format!("stored timings {} do not parse: {e}", shown(&timings))))?,
+    })
+}
+
+fn timings_json(timings: &Timings) -> Result<String, StoreError> {
+    serde_json::to_string(timings).map_err(|e| corrupt(format!("timings do not serialise: {e}")))
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for SqliteMetadataStore {
+    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
+        let sql = concat!(
+            "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms ",
+            "FROM profiles WHERE user_id = ?"
+        );
+        let row = sqlx::query(sql)
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a profile record"))?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn put_before(
+        &self,
+        record: &Record,
+        deadline: Timestamp,
+        statement_timeout: Duration,
+    ) -> Result<CommitOutcome, StoreError> {
+        let image_size = i64::try_from(record.image_size).map_err(|_| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("image size {} does not fit SQLite's integers; nothing was written", record.image_size),
+            )
+        })?;
+        // Set just before COMMIT is sent: from then on a timeout cannot tell whether
+        // the commit happened.
+        let commit_sent = AtomicBool::new(false);
+        let attempt = async {
+            // BEGIN IMMEDIATE takes the write lock (waiting up to the busy timeout), so
+            // the INSERT below reads the clock after any lock wait.
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
+            let done = sqlx::query(PUT_BEFORE)
+                .bind(record.user_id.as_str())
+                .bind(&record.metadata)
+                .bind(record.image_id.to_string())
+                .bind(&record.content_type)
+                .bind(image_size)
+                .bind(record.updated_at.as_millis())
+                .bind(deadline.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("writing a profile record"))?;
+            if done.rows_affected() == 0 {
+                // The transaction changed nothing, so the outcome is settled whether or
+                // not this rollback succeeds.
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "rolling back an empty transaction failed");
+                }
+                return Ok(CommitOutcome::DeadlineExceeded);
+            }
+            commit_sent.store(true, Ordering::SeqCst);
+            tx.commit().await.map_err(failed("committing a profile record"))?;
+            Ok(CommitOutcome::Committed)
+        };
+        // On timeout the transaction is dropped, and sqlx queues its ROLLBACK behind
+        // the statement still running on the connection's worker thread: nothing is
+        // written unless COMMIT had already been sent.
+        match tokio::time::timeout(statement_timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) if commit_sent.load(Ordering::SeqCst) => Err(StoreError::unavailable(format!(
+                "SQLite: the statement timeout ({statement_timeout:?}) passed while the record's commit was \
+                 under way; the record may or may not have been written"
+            ))),
+            Err(_) => Err(StoreError::unavailable(format!(
+                "SQLite: the record write did not finish within its statement timeout ({statement_timeout:?}); \
+                 nothing was written"
+            ))),
+        }
+    }
+
+    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM profiles WHERE user_id = ?")
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("deleting a profile record"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // All ids travel as one JSON array bound to one parameter, so any number of ids
+        // is one statement (one autocommit read transaction, a fresh WAL snapshot),
+        // with no limit on bound parameters and no SQL built from data. The planner
+        // probes the image_id index once per id (the tests check the plan).
+        let wanted: HashSet<String> = ids.iter().map(ImageId::to_string).collect();
+        let json = serde_json::to_string(&wanted).map_err(|e| corrupt(format!("ids do not serialise: {e}")))?;
+        let rows = sqlx::query(REFERENCED)
+            .bind(json)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("asking which images are referenced"))?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0).map_err(failed("reading a referenced image id"))?;
+                parse_image_id(&id)
+            })
+            .collect()
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("counting profile records"))?;
+        u64::try_from(n).map_err(|_| corrupt(format!("record count {n} is negative")))
+    }
+
+    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // BINARY collation: byte order, the order of `UserId`'s `Ord`.
+        let query = match after {
+            Some(after) => sqlx::query(concat!(
+                "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms ",
+                "FROM profiles WHERE user_id > ? ORDER BY user_id LIMIT ?"
+            ))
+            .bind(after.as_str()),
+            None => sqlx::query(concat!(
+                "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms ",
+                "FROM profiles ORDER BY user_id LIMIT ?"
+            )),
+        };
+        let rows = query.bind(limit).fetch_all(&self.pool).await.map_err(failed("listing profile records"))?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(failed("answering a ping"))?;
+        Ok(())
+    }
+
+    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
+        let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading the pairing"))?;
+        row.as_ref().map(pairing_from_row).transpose()
+    }
+
+    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
+        let timings = timings_json(&pairing.timings)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
+        sqlx::query(concat!(
+            "INSERT INTO pairing (singleton, cluster_id, timings, created_at_ms) VALUES (1, ?, ?, ",
+            db_now_ms!(),
+            ") ON CONFLICT (singleton) DO NOTHING"
+        ))
+        .bind(pairing.cluster_id.hyphenated().to_string())
+        .bind(timings)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("storing the pairing"))?;
+        let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(failed("reading the pairing back"))?;
+        let stored = pairing_from_row(&row)?;
+        tx.commit().await.map_err(failed("committing the pairing"))?;
+        Ok(stored)
+    }
+
+    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE pairing SET timings = ? WHERE singleton = 1 AND cluster_id = ?")
+            .bind(timings_json(timings)?)
+            .bind(cluster_id.hyphenated().to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("updating the timings"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::Misconfigured,
+                format!("SQLite: the database holds no pairing with cluster id {cluster_id}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+const REFERENCED: &str = "SELECT DISTINCT image_id FROM profiles WHERE image_id IN (SELECT value FROM json_each(?))";
