@@ -1,0 +1,234 @@
+//! The router, its handlers, and the extractors that validate path parameters.
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Multipart, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router, middleware};
+use bytes::Bytes;
+use profilestore_core::error::InvalidInput;
+use profilestore_core::ids::{ImageId, UserId};
+use profilestore_core::service::{NewProfile, ProfileService};
+
+use crate::ApiConfig;
+use crate::error::ApiError;
+use crate::image::ImageFormat;
+use crate::json::{ProfileBody, StatusBody};
+use crate::middleware::{json_errors, log_request};
+use crate::upload::{self, UploadError};
+
+/// How long the readiness probe waits for both stores. Short, so that a load balancer
+/// polling it notices an outage within a few seconds.
+const READY_LIMIT: Duration = Duration::from_secs(2);
+
+/// Served images are immutable (an id names one upload forever), so caches may keep
+/// them for the maximum a year allows.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// A profile's current image changes with every write: caches may keep it, but must
+/// revalidate (cheap, thanks to the ETag) before reuse.
+const REVALIDATE: &str = "no-cache";
+
+#[derive(Clone)]
+struct AppState {
+    service: ProfileService,
+    config: ApiConfig,
+}
+
+/// The API's router; see the crate documentation for the endpoints.
+pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
+    let body_limit = usize::try_from(upload::body_limit(&config)).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/v1/profiles/{user_id}", get(get_profile).put(put_profile).delete(delete_profile))
+        .route("/v1/profiles/{user_id}/image", get(get_profile_image))
+        .route("/v1/images/{image_id}", get(get_image))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(route_not_found)
+        // After the routes: it applies to the routes registered before it.
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(AppState { service, config })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// A user id from the path, validated by [`UserId::parse`].
+struct UserPath(UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| InvalidInput::new("invalid_user_id", "the user id in the path is not valid UTF-8"))?;
+        Ok(UserPath(UserId::parse(&raw)?))
+    }
+}
+
+/// An image id from the path: the canonical lowercase form of a UUIDv7.
+struct ImagePath(ImageId);
+
+impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| InvalidInput::new("invalid_image_id", "the image id in the path is not valid UTF-8"))?;
+        Ok(ImagePath(raw.parse::<ImageId>()?))
+    }
+}
+
+/// `PUT /v1/profiles/{user_id}`: validates the whole upload, then writes it.
+async fn put_profile(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    request: Request,
+) -> Result<Json<ProfileBody>, ApiError> {
+    upload::check_headers(request.headers(), &state.config)?;
+    let multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|_| UploadError::Malformed("the multipart boundary is missing or invalid"))?;
+    let upload = upload::read(multipart, &state.config).await?;
+    let profile = NewProfile {
+        metadata: upload.metadata,
+        image: upload.image,
+        content_type: upload.format.content_type().to_owned(),
+    };
+    let record = state.service.write(user, profile).await?;
+    Ok(Json(ProfileBody::new(&record, None)?))
+}
+
+/// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.
+async fn get_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<Json<ProfileBody>, ApiError> {
+    let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
+    Ok(Json(ProfileBody::new(&profile.record, Some(&profile.image))?))
+}
+
+/// `GET /v1/profiles/{user_id}/image`: the current image's bytes with the type
+/// recorded at upload.
+async fn get_profile_image(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
+    let content_type = HeaderValue::from_str(&profile.record.content_type).unwrap_or_else(|_| {
+        tracing::error!(user = %user, "stored content type is not a valid header value");
+        HeaderValue::from_static("application/octet-stream")
+    });
+    Ok(image_response(&headers, profile.record.image_id, content_type, profile.image, REVALIDATE))
+}
+
+/// `GET /v1/images/{image_id}`: one image's immutable bytes, typed by their content.
+async fn get_image(
+    State(state): State<AppState>,
+    ImagePath(image_id): ImagePath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bytes = state.service.image(image_id).await?.ok_or_else(ApiError::image_not_found)?;
+    let content_type = ImageFormat::sniff(&bytes).map_or("application/octet-stream", ImageFormat::content_type);
+    Ok(image_response(&headers, image_id, HeaderValue::from_static(content_type), bytes, IMMUTABLE))
+}
+
+/// `DELETE /v1/profiles/{user_id}`: 204, or 404 when there was no profile.
+async fn delete_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<StatusCode, ApiError> {
+    if state.service.delete(&user).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::profile_not_found()) }
+}
+
+/// `GET /healthz`: the process is up. Touches no store, so a store outage does not
+/// get healthy servers restarted.
+async fn healthz() -> Json<StatusBody> {
+    Json(StatusBody { status: "ok" })
+}
+
+/// `GET /readyz`: both stores answer within [`READY_LIMIT`]. Why not is logged, not
+/// answered: the probe is often reachable by more people than the logs are.
+async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+    match state.service.ready(READY_LIMIT).await {
+        Ok(()) => Ok(Json(StatusBody { status: "ready" })),
+        Err(e) => {
+            tracing::warn!(code = e.code(), error = %e, "readiness check failed");
+            Err(ApiError::not_ready())
+        }
+    }
+}
+
+async fn route_not_found() -> ApiError {
+    ApiError::route_not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// An image answer: the bytes (or 304 when `If-None-Match` names this image), with
+/// the image id as a strong ETag and headers that stop browsers from treating the
+/// bytes as anything but the declared image.
+fn image_response(
+    request_headers: &HeaderMap,
+    image_id: ImageId,
+    content_type: HeaderValue,
+    bytes: Bytes,
+    cache_control: &'static str,
+) -> Response {
+    let etag = format!("\"{image_id}\"");
+    let mut response = if if_none_match(request_headers, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut ok = bytes.into_response();
+        ok.headers_mut().insert(header::CONTENT_TYPE, content_type);
+        ok
+    };
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    response
+}
+
+/// Whether the request's `If-None-Match` matches `etag`: `*`, or a listed tag equal to
+/// it under the weak comparison RFC 9110 prescribes for this header.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_inm(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_and_lists() {
+        let etag = "\"abc\"";
+        assert!(if_none_match(&with_inm(&["\"abc\""]), etag));
+        assert!(if_none_match(&with_inm(&["W/\"abc\""]), etag));
+        assert!(if_none_match(&with_inm(&["\"x\", \"abc\""]), etag));
+        assert!(if_none_match(&with_inm(&["\"x\"", "\"abc\""]), etag));
+        assert!(if_none_match(&with_inm(&["*"]), etag));
+        assert!(!if_none_match(&with_inm(&["\"abcd\""]), etag));
+        assert!(!if_none_match(&with_inm(&["abc"]), etag));
+        assert!(!if_none_match(&HeaderMap::new(), etag));
+    }
+}

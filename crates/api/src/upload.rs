@@ -1,0 +1,253 @@
+//! Reading a profile upload: a `multipart/form-data` body with exactly one
+//! `metadata` part (a JSON object) and one `image` part.
+//!
+//! The body is read part by part and each part chunk by chunk; every limit is checked
+//! as bytes arrive, so a refused upload costs at most the limit in memory, and an
+//! image with the wrong magic bytes is refused after its first few bytes.
+
+use axum::extract::multipart::{Field, Multipart, MultipartError};
+use axum::http::{HeaderMap, StatusCode, header};
+use bytes::{Bytes, BytesMut};
+
+use crate::ApiConfig;
+use crate::image::{self, ImageError, ImageFormat};
+
+/// The largest metadata part accepted, in bytes.
+pub(crate) const MAX_METADATA_SIZE: u64 = 64 * 1024;
+
+/// Room for multipart framing (boundaries, part headers) on top of the two parts.
+const FRAMING_ALLOWANCE: u64 = 16 * 1024;
+
+/// The largest request body a profile upload may have under `config`.
+pub(crate) fn body_limit(config: &ApiConfig) -> u64 {
+    config.max_image_size.saturating_add(MAX_METADATA_SIZE).saturating_add(FRAMING_ALLOWANCE)
+}
+
+/// A validated upload: everything the service needs, nothing it must check again.
+#[derive(Debug)]
+pub(crate) struct Upload {
+    /// The metadata exactly as sent: the text of a JSON object.
+    pub(crate) metadata: String,
+    /// The image's bytes.
+    pub(crate) image: Bytes,
+    /// The image's format, recognised from its bytes.
+    pub(crate) format: ImageFormat,
+}
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UploadError {
+    /// The request's `Content-Type` is not `multipart/form-data`.
+    #[error("the request body must be multipart/form-data")]
+    NotMultipart,
+    /// The multipart framing is broken (bad boundary, truncated body, unreadable headers).
+    #[error("the multipart body is malformed: {0}")]
+    Malformed(&'static str),
+    /// The body as a whole is longer than any valid upload can be.
+    #[error("the request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The body limit in bytes.
+        limit: u64,
+    },
+    /// A required part was not sent.
+    #[error("the `{0}` part is missing")]
+    MissingPart(&'static str),
+    /// A part was sent twice.
+    #[error("the `{0}` part was sent more than once")]
+    DuplicatePart(&'static str),
+    /// A part other than `metadata` and `image` was sent (or one without a name).
+    #[error("unexpected part: only `metadata` and `image` are accepted")]
+    UnknownPart,
+    /// The metadata part is larger than allowed.
+    #[error("the metadata part is larger than {limit} bytes")]
+    MetadataTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The metadata is not JSON at all.
+    #[error("the metadata part is not valid JSON: {0}")]
+    MetadataNotJson(serde_json::Error),
+    /// The metadata is JSON but not an object.
+    #[error("the metadata part must be a JSON object")]
+    MetadataNotObject,
+    /// The image part is larger than allowed.
+    #[error("the image part is larger than {limit} bytes")]
+    ImageTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The image is not one we accept.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+}
+
+impl UploadError {
+    /// Stable machine-readable code.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            UploadError::NotMultipart => "unsupported_media_type",
+            UploadError::Malformed(_) => "malformed_multipart",
+            UploadError::BodyTooLarge { .. } => "payload_too_large",
+            UploadError::MissingPart(_) => "missing_part",
+            UploadError::DuplicatePart(_) => "duplicate_part",
+            UploadError::UnknownPart => "unknown_part",
+            UploadError::MetadataTooLarge { .. } => "metadata_too_large",
+            UploadError::MetadataNotJson(_) => "invalid_metadata",
+            UploadError::MetadataNotObject => "metadata_not_object",
+            UploadError::ImageTooLarge { .. } => "image_too_large",
+            UploadError::Image(e) => e.code(),
+        }
+    }
+}
+
+/// Checks what can be checked from the headers alone, before any of the body is read:
+/// the content type, and a declared `Content-Length` over the body limit.
+pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<(), UploadError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("multipart/form-data") {
+        return Err(UploadError::NotMultipart);
+    }
+    let limit = body_limit(config);
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(UploadError::BodyTooLarge { limit });
+    }
+    Ok(())
+}
+
+/// Reads and validates the whole upload. Stops at the first refusal without reading
+/// the rest of the body.
+pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig) -> Result<Upload, UploadError> {
+    let limit = body_limit(config);
+    let mut metadata: Option<String> = None;
+    let mut image: Option<(Bytes, ImageFormat)> = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limit))? {
+        match field.name() {
+            Some("metadata") => {
+                if metadata.is_some() {
+                    return Err(UploadError::DuplicatePart("metadata"));
+                }
+                let too_large = || UploadError::MetadataTooLarge { limit: MAX_METADATA_SIZE };
+                let bytes = read_part(&mut field, MAX_METADATA_SIZE, limit, too_large, |_| Ok(())).await?;
+                metadata = Some(validate_metadata(&bytes)?);
+            }
+            Some("image") => {
+                if image.is_some() {
+                    return Err(UploadError::DuplicatePart("image"));
+                }
+                let max = config.max_image_size;
+                let too_large = || UploadError::ImageTooLarge { limit: max };
+                let bytes = read_part(&mut field, max, limit, too_large, refuse_unrecognised).await?;
+                let format = image::inspect(&bytes, config.max_image_pixels)?;
+                image = Some((bytes, format));
+            }
+            _ => return Err(UploadError::UnknownPart),
+        }
+    }
+    let metadata = metadata.ok_or(UploadError::MissingPart("metadata"))?;
+    let (image, format) = image.ok_or(UploadError::MissingPart("image"))?;
+    Ok(Upload { metadata, image, format })
+}
+
+/// Refuses an image as soon as enough of it has arrived to see that its magic bytes
+/// match no accepted format, instead of reading up to the size limit first.
+fn refuse_unrecognised(so_far: &[u8]) -> Result<(), UploadError> {
+    if so_far.len() >= ImageFormat::SNIFF_LEN && ImageFormat::sniff(so_far).is_none() {
+        return Err(ImageError::Unrecognised.into());
+    }
+    Ok(())
+}
+
+/// Reads one part, refusing it with `too_large()` the moment more than `max` bytes
+/// have arrived, and running `check` on what has arrived after each chunk.
+async fn read_part(
+    field: &mut Field<'_>,
+    max: u64,
+    body_limit: u64,
+    too_large: impl Fn() -> UploadError,
+    check: impl Fn(&[u8]) -> Result<(), UploadError>,
+) -> Result<Bytes, UploadError> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e, body_limit))? {
+        if (buf.len() as u64).saturating_add(chunk.len() as u64) > max {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+        check(&buf)?;
+    }
+    Ok(buf.freeze())
+}
+
+/// The metadata as text, once it is known to be a JSON object. The client's text is
+/// kept as sent (key order, number spelling), only checked.
+fn validate_metadata(bytes: &[u8]) -> Result<String, UploadError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(UploadError::MetadataNotJson)?;
+    if !value.is_object() {
+        return Err(UploadError::MetadataNotObject);
+    }
+    // from_slice only succeeds on UTF-8 input, so this cannot fail; map it anyway
+    // rather than trust that with a panic.
+    String::from_utf8(bytes.to_vec()).map_err(|_| UploadError::Malformed("the metadata part is not UTF-8"))
+}
+
+/// Maps a multipart reading failure: the body limit to 413, everything else to a
+/// malformed body (a client that disconnected mid-body lands here too; nobody is left
+/// to read the answer).
+fn multipart_error(e: &MultipartError, limit: u64) -> UploadError {
+    match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => UploadError::BodyTooLarge { limit },
+        StatusCode::BAD_REQUEST => {
+            tracing::debug!(error = %e.body_text(), "malformed multipart body");
+            UploadError::Malformed("the parts or their headers could not be parsed")
+        }
+        _ => {
+            tracing::debug!(error = %e.body_text(), "request body could not be read");
+            UploadError::Malformed("the request body could not be read")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(content_type: &str, length: Option<u64>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        if let Some(len) = length {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        h
+    }
+
+    #[test]
+    fn only_multipart_form_data_is_accepted() {
+        let config = ApiConfig::default();
+        assert!(check_headers(&headers("multipart/form-data; boundary=x", None), &config).is_ok());
+        assert!(check_headers(&headers("Multipart/Form-Data;boundary=x", None), &config).is_ok());
+        for other in ["application/json", "image/png", "multipart/mixed; boundary=x", ""] {
+            assert!(matches!(check_headers(&headers(other, None), &config), Err(UploadError::NotMultipart)), "{other}");
+        }
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let config = ApiConfig { max_image_size: 1000, ..ApiConfig::default() };
+        let limit = body_limit(&config);
+        let ct = "multipart/form-data; boundary=x";
+        assert!(check_headers(&headers(ct, Some(limit)), &config).is_ok());
+        assert!(matches!(check_headers(&headers(ct, Some(limit + 1)), &config), Err(UploadError::BodyTooLarge { .. })));
+    }
+
+    #[test]
+    fn metadata_must_be_a_json_object() {
+        assert_eq!(validate_metadata(br#" {"a": [1, 2]} "#).unwrap(), r#" {"a": [1, 2]} "#);
+        assert!(matches!(validate_metadata(b"[1]"), Err(UploadError::MetadataNotObject)));
+        assert!(matches!(validate_metadata(b"\"s\""), Err(UploadError::MetadataNotObject)));
+        assert!(matches!(validate_metadata(b"{nope"), Err(UploadError::MetadataNotJson(_))));
+        assert!(matches!(validate_metadata(b"{\"a\":\"\xff\"}"), Err(UploadError::MetadataNotJson(_))));
+    }
+}
