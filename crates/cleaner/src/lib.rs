@@ -1,1 +1,30 @@
-//! (being written)
+//! The storage cleaner: reclaims images no profile record references, and the
+//! read-only audit that reports orphans and dangling references.
+//!
+//! The cleaner's timing rules (age filter, delete delay) live in the core's
+//! [`CleanerCycle`](profilestore_core::machine::CleanerCycle) step machine, the same
+//! one the model checker explores. This crate drives it against real stores and adds
+//! the operational guards a deployment needs: when in doubt, do not delete.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`cycle`] | [`Cleaner`]: one cycle, or a daemon on an interval |
+//! | [`config`] | [`CleanerConfig`] and the [`ConfigError`]s that refuse an unsafe one |
+//! | [`report`] | [`CycleReport`]: what a cycle saw and did, for people and for scripts |
+//! | [`mod@audit`] | [`audit()`]: record and blob counts, orphans by age, confirmed dangling references |
+//! | `guards` | the empty-database refusal and the unreferenced-fraction budget |
+//! | `listing` | listed keys parsed into the layout and merged per image, page by page |
+
+pub mod audit;
+pub mod config;
+pub mod cycle;
+mod guards;
+mod listing;
+pub mod report;
+
+pub use audit::{AuditReport, DanglingReference, OrphanCounts, audit};
+pub use config::{CleanerConfig, ConfigError, MAX_PAGE_SIZE};
+pub use cycle::Cleaner;
+pub use report::{CycleReport, Outcome};

@@ -1,0 +1,79 @@
+//! How a [`Cleaner`](crate::Cleaner) runs, and the checks that refuse an unsafe setup.
+
+use profilestore_core::machine::CycleLimits;
+use profilestore_core::settings::{TimingViolations, Timings};
+
+/// The largest listing page (and delete request) the cleaner uses: what S3 allows.
+pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// How a [`Cleaner`](crate::Cleaner) runs its cycles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanerConfig {
+    /// The cluster-wide timings; only `min_blob_age`, `clock_skew` and `delete_delay`
+    /// matter here, and all must obey the rules of [`Timings::validate`].
+    pub timings: Timings,
+    /// Objects per listing page, 1 to [`MAX_PAGE_SIZE`].
+    pub page_size: usize,
+    /// List and query as usual but delete nothing (not even staging files); the
+    /// report names what a real cycle would have deleted.
+    pub dry_run: bool,
+    /// Delete even when the database holds no records at all.
+    pub allow_empty_database: bool,
+    /// Stop a cycle before it deletes more than this fraction (0 to 1) of the
+    /// old-enough images it has seen; `None` for no limit.
+    pub max_unreferenced_fraction: Option<f64>,
+    /// How far the cycle's pipeline runs ahead of itself.
+    pub limits: CycleLimits,
+}
+
+impl Default for CleanerConfig {
+    /// The case study's timings, full pages, real deletes, every guard on, no
+    /// fraction limit.
+    fn default() -> Self {
+        CleanerConfig {
+            timings: Timings::CASE_STUDY,
+            page_size: MAX_PAGE_SIZE,
+            dry_run: false,
+            allow_empty_database: false,
+            max_unreferenced_fraction: None,
+            limits: CycleLimits::default(),
+        }
+    }
+}
+
+/// A [`CleanerConfig`] the cleaner refuses to run with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The timings break a safety rule.
+    #[error(transparent)]
+    Timings(#[from] TimingViolations),
+    /// `page_size` is 0 or above [`MAX_PAGE_SIZE`].
+    #[error("page size {0} is out of range: it must be 1 to {MAX_PAGE_SIZE}")]
+    PageSize(usize),
+    /// `max_unreferenced_fraction` is not a number from 0 to 1.
+    #[error("max unreferenced fraction {0} is out of range: it must be a number from 0 to 1")]
+    Fraction(f64),
+    /// A cycle limit is 0, which would stall every cycle.
+    #[error("cycle limits must all be at least 1, got {0:?}")]
+    Limits(CycleLimits),
+}
+
+impl CleanerConfig {
+    /// `Ok` when the cleaner can run safely with this configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.timings.validate()?;
+        if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(ConfigError::PageSize(self.page_size));
+        }
+        if let Some(f) = self.max_unreferenced_fraction
+            && !(0.0..=1.0).contains(&f)
+        {
+            return Err(ConfigError::Fraction(f));
+        }
+        let l = self.limits;
+        if l.max_pending_ids == 0 || l.max_concurrent_queries == 0 || l.max_concurrent_deletes == 0 {
+            return Err(ConfigError::Limits(l));
+        }
+        Ok(())
+    }
+}

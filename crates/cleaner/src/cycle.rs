@@ -1,0 +1,435 @@
+//! The cleaner driver: steps a [`CleanerCycle`] against real stores.
+//!
+//! The step machine decides *what* may happen and *when* (age filter, delete delay,
+//! pipelining limits); this driver only does the I/O it asks for, concurrently, and
+//! adds the operational guards of `guards`. It never reasons about time itself
+//! beyond asking the machine and sleeping on the injected [`Clock`].
+//!
+//! Each turn of the loop starts every action [`CleanerCycle::enabled`] names, then
+//! waits for the next completion, or, when the machine says
+//! [`WaitUntil`](CycleStatus::WaitUntil), for that instant. While an operation is in
+//! flight the machine reports `Busy` without naming its next due delete, so a due
+//! delete may start up to one store call late: late errs toward keeping.
+//!
+//! The listing stream is lent to its `ListPage` operation and handed back with the
+//! page, so pages are taken one at a time, in order, while queries and waiting
+//! deletes of earlier pages proceed; a cycle takes about the listing time plus one
+//! `delete_delay`. A failure drops every operation in flight with the cycle.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
+
+use profilestore_core::error::StoreError;
+use profilestore_core::ids::{BlobKey, ImageId, Variant};
+use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleOutcome, CycleStatus};
+use profilestore_core::settings::old_enough;
+use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore};
+use profilestore_core::time::{Clock, Time, Timestamp};
+
+use crate::config::{CleanerConfig, ConfigError, MAX_PAGE_SIZE};
+use crate::guards::{DeleteBudget, empty_database_refusal};
+use crate::listing::{ImageGrouper, PageImages};
+use crate::report::{CycleReport, Outcome, SKIP_NOT_IN_LAYOUT, SKIP_REFERENCED, SKIP_TOO_YOUNG};
+
+/// The storage cleaner over one metadata store and one blob store.
+///
+/// Promises: it deletes only blobs whose key parses as `{shard}/{image_id}/{variant}`,
+/// of images the step machine found old enough and unreferenced at least
+/// `delete_delay` earlier, and never after any store call of the cycle failed. Any
+/// number of cleaners may run against the same stores at once.
+pub struct Cleaner {
+    metadata: Arc<dyn MetadataStore>,
+    blobs: Arc<dyn BlobStore>,
+    clock: Arc<dyn Clock>,
+    config: CleanerConfig,
+}
+
+type PageStream<'a> = BoxStream<'a, Result<Vec<ListedBlob>, StoreError>>;
+
+/// A finished store operation, carrying what the driver lent it.
+enum Completion<'a> {
+    Page { stream: PageStream<'a>, next: Option<Result<Vec<ListedBlob>, StoreError>> },
+    Queried { batch: BatchId, ids: Vec<ImageId>, result: Result<HashSet<ImageId>, StoreError> },
+    Deleted { batch: BatchId, ids: Vec<ImageId>, result: Result<(), StoreError> },
+}
+
+/// What the driver keeps for one cycle besides the machine.
+struct CycleState<'a> {
+    report: CycleReport,
+    grouper: ImageGrouper,
+    budget: DeleteBudget,
+    stream: Option<PageStream<'a>>,
+    failure: Option<String>,
+    /// The database was empty at the start and that is not allowed.
+    refuse_images: bool,
+}
+
+impl Cleaner {
+    /// A cleaner over these stores, or why the configuration is unsafe.
+    pub fn new(
+        metadata: Arc<dyn MetadataStore>,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        config: CleanerConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Cleaner { metadata, blobs, clock, config })
+    }
+
+    /// The configuration this cleaner runs with.
+    pub fn config(&self) -> &CleanerConfig {
+        &self.config
+    }
+
+    /// Runs one cycle to its end and reports it. Never panics on store data and never
+    /// returns early with an error: every failure is the report's outcome, and the
+    /// next cycle starts over from the listing.
+    pub async fn run_cycle(&self) -> CycleReport {
+        let started = self.clock.now();
+        let mut state = CycleState {
+            report: CycleReport::new(started, self.config.dry_run),
+            grouper: ImageGrouper::default(),
+            budget: DeleteBudget::new(self.config.max_unreferenced_fraction),
+            stream: None,
+            failure: None,
+            refuse_images: false,
+        };
+        let outcome = self.drive(&mut state).await;
+        let mut report = state.report;
+        report.outcome = outcome;
+        report.duration_ms = u64::try_from(self.clock.now().saturating_since(started).as_millis()).unwrap_or(u64::MAX);
+        log_cycle(&report);
+        report
+    }
+
+    /// Runs cycles until `shutdown` completes: a cycle, then `interval` of rest (by
+    /// the injected clock), and so on. A cycle that did not complete is logged and
+    /// simply followed by the next one. Shutdown abandons a cycle in progress, which
+    /// is safe: deletes are idempotent and nothing is deleted after the abandonment.
+    pub async fn run_every(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let report = tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    tracing::info!("cleaner shutting down; abandoning the cycle in progress");
+                    return;
+                }
+                report = self.run_cycle() => report,
+            };
+            if !report.completed() {
+                tracing::warn!(
+                    outcome = report.outcome.kind(),
+                    retry_in_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                    "cleaner cycle did not complete; the next cycle starts over"
+                );
+            }
+            let next = self.clock.now().plus(interval);
+            tokio::select! {
+                biased;
+                () = &mut shutdown => {
+                    tracing::info!("cleaner shutting down");
+                    return;
+                }
+                () = self.clock.sleep_until(next) => {}
+            }
+        }
+    }
+
+    async fn drive<'a>(&'a self, state: &mut CycleState<'a>) -> Outcome {
+        let config = &self.config;
+        if !config.dry_run {
+            self.sweep_staging(&mut state.report).await;
+        }
+        match self.metadata.count_records().await {
+            Ok(n) => state.refuse_images = n == 0 && !config.allow_empty_database,
+            Err(e) => {
+                return Outcome::Failed(format!("counting the database's records failed: {e}"));
+            }
+        }
+        // In a dry run nothing is deleted, so the delay protects nothing; skipping it
+        // lets the dry run answer at once.
+        let mut machine_timings = config.timings;
+        if config.dry_run {
+            machine_timings.delete_delay = Duration::ZERO;
+        }
+        let mut machine = CleanerCycle::<Timestamp, ImageId>::new(machine_timings, config.limits);
+        state.stream = Some(self.blobs.list(config.page_size));
+        let mut in_flight: FuturesUnordered<BoxFuture<'a, Completion<'a>>> = FuturesUnordered::new();
+
+        loop {
+            let now = self.clock.now();
+            for action in machine.enabled(now) {
+                if let CleanerAction::Delete { ids, .. } = &action
+                    && let Err(reason) = state.budget.admit(ids.len() as u64)
+                {
+                    return Outcome::Stopped(reason);
+                }
+                let Some(op) = self.operation(&action, state) else {
+                    return Outcome::Failed("internal: the listing was asked for while already in flight".into());
+                };
+                machine.start(&action);
+                in_flight.push(op);
+            }
+            let completion = match machine.status(now) {
+                CycleStatus::Finished(CycleOutcome::Completed) => return Outcome::Completed,
+                CycleStatus::Finished(CycleOutcome::Failed) => {
+                    return Outcome::Failed(state.failure.take().unwrap_or_else(|| "a store operation failed".into()));
+                }
+                CycleStatus::Busy => match in_flight.next().await {
+                    Some(c) => c,
+                    None => {
+                        return Outcome::Failed("internal: the cycle stalled with nothing in flight".into());
+                    }
+                },
+                CycleStatus::WaitUntil(t) if t <= now => {
+                    return Outcome::Failed("internal: the cycle stalled waiting for a past instant".into());
+                }
+                CycleStatus::WaitUntil(t) => {
+                    if in_flight.is_empty() {
+                        self.clock.sleep_until(t).await;
+                        continue;
+                    }
+                    tokio::select! {
+                        Some(c) = in_flight.next() => c,
+                        () = self.clock.sleep_until(t) => continue,
+                    }
+                }
+            };
+            let now = self.clock.now();
+            let event = match completion {
+                Completion::Page { stream, next } => match self.on_page(state, stream, next, now).await {
+                    Ok(event) => event,
+                    Err(refusal) => return refusal,
+                },
+                Completion::Queried { batch, ids, result } => on_queried(state, batch, ids, result),
+                Completion::Deleted { batch, ids, result } => self.on_deleted(state, batch, ids, result),
+            };
+            machine.handle(event, now);
+        }
+    }
+
+    async fn sweep_staging(&self, report: &mut CycleReport) {
+        // A put in progress is younger than a request timeout; anything as old as a
+        // collectable blob was left by a put that can no longer finish.
+        let age = self.config.timings.cleaner_min_age();
+        let millis = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::from_millis(self.clock.now().as_millis().saturating_sub(millis));
+        match self.blobs.sweep_staging(cutoff).await {
+            Ok(n) => {
+                report.staging_files_removed = n;
+                if n > 0 {
+                    tracing::info!(removed = n, "removed abandoned staging files");
+                }
+            }
+            // Staging files hold no image anyone references; failing to sweep them
+            // must not stop the cycle from reclaiming orphans.
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping staging files failed; the cycle goes on without it");
+                report.staging_sweep_error = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Turns a listed page into the machine's event: keys outside the layout are
+    /// counted and dropped here, so the machine only ever sees image ids. Refuses the
+    /// cycle (`Err`) when the empty-database guard trips.
+    async fn on_page<'a>(
+        &'a self,
+        state: &mut CycleState<'a>,
+        stream: PageStream<'a>,
+        next: Option<Result<Vec<ListedBlob>, StoreError>>,
+        now: Timestamp,
+    ) -> Result<CleanerEvent<Timestamp, ImageId>, Outcome> {
+        let (page, last) = match next {
+            None => (state.grouper.finish(), true),
+            Some(Ok(blobs)) => (state.grouper.page(&blobs), false),
+            Some(Err(e)) => {
+                state.failure = Some(format!("listing the blob store failed: {e}"));
+                return Ok(CleanerEvent::Failed);
+            }
+        };
+        state.count_page(&page);
+        if state.refuse_images && (!page.images.is_empty() || state.grouper.holds_image()) {
+            return Err(self.refuse_empty_database(state, stream, last).await);
+        }
+        if !last {
+            state.stream = Some(stream);
+        }
+        // The same rule, clock reading and timings the machine applies to this page
+        // in `handle`, counted here for the report and the fraction guard.
+        let old = page.images.iter().filter(|i| old_enough(i.created, now, &self.config.timings)).count() as u64;
+        state.budget.saw_old_enough(old);
+        state.report.old_enough += old;
+        state.report.skip(SKIP_TOO_YOUNG, page.images.len() as u64 - old);
+        Ok(CleanerEvent::Listed { page: page.images.into_iter().map(|i| (i.id, i.created)).collect(), last })
+    }
+
+    /// Lists the rest (only to say how many images the refusal protected) and refuses.
+    async fn refuse_empty_database<'a>(
+        &'a self,
+        state: &mut CycleState<'a>,
+        mut stream: PageStream<'a>,
+        last: bool,
+    ) -> Outcome {
+        let mut complete = last;
+        while !complete {
+            match stream.next().await {
+                None => {
+                    let rest = state.grouper.finish();
+                    state.count_page(&rest);
+                    complete = true;
+                }
+                Some(Ok(blobs)) => {
+                    let page = state.grouper.page(&blobs);
+                    state.count_page(&page);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "listing failed while counting images for the empty-database refusal");
+                    break;
+                }
+            }
+        }
+        let images = state.report.images_listed + u64::from(state.grouper.holds_image());
+        Outcome::Refused(empty_database_refusal(images, complete))
+    }
+
+    fn on_deleted(
+        &self,
+        state: &mut CycleState<'_>,
+        batch: BatchId,
+        ids: Vec<ImageId>,
+        result: Result<(), StoreError>,
+    ) -> CleanerEvent<Timestamp, ImageId> {
+        let n = ids.len() as u64;
+        match result {
+            Ok(()) if self.config.dry_run => {
+                tracing::info!(batch = batch.0, images = n, "dry run: would delete unreferenced images");
+                tracing::debug!(batch = batch.0, ids = ?ids, "dry run: would delete these images");
+                state.report.would_delete(&ids);
+                CleanerEvent::Deleted { batch }
+            }
+            Ok(()) => {
+                tracing::info!(batch = batch.0, images = n, "deleted unreferenced images");
+                state.report.deleted += n;
+                CleanerEvent::Deleted { batch }
+            }
+            Err(e) => {
+                state.failure = Some(format!("deleting a batch of {n} unreferenced images failed: {e}"));
+                CleanerEvent::Failed
+            }
+        }
+    }
+
+    /// The store operation for `action`; `None` when the listing is asked for while
+    /// its stream is lent out (the machine never does that).
+    fn operation<'a>(
+        &'a self,
+        action: &CleanerAction<ImageId>,
+        state: &mut CycleState<'a>,
+    ) -> Option<BoxFuture<'a, Completion<'a>>> {
+        Some(match action.clone() {
+            CleanerAction::ListPage => {
+                let mut stream = state.stream.take()?;
+                async move {
+                    let next = stream.next().await;
+                    Completion::Page { stream, next }
+                }
+                .boxed()
+            }
+            CleanerAction::QueryReferenced { batch, ids } => async move {
+                let result = self.metadata.referenced(&ids).await;
+                Completion::Queried { batch, ids, result }
+            }
+            .boxed(),
+            CleanerAction::Delete { batch, ids } if self.config.dry_run => {
+                futures::future::ready(Completion::Deleted { batch, ids, result: Ok(()) }).boxed()
+            }
+            CleanerAction::Delete { batch, ids } => async move {
+                tracing::debug!(batch = batch.0, ids = ?ids, "deleting unreferenced images");
+                let result = delete_images(self.blobs.as_ref(), &ids).await;
+                Completion::Deleted { batch, ids, result }
+            }
+            .boxed(),
+        })
+    }
+}
+
+/// Deletes every variant of every image in `ids`, at most [`MAX_PAGE_SIZE`] keys per
+/// request. Only keys built from an [`ImageId`] are ever named.
+async fn delete_images(blobs: &dyn BlobStore, ids: &[ImageId]) -> Result<(), StoreError> {
+    let keys: Vec<BlobKey> = ids.iter().flat_map(|&id| Variant::ALL.map(|v| BlobKey::new(id, v))).collect();
+    for chunk in keys.chunks(MAX_PAGE_SIZE) {
+        blobs.delete_many(chunk).await?;
+    }
+    Ok(())
+}
+
+/// Feeds a query's answer back; a failed query fails the cycle, which drops the batch.
+fn on_queried(
+    state: &mut CycleState<'_>,
+    batch: BatchId,
+    ids: Vec<ImageId>,
+    result: Result<HashSet<ImageId>, StoreError>,
+) -> CleanerEvent<Timestamp, ImageId> {
+    match result {
+        Ok(set) => {
+            // Only ids of this batch count, whatever else the store answered.
+            let referenced: Vec<ImageId> = ids.iter().copied().filter(|id| set.contains(id)).collect();
+            state.report.unreferenced += (ids.len() - referenced.len()) as u64;
+            state.report.skip(SKIP_REFERENCED, referenced.len() as u64);
+            CleanerEvent::Queried { batch, referenced }
+        }
+        Err(e) => {
+            state.failure =
+                Some(format!("asking the database which of {} images are referenced failed: {e}", ids.len()));
+            CleanerEvent::Failed
+        }
+    }
+}
+
+impl CycleState<'_> {
+    fn count_page(&mut self, page: &PageImages) {
+        self.report.listed_objects += page.objects;
+        self.report.images_listed += page.images.len() as u64;
+        self.report.skip(SKIP_NOT_IN_LAYOUT, page.foreign.len() as u64);
+        if !page.foreign.is_empty() {
+            tracing::debug!(keys = ?page.foreign, "listed keys outside the layout; left alone");
+        }
+    }
+}
+
+/// The cycle's one log line: outcome, duration and counters.
+fn log_cycle(r: &CycleReport) {
+    macro_rules! cycle_line {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                outcome = r.outcome.kind(),
+                reason = r.outcome.reason(),
+                dry_run = r.dry_run,
+                duration_ms = r.duration_ms,
+                listed_objects = r.listed_objects,
+                images_listed = r.images_listed,
+                old_enough = r.old_enough,
+                unreferenced = r.unreferenced,
+                deleted = r.deleted,
+                would_delete = r.would_delete_count,
+                not_in_layout = r.skipped_for(SKIP_NOT_IN_LAYOUT),
+                staging_files_removed = r.staging_files_removed,
+                "cleaner cycle finished"
+            )
+        };
+    }
+    if r.completed() {
+        cycle_line!(tracing::Level::INFO);
+    } else {
+        cycle_line!(tracing::Level::WARN);
+    }
+}
