@@ -1,1 +1,54 @@
-fn main() {}
+//! The `profilestore` binary: parses the command line, sets up logging, and hands
+//! over to one subcommand. Exit status: 0 success, 1 a check failed (audit found a
+//! dangling reference, a cleaner cycle did not complete), 2 an error (bad settings,
+//! unreachable or unpaired stores).
+
+mod args;
+mod commands;
+mod config;
+mod stores;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command, LogFormat};
+use crate::config::FileSettings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = match cli.config.as_deref().map(FileSettings::load).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(e) => return fail(&e),
+    };
+    init_logging(cli.log_format.or(file.log_format).unwrap_or(LogFormat::Text));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e.into()),
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args, &file).await,
+            Command::Init(args) => commands::init::run(args, &file).await,
+            Command::Clean(args) => commands::clean::run(args, &file).await,
+            Command::Audit(args) => commands::audit::run(args, &file).await,
+            Command::SetTimings(args) => commands::set_timings::run(args, &file).await,
+        }
+    });
+    result.unwrap_or_else(|e| fail(&e))
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {error:#}");
+    ExitCode::from(2)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

@@ -1,0 +1,233 @@
+//! The command line: subcommands and their flags. Every flag can also come from a
+//! `PROFILESTORE_…` environment variable or the TOML file named by `--config`
+//! (precedence: flag, then environment, then file, then the built-in default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// User profiles split across a database and a blob store, with a storage cleaner
+/// that reclaims images nobody references.
+#[derive(Debug, Parser)]
+#[command(name = "profilestore", version, propagate_version = true)]
+pub struct Cli {
+    /// A TOML file with settings (keys are the long flag names, e.g. `min-blob-age = "2h"`).
+    #[arg(long, global = true, env = "PROFILESTORE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on standard error.
+    #[arg(long, global = true, env = "PROFILESTORE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API. Applies migrations and pairs the stores on first use.
+    Serve(ServeArgs),
+    /// Prepare the stores (migrations, pairing, cluster timings) without serving.
+    Init(InitArgs),
+    /// Run the storage cleaner: one cycle, or a cycle every `--every`.
+    Clean(CleanArgs),
+    /// Check the stores, read-only: orphans and dangling references. Exit status 1
+    /// when a record names a missing image.
+    Audit(AuditArgs),
+    /// Change the cluster-wide timings stored in the database.
+    ///
+    /// Safe order: (1) stop every cleaner; (2) run set-timings; (3) restart every
+    /// server without timing flags, so each picks up the stored timings; (4) wait at
+    /// least the larger of the old and the new request-timeout, so no request started
+    /// under the old timings is still running; (5) start the cleaners again.
+    /// Processes started with timing flags that differ from the stored ones refuse
+    /// to run.
+    SetTimings(SetTimingsArgs),
+}
+
+/// Where the stores are.
+#[derive(Debug, Clone, Args, Default)]
+pub struct StoreArgs {
+    /// Directory for the embedded default stores (SQLite file and blob directory).
+    /// [default: ./profilestore-data]
+    #[arg(long, env = "PROFILESTORE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Metadata database URL (`sqlite://PATH`). [default: sqlite://DATA_DIR/profilestore.db]
+    #[arg(long, env = "PROFILESTORE_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+
+    /// Blob store URL (`file://PATH`). [default: file://DATA_DIR/blobs]
+    #[arg(long, env = "PROFILESTORE_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
+}
+
+/// The cluster-wide timings (SPEC.md, "Timing rules"). Left unset, a process uses
+/// the values stored when the stores were paired.
+#[derive(Debug, Clone, Args, Default)]
+pub struct TimingArgs {
+    /// A request is abandoned once this old: no database write and no blob read after
+    /// it. [default: 1h]
+    #[arg(long, env = "PROFILESTORE_REQUEST_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Option<Duration>,
+
+    /// The cleaner only considers blobs at least this old. Must be at least
+    /// request-timeout + clock-skew. [default: 2h]
+    #[arg(long, env = "PROFILESTORE_MIN_BLOB_AGE", value_parser = parse_duration, value_name = "DURATION")]
+    pub min_blob_age: Option<Duration>,
+
+    /// The cleaner waits this long between finding blobs unreferenced and deleting
+    /// them. Must be at least request-timeout. [default: 1h]
+    #[arg(long, env = "PROFILESTORE_DELETE_DELAY", value_parser = parse_duration, value_name = "DURATION")]
+    pub delete_delay: Option<Duration>,
+
+    /// How far apart the clocks of servers, cleaners and stores may be. [default: 5m]
+    #[arg(long, env = "PROFILESTORE_CLOCK_SKEW", value_parser = parse_duration, value_name = "DURATION")]
+    pub clock_skew: Option<Duration>,
+
+    /// Run even with timings that break a safety rule. For simulation and
+    /// demonstration only: images can be lost.
+    #[arg(long, env = "PROFILESTORE_ALLOW_UNSAFE_TIMING")]
+    pub allow_unsafe_timing: bool,
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub timings: TimingArgs,
+
+    /// Address to listen on; port 0 picks a free port (printed at start). [default: 127.0.0.1:8080]
+    #[arg(long, env = "PROFILESTORE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Largest image accepted, e.g. `10MiB`. [default: 10MiB]
+    #[arg(long, env = "PROFILESTORE_MAX_IMAGE_SIZE", value_parser = parse_size, value_name = "SIZE")]
+    pub max_image_size: Option<u64>,
+
+    /// Most pixels (width × height) an image may have. [default: 40000000]
+    #[arg(long, env = "PROFILESTORE_MAX_IMAGE_PIXELS", value_name = "PIXELS")]
+    pub max_image_pixels: Option<u64>,
+}
+
+/// Flags of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub timings: TimingArgs,
+}
+
+/// Flags of `clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub timings: TimingArgs,
+
+    /// Run as a daemon: a cycle every DURATION (e.g. `10m`) until SIGINT/SIGTERM.
+    #[arg(long, env = "PROFILESTORE_EVERY", value_parser = parse_duration, value_name = "DURATION")]
+    pub every: Option<Duration>,
+
+    /// List what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Delete even when the database holds no records at all (otherwise such a cycle
+    /// deletes nothing: a wiped database would make every image look unreferenced).
+    #[arg(long, env = "PROFILESTORE_ALLOW_EMPTY_DATABASE")]
+    pub allow_empty_database: bool,
+
+    /// Stop a cycle that would delete more than this share (0..=1) of the old blobs.
+    #[arg(long, env = "PROFILESTORE_MAX_UNREFERENCED_FRACTION", value_parser = parse_fraction, value_name = "FRACTION")]
+    pub max_unreferenced_fraction: Option<f64>,
+
+    /// Print the cycle summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub timings: TimingArgs,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `set-timings`: the new values (unset ones keep their stored value).
+#[derive(Debug, Args)]
+pub struct SetTimingsArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub timings: TimingArgs,
+}
+
+/// Parses a human duration such as `2h`, `10m`, `1h 5m` or `250ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{e} (expected a duration such as 2h, 10m, 1h 30m or 250ms)"))
+}
+
+/// Parses a human size such as `10MiB`, `512KiB` or `1000000` (bytes).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{e} (expected a size such as 10MiB, 512KiB or 1000000)"))
+}
+
+/// Parses a fraction between 0 and 1.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        _ => Err("expected a number between 0 and 1, e.g. 0.5".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_parse_from_human_strings() {
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1h 5m"), Ok(Duration::from_secs(3900)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").unwrap_err().contains("expected a duration"));
+        assert_eq!(parse_size("10MiB"), Ok(10 * 1024 * 1024));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("big").is_err());
+        assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert!(parse_fraction("1.5").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,58 @@
+//! `profilestore serve`: the HTTP API over paired stores.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use profilestore_api::ApiConfig;
+use profilestore_core::ids::UuidV7Ids;
+use profilestore_core::service::ProfileService;
+use profilestore_core::settings::fmt_duration;
+use profilestore_core::time::SystemClock;
+
+use crate::args::ServeArgs;
+use crate::config::FileSettings;
+use crate::stores::open_and_pair;
+
+/// Where `serve` listens when `--listen` is not given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
+pub async fn run(mut args: ServeArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
+    file.fill_stores(&mut args.stores);
+    file.fill_timings(&mut args.timings)?;
+    let defaults = ApiConfig::default();
+    let config = ApiConfig {
+        max_image_size: args.max_image_size.or(file.max_image_size()?).unwrap_or(defaults.max_image_size),
+        max_image_pixels: args.max_image_pixels.or(file.max_image_pixels).unwrap_or(defaults.max_image_pixels),
+    };
+    let listen: SocketAddr = match args.listen.or(file.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse().expect("default address parses"),
+    };
+
+    let clock = Arc::new(SystemClock::new());
+    let opened = open_and_pair(&args.stores, &args.timings, clock.clone()).await?;
+    let timings = opened.timings;
+    let service = ProfileService::new(opened.metadata, opened.blobs, clock, Arc::new(UuidV7Ids), timings);
+    let app = profilestore_api::router(service, config);
+
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        address = %addr,
+        cluster_id = %opened.cluster_id,
+        request_timeout = %fmt_duration(timings.request_timeout),
+        min_blob_age = %fmt_duration(timings.min_blob_age),
+        delete_delay = %fmt_duration(timings.delete_delay),
+        clock_skew = %fmt_duration(timings.clock_skew),
+        "serving"
+    );
+    // The address goes to stdout on its own line so scripts (and port 0 users) can read it.
+    println!("profilestore listening on http://{addr}");
+    std::io::stdout().flush()?;
+    profilestore_api::serve(listener, app, super::shutdown_signal()).await.context("server failed")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,34 @@
+//! `profilestore set-timings`: the one way to change the cluster-wide timings.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use profilestore_core::settings::fmt_duration;
+use profilestore_core::time::SystemClock;
+
+use crate::args::SetTimingsArgs;
+use crate::config::FileSettings;
+use crate::stores::{open_existing, updated_timings};
+
+/// Stores the new timings, after checking them against the safety rules.
+pub async fn run(mut args: SetTimingsArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
+    file.fill_stores(&mut args.stores);
+    file.fill_timings(&mut args.timings)?;
+    let clock = Arc::new(SystemClock::new());
+    let (metadata, _, pairing) = open_existing(&args.stores, clock).await.context("refusing to change timings")?;
+    let new = updated_timings(&pairing.timings, &args.timings)?;
+    let changes = new.differences(&pairing.timings);
+    if changes.is_empty() {
+        println!("timings unchanged");
+        return Ok(ExitCode::SUCCESS);
+    }
+    metadata.update_timings(pairing.cluster_id, &new).await?;
+    for (name, ours, old) in changes {
+        println!("{name}: {} -> {}", fmt_duration(old), fmt_duration(ours));
+    }
+    println!(
+        "next: keep every cleaner stopped, restart every server without timing flags, wait at least the larger of the old and new request-timeout, then start the cleaners (see `profilestore set-timings --help`)"
+    );
+    Ok(ExitCode::SUCCESS)
+}

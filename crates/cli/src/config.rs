@@ -1,0 +1,135 @@
+//! The optional TOML settings file, and how it fills in what flags and environment
+//! variables left unset.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::args::{LogFormat, StoreArgs, TimingArgs, parse_duration, parse_size};
+
+/// Every setting the file may hold; keys are the long flag names. Unknown keys are
+/// an error, so a typo never silently falls back to a default.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileSettings {
+    data_dir: Option<PathBuf>,
+    database: Option<String>,
+    blobs: Option<String>,
+    request_timeout: Option<String>,
+    min_blob_age: Option<String>,
+    delete_delay: Option<String>,
+    clock_skew: Option<String>,
+    allow_unsafe_timing: Option<bool>,
+    /// Address `serve` listens on.
+    pub listen: Option<std::net::SocketAddr>,
+    max_image_size: Option<SizeSetting>,
+    /// Most pixels an image may have.
+    pub max_image_pixels: Option<u64>,
+    every: Option<String>,
+    /// Delete even when the database holds no records.
+    pub allow_empty_database: Option<bool>,
+    /// Stop a cycle that would delete more than this share of the old blobs.
+    pub max_unreferenced_fraction: Option<f64>,
+    /// Log format.
+    pub log_format: Option<LogFormat>,
+}
+
+/// A size written either as a number of bytes or as a string such as `"10MiB"`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum SizeSetting {
+    Bytes(u64),
+    Text(String),
+}
+
+impl FileSettings {
+    /// Reads `path`; errors name the file and the offending key.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Fills every store setting `args` lacks from this file.
+    pub fn fill_stores(&self, args: &mut StoreArgs) {
+        fill(&mut args.data_dir, &self.data_dir);
+        fill(&mut args.database, &self.database);
+        fill(&mut args.blobs, &self.blobs);
+    }
+
+    /// Fills every timing setting `args` lacks from this file.
+    pub fn fill_timings(&self, args: &mut TimingArgs) -> anyhow::Result<()> {
+        for (slot, value, key) in [
+            (&mut args.request_timeout, &self.request_timeout, "request-timeout"),
+            (&mut args.min_blob_age, &self.min_blob_age, "min-blob-age"),
+            (&mut args.delete_delay, &self.delete_delay, "delete-delay"),
+            (&mut args.clock_skew, &self.clock_skew, "clock-skew"),
+        ] {
+            if slot.is_none()
+                && let Some(text) = value
+            {
+                *slot = Some(parse_duration(text).map_err(|e| anyhow::anyhow!("config file key {key}: {e}"))?);
+            }
+        }
+        args.allow_unsafe_timing |= self.allow_unsafe_timing.unwrap_or(false);
+        Ok(())
+    }
+
+    /// `max-image-size` in bytes, if the file sets it.
+    pub fn max_image_size(&self) -> anyhow::Result<Option<u64>> {
+        match &self.max_image_size {
+            None => Ok(None),
+            Some(SizeSetting::Bytes(n)) => Ok(Some(*n)),
+            Some(SizeSetting::Text(s)) => {
+                parse_size(s).map(Some).map_err(|e| anyhow::anyhow!("config file key max-image-size: {e}"))
+            }
+        }
+    }
+
+    /// `every`, if the file sets it.
+    pub fn every(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        self.every.as_deref().map(parse_duration).transpose().map_err(|e| anyhow::anyhow!("config file key every: {e}"))
+    }
+}
+
+fn fill<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
+    if slot.is_none() {
+        slot.clone_from(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_file_fills_only_what_flags_left_unset() {
+        let file: FileSettings = toml::from_str(
+            r#"
+            min-blob-age = "3h"
+            delete-delay = "90m"
+            database = "sqlite://from-file.db"
+            max-image-size = "2MiB"
+            "#,
+        )
+        .unwrap();
+        let mut timings = TimingArgs { delete_delay: Some(Duration::from_secs(7200)), ..Default::default() };
+        file.fill_timings(&mut timings).unwrap();
+        assert_eq!(timings.min_blob_age, Some(Duration::from_secs(3 * 3600)));
+        assert_eq!(timings.delete_delay, Some(Duration::from_secs(7200)), "the flag wins");
+        assert_eq!(timings.request_timeout, None);
+        let mut stores = StoreArgs { database: Some("sqlite://flag.db".into()), ..Default::default() };
+        file.fill_stores(&mut stores);
+        assert_eq!(stores.database.as_deref(), Some("sqlite://flag.db"));
+        assert_eq!(file.max_image_size().unwrap(), Some(2 * 1024 * 1024));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_that_name_the_key() {
+        assert!(toml::from_str::<FileSettings>("min-blob-ag = \"2h\"").is_err());
+        let file: FileSettings = toml::from_str("clock-skew = \"a while\"").unwrap();
+        let err = file.fill_timings(&mut TimingArgs::default()).unwrap_err().to_string();
+        assert!(err.contains("clock-skew"), "{err}");
+    }
+}

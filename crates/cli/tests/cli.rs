@@ -1,0 +1,226 @@
+//! The real `profilestore` binary, driven as a user would drive it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const PNG: &[u8] = include_bytes!("../../../examples/avatar.png");
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_profilestore"));
+    // Keep the tests independent of the developer's environment.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PROFILESTORE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn run(args: &[&str], dir: &Path) -> Output {
+    bin().args(args).arg("--data-dir").arg(dir).output().expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A running `serve` and the base URL it printed.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = bin()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("serve prints its address");
+        let base = line
+            .trim()
+            .strip_prefix("profilestore listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+        Server { child, base }
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
+        for _ in 0..100 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill().ok();
+        panic!("serve did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn upload_form(metadata: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("metadata", metadata.to_owned())
+        .part("image", reqwest::multipart::Part::bytes(PNG.to_vec()).file_name("avatar.png"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_user_uploads_reads_deletes_cleans_and_audits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/profiles/alice", server.base);
+
+    let bob = http.put(format!("{}/v1/profiles/bob", server.base)).multipart(upload_form("{}")).send().await.unwrap();
+    assert_eq!(bob.status(), 200);
+    let put = http.put(&url).multipart(upload_form(r#"{"name":"Alice"}"#)).send().await.unwrap();
+    assert_eq!(put.status(), 200);
+    let stored: serde_json::Value = put.json().await.unwrap();
+    assert_eq!(stored["metadata"]["name"], "Alice");
+    assert_eq!(stored["content_type"], "image/png");
+
+    let got: serde_json::Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(got["image_id"], stored["image_id"]);
+    let image = http.get(format!("{url}/image")).send().await.unwrap();
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(image.bytes().await.unwrap().as_ref(), PNG);
+
+    assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 404);
+    assert!(server.terminate().success(), "graceful shutdown exits 0");
+
+    let audit = run(&["audit", "--json"], dir.path());
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    let report: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    assert_eq!(report["records"], 1, "{report}");
+    assert_eq!(report["images"], 2, "alice's image is an orphan now: {report}");
+
+    let clean = run(&["clean", "--dry-run"], dir.path());
+    assert!(clean.status.success(), "{}{}", stdout(&clean), stderr(&clean));
+    assert!(stdout(&clean).contains("images listed"), "clean prints a summary: {}", stdout(&clean));
+
+    // With every record gone the cleaner refuses to delete, and says why.
+    let server = Server::start(dir.path(), &[]);
+    let bob = format!("{}/v1/profiles/bob", server.base);
+    assert_eq!(http.delete(&bob).send().await.unwrap().status(), 204);
+    drop(server);
+    let refused = run(&["clean"], dir.path());
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stdout(&refused).contains("--allow-empty-database"), "{}", stdout(&refused));
+}
+
+#[test]
+fn clean_and_audit_refuse_stores_that_were_never_initialised_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["clean", "audit"] {
+        let out = run(&[cmd], dir.path());
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {}", stderr(&out));
+        assert!(stderr(&out).contains("init"), "{cmd} says what to do: {}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing was created");
+}
+
+#[test]
+fn stores_of_two_clusters_are_refused_with_a_message_naming_both() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    assert!(run(&["init"], a.path()).status.success());
+    assert!(run(&["init"], b.path()).status.success());
+    let out = bin()
+        .args(["audit", "--database"])
+        .arg(format!("sqlite://{}", a.path().join("profilestore.db").display()))
+        .arg("--blobs")
+        .arg(format!("file://{}", b.path().join("blobs").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("profilestore.db") && err.contains("blobs") && err.contains("not paired"), "{err}");
+}
+
+#[test]
+fn unsafe_timings_are_refused_naming_the_setting_and_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["init", "--delete-delay", "10m"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("delete-delay") && err.contains(">= request-timeout"), "{err}");
+
+    let allowed = run(&["init", "--delete-delay", "10m", "--allow-unsafe-timing"], dir.path());
+    assert!(allowed.status.success(), "{}", stderr(&allowed));
+    assert!(stderr(&allowed).contains("UNSAFE"), "a loud warning: {}", stderr(&allowed));
+}
+
+#[test]
+fn timings_other_than_the_clusters_are_refused_until_set_timings_changes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(run(&["init", "--min-blob-age", "3h"], dir.path()).status.success());
+
+    let out = run(&["audit", "--min-blob-age", "2h"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--min-blob-age 2h but the cluster stores 3h"), "{}", stderr(&out));
+    assert!(run(&["audit"], dir.path()).status.success(), "no flags: the stored timings are used");
+
+    let set = run(&["set-timings", "--min-blob-age", "2h"], dir.path());
+    assert!(set.status.success(), "{}", stderr(&set));
+    assert!(stdout(&set).contains("min-blob-age: 3h -> 2h"), "{}", stdout(&set));
+    assert!(run(&["audit", "--min-blob-age", "2h"], dir.path()).status.success());
+}
+
+#[test]
+fn settings_come_from_flags_then_environment_then_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("profilestore.toml");
+    std::fs::write(&config, "min-blob-age = \"4h\"\nclock-skew = \"10m\"\n").unwrap();
+    let data = dir.path().join("data");
+    let out = bin()
+        .args(["init", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--clock-skew")
+        .arg("1m")
+        .env("PROFILESTORE_MIN_BLOB_AGE", "3h")
+        .env("PROFILESTORE_CLOCK_SKEW", "2m")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("min-blob-age 3h"), "environment beats the file: {text}");
+    assert!(text.contains("clock-skew 1m"), "the flag beats the environment: {text}");
+
+    std::fs::write(&config, "min-blob-ag = \"4h\"\n").unwrap();
+    let bad = bin().args(["init", "--config"]).arg(&config).arg("--data-dir").arg(&data).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("min-blob-ag"), "{}", stderr(&bad));
+}
+
+#[test]
+fn bad_flag_values_are_named() {
+    let out = bin().args(["serve", "--request-timeout", "soon"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--request-timeout") && err.contains("expected a duration"), "{err}");
+}
