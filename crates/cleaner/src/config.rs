@@ -24,6 +24,9 @@ pub struct CleanerConfig {
     pub max_unreferenced_fraction: Option<f64>,
     /// How far the cycle's pipeline runs ahead of itself.
     pub limits: CycleLimits,
+    /// Run even with timings that break a safety rule (simulation and demonstration
+    /// of the flawed designs only; the caller warns loudly).
+    pub allow_unsafe_timing: bool,
 }
 
 impl Default for CleanerConfig {
@@ -37,6 +40,7 @@ impl Default for CleanerConfig {
             allow_empty_database: false,
             max_unreferenced_fraction: None,
             limits: CycleLimits::default(),
+            allow_unsafe_timing: false,
         }
     }
 }
@@ -59,9 +63,12 @@ pub enum ConfigError {
 }
 
 impl CleanerConfig {
-    /// `Ok` when the cleaner can run safely with this configuration.
+    /// `Ok` when the cleaner can run safely with this configuration (or, with
+    /// `allow_unsafe_timing`, at least without stalling).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.timings.validate()?;
+        if !self.allow_unsafe_timing {
+            self.timings.validate()?;
+        }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
             return Err(ConfigError::PageSize(self.page_size));
         }

@@ -212,6 +212,8 @@ async fn shutdown_abandons_a_waiting_cycle_without_deleting() {
 fn unsafe_configurations_are_refused_by_name() {
     let bad_timings = CleanerConfig { timings: Timings { delete_delay: MIN, ..Timings::CASE_STUDY }, ..config(1000) };
     assert!(matches!(bad_timings.validate(), Err(ConfigError::Timings(_))));
+    let demonstration = CleanerConfig { allow_unsafe_timing: true, ..bad_timings };
+    assert!(demonstration.validate().is_ok(), "explicitly allowed for simulation and demonstration");
     assert!(matches!(config(0).validate(), Err(ConfigError::PageSize(0))));
     assert!(matches!(config(1001).validate(), Err(ConfigError::PageSize(1001))));
     let fraction = CleanerConfig { max_unreferenced_fraction: Some(f64::NAN), ..config(1000) };

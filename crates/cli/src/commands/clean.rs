@@ -21,6 +21,7 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         dry_run: args.dry_run,
         allow_empty_database: args.allow_empty_database || file.allow_empty_database.unwrap_or(false),
         max_unreferenced_fraction: args.max_unreferenced_fraction.or(file.max_unreferenced_fraction),
+        allow_unsafe_timing: args.timings.allow_unsafe_timing,
         ..CleanerConfig::default()
     };
     let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?;
