@@ -164,6 +164,7 @@ impl From<UploadError> for ApiError {
         let status = match e {
             UploadError::Image(image) => return image.into(),
             UploadError::NotMultipart => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            UploadError::TooSlow => StatusCode::REQUEST_TIMEOUT,
             UploadError::MetadataNotObject => StatusCode::UNPROCESSABLE_ENTITY,
             UploadError::BodyTooLarge { .. }
             | UploadError::MetadataTooLarge { .. }

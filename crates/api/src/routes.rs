@@ -94,7 +94,12 @@ async fn put_profile(
     let multipart = Multipart::from_request(request, &())
         .await
         .map_err(|_| UploadError::Malformed("the multipart boundary is missing or invalid"))?;
-    let upload = upload::read(multipart, &state.config).await?;
+    // A slow client must not hold a connection and a buffer forever: the body gets the
+    // same allowance as the request it is part of.
+    let allowance = state.service.timings().request_timeout;
+    let upload = tokio::time::timeout(allowance, upload::read(multipart, &state.config))
+        .await
+        .map_err(|_| UploadError::TooSlow)??;
     let profile = NewProfile {
         metadata: upload.metadata,
         image: upload.image,

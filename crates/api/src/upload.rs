@@ -79,6 +79,9 @@ pub(crate) enum UploadError {
     /// The image is not one we accept.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The client did not finish sending the body within the request timeout.
+    #[error("the upload did not arrive within the request timeout")]
+    TooSlow,
 }
 
 impl UploadError {
@@ -96,6 +99,7 @@ impl UploadError {
             UploadError::MetadataNotObject => "metadata_not_object",
             UploadError::ImageTooLarge { .. } => "image_too_large",
             UploadError::Image(e) => e.code(),
+            UploadError::TooSlow => "request_timeout",
         }
     }
 }

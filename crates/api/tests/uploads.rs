@@ -5,7 +5,9 @@ mod common;
 
 use common::{TestServer, expect_error, expect_error_body, form, image_part, metadata_part, png};
 use profilestore_api::ApiConfig;
+use profilestore_core::settings::Timings;
 use reqwest::multipart::{Form, Part};
+use std::time::Duration;
 
 const MAX_IMAGE: u64 = 4096;
 
@@ -185,4 +187,26 @@ async fn a_body_over_the_overall_limit_is_refused_with_json() {
     assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{head}");
     expect_error_body(&serde_json::from_slice(&body).unwrap(), "payload_too_large");
     f.assert_unchanged("streamed too large").await;
+}
+
+#[tokio::test]
+async fn an_upload_that_does_not_arrive_within_the_request_timeout_is_refused_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let timings = Timings { request_timeout: Duration::from_millis(300), ..Timings::default() };
+    let server = TestServer::start_wrapped(ApiConfig::default(), timings, |m, b| (m, b)).await;
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Headers and the start of a body that is never finished.
+    let head = "PUT /v1/profiles/slow HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=XyZ\r\n\
+                Content-Length: 100000\r\n\r\n--XyZ\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut response))
+        .await
+        .expect("the server answers without waiting for the rest of the body")
+        .unwrap();
+    let text = String::from_utf8_lossy(&response[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"request_timeout\""), "{text}");
+    assert!(server.record("slow").await.is_none());
+    assert!(server.blobs.keys().is_empty(), "nothing stored");
 }

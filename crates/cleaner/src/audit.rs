@@ -21,6 +21,8 @@ use crate::listing::ImageGrouper;
 const PAGE: usize = 1000;
 /// How many `exists` checks run at once.
 const CONCURRENT_CHECKS: usize = 16;
+const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// How many samples (foreign keys, collectable orphans) a report keeps.
 pub const MAX_SAMPLES: usize = 20;
 /// How many dangling references a report lists; the count goes on past it.
@@ -48,6 +50,11 @@ pub struct OrphanCounts {
     pub collectable: u64,
     /// Their total size in bytes.
     pub collectable_bytes: u64,
+    /// Collectable orphans more than a day old: a sign that no cleaner is running
+    /// (a running one takes them within about `min_blob_age + delete_delay`).
+    pub collectable_older_than_a_day: u64,
+    /// Collectable orphans more than a week old.
+    pub collectable_older_than_a_week: u64,
     /// Up to [`MAX_SAMPLES`] collectable orphans.
     pub collectable_samples: Vec<ImageId>,
 }
@@ -203,6 +210,9 @@ async fn scan_blobs(
                 if old_enough(image.created, listed_at, timings) {
                     orphans.collectable += 1;
                     orphans.collectable_bytes += image.bytes;
+                    let age = listed_at.saturating_since(image.created);
+                    orphans.collectable_older_than_a_day += u64::from(age > DAY);
+                    orphans.collectable_older_than_a_week += u64::from(age > 7 * DAY);
                     if orphans.collectable_samples.len() < MAX_SAMPLES {
                         orphans.collectable_samples.push(image.id);
                     }
@@ -244,7 +254,11 @@ impl fmt::Display for AuditReport {
             "\n  orphans:          {} in flight, not yet collectable ({} bytes)",
             o.in_flight, o.in_flight_bytes
         )?;
-        write!(f, "\n                    {} collectable ({} bytes)", o.collectable, o.collectable_bytes)?;
+        write!(
+            f,
+            "\n                    {} collectable ({} bytes; {} older than a day, {} older than a week)",
+            o.collectable, o.collectable_bytes, o.collectable_older_than_a_day, o.collectable_older_than_a_week
+        )?;
         for id in &o.collectable_samples {
             write!(f, "\n    {id}")?;
         }

@@ -1,5 +1,7 @@
 //! How a [`Cleaner`](crate::Cleaner) runs, and the checks that refuse an unsafe setup.
 
+use std::time::Duration;
+
 use profilestore_core::machine::CycleLimits;
 use profilestore_core::settings::{TimingViolations, Timings};
 
@@ -27,6 +29,9 @@ pub struct CleanerConfig {
     /// Run even with timings that break a safety rule (simulation and demonstration
     /// of the flawed designs only; the caller warns loudly).
     pub allow_unsafe_timing: bool,
+    /// Longest wait for any one store call (a listing page, a query, a delete batch);
+    /// a call that takes longer fails the cycle, which deletes nothing more.
+    pub call_timeout: Duration,
 }
 
 impl Default for CleanerConfig {
@@ -41,6 +46,7 @@ impl Default for CleanerConfig {
             max_unreferenced_fraction: None,
             limits: CycleLimits::default(),
             allow_unsafe_timing: false,
+            call_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -57,6 +63,9 @@ pub enum ConfigError {
     /// `max_unreferenced_fraction` is not a number from 0 to 1.
     #[error("max unreferenced fraction {0} is out of range: it must be a number from 0 to 1")]
     Fraction(f64),
+    /// `call_timeout` is zero, which would fail every call.
+    #[error("the store call timeout must be longer than zero")]
+    CallTimeout,
     /// A cycle limit is 0, which would stall every cycle.
     #[error("cycle limits must all be at least 1, got {0:?}")]
     Limits(CycleLimits),
@@ -76,6 +85,9 @@ impl CleanerConfig {
             && !(0.0..=1.0).contains(&f)
         {
             return Err(ConfigError::Fraction(f));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(ConfigError::CallTimeout);
         }
         let l = self.limits;
         if l.max_pending_ids == 0 || l.max_concurrent_queries == 0 || l.max_concurrent_deletes == 0 {

@@ -48,7 +48,11 @@ pub struct Cleaner {
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
     config: CleanerConfig,
+    preflight: Option<Preflight>,
 }
+
+/// A check run before every cycle; `Err(reason)` refuses the cycle.
+pub type Preflight = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 type PageStream<'a> = BoxStream<'a, Result<Vec<ListedBlob>, StoreError>>;
 
@@ -79,7 +83,15 @@ impl Cleaner {
         config: CleanerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Cleaner { metadata, blobs, clock, config })
+        Ok(Cleaner { metadata, blobs, clock, config, preflight: None })
+    }
+
+    /// Runs `check` before every cycle and refuses the cycle (deleting nothing) when it
+    /// fails. A daemon uses it to re-verify, each cycle, that its stores are still
+    /// paired and the cluster's timings are still the ones it runs with.
+    pub fn with_preflight(mut self, check: Preflight) -> Self {
+        self.preflight = Some(check);
+        self
     }
 
     /// The configuration this cleaner runs with.
@@ -144,6 +156,11 @@ impl Cleaner {
 
     async fn drive<'a>(&'a self, state: &mut CycleState<'a>) -> Outcome {
         let config = &self.config;
+        if let Some(check) = &self.preflight
+            && let Err(reason) = check().await
+        {
+            return Outcome::Refused(reason);
+        }
         if !config.dry_run {
             self.sweep_staging(&mut state.report).await;
         }
@@ -338,13 +355,16 @@ impl Cleaner {
             CleanerAction::ListPage => {
                 let mut stream = state.stream.take()?;
                 async move {
-                    let next = stream.next().await;
+                    let next = match self.bounded("listing a page", stream.next().map(Ok)).await {
+                        Ok(next) => next,
+                        Err(e) => Some(Err(e)),
+                    };
                     Completion::Page { stream, next }
                 }
                 .boxed()
             }
             CleanerAction::QueryReferenced { batch, ids } => async move {
-                let result = self.metadata.referenced(&ids).await;
+                let result = self.bounded("asking which images are referenced", self.metadata.referenced(&ids)).await;
                 Completion::Queried { batch, ids, result }
             }
             .boxed(),
@@ -353,11 +373,28 @@ impl Cleaner {
             }
             CleanerAction::Delete { batch, ids } => async move {
                 tracing::debug!(batch = batch.0, ids = ?ids, "deleting unreferenced images");
-                let result = delete_images(self.blobs.as_ref(), &ids).await;
+                let result = self.bounded("deleting a batch", delete_images(self.blobs.as_ref(), &ids)).await;
                 Completion::Deleted { batch, ids, result }
             }
             .boxed(),
         })
+    }
+}
+
+impl Cleaner {
+    /// `call`'s result, or an Unavailable error once `call_timeout` has passed by the
+    /// cleaner's clock (the call is abandoned; a hung store fails the cycle instead of
+    /// hanging the daemon).
+    async fn bounded<T>(&self, what: &str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        let deadline = self.clock.now().plus(self.config.call_timeout);
+        tokio::select! {
+            biased;
+            result = call => result,
+            () = self.clock.sleep_until(deadline) => Err(StoreError::unavailable(format!(
+                "{what} took longer than {}",
+                profilestore_core::settings::fmt_duration(self.config.call_timeout)
+            ))),
+        }
     }
 }
 

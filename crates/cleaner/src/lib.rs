@@ -26,5 +26,5 @@ pub mod report;
 
 pub use audit::{AuditReport, DanglingReference, OrphanCounts, audit};
 pub use config::{CleanerConfig, ConfigError, MAX_PAGE_SIZE};
-pub use cycle::Cleaner;
+pub use cycle::{Cleaner, Preflight};
 pub use report::{CycleReport, Outcome};

@@ -51,6 +51,20 @@ async fn a_consistent_pair_of_stores_is_healthy_and_counted_right() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn old_orphans_are_counted_by_age_so_a_stopped_cleaner_shows() {
+    let w = World::new();
+    w.profile(1, OLD).await;
+    w.orphan(10, OLD);
+    w.orphan(11, Duration::from_secs(2 * 24 * 3600));
+    w.orphan(12, Duration::from_secs(8 * 24 * 3600));
+    let report = run(&w).await;
+    assert_eq!(report.orphans.collectable, 3);
+    assert_eq!(report.orphans.collectable_older_than_a_day, 2);
+    assert_eq!(report.orphans.collectable_older_than_a_week, 1);
+    assert!(report.to_string().contains("2 older than a day, 1 older than a week"), "{report}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_record_whose_blob_was_deleted_by_hand_is_a_dangling_reference() {
     let w = World::new();
     let lost = w.profile(1, OLD).await;

@@ -163,3 +163,30 @@ async fn a_failed_listing_fails_the_cycle_before_any_delete() {
     assert!(orphans.iter().all(|&id| w.has(id)));
     assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_preflight_refuses_the_cycle_before_it_touches_a_store() {
+    let w = World::new();
+    w.profile(1, OLD).await;
+    let orphan = w.orphan(2, OLD);
+    let check: profilestore_cleaner::Preflight =
+        std::sync::Arc::new(|| Box::pin(async { Err("the cluster's timings changed".to_owned()) }));
+    let report = w.cleaner(config(1000)).with_preflight(check).run_cycle().await;
+    assert_eq!(report.outcome, Outcome::Refused("the cluster's timings changed".into()));
+    assert!(w.has(orphan));
+    assert_eq!(w.blobs.list_calls.load(Ordering::SeqCst), 0, "nothing listed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_call_that_hangs_fails_the_cycle_at_the_call_timeout() {
+    let w = World::new();
+    w.profile(1, OLD).await;
+    let orphan = w.orphan(2, OLD);
+    *w.blobs.list_latency.lock().unwrap() = 10 * MIN;
+    let start = w.now();
+    let report = w.cleaner(CleanerConfig { call_timeout: MIN, ..config(1000) }).run_cycle().await;
+    let Outcome::Failed(reason) = &report.outcome else { panic!("not failed: {report}") };
+    assert!(reason.contains("listing a page took longer than 1m"), "{reason}");
+    assert_eq!(w.now().saturating_since(start), MIN, "gave up exactly at the timeout");
+    assert!(w.has(orphan));
+}

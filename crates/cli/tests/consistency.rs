@@ -57,6 +57,8 @@ struct Stalling<S: ?Sized> {
     inner: Arc<S>,
     dice: Arc<Dice>,
     vanished: Arc<AtomicU64>,
+    /// When set, every record commit stalls exactly this long instead of at random.
+    commit_stall: Option<Duration>,
 }
 
 #[async_trait::async_trait]
@@ -70,7 +72,10 @@ impl MetadataStore for Stalling<dyn MetadataStore> {
         deadline: Timestamp,
         timeout: Duration,
     ) -> Result<CommitOutcome, StoreError> {
-        self.dice.maybe_stall().await;
+        match self.commit_stall {
+            Some(stall) => tokio::time::sleep(stall).await,
+            None => self.dice.maybe_stall().await,
+        }
         self.inner.put_before(record, deadline, timeout).await
     }
     async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
@@ -155,6 +160,42 @@ fn user(n: u64) -> UserId {
     UserId::parse(&format!("user-{n}")).unwrap()
 }
 
+/// A server whose clock runs behind the database's computes a deadline the database
+/// has already passed while the server's own timer still allows the commit: the
+/// database's check inside the statement is what refuses it. With clocks in step the
+/// same stall commits, so the refusal is the deadline's doing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_commit_past_the_deadline_that_the_servers_own_timer_still_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn MetadataStore> =
+        Arc::new(SqliteMetadataStore::open(dir.path().join("p.db"), OpenMode::Migrate).await.unwrap());
+    let blobs: Arc<dyn BlobStore> =
+        Arc::new(LocalBlobStore::open(dir.path().join("blobs"), OpenMode::Migrate).await.unwrap());
+    let stalled: Arc<dyn MetadataStore> = Arc::new(Stalling {
+        inner: sqlite.clone(),
+        dice: Arc::new(Dice(AtomicU64::new(0))),
+        vanished: Arc::default(),
+        commit_stall: Some(Duration::from_millis(500)),
+    });
+    let timings = Timings { request_timeout: Duration::from_secs(1), ..TIMINGS };
+    let service_with_clock = |behind: Duration| {
+        let now = SystemClock::new().now();
+        let clock =
+            Arc::new(SystemClock::starting_at(Timestamp::from_millis(now.as_millis() - behind.as_millis() as i64)));
+        ProfileService::new(stalled.clone(), blobs.clone(), clock, Arc::new(UuidV7Ids), timings)
+    };
+    let profile =
+        || NewProfile { metadata: "{}".into(), image: Bytes::from_static(b"img"), content_type: "image/png".into() };
+
+    let in_step = service_with_clock(Duration::ZERO);
+    in_step.write(user(1), profile()).await.expect("with clocks in step a 500 ms stall commits");
+
+    let behind = service_with_clock(Duration::from_millis(700));
+    let err = behind.write(user(2), profile()).await.unwrap_err();
+    assert!(matches!(err, ServiceError::DeadlineExceeded), "{err:?}");
+    assert!(sqlite.get(&user(2)).await.unwrap().is_none(), "the late record did not land");
+}
+
 /// What one run of the system showed.
 struct Run {
     tally: Tally,
@@ -200,10 +241,14 @@ async fn run_system(cleaner_timings: Timings) -> Run {
         Arc::new(LocalBlobStore::open(dir.path().join("blobs"), OpenMode::Migrate).await.unwrap());
     let dice = Arc::new(Dice(AtomicU64::new(7)));
     let vanished = Arc::new(AtomicU64::new(0));
-    let metadata: Arc<dyn MetadataStore> =
-        Arc::new(Stalling { inner: sqlite.clone(), dice: dice.clone(), vanished: vanished.clone() });
+    let metadata: Arc<dyn MetadataStore> = Arc::new(Stalling {
+        inner: sqlite.clone(),
+        dice: dice.clone(),
+        vanished: vanished.clone(),
+        commit_stall: None,
+    });
     let blobs: Arc<dyn BlobStore> =
-        Arc::new(Stalling { inner: local.clone(), dice: dice.clone(), vanished: vanished.clone() });
+        Arc::new(Stalling { inner: local.clone(), dice: dice.clone(), vanished: vanished.clone(), commit_stall: None });
     let service = ProfileService::new(metadata, blobs, clock.clone(), Arc::new(UuidV7Ids), TIMINGS);
 
     // (user, metadata, image) triples every write submitted, before it was sent.

@@ -108,7 +108,8 @@ struct Marker {
 }
 
 /// Pairs the stores when neither is paired yet (storing `first` with its timings),
-/// completes a pairing a crash interrupted, and otherwise verifies it. Safe when many
+/// completes a pairing a crash interrupted before any record was written, and
+/// otherwise verifies it. Safe when many
 /// processes start at once: the database decides which pairing wins.
 pub async fn pair_or_verify(
     metadata: &dyn MetadataStore,
@@ -116,7 +117,16 @@ pub async fn pair_or_verify(
     first: &Pairing,
 ) -> Result<Pairing, PairingError> {
     let stored = match metadata.read_pairing().await? {
-        Some(p) => p,
+        Some(p) => {
+            // A database that already holds records had its marker written before the
+            // first of them (servers start only once paired), so a blob store without
+            // a marker is the wrong one, or a wiped one: adopting it would leave every
+            // record dangling. Only a crash before any write is completed here.
+            if read_marker(blobs).await?.is_none() && metadata.count_records().await? > 0 {
+                return Err(PairingError::BlobStoreNotPaired { cluster_id: p.cluster_id });
+            }
+            p
+        }
         None => {
             if let Some(cluster_id) = read_marker(blobs).await? {
                 return Err(PairingError::DatabaseNotPaired { cluster_id });
@@ -199,11 +209,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn verify_never_completes_a_half_pairing() {
+    async fn verify_never_completes_a_half_pairing_and_serve_only_before_any_record() {
         let (m, b) = stores();
         m.create_pairing(&pairing(1)).await.unwrap();
         assert!(matches!(verify(&m, &b).await, Err(PairingError::BlobStoreNotPaired { .. })));
         assert_eq!(pair_or_verify(&m, &b, &pairing(9)).await.unwrap(), pairing(1), "serve completes it");
+    }
+
+    #[tokio::test]
+    async fn a_paired_database_with_records_refuses_a_blob_store_without_the_marker() {
+        use crate::ids::{ImageId, UserId};
+        use crate::store::Record;
+        use crate::time::{Clock, Timestamp};
+        let (m, b) = stores();
+        pair_or_verify(&m, &b, &pairing(1)).await.unwrap();
+        let record = Record {
+            user_id: UserId::parse("alice").unwrap(),
+            metadata: "{}".into(),
+            image_id: "01900000-0000-7000-8000-0000000000ab".parse::<ImageId>().unwrap(),
+            content_type: "image/png".into(),
+            image_size: 1,
+            updated_at: SystemClock::new().now(),
+        };
+        m.put_before(&record, Timestamp::from_millis(i64::MAX), std::time::Duration::from_secs(1)).await.unwrap();
+        let (_, fresh_blobs) = stores();
+        let err = pair_or_verify(&m, &fresh_blobs, &pairing(2)).await.unwrap_err();
+        assert!(matches!(err, PairingError::BlobStoreNotPaired { .. }), "{err:?}");
+        assert!(fresh_blobs.read_marker().await.unwrap().is_none(), "the wrong store was not adopted");
     }
 
     #[test]

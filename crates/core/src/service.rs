@@ -215,14 +215,17 @@ impl ProfileService {
         self.clock.now() >= deadline
     }
 
-    /// Runs `op` until `deadline`; `None` when the deadline came first (the operation
-    /// is abandoned). The wait is measured on Tokio's monotonic clock.
+    /// Runs `op` until `deadline` by the injected clock; `None` when the deadline came
+    /// first (the operation is abandoned).
     async fn within<F: Future>(&self, deadline: Timestamp, op: F) -> Option<F::Output> {
-        let remaining = deadline.saturating_since(self.clock.now());
-        if remaining.is_zero() {
+        if self.past(deadline) {
             return None;
         }
-        tokio::time::timeout(remaining, op).await.ok()
+        tokio::select! {
+            biased;
+            out = op => Some(out),
+            () = self.clock.sleep_until(deadline) => None,
+        }
     }
 }
 

@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use profilestore_cleaner::{Cleaner, CleanerConfig};
+use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight};
+use profilestore_core::pairing::verify;
 use profilestore_core::time::SystemClock;
 
 use crate::args::CleanArgs;
 use crate::config::FileSettings;
-use crate::stores::open_paired;
+use crate::stores::{Opened, open_paired};
 
 /// Runs the cleaner; a single cycle exits 1 unless it completed.
 pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
@@ -24,7 +25,8 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         allow_unsafe_timing: args.timings.allow_unsafe_timing,
         ..CleanerConfig::default()
     };
-    let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?;
+    let preflight = still_paired(&opened);
+    let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?.with_preflight(preflight);
     match args.every.or(file.every()?) {
         Some(interval) => {
             cleaner.run_every(interval, super::shutdown_signal()).await;
@@ -40,4 +42,26 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
             Ok(if report.completed() { ExitCode::SUCCESS } else { super::CHECK_FAILED })
         }
     }
+}
+
+/// Before every cycle: the stores are still paired with each other, in the same
+/// cluster, with the timings this cleaner runs with. Someone may have run
+/// `set-timings` (or repointed a store) since the daemon started; a cleaner with stale
+/// timings could delete what newer servers still need.
+fn still_paired(opened: &Opened) -> Preflight {
+    let (metadata, blobs) = (opened.metadata.clone(), opened.blobs.clone());
+    let (cluster_id, timings) = (opened.cluster_id, opened.timings);
+    Arc::new(move || {
+        let (metadata, blobs) = (metadata.clone(), blobs.clone());
+        Box::pin(async move {
+            let pairing = verify(metadata.as_ref(), blobs.as_ref()).await.map_err(|e| e.to_string())?;
+            if pairing.cluster_id != cluster_id {
+                return Err(format!("the stores now belong to cluster {}, not {cluster_id}", pairing.cluster_id));
+            }
+            if pairing.timings != timings {
+                return Err("the cluster's timings changed since this cleaner started: restart it".into());
+            }
+            Ok(())
+        })
+    })
 }

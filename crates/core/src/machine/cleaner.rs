@@ -20,8 +20,9 @@ pub struct BatchId(pub u32);
 /// Bounds on how far a cycle runs ahead of itself.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub struct CycleLimits {
-    /// Listing pauses while this many unreferenced ids wait for their delete. Bounds
-    /// the cycle's memory by the number of orphans, not the number of blobs.
+    /// Listing pauses while the cycle holds this many ids (listed candidates, ids
+    /// being queried, ids waiting for or undergoing their delete), so the cycle's
+    /// memory is bounded whatever the number of blobs and however slow the database.
     pub max_pending_ids: usize,
     /// At most this many "which are referenced" queries at once.
     pub max_concurrent_queries: usize,
@@ -146,13 +147,10 @@ impl<T: Time, Id: Copy + Eq + Hash + std::fmt::Debug> CleanerCycle<T, Id> {
         CleanerCycle { timings, limits, listing: Listing::Ready, batches: Vec::new(), next_batch: 0, failed: false }
     }
 
-    /// Ids found unreferenced and waiting for (or undergoing) their delete.
+    /// Every id the cycle holds: listed but not yet asked about, being asked about,
+    /// or found unreferenced and waiting for (or undergoing) its delete.
     pub fn pending_ids(&self) -> usize {
-        self.batches
-            .iter()
-            .filter(|b| matches!(b.state, BatchState::Waiting { .. } | BatchState::Deleting))
-            .map(|b| b.ids.len())
-            .sum()
+        self.batches.iter().map(|b| b.ids.len()).sum()
     }
 
     /// Every operation that may start at `now`, not yet started. Deletes come before
@@ -387,6 +385,32 @@ mod tests {
         run(&mut c, CleanerAction::ListPage, CleanerEvent::Failed, 1001);
         assert_eq!(c.status(at(5000)), CycleStatus::Finished(CycleOutcome::Failed));
         assert!(c.enabled(at(5000)).is_empty());
+    }
+
+    #[test]
+    fn listing_pauses_while_queries_lag_so_memory_stays_bounded() {
+        let limits = CycleLimits { max_pending_ids: 3, max_concurrent_queries: 1, ..CycleLimits::default() };
+        let mut c = CleanerCycle::<Timestamp, u32>::new(timings(), limits);
+        let mut listed = 0;
+        // The database never answers: queries stay in flight, pages keep coming.
+        for page in 0..10u32 {
+            if !c.enabled(at(1000)).contains(&CleanerAction::ListPage) {
+                break;
+            }
+            c.start(&CleanerAction::ListPage);
+            c.handle(
+                CleanerEvent::Listed { page: vec![(2 * page, at(0)), (2 * page + 1, at(0))], last: false },
+                at(1000),
+            );
+            listed += 1;
+            for action in c.enabled(at(1000)) {
+                if matches!(action, CleanerAction::QueryReferenced { .. }) {
+                    c.start(&action);
+                }
+            }
+        }
+        assert_eq!(listed, 2, "listing stops once the cycle holds max_pending_ids ids");
+        assert_eq!(c.pending_ids(), 4);
     }
 
     #[test]

@@ -18,20 +18,22 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures::stream::{self, BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::BlobKey;
 use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
+use walk::Walk;
 
 use crate::open::{OpenError, OpenMode};
 
 mod sweep;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 /// Image bytes as files under one local directory.
 ///
@@ -132,15 +134,6 @@ fn millis_rounded_up(secs: i64, nanos: u32) -> Timestamp {
     Timestamp::from_millis(secs.saturating_mul(1000).saturating_add(i64::from(nanos.div_ceil(1_000_000))))
 }
 
-fn listed(meta: ObjectMeta) -> ListedBlob {
-    let modified = meta.last_modified;
-    ListedBlob {
-        key: meta.location.to_string(),
-        created: millis_rounded_up(modified.timestamp(), modified.timestamp_subsec_nanos()),
-        size: meta.size,
-    }
-}
-
 /// The kind of an I/O failure: refused permissions and read-only file systems need an
 /// operator; anything else (a full disk, an I/O error) may pass.
 fn io_kind(e: &std::io::Error) -> StoreErrorKind {
@@ -226,15 +219,28 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        // object_store walks the tree lazily (1024 entries per blocking batch) and
-        // hides staging files; one page at a time is collected from it.
-        self.fs
-            .list(None)
-            .map_ok(listed)
-            .map_err(|e| store_error("listing blobs", e))
-            .try_chunks(page_size.max(1))
-            .map_err(|failed| failed.1)
-            .boxed()
+        // Our own walk (see `walk`), one page per trip to a blocking thread, so only
+        // one page and the walk's directory stack are in memory.
+        let root = self.root.clone();
+        let page_size = page_size.max(1);
+        stream::unfold(Some(Walk::new(&root)), move |walk| {
+            let root = root.clone();
+            async move {
+                let mut walk = walk?;
+                let joined = tokio::task::spawn_blocking(move || {
+                    let page = sweep::list_page(&root, &mut walk, page_size);
+                    (page, walk)
+                })
+                .await;
+                match joined {
+                    Ok((Ok(page), _)) if page.is_empty() => None,
+                    Ok((Ok(page), walk)) => Some((Ok(page), Some(walk))),
+                    Ok((Err(e), _)) => Some((Err(e), None)),
+                    Err(e) => Some((Err(StoreError::unavailable(format!("local blob store, listing: {e}"))), None)),
+                }
+            }
+        })
+        .boxed()
     }
 
     async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {

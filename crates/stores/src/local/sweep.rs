@@ -1,5 +1,5 @@
-//! Removing the staging files interrupted puts leave behind (blocking; run it on a
-//! blocking thread).
+//! Listing the blob directory, and removing the staging files interrupted puts leave
+//! behind (both blocking; run them on a blocking thread).
 //!
 //! Removing a staging file is always safe: a put whose staging file vanishes fails at
 //! its publishing `hard_link` and publishes nothing, and a staging file left after a
@@ -11,8 +11,10 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use profilestore_core::error::StoreError;
+use profilestore_core::store::ListedBlob;
 use profilestore_core::time::Timestamp;
 
+use super::walk::Walk;
 use super::{io_error, millis_rounded_up};
 
 /// Whether `name` is a staging file by `object_store`'s own rule (`local.rs`,
@@ -34,60 +36,66 @@ fn modified_rounded_up(t: SystemTime) -> Timestamp {
 /// it removed. Symbolic links are neither followed nor removed. Files or directories
 /// that vanish during the walk (other sweepers, deletes) are skipped.
 pub(crate) fn sweep_staging(root: &Path, older_than: Timestamp) -> Result<u64, StoreError> {
-    let walk_error = |doing: &str, path: &Path, e: std::io::Error| io_error(&format!("{doing} {}", path.display()), &e);
     let mut removed = 0;
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+    for file in Walk::new(root) {
+        let (dir, entry) = file?;
+        let path = entry.path();
+        if !entry.file_name().to_str().is_some_and(is_staging_name) {
+            continue;
+        }
+        let modified = match entry.metadata().and_then(|m| m.modified()) {
+            Ok(t) => modified_rounded_up(t),
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(walk_error("reading directory", &dir, e)),
+            Err(e) => return Err(io_error(&format!("reading the modification time of {}", path.display()), &e)),
         };
-        for entry in entries {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(walk_error("reading directory", &dir, e)),
-            };
-            let path = entry.path();
-            // `file_type` does not follow symlinks.
-            let file_type = match entry.file_type() {
-                Ok(t) => t,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(walk_error("reading the type of", &path, e)),
-            };
-            if file_type.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let is_staging = entry.file_name().to_str().is_some_and(is_staging_name);
-            if !file_type.is_file() || !is_staging {
-                continue;
-            }
-            let modified = match entry.metadata().and_then(|m| m.modified()) {
-                Ok(t) => modified_rounded_up(t),
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(walk_error("reading the modification time of", &path, e)),
-            };
-            if modified > older_than {
-                continue;
-            }
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    removed += 1;
-                    tracing::info!(file = %path.display(), "removed a stale staging file");
-                    // Drop the directory too if this emptied it (a put that finds it
-                    // gone recreates it); errors only mean it is not empty.
-                    if dir != root {
-                        let _ = std::fs::remove_dir(&dir);
-                    }
+        if modified > older_than {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                removed += 1;
+                tracing::info!(file = %path.display(), "removed a stale staging file");
+                // Drop the directory too if this emptied it (a put that finds it
+                // gone recreates it); errors only mean it is not empty.
+                if dir != root {
+                    let _ = std::fs::remove_dir(&dir);
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(walk_error("removing", &path, e)),
             }
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&format!("removing {}", path.display()), &e)),
         }
     }
     Ok(removed)
+}
+
+/// Up to `page_size` objects from `walk`: every regular file except staging files,
+/// keyed by its path relative to `root` with `/` separators. Files whose path is not
+/// UTF-8 are logged and skipped: no key can name them, so nothing can delete them.
+pub(crate) fn list_page(root: &Path, walk: &mut Walk, page_size: usize) -> Result<Vec<ListedBlob>, StoreError> {
+    let mut page = Vec::new();
+    while page.len() < page_size {
+        let Some(file) = walk.next() else { break };
+        let (_, entry) = file?;
+        let path = entry.path();
+        let Some(key) = path.strip_prefix(root).ok().and_then(|rel| rel.to_str()).map(|k| k.replace('\\', "/")) else {
+            tracing::warn!(file = %path.display(), "local blob store: skipping a file whose name is not UTF-8");
+            continue;
+        };
+        if entry.file_name().to_str().is_some_and(is_staging_name) {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_error(&format!("reading the metadata of {}", path.display()), &e)),
+        };
+        let created = match meta.modified() {
+            Ok(t) => modified_rounded_up(t),
+            Err(e) => return Err(io_error(&format!("reading the modification time of {}", path.display()), &e)),
+        };
+        page.push(ListedBlob { key, created, size: meta.len() });
+    }
+    Ok(page)
 }
 
 #[cfg(test)]

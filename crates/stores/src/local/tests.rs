@@ -215,3 +215,14 @@ async fn a_directory_whose_path_is_not_utf8_is_refused() {
     assert_eq!(source.kind(), StoreErrorKind::Misconfigured);
     assert!(!odd.exists(), "refused, yet created");
 }
+
+#[tokio::test]
+async fn a_file_whose_name_is_not_a_valid_key_is_skipped_not_fatal() {
+    use std::os::unix::ffi::OsStrExt;
+    let (_dir, store) = fresh().await;
+    let ours = key();
+    store.put_new(&ours, Bytes::from_static(b"x")).await.unwrap();
+    write_file(&store.root().join(std::ffi::OsStr::from_bytes(b"stray-\xff")), b"junk");
+    let listed = list(&store).await;
+    assert_eq!(listed.iter().map(|b| b.key.clone()).collect::<Vec<_>>(), vec![ours.to_string()]);
+}
