@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: lint, then every test of the workspace.
-# Usage: scripts/test.sh   (CI runs exactly this through .ci/run)
+# The whole test suite: lint, then every test of the workspace, including the tests
+# against real PostgreSQL and S3 (Ceph RADOS Gateway) servers, which this script
+# installs if missing, starts on 127.0.0.1 and stops again (also on failure).
+# CI runs exactly this through .ci/run.
+#
+# Set PROFILESTORE_TEST_POSTGRES_URL and PROFILESTORE_TEST_S3_* yourself to test
+# against servers you run; then nothing is installed or started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +13,54 @@ if ! command -v cargo >/dev/null; then
   echo "error: cargo is not installed (https://rustup.rs)" >&2
   exit 2
 fi
+
+services=""
+stop_services() {
+  [ -n "$services" ] || return 0
+  scripts/services/s3.sh stop "$services/s3" || true
+  scripts/services/postgres.sh stop "$services/pg" || true
+  rm -rf "$services" 2>/dev/null || true
+}
+trap stop_services EXIT
+
+# Import KEY=VALUE lines a service script printed.
+import_env() {
+  local line
+  while IFS= read -r line; do
+    case "$line" in PROFILESTORE_TEST_*=*) export "${line?}" ;; esac
+  done
+}
+
+# Start servers while the build runs: both take a while on a fresh machine.
+if [ -z "${PROFILESTORE_TEST_POSTGRES_URL:-}" ] || [ -z "${PROFILESTORE_TEST_S3_ENDPOINT:-}" ]; then
+  services=$(mktemp -d "${TMPDIR:-/tmp}/profilestore-services.XXXXXX")
+  chmod 755 "$services" # the postgres user must reach its data directory
+  echo "== starting PostgreSQL and S3 under $services"
+  if [ -z "${PROFILESTORE_TEST_POSTGRES_URL:-}" ]; then
+    scripts/services/postgres.sh start "$services/pg" >"$services/pg.env" 2>"$services/pg.err" &
+    pg_pid=$!
+  fi
+  if [ -z "${PROFILESTORE_TEST_S3_ENDPOINT:-}" ]; then
+    scripts/services/s3.sh start "$services/s3" >"$services/s3.env" 2>"$services/s3.err" &
+    s3_pid=$!
+  fi
+fi
+
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+for name in pg s3; do
+  pid_var="${name}_pid"
+  [ -n "${!pid_var:-}" ] || continue
+  if ! wait "${!pid_var}"; then
+    echo "error: could not start the $name test server:" >&2
+    cat "$services/$name.err" >&2
+    exit 1
+  fi
+  import_env <"$services/$name.env"
+done
+# From here on, a test that needs a server and cannot reach one fails instead of skipping.
+export PROFILESTORE_REQUIRE_SERVICES=1
 
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings

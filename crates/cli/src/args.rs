@@ -66,13 +66,61 @@ pub struct StoreArgs {
     #[arg(long, env = "PROFILESTORE_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Metadata database URL (`sqlite://PATH`). [default: sqlite://DATA_DIR/profilestore.db]
+    /// Metadata database URL (`sqlite://PATH` or `postgres://USER@HOST/DB`).
+    /// [default: sqlite://DATA_DIR/profilestore.db]
     #[arg(long, env = "PROFILESTORE_DATABASE", value_name = "URL")]
     pub database: Option<String>,
 
-    /// Blob store URL (`file://PATH`). [default: file://DATA_DIR/blobs]
+    /// Blob store URL (`file://PATH` or `s3://BUCKET/PREFIX`). [default: file://DATA_DIR/blobs]
     #[arg(long, env = "PROFILESTORE_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// How to reach an S3-compatible server (only for `--blobs s3://…`). Credentials must
+/// be given (or signing explicitly skipped): profilestore never asks a cloud metadata
+/// endpoint for them.
+#[derive(Debug, Clone, Args, Default)]
+pub struct S3Args {
+    /// S3 endpoint, e.g. `http://127.0.0.1:9000` for a self-hosted server. [default: AWS]
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region to sign requests for. [default: us-east-1]
+    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
+    pub s3_region: Option<String>,
+
+    /// Access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "KEY", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// Secret access key (prefer the environment variable to the flag).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Session token for temporary credentials.
+    #[arg(long, env = "AWS_SESSION_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub s3_session_token: Option<String>,
+
+    /// Send unsigned requests (a bucket that allows anonymous access); no credentials.
+    #[arg(long, env = "PROFILESTORE_S3_SKIP_SIGNATURE")]
+    pub s3_skip_signature: bool,
+}
+
+impl S3Args {
+    /// The options the S3 backend opens with.
+    pub fn options(&self) -> profilestore_stores::S3Options {
+        profilestore_stores::S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            access_key_id: self.s3_access_key_id.clone(),
+            secret_access_key: self.s3_secret_access_key.clone(),
+            session_token: self.s3_session_token.clone(),
+            skip_signature: self.s3_skip_signature,
+        }
+    }
 }
 
 /// The cluster-wide timings (SPEC.md, "Timing rules"). Left unset, a process uses

@@ -15,6 +15,9 @@ pub struct FileSettings {
     data_dir: Option<PathBuf>,
     database: Option<String>,
     blobs: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_skip_signature: Option<bool>,
     request_timeout: Option<String>,
     min_blob_age: Option<String>,
     delete_delay: Option<String>,
@@ -55,6 +58,10 @@ impl FileSettings {
         fill(&mut args.data_dir, &self.data_dir);
         fill(&mut args.database, &self.database);
         fill(&mut args.blobs, &self.blobs);
+        // Secrets stay out of files: credentials come from flags or the environment.
+        fill(&mut args.s3.s3_endpoint, &self.s3_endpoint);
+        fill(&mut args.s3.s3_region, &self.s3_region);
+        args.s3.s3_skip_signature |= self.s3_skip_signature.unwrap_or(false);
     }
 
     /// Fills every timing setting `args` lacks from this file.

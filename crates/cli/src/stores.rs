@@ -57,7 +57,7 @@ pub async fn open_and_pair(stores: &StoreArgs, timings: &TimingArgs, clock: Arc<
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create data directory {}", dir.display()))?;
     }
     let metadata = profilestore_stores::open_metadata(&database, OpenMode::Migrate, clock.clone()).await?;
-    let blobs = profilestore_stores::open_blobs(&blob_url, OpenMode::Migrate, clock).await?;
+    let blobs = profilestore_stores::open_blobs(&blob_url, OpenMode::Migrate, clock, &stores.s3.options()).await?;
     let first_timings = checked(overrides(timings).apply_to(&Timings::default()), timings.allow_unsafe_timing)?;
     #[allow(clippy::disallowed_methods)] // a cluster id is made once, at pairing; not core logic
     let first = Pairing { cluster_id: uuid::Uuid::now_v7(), timings: first_timings };
@@ -83,7 +83,7 @@ pub async fn open_existing(
 ) -> anyhow::Result<(Arc<dyn MetadataStore>, Arc<dyn BlobStore>, Pairing)> {
     let (database, blob_url, _) = urls(stores)?;
     let metadata = profilestore_stores::open_metadata(&database, OpenMode::Existing, clock.clone()).await?;
-    let blobs = profilestore_stores::open_blobs(&blob_url, OpenMode::Existing, clock).await?;
+    let blobs = profilestore_stores::open_blobs(&blob_url, OpenMode::Existing, clock, &stores.s3.options()).await?;
     let pairing = verify(metadata.as_ref(), blobs.as_ref())
         .await
         .with_context(|| format!("database {} and blob store {}", redact(&database), redact(&blob_url)))?;

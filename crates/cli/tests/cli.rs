@@ -1,23 +1,11 @@
 //! The real `profilestore` binary, driven as a user would drive it.
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
-const PNG: &[u8] = include_bytes!("../../../examples/avatar.png");
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_profilestore"));
-    // Keep the tests independent of the developer's environment.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PROFILESTORE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
+use support::{PNG, Server, bin};
 
 fn run(args: &[&str], dir: &Path) -> Output {
     bin().args(args).arg("--data-dir").arg(dir).output().expect("binary runs")
@@ -31,53 +19,8 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A running `serve` and the base URL it printed.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = bin()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("serve prints its address");
-        let base = line
-            .trim()
-            .strip_prefix("profilestore listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-        Server { child, base }
-    }
-
-    /// Sends SIGTERM and returns the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs");
-        for _ in 0..100 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().ok();
-        panic!("serve did not stop on SIGTERM");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.child.kill().ok();
-        self.child.wait().ok();
-    }
+fn data_dir_args(dir: &Path) -> Vec<String> {
+    vec!["--data-dir".into(), dir.display().to_string()]
 }
 
 fn upload_form(metadata: &str) -> reqwest::multipart::Form {
@@ -89,7 +32,7 @@ fn upload_form(metadata: &str) -> reqwest::multipart::Form {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_user_uploads_reads_deletes_cleans_and_audits() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(&data_dir_args(dir.path()));
     let http = reqwest::Client::new();
     let url = format!("{}/v1/profiles/alice", server.base);
 
@@ -122,7 +65,7 @@ async fn a_new_user_uploads_reads_deletes_cleans_and_audits() {
     assert!(stdout(&clean).contains("images listed"), "clean prints a summary: {}", stdout(&clean));
 
     // With every record gone the cleaner refuses to delete, and says why.
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(&data_dir_args(dir.path()));
     let bob = format!("{}/v1/profiles/bob", server.base);
     assert_eq!(http.delete(&bob).send().await.unwrap().status(), 204);
     drop(server);

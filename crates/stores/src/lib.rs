@@ -8,6 +8,8 @@
 //! | [`resolve`] | [`open_metadata`] and [`open_blobs`]: the one place a URL becomes a store |
 //! | [`open`] | [`OpenMode`] (may opening create or migrate?) and [`OpenError`] |
 //! | [`sqlite`] | [`SqliteMetadataStore`]: records in a SQLite file, deadline checked by SQLite's clock; embedded migrations |
+//! | `postgres` | `PostgresMetadataStore`: records in PostgreSQL, deadline checked by `clock_timestamp()` (feature `postgres`) |
+//! | `s3` | `S3BlobStore`: objects in an S3-compatible bucket via `object_store` (feature `s3`) |
 //! | [`local`] | [`LocalBlobStore`]: image files under a directory via `object_store`; the staging-file sweep |
 //! | [`conformance`] | the metadata-store and blob-store suites every backend runs (used by other crates' tests too) |
 //!
@@ -18,10 +20,14 @@
 pub mod conformance;
 pub mod local;
 pub mod open;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod resolve;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod sqlite;
 
 pub use local::LocalBlobStore;
-pub use open::{OpenError, OpenMode, redact_url};
+pub use open::{OpenError, OpenMode, S3Options, redact_url};
 pub use resolve::{open_blobs, open_metadata};
 pub use sqlite::SqliteMetadataStore;

@@ -162,3 +162,23 @@ mod tests {
         assert_eq!(redact_url("file:///var/lib/blobs"), "file:///var/lib/blobs");
     }
 }
+
+/// How to reach an S3-compatible server, beyond the bucket and prefix in the URL.
+/// Every field is optional here; the S3 backend refuses to open without credentials
+/// unless `skip_signature` is set, so the client never falls back to a cloud
+/// metadata endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct S3Options {
+    /// The server's base URL, e.g. `http://127.0.0.1:9300`; `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// The region to sign for.
+    pub region: Option<String>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key.
+    pub secret_access_key: Option<String>,
+    /// Session token, for temporary credentials.
+    pub session_token: Option<String>,
+    /// Send unsigned requests (a public or test bucket); no credentials needed.
+    pub skip_signature: bool,
+}

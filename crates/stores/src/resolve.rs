@@ -5,7 +5,8 @@
 //! | `sqlite://data/p.db`, `sqlite:///var/lib/p.db`, `sqlite:data/p.db` | [`SqliteMetadataStore`] |
 //! | `file://./data/blobs`, `file:///var/lib/blobs` | [`LocalBlobStore`] |
 //! | `memory://` | a fresh in-memory store from `profilestore_core::memory` (tests) |
-//! | `postgres://`, `postgresql://`, `s3://` | not compiled into this build yet |
+//! | `postgres://user@host/db`, `postgresql://…` | `PostgresMetadataStore` (feature `postgres`) |
+//! | `s3://bucket/prefix` | `S3BlobStore` (feature `s3`), reached as [`S3Options`] say |
 //!
 //! Paths are taken literally (no percent-decoding); a path after `scheme://` is
 //! relative to the working directory unless it starts with `/`. Adding a backend is one
@@ -18,11 +19,11 @@ use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::Clock;
 
 use crate::local::LocalBlobStore;
-use crate::open::{OpenError, OpenMode, redact_url};
+use crate::open::{OpenError, OpenMode, S3Options, redact_url};
 use crate::sqlite::SqliteMetadataStore;
 
-const METADATA_SCHEMES: &str = "sqlite://, memory:// (postgres:// is not compiled into this build)";
-const BLOB_SCHEMES: &str = "file://, memory:// (s3:// is not compiled into this build)";
+const METADATA_SCHEMES: &str = "sqlite://, postgres://, memory://";
+const BLOB_SCHEMES: &str = "file://, s3://, memory://";
 
 /// The backends a URL can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +88,7 @@ fn local_path<'a>(parsed: &Parsed<'a>) -> Result<&'a str, OpenError> {
     Ok(path)
 }
 
+#[cfg(not(all(feature = "postgres", feature = "s3")))]
 fn not_compiled(parsed: &Parsed<'_>, backend: &'static str) -> OpenError {
     OpenError::NotCompiled { url: parsed.redacted.clone(), backend }
 }
@@ -106,21 +108,46 @@ pub async fn open_metadata(
     match parsed.scheme {
         Scheme::Sqlite => Ok(Arc::new(SqliteMetadataStore::open(local_path(&parsed)?, mode).await?)),
         Scheme::Memory => Ok(Arc::new(MemoryMetadataStore::new(clock))),
-        Scheme::Postgres => Err(not_compiled(&parsed, "postgres")),
+        Scheme::Postgres => open_postgres(&parsed, url, mode).await,
         Scheme::File | Scheme::S3 => Err(wrong_kind(&parsed, "blob", "metadata", METADATA_SCHEMES)),
     }
 }
 
 /// Opens the blob store `url` names. `clock` stamps creation times in stores that have
 /// no clock of their own (`memory://`); real stores use their own clock.
-pub async fn open_blobs(url: &str, mode: OpenMode, clock: Arc<dyn Clock>) -> Result<Arc<dyn BlobStore>, OpenError> {
+pub async fn open_blobs(
+    url: &str,
+    mode: OpenMode,
+    clock: Arc<dyn Clock>,
+    s3: &S3Options,
+) -> Result<Arc<dyn BlobStore>, OpenError> {
     let parsed = parse(url, BLOB_SCHEMES)?;
     match parsed.scheme {
         Scheme::File => Ok(Arc::new(LocalBlobStore::open(local_path(&parsed)?, mode).await?)),
         Scheme::Memory => Ok(Arc::new(MemoryBlobStore::new(clock))),
-        Scheme::S3 => Err(not_compiled(&parsed, "s3")),
+        Scheme::S3 => open_s3(&parsed, mode, s3).await,
         Scheme::Sqlite | Scheme::Postgres => Err(wrong_kind(&parsed, "metadata", "blob", BLOB_SCHEMES)),
     }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(parsed: &Parsed<'_>, url: &str, mode: OpenMode) -> Result<Arc<dyn MetadataStore>, OpenError> {
+    crate::postgres::open(url, parsed.redacted.clone(), mode).await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(parsed: &Parsed<'_>, _url: &str, _mode: OpenMode) -> Result<Arc<dyn MetadataStore>, OpenError> {
+    Err(not_compiled(parsed, "postgres"))
+}
+
+#[cfg(feature = "s3")]
+async fn open_s3(parsed: &Parsed<'_>, mode: OpenMode, options: &S3Options) -> Result<Arc<dyn BlobStore>, OpenError> {
+    crate::s3::open(parsed.rest, parsed.redacted.clone(), mode, options).await
+}
+
+#[cfg(not(feature = "s3"))]
+async fn open_s3(parsed: &Parsed<'_>, _mode: OpenMode, _options: &S3Options) -> Result<Arc<dyn BlobStore>, OpenError> {
+    Err(not_compiled(parsed, "s3"))
 }
 
 #[cfg(test)]

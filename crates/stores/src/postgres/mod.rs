@@ -1,0 +1,442 @@
+//! [`PostgresMetadataStore`]: profile records in PostgreSQL, for many servers and
+//! cleaners sharing one database.
+//!
+//! Every method is one short transaction on the primary (opening refuses a standby, and
+//! so does every new pooled connection), under PostgreSQL's default read-committed
+//! isolation: each statement sees everything committed before it started, never an
+//! older snapshot.
+//!
+//! # How a record write keeps its deadline
+//!
+//! [`put_before`](MetadataStore::put_before) runs one transaction:
+//!
+//! 1. `set_config(..., true)` (transaction-local): `statement_timeout` and
+//!    `idle_in_transaction_session_timeout` to the caller's statement timeout (so
+//!    neither a slow statement nor a frozen caller holds the user's row lock for longer
+//!    than the request had left), and `profilestore.put_deadline_ms` to the deadline;
+//! 2. `INSERT ... SELECT ... WHERE clock_timestamp() < deadline ON CONFLICT DO UPDATE
+//!    ... WHERE clock_timestamp() < deadline`; no row affected means the deadline had
+//!    passed;
+//! 3. `COMMIT`, during which a deferred constraint trigger checks the deadline once more
+//!    and fails the commit when it has passed.
+//!
+//! Why three checks, all against `clock_timestamp()` (the clock at the moment it is
+//! read; `now()` is frozen at the transaction's start, before any wait): the `SELECT`'s
+//! condition is read before the INSERT looks for a conflicting row, so it can be
+//! followed by a lock wait. When the user's row exists and another transaction holds
+//! it, the `DO UPDATE`'s condition is read after that wait, with the row locked. But
+//! when the conflicting row is another transaction's *uncommitted insert* (or a delete
+//! of the existing row) the INSERT waits for that transaction and then, if the row is
+//! gone, inserts without reading the clock again. Taking a lock first (`SELECT ... FOR
+//! UPDATE` finds no row to lock; an advisory lock only binds writers that take it too)
+//! does not close that gap for every writer. The commit-time trigger does, and also
+//! covers a pause of this process between the INSERT and its COMMIT: the deadline is
+//! judged by the database's clock after every wait, in the COMMIT itself.
+//!
+//! # Abandoning a write
+//!
+//! The whole call is bounded by `tokio::time::timeout(statement_timeout)`. When that
+//! strikes, the future is dropped mid-transaction. sqlx does not cancel the statement
+//! on the server; it queues a `ROLLBACK` on the connection, and the pool flushes it when
+//! the connection comes back, after waiting for the running statement to finish. The
+//! server-side `statement_timeout` is what bounds that wait (a lock wait included), so
+//! the statement ends by then at the latest, and the `ROLLBACK` that follows means
+//! nothing was written, unless `COMMIT` had already been sent: then the outcome is
+//! unknown, and the error says so.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::{ImageId, UserId};
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{CommitOutcome, MetadataStore, Pairing, Record};
+use profilestore_core::time::Timestamp;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::open::{OpenError, OpenMode, redact_url};
+
+/// SQL for the database's clock in whole milliseconds since the Unix epoch (rounded
+/// down), read when evaluated, not at the transaction's start. For timestamps we
+/// record; deadlines are compared with the unrounded clock.
+macro_rules! db_now_ms {
+    () => {
+        "CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)"
+    };
+}
+
+/// The columns `rows::record_from_row` reads, in SQL.
+macro_rules! record_columns {
+    () => {
+        "user_id, metadata, image_id::text AS image_id, content_type, image_size, updated_at_ms"
+    };
+}
+
+mod errors;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use errors::{DEADLINE_PASSED, corrupt, failed, sqlstate, store_error};
+use rows::{pairing_from_row, parse_image_id, record_from_row, timings_json};
+
+/// Sets the write's limits for the rest of its transaction only (`is_local = true`), so
+/// nothing leaks to the next user of the pooled connection. `$1` is the statement
+/// timeout in whole milliseconds, `$2` the deadline in milliseconds since the epoch,
+/// both built from integers.
+const SET_WRITE_LIMITS: &str = "SELECT set_config('statement_timeout', $1, true), \
+     set_config('idle_in_transaction_session_timeout', $1, true), \
+     set_config('profilestore.put_deadline_ms', $2, true)";
+
+/// Inserts or replaces, but only while the database's clock is before `$7` (see the
+/// module docs for why both conditions, and the commit-time trigger, are there).
+const PUT_BEFORE: &str = "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) \
+     SELECT $1, $2, $3::uuid, $4, $5, $6 \
+     WHERE extract(epoch FROM clock_timestamp()) * 1000 < $7::bigint \
+     ON CONFLICT (user_id) DO UPDATE SET metadata = excluded.metadata, image_id = excluded.image_id, \
+     content_type = excluded.content_type, image_size = excluded.image_size, \
+     updated_at_ms = excluded.updated_at_ms \
+     WHERE extract(epoch FROM clock_timestamp()) * 1000 < $7::bigint";
+
+/// One query for any number of ids: they travel as one `text[]` parameter, cast to
+/// `uuid[]` by the server, and the `image_id` index is probed once per element.
+const REFERENCED: &str = "SELECT DISTINCT image_id::text FROM profiles WHERE image_id = ANY($1::uuid[])";
+
+const READ_PAIRING: &str =
+    "SELECT cluster_id::text AS cluster_id, timings::text AS timings FROM pairing WHERE singleton = 1";
+
+/// How the store connects; [`Default`] suits a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// The most connections the pool opens at once.
+    pub max_connections: u32,
+    /// How long opening waits for its first connection before failing as unavailable.
+    pub connect_timeout: Duration,
+    /// How long a call waits for a pooled connection (including connecting a new one,
+    /// which sqlx retries while the server refuses) before failing as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresSettings {
+    /// 16 connections, 5 s to connect, 5 s to get a pooled connection.
+    fn default() -> Self {
+        PostgresSettings {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Profile records and the pairing in a PostgreSQL database.
+///
+/// Promises: every [`MetadataStore`] contract, with each method one short transaction
+/// on the primary; `put_before`'s deadline judged by the database's own clock after
+/// every lock wait (see the module docs); user ids ordered by their bytes.
+#[derive(Debug, Clone)]
+pub struct PostgresMetadataStore {
+    pool: PgPool,
+    location: String,
+}
+
+/// Opens the PostgreSQL database at `url` (`redacted` is its printable form, used in
+/// every message) with [`PostgresSettings::default`]; the store behind a trait object.
+pub async fn open(url: &str, redacted: String, mode: OpenMode) -> Result<Arc<dyn MetadataStore>, OpenError> {
+    let store = PostgresMetadataStore::connect(url, redacted, mode, PostgresSettings::default()).await?;
+    Ok(Arc::new(store))
+}
+
+impl PostgresMetadataStore {
+    /// Opens the database at `url` (`postgres://user:password@host:port/db?...`, as
+    /// sqlx reads it) with [`PostgresSettings::default`].
+    ///
+    /// [`OpenMode::Migrate`] creates the schema in an empty database and applies
+    /// pending migrations; many processes may do so at once. [`OpenMode::Existing`]
+    /// requires the schema at this build's version and changes nothing. Either mode
+    /// refuses a schema newer than this build, and a server that is a standby. Errors
+    /// name the URL with its credentials redacted.
+    pub async fn open(url: &str, mode: OpenMode) -> Result<Self, OpenError> {
+        Self::open_with(url, mode, PostgresSettings::default()).await
+    }
+
+    /// [`open`](Self::open) with explicit connection settings.
+    pub async fn open_with(url: &str, mode: OpenMode, settings: PostgresSettings) -> Result<Self, OpenError> {
+        Self::connect(url, redact_url(url), mode, settings).await
+    }
+
+    async fn connect(
+        url: &str,
+        location: String,
+        mode: OpenMode,
+        settings: PostgresSettings,
+    ) -> Result<Self, OpenError> {
+        let mut options: PgConnectOptions = url
+            .parse()
+            .map_err(|e: sqlx::Error| OpenError::InvalidUrl { url: location.clone(), reason: e.to_string() })?;
+        if options.get_application_name().is_none() {
+            options = options.application_name("profilestore");
+        }
+        let store_failed = |source| OpenError::Store { what: "database", location: location.clone(), source };
+
+        // One connection of our own for the checks and the migration: its errors are
+        // the server's (a refused connection, a bad password), where the pool would
+        // retry until its timeout and report only that it timed out.
+        let mut conn = match tokio::time::timeout(settings.connect_timeout, options.connect()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(store_failed(store_error("connecting", e))),
+            Err(_) => {
+                return Err(store_failed(StoreError::unavailable(format!(
+                    "PostgreSQL, connecting: no connection within {:?}",
+                    settings.connect_timeout
+                ))));
+            }
+        };
+        let checked = async {
+            schema::check_primary(&mut conn, &location).await?;
+            match mode {
+                OpenMode::Migrate => schema::migrate(&mut conn, &location).await,
+                OpenMode::Existing => schema::check_current(&mut conn, &location).await,
+            }
+        }
+        .await;
+        if let Err(e) = conn.close().await {
+            tracing::debug!(error = %e, "closing the connection used to open the store failed");
+        }
+        checked?;
+
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .after_connect(|conn, _meta| Box::pin(refuse_standby(conn)))
+            .connect_lazy_with(options);
+        Ok(PostgresMetadataStore { pool, location })
+    }
+
+    /// The database's URL with credentials redacted, as used in messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// Closes every connection, waiting for statements in flight. Later calls fail as
+    /// [`Unavailable`](StoreErrorKind::Unavailable).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The pool, for this module's tests that plant rows no method would write.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Fails a new pooled connection that reached a standby (a DNS name moved to a replica
+/// after open), so no query is ever answered from a replica's older view.
+async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    if schema::is_standby(conn).await? {
+        return Err(sqlx::Error::Configuration(schema::standby_refused().into()));
+    }
+    Ok(())
+}
+
+/// The statement timeout in whole milliseconds, rounded up, at least 1 (0 would mean
+/// "no timeout" to PostgreSQL) and at most what the setting holds.
+fn timeout_millis(timeout: Duration) -> i64 {
+    let ms = timeout.as_nanos().div_ceil(1_000_000).max(1);
+    i64::try_from(ms).unwrap_or(i64::MAX).min(i64::from(i32::MAX))
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for PostgresMetadataStore {
+    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
+        let sql = concat!("SELECT ", record_columns!(), " FROM profiles WHERE user_id = $1");
+        let row = sqlx::query(sql)
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading a profile record"))?;
+        row.as_ref().map(record_from_row).transpose()
+    }
+
+    async fn put_before(
+        &self,
+        record: &Record,
+        deadline: Timestamp,
+        statement_timeout: Duration,
+    ) -> Result<CommitOutcome, StoreError> {
+        let image_size = i64::try_from(record.image_size).map_err(|_| {
+            corrupt(format!("image size {} does not fit a BIGINT; nothing was written", record.image_size))
+        })?;
+        let limits = (timeout_millis(statement_timeout).to_string(), deadline.as_millis().to_string());
+        // Set just before COMMIT is sent: from then on a timeout cannot tell whether
+        // the commit happened.
+        let commit_sent = AtomicBool::new(false);
+        let attempt = async {
+            let not_written = |doing: &'static str| move |e| store_error(&format!("{doing}; nothing was written"), e);
+            let mut tx = self.pool.begin().await.map_err(not_written("starting a transaction"))?;
+            sqlx::query(SET_WRITE_LIMITS)
+                .bind(&limits.0)
+                .bind(&limits.1)
+                .execute(&mut *tx)
+                .await
+                .map_err(not_written("setting the write's timeout and deadline"))?;
+            let done = sqlx::query(PUT_BEFORE)
+                .bind(record.user_id.as_str())
+                .bind(&record.metadata)
+                .bind(record.image_id.to_string())
+                .bind(&record.content_type)
+                .bind(image_size)
+                .bind(record.updated_at.as_millis())
+                .bind(deadline.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(not_written("writing a profile record"))?;
+            if done.rows_affected() == 0 {
+                // The transaction changed nothing, so the outcome is settled whether or
+                // not this rollback succeeds.
+                if let Err(e) = tx.rollback().await {
+                    tracing::warn!(error = %e, "rolling back an empty transaction failed");
+                }
+                return Ok(CommitOutcome::DeadlineExceeded);
+            }
+            commit_sent.store(true, Ordering::SeqCst);
+            match tx.commit().await {
+                Ok(()) => Ok(CommitOutcome::Committed),
+                // The commit-time trigger: the database's clock reached the deadline
+                // during a wait after the INSERT's own checks; the commit failed.
+                Err(e) if sqlstate(&e).as_deref() == Some(DEADLINE_PASSED) => Ok(CommitOutcome::DeadlineExceeded),
+                // The server answered COMMIT with an error: it rolled back.
+                Err(e @ sqlx::Error::Database(_)) => {
+                    Err(store_error("committing a profile record; the server refused, nothing was written", e))
+                }
+                // No answer to COMMIT: it may or may not have happened.
+                Err(e) => Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    format!(
+                        "PostgreSQL, committing a profile record: {e}; the record may or may not have been written"
+                    ),
+                )
+                .with_source(e)),
+            }
+        };
+        match tokio::time::timeout(statement_timeout, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) if commit_sent.load(Ordering::SeqCst) => Err(StoreError::unavailable(format!(
+                "PostgreSQL: the statement timeout ({statement_timeout:?}) passed while the record's commit was \
+                 under way; the record may or may not have been written"
+            ))),
+            // Dropping the transaction queued its ROLLBACK behind the running statement,
+            // which the server-side statement timeout ends (see the module docs).
+            Err(_) => Err(StoreError::unavailable(format!(
+                "PostgreSQL: the record write did not finish within its statement timeout ({statement_timeout:?}); \
+                 nothing was written"
+            ))),
+        }
+    }
+
+    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM profiles WHERE user_id = $1")
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("deleting a profile record"))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // One autocommit statement: a fresh snapshot, taken when the statement starts.
+        let wanted: HashSet<&ImageId> = ids.iter().collect();
+        let wanted: Vec<String> = wanted.into_iter().map(ImageId::to_string).collect();
+        let found: Vec<String> = sqlx::query_scalar(REFERENCED)
+            .bind(wanted)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("asking which images are referenced"))?;
+        found.iter().map(|id| parse_image_id(id)).collect()
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM profiles")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("counting profile records"))?;
+        u64::try_from(n).map_err(|_| corrupt(format!("record count {n} is negative")))
+    }
+
+    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // `user_id` is COLLATE "C": byte order, the order of `UserId`'s `Ord`; the
+        // comparison with `$1` takes the column's collation.
+        let rows = match after {
+            Some(after) => {
+                let sql = concat!(
+                    "SELECT ",
+                    record_columns!(),
+                    " FROM profiles WHERE user_id > $1 ORDER BY user_id LIMIT $2"
+                );
+                sqlx::query(sql).bind(after.as_str()).bind(limit).fetch_all(&self.pool).await
+            }
+            None => {
+                let sql = concat!("SELECT ", record_columns!(), " FROM profiles ORDER BY user_id LIMIT $1");
+                sqlx::query(sql).bind(limit).fetch_all(&self.pool).await
+            }
+        }
+        .map_err(failed("listing profile records"))?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(failed("answering a ping"))?;
+        Ok(())
+    }
+
+    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
+        let row = sqlx::query(READ_PAIRING).fetch_optional(&self.pool).await.map_err(failed("reading the pairing"))?;
+        row.as_ref().map(pairing_from_row).transpose()
+    }
+
+    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
+        let timings = timings_json(&pairing.timings)?;
+        let mut tx = self.pool.begin().await.map_err(failed("starting a transaction"))?;
+        // A concurrent creator's uncommitted row makes this INSERT wait for it; once it
+        // commits, DO NOTHING applies, and the SELECT (a new statement, so a new
+        // snapshot under read committed) sees the winner's row.
+        sqlx::query(concat!(
+            "INSERT INTO pairing (singleton, cluster_id, timings, created_at_ms) VALUES (1, $1::uuid, $2::jsonb, ",
+            db_now_ms!(),
+            ") ON CONFLICT (singleton) DO NOTHING"
+        ))
+        .bind(pairing.cluster_id.hyphenated().to_string())
+        .bind(timings)
+        .execute(&mut *tx)
+        .await
+        .map_err(failed("storing the pairing"))?;
+        let row = sqlx::query(READ_PAIRING).fetch_one(&mut *tx).await.map_err(failed("reading the pairing back"))?;
+        let stored = pairing_from_row(&row)?;
+        tx.commit().await.map_err(failed("committing the pairing"))?;
+        Ok(stored)
+    }
+
+    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE pairing SET timings = $1::jsonb WHERE singleton = 1 AND cluster_id = $2::uuid")
+            .bind(timings_json(timings)?)
+            .bind(cluster_id.hyphenated().to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("updating the timings"))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::new(
+                StoreErrorKind::Misconfigured,
+                format!("PostgreSQL: the database holds no pairing with cluster id {cluster_id}"),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,250 @@
+//! [`S3BlobStore`]: image bytes as objects in an S3-compatible bucket, under a key
+//! prefix, through `object_store`'s S3 client.
+//!
+//! How it meets the [`BlobStore`] contract (read in `object_store` 0.14's `aws/`, and
+//! checked against Ceph RGW by `tests/s3.rs`):
+//! - a put is one `PutObject` (we never use multipart uploads: images are at most tens
+//!   of MiB, so there are no incomplete uploads to abort and nothing for
+//!   [`sweep_staging`](BlobStore::sweep_staging) to do); S3 puts are atomic;
+//! - create-only puts send `If-None-Match: *`; the server answers 412 when the key
+//!   exists (409 on AWS under a concurrent conditional write), which object_store
+//!   reports as `AlreadyExists`. A server that ignored the header would overwrite: the
+//!   tests put twice against the real server to rule that out. object_store retries a
+//!   put after a 5xx answer, so a put the server stored but answered with a 5xx can come
+//!   back as `AlreadyExists` on its retry: nothing is overwritten, the write fails and
+//!   its blob is an orphan for the cleaner, as the design allows;
+//! - deletes use `DeleteObjects` in batches of up to 1000 keys; S3 reports a missing
+//!   key as deleted;
+//! - listings are `ListObjectsV2` under `{prefix}/`, one server page (≤ 1000 keys) at
+//!   a time; `LastModified` becomes the creation time, rounded up to the next second.
+//!
+//! The client is built from [`S3Options`] alone: explicit credentials or explicitly
+//! unsigned requests, never the environment and never a cloud metadata endpoint.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::BlobKey;
+use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
+
+use crate::open::{OpenError, OpenMode, S3Options};
+
+mod client;
+mod errors;
+mod location;
+#[cfg(test)]
+mod tests;
+
+use errors::{created_rounded_up, is_missing_key, is_no_such_bucket, store_error};
+use location::Location;
+
+/// What an [`OpenError`] calls this kind of store.
+const WHAT: &str = "S3 bucket";
+
+/// Opens the S3 blob store at `bucket_and_prefix` (the URL after `s3://`) as
+/// [`S3BlobStore::open`] does, as a shared [`BlobStore`].
+pub async fn open(
+    bucket_and_prefix: &str,
+    redacted: String,
+    mode: OpenMode,
+    options: &S3Options,
+) -> Result<Arc<dyn BlobStore>, OpenError> {
+    Ok(Arc::new(S3BlobStore::open(bucket_and_prefix, redacted, mode, options).await?))
+}
+
+/// Image bytes as objects in one S3 bucket, every key under one prefix.
+///
+/// Promises: every [`BlobStore`] contract, on any S3 server that honours
+/// `If-None-Match: *` on `PutObject`; every key it reads, writes, deletes or lists lies
+/// under its prefix, and listed keys are relative to it; creation times are the
+/// server's `LastModified`, moved to the start of the next whole second so that no
+/// blob looks older than it is.
+#[derive(Clone)]
+pub struct S3BlobStore {
+    s3: Arc<AmazonS3>,
+    location: Location,
+    /// The store's URL with secrets redacted, for messages.
+    url: String,
+}
+
+impl fmt::Debug for S3BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3BlobStore").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl S3BlobStore {
+    /// Opens `bucket[/prefix]` (the URL after `s3://`; `redacted` is the URL to name in
+    /// messages) on the server `options` describe.
+    ///
+    /// Refuses, before any request, a malformed bucket name or prefix and options that
+    /// neither give credentials nor skip signing. Then checks with one small request
+    /// that the bucket exists and answers us, in both modes: buckets are never created
+    /// ([`OpenMode::Migrate`] has nothing to create; the prefix needs no creating), and
+    /// whether the store is ours is decided by its pairing marker, not by its prefix.
+    pub async fn open(
+        bucket_and_prefix: &str,
+        redacted: String,
+        mode: OpenMode,
+        options: &S3Options,
+    ) -> Result<Self, OpenError> {
+        let location = Location::parse(bucket_and_prefix)
+            .map_err(|reason| OpenError::InvalidUrl { url: redacted.clone(), reason })?;
+        let failed = |source| OpenError::Store { what: WHAT, location: redacted.clone(), source };
+        let s3 = client::build(&location.bucket, options).map_err(failed)?;
+        let store = S3BlobStore { s3: Arc::new(s3), location, url: redacted.clone() };
+        match mode {
+            OpenMode::Migrate | OpenMode::Existing => store.check_bucket().await.map_err(failed)?,
+        }
+        Ok(store)
+    }
+
+    /// The bucket this store keeps its objects in.
+    pub fn bucket(&self) -> &str {
+        &self.location.bucket
+    }
+
+    /// The key prefix every object of this store lives under, without slashes at either
+    /// end; empty for the bucket's root.
+    pub fn prefix(&self) -> &str {
+        self.location.prefix.as_ref().map_or("", |p| p.as_ref())
+    }
+
+    fn error(&self, doing: &str, e: object_store::Error) -> StoreError {
+        store_error(&self.url, doing, e)
+    }
+
+    fn path(&self, key: &str) -> Result<Path, StoreError> {
+        self.location.path_of(key).map_err(|e| {
+            StoreError::new(StoreErrorKind::Corrupt, format!("blob key {key:?} is not a valid object path: {e}"))
+        })
+    }
+
+    /// One cheap request that succeeds only when the bucket exists and lets us read:
+    /// a GET of the pairing marker (a few bytes, or a 404 whose S3 error code tells a
+    /// missing key from a missing bucket, which a HEAD's empty 404 cannot).
+    async fn check_bucket(&self) -> Result<(), StoreError> {
+        self.get_raw(PAIRING_MARKER_KEY, "checking the bucket").await.map(drop)
+    }
+
+    async fn put_create(&self, key: &str, bytes: Bytes, doing: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        self.s3
+            .put_opts(&path, PutPayload::from(bytes), PutMode::Create.into())
+            .await
+            .map_err(|e| self.error(doing, e))?;
+        Ok(())
+    }
+
+    async fn get_raw(&self, key: &str, doing: &str) -> Result<Option<Bytes>, StoreError> {
+        let path = self.path(key)?;
+        match self.s3.get(&path).await {
+            Ok(found) => Ok(Some(found.bytes().await.map_err(|e| self.error(doing, e))?)),
+            // A missing bucket also answers 404: that is a broken setup, not a missing blob.
+            Err(e @ object_store::Error::NotFound { .. }) if is_no_such_bucket(&e) => Err(self.error(doing, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(doing, e)),
+        }
+    }
+
+    fn listed(&self, meta: ObjectMeta) -> Result<ListedBlob, StoreError> {
+        let full = meta.location.as_ref();
+        let Some(key) = self.location.relative(full) else {
+            return Err(StoreError::new(
+                StoreErrorKind::Corrupt,
+                format!("S3 blob store {}: the listing returned {full:?}, outside the prefix", self.url),
+            ));
+        };
+        Ok(ListedBlob {
+            key: key.to_owned(),
+            created: created_rounded_up(meta.last_modified.timestamp()),
+            size: meta.size,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for S3BlobStore {
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        self.put_create(&key.to_string(), bytes, "storing a blob").await
+    }
+
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
+        self.get_raw(&key.to_string(), "reading a blob").await
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        match self.s3.head(&self.path(&key.to_string())?).await {
+            Ok(_) => Ok(true),
+            // A HEAD's 404 has no body, so it cannot say whether the key or the whole
+            // bucket is missing; one more request rules out the bucket.
+            Err(object_store::Error::NotFound { .. }) => self.check_bucket().await.map(|()| false),
+            Err(e) => Err(self.error("checking that a blob exists", e)),
+        }
+    }
+
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        // Each key once: DeleteObjects answers per key, and a repeated key would make
+        // the answer ambiguous.
+        let mut seen = HashSet::new();
+        let mut paths = Vec::with_capacity(keys.len());
+        for key in keys {
+            if seen.insert(*key) {
+                paths.push(self.path(&key.to_string())?);
+            }
+        }
+        // object_store batches these into DeleteObjects requests of up to 1000 keys.
+        // Every batch is tried even after a failure; the first failure is reported.
+        let mut results = self.s3.delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
+        let (mut failures, mut first) = (0usize, None);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => {}
+                Err(e) if is_missing_key(&e) => {}
+                Err(e) => {
+                    failures += 1;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => {
+                Err(self.error(&format!("deleting {} blobs ({failures} failures, the first shown)", seen.len()), e))
+            }
+        }
+    }
+
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        // object_store fetches one ListObjectsV2 page (≤ 1000 keys) at a time as the
+        // stream is polled; one page of ours is collected from it.
+        self.s3
+            .list(self.location.prefix.as_ref())
+            .map(move |item| match item {
+                Ok(meta) => self.listed(meta),
+                Err(e) => Err(self.error("listing blobs", e)),
+            })
+            .try_chunks(page_size.max(1))
+            .map_err(|failed| failed.1)
+            .boxed()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check_bucket().await
+    }
+
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        self.get_raw(PAIRING_MARKER_KEY, "reading the pairing marker").await
+    }
+
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.put_create(PAIRING_MARKER_KEY, contents, "writing the pairing marker").await
+    }
+}

@@ -1,0 +1,653 @@
+//! The PostgreSQL metadata store against a real server: the shared conformance suite,
+//! then what only PostgreSQL can show (concurrent migrations, the deadline judged by
+//! the database's clock after lock waits, statement timeouts, abandoned writes,
+//! corrupt rows, unreachable servers).
+//!
+//! Needs `PROFILESTORE_TEST_POSTGRES_URL`, a superuser URL to a scratch database on
+//! 127.0.0.1 (scripts/test.sh starts one). Each test creates databases of its own
+//! (`ps_<hex>`) and drops them when it passes. Without the variable every test prints
+//! that it is skipped and passes, unless `PROFILESTORE_REQUIRE_SERVICES=1`, which makes
+//! a missing server a failure.
+#![cfg(feature = "postgres")]
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use profilestore_core::error::StoreErrorKind;
+use profilestore_core::ids::{IdSource, UserId, UuidV7Ids};
+use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
+use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+use profilestore_stores::conformance::{MetadataUnderTest, metadata_store_conformance};
+use profilestore_stores::postgres::{PostgresMetadataStore, PostgresSettings};
+use profilestore_stores::{OpenError, OpenMode, open_metadata};
+use sqlx::{Connection, PgConnection};
+
+const URL_VAR: &str = "PROFILESTORE_TEST_POSTGRES_URL";
+
+/// The test server's admin URL, or `None` after saying (outside the test harness's
+/// output capture, so it shows in a passing run) that the test is skipped.
+fn server() -> Option<Server> {
+    match std::env::var(URL_VAR) {
+        Ok(admin) if !admin.is_empty() => Some(Server { admin }),
+        _ if std::env::var("PROFILESTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("the PostgreSQL test server is missing: {URL_VAR} is not set but PROFILESTORE_REQUIRE_SERVICES=1")
+        }
+        _ => {
+            let _ =
+                writeln!(std::io::stderr(), "skipping: {URL_VAR} is not set (run scripts/test.sh to start PostgreSQL)");
+            None
+        }
+    }
+}
+
+/// `url` with its database name replaced by `db` (query string kept).
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_at = base.find("://").map_or(0, |i| i + 3);
+    let base = base[authority_at..].find('/').map_or(base, |i| &base[..authority_at + i]);
+    match query {
+        Some(q) => format!("{base}/{db}?{q}"),
+        None => format!("{base}/{db}"),
+    }
+}
+
+struct Server {
+    admin: String,
+}
+
+/// A database of one test's own, made empty.
+struct Scratch {
+    name: String,
+    url: String,
+    /// Whether its default collation is ICU's en-US (which does not sort by bytes).
+    icu: bool,
+}
+
+impl Server {
+    async fn admin(&self) -> PgConnection {
+        PgConnection::connect(&self.admin).await.expect("connect to the test server's admin URL")
+    }
+
+    /// A fresh empty database whose default collation is en-US where the server has
+    /// ICU, so the store's own `COLLATE "C"` is what keeps byte order.
+    async fn scratch(&self) -> Scratch {
+        let name = format!("ps_{}", UuidV7Ids.next_image_id().as_uuid().simple());
+        let mut admin = self.admin().await;
+        let icu = format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
+        let icu = match sqlx::raw_sql(sqlx::AssertSqlSafe(icu)).execute(&mut admin).await {
+            Ok(_) => true,
+            Err(e) => {
+                let _ = writeln!(std::io::stderr(), "note: no ICU collation ({e}); using the server's default");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .expect("create a scratch database");
+                false
+            }
+        };
+        admin.close().await.ok();
+        Scratch { url: with_database(&self.admin, &name), name, icu }
+    }
+
+    async fn drop_databases(&self, names: &[String]) {
+        let mut admin = self.admin().await;
+        for name in names {
+            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("drop a scratch database");
+        }
+        admin.close().await.ok();
+    }
+}
+
+impl Scratch {
+    async fn conn(&self) -> PgConnection {
+        PgConnection::connect(&self.url).await.expect("connect to the scratch database")
+    }
+
+    async fn open(&self) -> PostgresMetadataStore {
+        PostgresMetadataStore::open(&self.url, OpenMode::Migrate).await.expect("open the scratch database")
+    }
+
+    async fn drop(self, server: &Server) {
+        server.drop_databases(&[self.name]).await;
+    }
+}
+
+fn record(user: &str, metadata: &str) -> Record {
+    Record {
+        user_id: UserId::parse(user).unwrap(),
+        metadata: metadata.into(),
+        image_id: UuidV7Ids.next_image_id(),
+        content_type: "image/png".into(),
+        image_size: 3,
+        updated_at: Timestamp::from_millis(1),
+    }
+}
+
+const FAR: Timestamp = Timestamp::from_millis(i64::MAX);
+const LONG: Duration = Duration::from_secs(30);
+
+/// The database's clock, in milliseconds since the epoch.
+async fn db_now(conn: &mut PgConnection) -> Timestamp {
+    let ms: i64 = sqlx::query_scalar("SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)")
+        .fetch_one(conn)
+        .await
+        .unwrap();
+    Timestamp::from_millis(ms)
+}
+
+/// How many backends of database `db` wait for a heavyweight lock right now.
+async fn lock_waiters(conn: &mut PgConnection, db: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'")
+        .bind(db)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// Polls until some backend of `db` waits for a lock; panics after 5 s.
+async fn until_someone_waits(conn: &mut PgConnection, db: &str) {
+    for _ in 0..500 {
+        if lock_waiters(conn, db).await > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no backend started waiting for the held lock");
+}
+
+/// Sleeps until the database's clock is at least `margin` past `t`.
+async fn until_db_clock_passes(conn: &mut PgConnection, t: Timestamp, margin: Duration) {
+    let target = t.plus(margin);
+    loop {
+        let now = db_now(conn).await;
+        if now >= target {
+            return;
+        }
+        let left = u64::try_from(target.as_millis() - now.as_millis()).unwrap_or(1);
+        tokio::time::sleep(Duration::from_millis(left)).await;
+    }
+}
+
+const INSERT_RAW: &str = "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) \
+                          VALUES ($1, '{}', $2::uuid, 'image/png', $3, 0)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_metadata_store_conforms() {
+    let Some(server) = server() else { return };
+    let created = Mutex::new(Vec::new());
+    let report = metadata_store_conformance(|| async {
+        let scratch = server.scratch().await;
+        let store = scratch.open().await;
+        created.lock().unwrap().push(scratch.name);
+        // The database runs on this machine: its clock is the system clock.
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+        MetadataUnderTest { store: Arc::new(store), clock }
+    })
+    .await;
+    report.assert_passed();
+    assert!(report.outcomes().len() >= 15, "suite shrank: {report}");
+    server.drop_databases(&created.into_inner().unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_ids_page_in_byte_order_in_a_database_that_collates_otherwise() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    if !scratch.icu {
+        let _ = writeln!(std::io::stderr(), "skipping: the server has no ICU collation to contrast with");
+        scratch.drop(&server).await;
+        return;
+    }
+    let mut conn = scratch.conn().await;
+    // The database's own collation sorts "a" before "A" and "_x" before "0"; bytes put
+    // "A" (0x41) before "a" (0x61) and "0" (0x30) before "_" (0x5f).
+    let sorted: Vec<String> = sqlx::query_scalar("SELECT s FROM unnest(ARRAY['A', 'a', '0', '_x']) s ORDER BY s")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(sorted, ["_x", "0", "a", "A"], "the scratch database's collation is not the one this test contrasts");
+    let store = scratch.open().await;
+    for user in ["a", "A", "_x", "0", "Z", "a-"] {
+        store.put_before(&record(user, "{}"), FAR, LONG).await.unwrap();
+    }
+    let all = store.records_after(None, 10).await.unwrap();
+    let order: Vec<&str> = all.iter().map(|r| r.user_id.as_str()).collect();
+    assert_eq!(order, ["0", "A", "Z", "_x", "a", "a-"]);
+    let after = store.records_after(Some(&UserId::parse("Z").unwrap()), 10).await.unwrap();
+    let order: Vec<&str> = after.iter().map(|r| r.user_id.as_str()).collect();
+    assert_eq!(order, ["_x", "a", "a-"]);
+    store.close().await;
+    conn.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_opens_migrate_exactly_once() {
+    let Some(server) = server() else { return };
+    for _ in 0..3 {
+        let scratch = server.scratch().await;
+        let opens = (0..8).map(|_| {
+            let url = scratch.url.clone();
+            tokio::spawn(async move { PostgresMetadataStore::open(&url, OpenMode::Migrate).await })
+        });
+        for open in futures::future::join_all(opens).await {
+            open.unwrap().unwrap().close().await;
+        }
+        let mut conn = scratch.conn().await;
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_version").fetch_all(&mut conn).await.unwrap();
+        assert_eq!(versions, [1]);
+        conn.close().await.ok();
+        scratch.drop(&server).await;
+    }
+}
+
+#[tokio::test]
+async fn existing_mode_refuses_an_empty_database_and_creates_nothing() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let err = PostgresMetadataStore::open(&scratch.url, OpenMode::Existing).await.unwrap_err();
+    assert!(matches!(err, OpenError::NotInitialised { .. }), "{err:?}");
+    assert!(err.to_string().contains("profilestore init"), "{err}");
+    assert!(err.to_string().contains(&scratch.name), "{err}");
+    let mut conn = scratch.conn().await;
+    let objects: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public') \
+              + (SELECT COUNT(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(objects, 0, "an Existing open created tables or functions");
+
+    // Once initialised, Existing opens it and sees what was written; migrating again
+    // is a no-op that keeps the data.
+    let store = scratch.open().await;
+    store.put_before(&record("kept", "{}"), FAR, LONG).await.unwrap();
+    store.close().await;
+    let again = PostgresMetadataStore::open(&scratch.url, OpenMode::Existing).await.unwrap();
+    assert_eq!(again.count_records().await.unwrap(), 1);
+    again.close().await;
+    let migrated = scratch.open().await;
+    assert_eq!(migrated.count_records().await.unwrap(), 1);
+    migrated.close().await;
+    conn.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_in_both_modes() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    scratch.open().await.close().await;
+    let mut conn = scratch.conn().await;
+    sqlx::query("INSERT INTO schema_version (version, applied_at_ms) VALUES (99, 0)").execute(&mut conn).await.unwrap();
+    for mode in [OpenMode::Existing, OpenMode::Migrate] {
+        let err = PostgresMetadataStore::open(&scratch.url, mode).await.unwrap_err();
+        assert!(matches!(err, OpenError::SchemaTooNew { found: 99, .. }), "{mode:?}: {err:?}");
+    }
+    conn.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+#[tokio::test]
+async fn deadlines_are_judged_by_the_database_clock() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let store = scratch.open().await;
+    let mut conn = scratch.conn().await;
+    let r = record("timed", r#"{"v":1}"#);
+    let past = Timestamp::from_millis(db_now(&mut conn).await.as_millis() - 1);
+    assert_eq!(store.put_before(&r, past, LONG).await.unwrap(), CommitOutcome::DeadlineExceeded);
+    assert_eq!(store.get(&r.user_id).await.unwrap(), None);
+    assert!(store.referenced(&[r.image_id]).await.unwrap().is_empty());
+    let soon = db_now(&mut conn).await.plus(Duration::from_secs(60));
+    assert_eq!(store.put_before(&r, soon, LONG).await.unwrap(), CommitOutcome::Committed);
+    // A replace already past its deadline leaves the stored record alone.
+    let late = record("timed", r#"{"v":2}"#);
+    let past = Timestamp::from_millis(db_now(&mut conn).await.as_millis() - 1);
+    assert_eq!(store.put_before(&late, past, LONG).await.unwrap(), CommitOutcome::DeadlineExceeded);
+    assert_eq!(store.get(&r.user_id).await.unwrap(), Some(r));
+    store.close().await;
+    conn.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+/// How a blocker holds up a write of user `held`: the write waits for the blocker's
+/// transaction, which then ends as `release` says.
+#[derive(Debug, Clone, Copy)]
+enum Blocker {
+    /// `SELECT ... FOR UPDATE` on the existing row; commit.
+    LocksTheRow,
+    /// An uncommitted INSERT of the same user id; roll back (so the write's INSERT
+    /// proceeds after the wait, the case an INSERT's own condition cannot see).
+    InsertsTheSameUser,
+    /// An uncommitted DELETE of the existing row; commit (the row is gone after the
+    /// wait, so the write inserts).
+    DeletesTheRow,
+}
+
+impl Blocker {
+    async fn hold(self, conn: &mut PgConnection) {
+        let held = UuidV7Ids.next_image_id().to_string();
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+        let statement = match self {
+            Blocker::LocksTheRow => sqlx::query("SELECT 1 FROM profiles WHERE user_id = 'held' FOR UPDATE"),
+            Blocker::InsertsTheSameUser => sqlx::query(INSERT_RAW).bind("held").bind(held).bind(1i64),
+            Blocker::DeletesTheRow => sqlx::query("DELETE FROM profiles WHERE user_id = 'held'"),
+        };
+        assert_eq!(statement.execute(&mut *conn).await.unwrap().rows_affected(), 1, "{self:?}");
+    }
+
+    async fn release(self, conn: &mut PgConnection) {
+        let end = if matches!(self, Blocker::InsertsTheSameUser) { "ROLLBACK" } else { "COMMIT" };
+        sqlx::raw_sql(end).execute(conn).await.unwrap();
+    }
+
+    /// Whether the user's row exists before the blocker starts.
+    fn needs_existing_row(self) -> bool {
+        !matches!(self, Blocker::InsertsTheSameUser)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deadline_that_passes_during_a_lock_wait_stops_the_write() {
+    let Some(server) = server() else { return };
+    for blocker in [Blocker::LocksTheRow, Blocker::InsertsTheSameUser, Blocker::DeletesTheRow] {
+        for deadline_passes in [true, false] {
+            let scratch = server.scratch().await;
+            let store = Arc::new(scratch.open().await);
+            let original = record("held", r#"{"v":"original"}"#);
+            if blocker.needs_existing_row() {
+                store.put_before(&original, FAR, LONG).await.unwrap();
+            }
+            let (mut holder, mut watcher) = (scratch.conn().await, scratch.conn().await);
+            blocker.hold(&mut holder).await;
+
+            // Long enough for the write to reach its lock wait first on a busy machine.
+            let wait = if deadline_passes { Duration::from_millis(1500) } else { Duration::from_secs(30) };
+            let deadline = db_now(&mut watcher).await.plus(wait);
+            let late = record("held", r#"{"v":"late"}"#);
+            let write = tokio::spawn({
+                let (store, late) = (store.clone(), late.clone());
+                async move { store.put_before(&late, deadline, LONG).await }
+            });
+            // The write is waiting for the lock before its deadline...
+            until_someone_waits(&mut watcher, &scratch.name).await;
+            assert!(db_now(&mut watcher).await < deadline, "{blocker:?}: the write started waiting too late");
+            // ...and is still waiting when the deadline passes (or, in the control
+            // case, for a while).
+            if deadline_passes {
+                until_db_clock_passes(&mut watcher, deadline, Duration::from_millis(200)).await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let waiting = lock_waiters(&mut watcher, &scratch.name).await;
+            assert_eq!(waiting, 1, "{blocker:?}: the write is not waiting for the lock any more");
+            blocker.release(&mut holder).await;
+
+            let outcome = write.await.unwrap().unwrap();
+            let stored = store.get(&original.user_id).await.unwrap();
+            if deadline_passes {
+                assert_eq!(outcome, CommitOutcome::DeadlineExceeded, "{blocker:?}");
+                let expected = match blocker {
+                    Blocker::LocksTheRow => Some(original.clone()),
+                    Blocker::InsertsTheSameUser | Blocker::DeletesTheRow => None,
+                };
+                assert_eq!(stored, expected, "{blocker:?}: a write landed after its deadline");
+                assert!(store.referenced(&[late.image_id]).await.unwrap().is_empty(), "{blocker:?}");
+            } else {
+                assert_eq!(outcome, CommitOutcome::Committed, "{blocker:?} (control)");
+                assert_eq!(stored, Some(late), "{blocker:?} (control)");
+            }
+            store.close().await;
+            holder.close().await.ok();
+            watcher.close().await.ok();
+            scratch.drop(&server).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_timeout_shorter_than_a_lock_wait_is_unavailable_and_writes_nothing() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let store = scratch.open().await;
+    let original = record("held", r#"{"v":"original"}"#);
+    store.put_before(&original, FAR, LONG).await.unwrap();
+    let (mut holder, mut watcher) = (scratch.conn().await, scratch.conn().await);
+    Blocker::LocksTheRow.hold(&mut holder).await;
+
+    let blocked = record("held", r#"{"v":"blocked"}"#);
+    let timed =
+        tokio::time::timeout(Duration::from_secs(5), store.put_before(&blocked, FAR, Duration::from_millis(300)));
+    let err = timed.await.expect("put_before outlived its statement timeout").unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    // The server cancelled the waiting statement itself (statement_timeout): it does
+    // not wait on for the lock behind the abandoned client.
+    let mut gone = false;
+    for _ in 0..100 {
+        if lock_waiters(&mut watcher, &scratch.name).await == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(gone, "the abandoned write still waits for the lock on the server");
+    Blocker::LocksTheRow.release(&mut holder).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.get(&original.user_id).await.unwrap(), Some(original));
+    // The pool is healthy afterwards.
+    assert_eq!(store.put_before(&blocked, FAR, LONG).await.unwrap(), CommitOutcome::Committed);
+    store.close().await;
+    holder.close().await.ok();
+    watcher.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_abandoned_write_rolls_back_even_when_its_statement_goes_on() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let settings = PostgresSettings { max_connections: 1, ..PostgresSettings::default() };
+    let store = PostgresMetadataStore::open_with(&scratch.url, OpenMode::Migrate, settings).await.unwrap();
+    let (mut holder, mut watcher) = (scratch.conn().await, scratch.conn().await);
+    Blocker::InsertsTheSameUser.hold(&mut holder).await;
+    // The caller gives up (its own timeout, a dropped request) while the INSERT waits.
+    let abandoned = record("held", "{}");
+    let dropped = tokio::time::timeout(Duration::from_millis(300), store.put_before(&abandoned, FAR, LONG)).await;
+    assert!(dropped.is_err(), "the write finished while the row was held: {dropped:?}");
+    assert_eq!(lock_waiters(&mut watcher, &scratch.name).await, 1, "the abandoned INSERT should still be waiting");
+    // The blocker rolls back, so the abandoned INSERT goes ahead on the server; the
+    // ROLLBACK sqlx queued when the transaction was dropped must follow it.
+    Blocker::InsertsTheSameUser.release(&mut holder).await;
+    let again = record("after", "{}");
+    // With one pooled connection this waits until the abandoned one is back.
+    assert_eq!(store.put_before(&again, FAR, LONG).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.get(&abandoned.user_id).await.unwrap(), None, "an abandoned write committed");
+    assert_eq!(store.count_records().await.unwrap(), 1);
+    store.close().await;
+    holder.close().await.ok();
+    watcher.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+#[tokio::test]
+async fn referenced_answers_thousands_of_ids() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let store = scratch.open().await;
+    let mut asked: Vec<_> = (0..3000).map(|_| UuidV7Ids.next_image_id()).collect();
+    let mut expected = std::collections::HashSet::new();
+    for (n, at) in [0usize, 999, 1000, 2047, 2999].into_iter().enumerate() {
+        let mut r = record(&format!("u{n}"), "{}");
+        r.image_id = asked[at];
+        store.put_before(&r, FAR, LONG).await.unwrap();
+        expected.insert(asked[at]);
+    }
+    // A record naming an image nobody asks about is not in the answer.
+    store.put_before(&record("other", "{}"), FAR, LONG).await.unwrap();
+    asked.extend_from_within(..10);
+    assert_eq!(store.referenced(&asked).await.unwrap(), expected);
+    store.close().await;
+    scratch.drop(&server).await;
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_reported_not_panicked_on() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let store = scratch.open().await;
+    let good = record("good", "{}");
+    store.put_before(&good, FAR, LONG).await.unwrap();
+    let mut conn = scratch.conn().await;
+    // The CHECK refuses a negative size; only tampering can store one.
+    let v7 = || UuidV7Ids.next_image_id().to_string();
+    let refused = sqlx::query(INSERT_RAW).bind("negative").bind(v7()).bind(-1i64).execute(&mut conn).await;
+    assert!(refused.is_err(), "the CHECK constraint let a negative size in");
+    sqlx::query("ALTER TABLE profiles DROP CONSTRAINT profiles_image_size_check").execute(&mut conn).await.unwrap();
+    for (user, image, size) in [
+        ("v4-image", "6f1c2a4e-8f1b-4c2d-9e3f-0a1b2c3d4e5f".to_owned(), 1i64),
+        ("bad user!", v7(), 1),
+        ("negative", v7(), -1),
+    ] {
+        sqlx::query(INSERT_RAW).bind(user).bind(image).bind(size).execute(&mut conn).await.unwrap();
+    }
+    for user in ["v4-image", "negative"] {
+        let err = store.get(&UserId::parse(user).unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{user}: {err}");
+    }
+    // "bad user!" sorts first in byte order: the listing meets it at once.
+    let err = store.records_after(None, 10).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert!(err.to_string().contains("bad user!"), "{err}");
+    assert_eq!(store.get(&good.user_id).await.unwrap(), Some(good));
+
+    sqlx::query("INSERT INTO pairing VALUES (1, '6f1c2a4e-8f1b-4c2d-9e3f-0a1b2c3d4e5f', '{\"nope\": 1}', 0)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.read_pairing().await.unwrap_err().kind(), StoreErrorKind::Corrupt);
+    store.close().await;
+    conn.close().await.ok();
+    scratch.drop(&server).await;
+}
+
+#[tokio::test]
+async fn a_dropped_table_and_a_missing_database_are_misconfigured() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let store = scratch.open().await;
+    let mut conn = scratch.conn().await;
+    sqlx::query("DROP TABLE profiles").execute(&mut conn).await.unwrap();
+    assert_eq!(store.count_records().await.unwrap_err().kind(), StoreErrorKind::Misconfigured);
+    store.close().await;
+    conn.close().await.ok();
+    let missing = with_database(&server.admin, "ps_no_such_database");
+    let err = PostgresMetadataStore::open(&missing, OpenMode::Existing).await.unwrap_err();
+    let OpenError::Store { source, location, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(source.kind(), StoreErrorKind::Misconfigured, "{source}");
+    assert!(location.contains("ps_no_such_database"), "{err}");
+    scratch.drop(&server).await;
+}
+
+/// A closed port on loopback: bound, then released.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_unavailable_and_named_without_its_password() {
+    // Needs no server, but runs with the others so it is not reported twice as skipped.
+    let Some(_server) = server() else { return };
+    let url = format!("postgres://alice:hunter2@127.0.0.1:{}/profiles", closed_port());
+    let settings = PostgresSettings { connect_timeout: Duration::from_secs(1), ..PostgresSettings::default() };
+    let timed = tokio::time::timeout(
+        Duration::from_secs(5),
+        PostgresMetadataStore::open_with(&url, OpenMode::Migrate, settings),
+    );
+    let err = timed.await.expect("opening a closed port hung").unwrap_err();
+    let OpenError::Store { source, location, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(source.kind(), StoreErrorKind::Unavailable, "{source}");
+    assert!(location.contains("***@127.0.0.1"), "{location}");
+    let everything = format!("{err} / {source} / {err:?}");
+    assert!(!everything.contains("hunter2"), "the password leaked: {everything}");
+    // The same through the URL resolver, with the default settings.
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let timed = tokio::time::timeout(Duration::from_secs(10), open_metadata(&url, OpenMode::Existing, clock));
+    let err = match timed.await.expect("open_metadata of a closed port hung") {
+        Ok(_) => panic!("opened a closed port"),
+        Err(e) => e,
+    };
+    assert!(err.to_string().contains("***@127.0.0.1") && !err.to_string().contains("hunter2"), "{err}");
+}
+
+/// A TCP relay to the test server that can be cut, like a server going away.
+struct Relay {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(port: u16, upstream: String) -> Relay {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks = Arc::new(Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let tasks = tasks.clone();
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    tasks.lock().unwrap().push(relay);
+                }
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Relay { port, tasks }
+    }
+
+    /// Closes the listener and every relayed connection.
+    fn cut(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_is_unavailable_until_it_returns() {
+    let Some(server) = server() else { return };
+    let scratch = server.scratch().await;
+    let options: sqlx::postgres::PgConnectOptions = scratch.url.parse().unwrap();
+    let upstream = format!("{}:{}", options.get_host(), options.get_port());
+    let relay = Relay::start(0, upstream.clone()).await;
+    let via_relay = format!("postgres://{}@127.0.0.1:{}/{}", options.get_username(), relay.port, scratch.name);
+    let settings = PostgresSettings { acquire_timeout: Duration::from_secs(1), ..PostgresSettings::default() };
+    let store = PostgresMetadataStore::open_with(&via_relay, OpenMode::Migrate, settings).await.unwrap();
+    store.put_before(&record("before", "{}"), FAR, LONG).await.unwrap();
+
+    relay.cut();
+    let timed = tokio::time::timeout(Duration::from_secs(5), store.ping()).await.expect("ping hung");
+    assert_eq!(timed.unwrap_err().kind(), StoreErrorKind::Unavailable);
+    let during = record("during", "{}");
+    let timed = tokio::time::timeout(Duration::from_secs(5), store.put_before(&during, FAR, LONG));
+    assert_eq!(timed.await.expect("put_before hung").unwrap_err().kind(), StoreErrorKind::Unavailable);
+    let asked = [UuidV7Ids.next_image_id()];
+    let timed = tokio::time::timeout(Duration::from_secs(5), store.referenced(&asked));
+    assert_eq!(timed.await.expect("referenced hung").unwrap_err().kind(), StoreErrorKind::Unavailable);
+
+    let back = Relay::start(relay.port, upstream).await;
+    store.ping().await.unwrap();
+    assert_eq!(store.count_records().await.unwrap(), 1);
+    store.close().await;
+    back.cut();
+    scratch.drop(&server).await;
+}
