@@ -14,11 +14,12 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use profilestore_cleaner::{Cleaner, CleanerConfig, audit};
 use profilestore_core::error::{ServiceError, StoreError};
-use profilestore_core::ids::{BlobKey, ImageId, UserId, UuidV7Ids};
+use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, SystemClock, Timestamp};
+use profilestore_core::time::{Clock, Timestamp};
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 use profilestore_stores::{LocalBlobStore, OpenMode, SqliteMetadataStore};
 
 const TIMINGS: Timings = Timings {

@@ -6,7 +6,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`ids`] | user ids, image ids (UUIDv7), blob keys `{shard}/{image_id}/{variant}`, the [`IdSource`](ids::IdSource) seam |
-//! | [`time`] | the [`Time`](time::Time) the step logic runs on, wall-clock [`Timestamp`](time::Timestamp)s, the [`Clock`](time::Clock) seam |
+//! | [`time`] | the [`Time`](time::Time) the step logic runs on, wall-clock [`Timestamp`](time::Timestamp)s, the [`Clock`](time::Clock) seam and a [`ManualClock`](time::ManualClock) for tests |
 //! | [`settings`] | the four cluster-wide [`Timings`](settings::Timings) and the rules that make them safe |
 //! | [`store`] | the [`MetadataStore`](store::MetadataStore) and [`BlobStore`](store::BlobStore) traits and their contracts |
 //! | [`machine`] | the write, read and cleaner-cycle step logic, shared by the service and the model checker |
@@ -16,8 +16,9 @@
 //! | [`memory`] | in-memory stores for tests and simulation |
 //!
 //! Dependencies point one way: this crate knows the store traits, never a concrete
-//! backend, HTTP, or the ambient clock and randomness (clippy's `disallowed-methods`
-//! enforces the last outside the two seam implementations).
+//! backend, HTTP, or the ambient clock and randomness. The production clock and id
+//! source live in `profilestore-runtime`; clippy's `disallowed-methods` keeps
+//! `SystemTime::now`, `Instant::now` and `Uuid::now_v7` out of every other place.
 
 pub mod error;
 pub mod ids;

@@ -168,11 +168,11 @@ async fn read_marker(blobs: &dyn BlobStore) -> Result<Option<uuid::Uuid>, Pairin
 mod tests {
     use super::*;
     use crate::memory::{MemoryBlobStore, MemoryMetadataStore};
-    use crate::time::SystemClock;
+    use crate::time::{ManualClock, Timestamp};
     use std::sync::Arc;
 
     fn stores() -> (MemoryMetadataStore, MemoryBlobStore) {
-        let clock = Arc::new(SystemClock::new());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
         (MemoryMetadataStore::new(clock.clone()), MemoryBlobStore::new(clock))
     }
 
@@ -220,7 +220,6 @@ mod tests {
     async fn a_paired_database_with_records_refuses_a_blob_store_without_the_marker() {
         use crate::ids::{ImageId, UserId};
         use crate::store::Record;
-        use crate::time::{Clock, Timestamp};
         let (m, b) = stores();
         pair_or_verify(&m, &b, &pairing(1)).await.unwrap();
         let record = Record {
@@ -229,7 +228,7 @@ mod tests {
             image_id: "01900000-0000-7000-8000-0000000000ab".parse::<ImageId>().unwrap(),
             content_type: "image/png".into(),
             image_size: 1,
-            updated_at: SystemClock::new().now(),
+            updated_at: Timestamp::from_millis(1_700_000_000_000),
         };
         m.put_before(&record, Timestamp::from_millis(i64::MAX), std::time::Duration::from_secs(1)).await.unwrap();
         let (_, fresh_blobs) = stores();

@@ -91,57 +91,43 @@ pub trait Clock: Send + Sync + 'static {
     async fn sleep_until(&self, deadline: Timestamp);
 }
 
-/// The production clock: the wall clock read once at creation, advanced by Tokio's
-/// monotonic time.
-///
-/// Why not read the wall clock each time: a wall clock can be stepped (by hand, or by
-/// a time daemon correcting a large error), and a forward step would shorten the
-/// cleaner's delete delay. Monotonic time is only slewed, so durations measured here
-/// are honest; the anchor's error is the `clock_skew` the settings allow for. Under a
-/// paused Tokio runtime this clock is virtual, which is what simulations want.
+/// A clock that moves only when told to: for tests and simulations, where time must
+/// be exact and reproducible. Clones share the same time.
 #[derive(Debug, Clone)]
-pub struct SystemClock {
-    anchor_wall: Timestamp,
-    anchor_mono: tokio::time::Instant,
+pub struct ManualClock {
+    now: std::sync::Arc<std::sync::Mutex<Timestamp>>,
+    moved: std::sync::Arc<tokio::sync::Notify>,
 }
 
-impl SystemClock {
-    /// A clock anchored at the current wall-clock time.
-    #[allow(clippy::disallowed_methods)] // this is the seam
-    pub fn new() -> Self {
-        SystemClock {
-            anchor_wall: Timestamp::from_system_time(std::time::SystemTime::now()),
-            anchor_mono: tokio::time::Instant::now(),
+impl ManualClock {
+    /// A clock reading `start` until it is moved.
+    pub fn new(start: Timestamp) -> Self {
+        ManualClock { now: std::sync::Arc::new(std::sync::Mutex::new(start)), moved: std::sync::Arc::default() }
+    }
+
+    /// Moves the clock forward by `span` and wakes every sleeper whose time has come.
+    pub fn advance(&self, span: std::time::Duration) {
+        {
+            let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+            *now = now.plus(span);
         }
-    }
-
-    /// A clock that reads `start` now and advances with Tokio's time from here.
-    #[allow(clippy::disallowed_methods)] // this is the seam
-    pub fn starting_at(start: Timestamp) -> Self {
-        SystemClock { anchor_wall: start, anchor_mono: tokio::time::Instant::now() }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
+        self.moved.notify_waiters();
     }
 }
 
 #[async_trait::async_trait]
-impl Clock for SystemClock {
-    #[allow(clippy::disallowed_methods)] // this is the seam
+impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        self.anchor_wall.plus(tokio::time::Instant::now().duration_since(self.anchor_mono))
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn sleep_until(&self, deadline: Timestamp) {
         loop {
-            let now = self.now();
-            if now >= deadline {
+            let moved = self.moved.notified();
+            if self.now() >= deadline {
                 return;
             }
-            tokio::time::sleep(deadline.saturating_since(now)).await;
+            moved.await;
         }
     }
 }
@@ -164,12 +150,19 @@ mod tests {
         assert_eq!(a.saturating_since(b), Duration::ZERO);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn system_clock_follows_tokio_time() {
-        let clock = SystemClock::starting_at(Timestamp::from_millis(10_000));
-        tokio::time::advance(Duration::from_millis(250)).await;
-        assert_eq!(clock.now(), Timestamp::from_millis(10_250));
-        clock.sleep_until(Timestamp::from_millis(20_000)).await;
-        assert!(clock.now() >= Timestamp::from_millis(20_000));
+    #[tokio::test]
+    async fn a_manual_clock_moves_only_when_told_and_wakes_its_sleepers() {
+        let clock = ManualClock::new(Timestamp::from_millis(1_000));
+        let sleeper = {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.sleep_until(Timestamp::from_millis(1_500)).await })
+        };
+        tokio::task::yield_now().await;
+        clock.advance(Duration::from_millis(499));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished(), "woke before its time");
+        clock.advance(Duration::from_millis(1));
+        sleeper.await.unwrap();
+        assert_eq!(clock.now(), Timestamp::from_millis(1_500));
     }
 }

@@ -9,12 +9,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use profilestore_core::error::{ErrorKind, ServiceError, StoreError};
-use profilestore_core::ids::{BlobKey, IdSource, ImageId, UserId, UuidV7Ids};
+use profilestore_core::ids::{BlobKey, IdSource, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+use profilestore_core::time::{Clock, Time, Timestamp};
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 
 const TIMINGS: Timings = Timings {
     request_timeout: Duration::from_secs(3600),

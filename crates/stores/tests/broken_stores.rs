@@ -12,7 +12,8 @@ use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, SystemClock, Timestamp};
+use profilestore_core::time::{Clock, Timestamp};
+use profilestore_runtime::SystemClock;
 use profilestore_stores::conformance::{
     BlobUnderTest, MetadataUnderTest, Report, blob_store_conformance, metadata_store_conformance,
 };

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
-use profilestore_core::time::{Clock, SystemClock};
+use profilestore_core::time::Clock;
+use profilestore_runtime::SystemClock;
 use profilestore_stores::conformance::{
     BlobUnderTest, MetadataUnderTest, blob_store_conformance, metadata_store_conformance,
 };

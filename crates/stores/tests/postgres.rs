@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use profilestore_core::error::StoreErrorKind;
-use profilestore_core::ids::{IdSource, UserId, UuidV7Ids};
+use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
-use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+use profilestore_core::time::{Clock, Time, Timestamp};
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 use profilestore_stores::conformance::{MetadataUnderTest, metadata_store_conformance};
 use profilestore_stores::postgres::{PostgresMetadataStore, PostgresSettings};
 use profilestore_stores::{OpenError, OpenMode, open_metadata};

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use profilestore_core::ids::{IdSource, UserId, UuidV7Ids};
+use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::store::{CommitOutcome, Record};
-use profilestore_core::time::{Clock, SystemClock, Timestamp};
+use profilestore_core::time::{Clock, Timestamp};
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 use profilestore_stores::{OpenError, OpenMode, S3Options, open_blobs, open_metadata};
 
 fn clock() -> Arc<dyn Clock> {

@@ -18,7 +18,8 @@ use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+use profilestore_core::time::{Clock, Time, Timestamp};
+use profilestore_runtime::SystemClock;
 
 pub const H: Duration = Duration::from_secs(3600);
 pub const MIN: Duration = Duration::from_secs(60);

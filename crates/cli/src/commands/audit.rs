@@ -1,9 +1,8 @@
 //! `profilestore audit`: a read-only look at both stores.
 
+use profilestore_runtime::SystemClock;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-use profilestore_core::time::SystemClock;
 
 use crate::args::AuditArgs;
 use crate::config::FileSettings;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight};
 use profilestore_core::pairing::verify;
-use profilestore_core::time::SystemClock;
+use profilestore_runtime::SystemClock;
 
 use crate::args::CleanArgs;
 use crate::config::FileSettings;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use profilestore_core::settings::fmt_duration;
-use profilestore_core::time::SystemClock;
+use profilestore_runtime::SystemClock;
 
 use crate::args::InitArgs;
 use crate::config::FileSettings;

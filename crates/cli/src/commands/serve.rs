@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use profilestore_api::ApiConfig;
-use profilestore_core::ids::UuidV7Ids;
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
-use profilestore_core::time::SystemClock;
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 
 use crate::args::ServeArgs;
 use crate::config::FileSettings;

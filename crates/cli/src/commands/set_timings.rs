@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use profilestore_core::settings::fmt_duration;
-use profilestore_core::time::SystemClock;
+use profilestore_runtime::SystemClock;
 
 use crate::args::SetTimingsArgs;
 use crate::config::FileSettings;

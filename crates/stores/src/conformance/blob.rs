@@ -8,9 +8,10 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use futures::future::join_all;
 use profilestore_core::error::StoreErrorKind;
-use profilestore_core::ids::{BlobKey, IdSource, UuidV7Ids};
+use profilestore_core::ids::{BlobKey, IdSource};
 use profilestore_core::store::{ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::{Time, Timestamp};
+use profilestore_runtime::UuidV7Ids;
 
 use super::{BlobUnderTest, Doing, Report};
 

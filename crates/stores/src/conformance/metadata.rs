@@ -5,10 +5,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::future::join_all;
-use profilestore_core::ids::{IdSource, ImageId, UserId, UuidV7Ids};
+use profilestore_core::ids::{IdSource, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{CommitOutcome, Pairing, Record};
 use profilestore_core::time::{Time, Timestamp};
+use profilestore_runtime::UuidV7Ids;
 
 use super::{Doing, MetadataUnderTest, Report};
 

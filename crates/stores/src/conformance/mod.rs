@@ -10,7 +10,8 @@
 //! # async fn demo() {
 //! use std::sync::Arc;
 //! use profilestore_core::memory::MemoryMetadataStore;
-//! use profilestore_core::time::{Clock, SystemClock};
+//! use profilestore_core::time::Clock;
+//! use profilestore_runtime::SystemClock;
 //! use profilestore_stores::conformance::{metadata_store_conformance, MetadataUnderTest};
 //!
 //! let report = metadata_store_conformance(|| async {

@@ -7,9 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use profilestore_core::error::StoreErrorKind;
-use profilestore_core::ids::{BlobKey, IdSource, UuidV7Ids};
+use profilestore_core::ids::{BlobKey, IdSource};
 use profilestore_core::store::{BlobStore, ListedBlob};
-use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+use profilestore_core::time::{Clock, Time, Timestamp};
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 
 use super::LocalBlobStore;
 use crate::open::{OpenError, OpenMode};

@@ -6,9 +6,10 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use profilestore_core::ids::{IdSource, UserId, UuidV7Ids};
+use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
 use profilestore_core::time::{Time, Timestamp};
+use profilestore_runtime::UuidV7Ids;
 use sqlx::{Connection, PgConnection};
 
 use super::{PUT_BEFORE, PostgresMetadataStore, PostgresSettings, REFERENCED, timeout_millis};

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use profilestore_core::error::StoreErrorKind;
-use profilestore_core::ids::{IdSource, UserId, UuidV7Ids};
+use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
-use profilestore_core::time::{Clock, SystemClock, Time, Timestamp};
+use profilestore_core::time::{Clock, Time, Timestamp};
+use profilestore_runtime::{SystemClock, UuidV7Ids};
 
 use super::SqliteMetadataStore;
 use crate::open::{OpenError, OpenMode};
