@@ -81,7 +81,7 @@ impl ProfileService {
             let now = self.clock.now();
             let event = match machine.next(now) {
                 WriteAction::IssueId => WriteEvent::IdIssued(self.ids.next_image_id()),
-                WriteAction::PutBlob { image_id } => {
+                WriteAction::PutBlob { image_id, .. } => {
                     let key = BlobKey::original(image_id);
                     let put = self.blobs.put_new(&key, profile.image.clone());
                     match self.within(machine.deadline(), put).await {

@@ -16,4 +16,4 @@ mod write;
 
 pub use cleaner::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleLimits, CycleOutcome, CycleStatus};
 pub use read::{MAX_REREADS, ReadAction, ReadEvent, ReadMachine, ReadOutcome};
-pub use write::{WriteAction, WriteEvent, WriteMachine, WriteOutcome};
+pub use write::{WriteAction, WriteDesign, WriteEvent, WriteMachine, WriteOutcome};

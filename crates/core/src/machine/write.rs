@@ -2,9 +2,24 @@
 
 use crate::time::Time;
 
+/// Which write path a machine follows. Production runs only
+/// [`WriteDesign::BlobFirstFreshId`]; the two others are the case study's flawed
+/// designs 1 and 2, kept so the model checker and the simulator can show they fail.
+/// Their overwriting put exists only in model and simulated stores, never in the real
+/// blob store trait.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum WriteDesign<Id> {
+    /// The working design: a fresh image id, the blob first, then the record.
+    BlobFirstFreshId,
+    /// Flaw 1: the record first, then the blob, both under the user's own key `Id`.
+    RecordFirstKeyedByUser(Id),
+    /// Flaw 2: the blob first under the user's own key `Id` (overwriting), then the record.
+    BlobFirstKeyedByUser(Id),
+}
+
 /// One profile write in progress.
 ///
-/// Order of steps: [`WriteAction::IssueId`], [`WriteAction::PutBlob`],
+/// Order of steps (working design): [`WriteAction::IssueId`], [`WriteAction::PutBlob`],
 /// [`WriteAction::CommitRecord`]. Once the deadline (`start + request_timeout`) is
 /// reached, no further step is issued and the write ends
 /// [`WriteOutcome::DeadlineExceeded`]. Any failure ends it [`WriteOutcome::Failed`]; a
@@ -12,6 +27,7 @@ use crate::time::Time;
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct WriteMachine<T, Id> {
     deadline: T,
+    design: WriteDesign<Id>,
     phase: WritePhase<Id>,
 }
 
@@ -20,6 +36,8 @@ enum WritePhase<Id> {
     NeedId,
     PutBlob(Id),
     CommitRecord(Id),
+    /// Flaw 1 only: the record is committed, the blob comes second.
+    PutBlobAfterRecord(Id),
     Done(WriteOutcome<Id>),
 }
 
@@ -39,10 +57,13 @@ pub enum WriteOutcome<Id> {
 pub enum WriteAction<T, Id> {
     /// Take a fresh image id from the id source and report it as [`WriteEvent::IdIssued`].
     IssueId,
-    /// Put the image's blobs under `image_id`, create-only.
+    /// Put the image's blobs under `image_id`: create-only unless `overwrite` (which
+    /// only the flawed designs ask for).
     PutBlob {
         /// The id the blobs go under.
         image_id: Id,
+        /// Whether an existing blob is replaced (flawed designs only).
+        overwrite: bool,
     },
     /// Insert or replace the user's record naming `image_id`, only if the database's
     /// clock is before `deadline` at commit.
@@ -72,9 +93,20 @@ pub enum WriteEvent<Id> {
 }
 
 impl<T: Time, Id: Copy + Eq + std::fmt::Debug> WriteMachine<T, Id> {
-    /// A write that starts at `now` and may act until `now + request_timeout`.
+    /// A write of the working design that starts at `now` and may act until
+    /// `now + request_timeout`.
     pub fn start(now: T, request_timeout: T::Span) -> Self {
-        WriteMachine { deadline: now.plus(request_timeout), phase: WritePhase::NeedId }
+        Self::start_with(WriteDesign::BlobFirstFreshId, now, request_timeout)
+    }
+
+    /// A write following `design` (flawed designs: model checking and simulation only).
+    pub fn start_with(design: WriteDesign<Id>, now: T, request_timeout: T::Span) -> Self {
+        let phase = match design {
+            WriteDesign::BlobFirstFreshId => WritePhase::NeedId,
+            WriteDesign::RecordFirstKeyedByUser(key) => WritePhase::CommitRecord(key),
+            WriteDesign::BlobFirstKeyedByUser(key) => WritePhase::PutBlob(key),
+        };
+        WriteMachine { deadline: now.plus(request_timeout), design, phase }
     }
 
     /// The instant from which this write may no longer act.
@@ -85,7 +117,7 @@ impl<T: Time, Id: Copy + Eq + std::fmt::Debug> WriteMachine<T, Id> {
     /// The image id this write put (or is putting), once issued.
     pub fn image_id(&self) -> Option<Id> {
         match &self.phase {
-            WritePhase::PutBlob(id) | WritePhase::CommitRecord(id) => Some(*id),
+            WritePhase::PutBlob(id) | WritePhase::CommitRecord(id) | WritePhase::PutBlobAfterRecord(id) => Some(*id),
             WritePhase::Done(WriteOutcome::Committed(id)) => Some(*id),
             _ => None,
         }
@@ -105,9 +137,12 @@ impl<T: Time, Id: Copy + Eq + std::fmt::Debug> WriteMachine<T, Id> {
         if !matches!(self.phase, WritePhase::Done(_)) && now >= self.deadline {
             self.phase = WritePhase::Done(WriteOutcome::DeadlineExceeded);
         }
+        let overwrite = self.design != WriteDesign::BlobFirstFreshId;
         match self.phase {
             WritePhase::NeedId => WriteAction::IssueId,
-            WritePhase::PutBlob(image_id) => WriteAction::PutBlob { image_id },
+            WritePhase::PutBlob(image_id) | WritePhase::PutBlobAfterRecord(image_id) => {
+                WriteAction::PutBlob { image_id, overwrite }
+            }
             WritePhase::CommitRecord(image_id) => WriteAction::CommitRecord { image_id, deadline: self.deadline },
             WritePhase::Done(outcome) => WriteAction::Done(outcome),
         }
@@ -119,7 +154,15 @@ impl<T: Time, Id: Copy + Eq + std::fmt::Debug> WriteMachine<T, Id> {
         self.phase = match (&self.phase, event) {
             (WritePhase::NeedId, WriteEvent::IdIssued(id)) => WritePhase::PutBlob(id),
             (WritePhase::PutBlob(id), WriteEvent::BlobStored) => WritePhase::CommitRecord(*id),
+            (WritePhase::CommitRecord(id), WriteEvent::RecordCommitted)
+                if matches!(self.design, WriteDesign::RecordFirstKeyedByUser(_)) =>
+            {
+                WritePhase::PutBlobAfterRecord(*id)
+            }
             (WritePhase::CommitRecord(id), WriteEvent::RecordCommitted) => {
+                WritePhase::Done(WriteOutcome::Committed(*id))
+            }
+            (WritePhase::PutBlobAfterRecord(id), WriteEvent::BlobStored) => {
                 WritePhase::Done(WriteOutcome::Committed(*id))
             }
             (WritePhase::CommitRecord(_), WriteEvent::CommitRefusedLate) => {
@@ -150,7 +193,7 @@ mod tests {
         let mut w = WriteMachine::<Timestamp, u32>::start(at(0), Duration::from_millis(100));
         assert_eq!(w.next(at(0)), WriteAction::IssueId);
         w.handle(WriteEvent::IdIssued(7));
-        assert_eq!(w.next(at(10)), WriteAction::PutBlob { image_id: 7 });
+        assert_eq!(w.next(at(10)), WriteAction::PutBlob { image_id: 7, overwrite: false });
         w.handle(WriteEvent::BlobStored);
         assert_eq!(w.next(at(99)), WriteAction::CommitRecord { image_id: 7, deadline: at(100) });
         w.handle(WriteEvent::RecordCommitted);
@@ -189,6 +232,29 @@ mod tests {
         w.next(at(50));
         w.handle(WriteEvent::CommitRefusedLate);
         assert_eq!(w.outcome(), Some(WriteOutcome::DeadlineExceeded));
+    }
+
+    #[test]
+    fn the_flawed_designs_keep_their_order_and_key() {
+        let mut record_first = WriteMachine::<Timestamp, u32>::start_with(
+            WriteDesign::RecordFirstKeyedByUser(5),
+            at(0),
+            Duration::from_millis(100),
+        );
+        assert!(matches!(record_first.next(at(0)), WriteAction::CommitRecord { image_id: 5, .. }));
+        record_first.handle(WriteEvent::RecordCommitted);
+        assert_eq!(record_first.next(at(1)), WriteAction::PutBlob { image_id: 5, overwrite: true });
+        record_first.handle(WriteEvent::BlobStored);
+        assert_eq!(record_first.outcome(), Some(WriteOutcome::Committed(5)));
+
+        let mut blob_first = WriteMachine::<Timestamp, u32>::start_with(
+            WriteDesign::BlobFirstKeyedByUser(5),
+            at(0),
+            Duration::from_millis(100),
+        );
+        assert_eq!(blob_first.next(at(0)), WriteAction::PutBlob { image_id: 5, overwrite: true });
+        blob_first.handle(WriteEvent::BlobStored);
+        assert!(matches!(blob_first.next(at(1)), WriteAction::CommitRecord { image_id: 5, .. }));
     }
 
     #[test]
