@@ -31,34 +31,32 @@ import_env() {
   done
 }
 
-# Start servers while the build runs: both take a while on a fresh machine.
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+# Servers start after the build: on two cores a parallel build can starve them.
+start_service() { # name script
+  local name=$1 script=$2 attempt
+  for attempt in 1 2; do
+    if "$script" start "$services/$name" >"$services/$name.env" 2>"$services/$name.err"; then
+      import_env <"$services/$name.env"
+      return 0
+    fi
+    echo "warning: the $name test server did not start (attempt $attempt):" >&2
+    cat "$services/$name.err" >&2
+    "$script" stop "$services/$name" >/dev/null 2>&1 || true
+    rm -rf "${services:?}/$name"
+  done
+  echo "error: could not start the $name test server; tests that need it cannot run" >&2
+  exit 1
+}
 if [ -z "${PROFILESTORE_TEST_POSTGRES_URL:-}" ] || [ -z "${PROFILESTORE_TEST_S3_ENDPOINT:-}" ]; then
   services=$(mktemp -d "${TMPDIR:-/tmp}/profilestore-services.XXXXXX")
   chmod 755 "$services" # the postgres user must reach its data directory
   echo "== starting PostgreSQL and S3 under $services"
-  if [ -z "${PROFILESTORE_TEST_POSTGRES_URL:-}" ]; then
-    scripts/services/postgres.sh start "$services/pg" >"$services/pg.env" 2>"$services/pg.err" &
-    pg_pid=$!
-  fi
-  if [ -z "${PROFILESTORE_TEST_S3_ENDPOINT:-}" ]; then
-    scripts/services/s3.sh start "$services/s3" >"$services/s3.env" 2>"$services/s3.err" &
-    s3_pid=$!
-  fi
+  [ -n "${PROFILESTORE_TEST_POSTGRES_URL:-}" ] || start_service pg scripts/services/postgres.sh
+  [ -n "${PROFILESTORE_TEST_S3_ENDPOINT:-}" ] || start_service s3 scripts/services/s3.sh
 fi
-
-echo "== build"
-cargo build --workspace --all-targets --locked
-
-for name in pg s3; do
-  pid_var="${name}_pid"
-  [ -n "${!pid_var:-}" ] || continue
-  if ! wait "${!pid_var}"; then
-    echo "error: could not start the $name test server:" >&2
-    cat "$services/$name.err" >&2
-    exit 1
-  fi
-  import_env <"$services/$name.env"
-done
 # From here on, a test that needs a server and cannot reach one fails instead of skipping.
 export PROFILESTORE_REQUIRE_SERVICES=1
 

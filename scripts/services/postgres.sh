@@ -13,6 +13,7 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 case "$cmd" in
 start)
   ensure_packages "/usr/lib/postgresql/*/bin/pg_ctl" postgresql-15 postgresql-client-15
+  trap 'echo "error: postgres.sh start failed at line $LINENO ($BASH_COMMAND)" >&2; tail -n 15 "$root"/*.log >&2 2>/dev/null' ERR
   bin=$(pg_bin)
   mkdir -p "$root"; chmod 755 "$root"
   [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$root"

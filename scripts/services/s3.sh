@@ -14,6 +14,8 @@ case "$cmd" in
 start)
   ensure_packages radosgw radosgw ceph-mon ceph-osd
   mkdir -p "$root"/{run,log,osd0,rgw}
+  # Say where and why a start failed: the daemons' own logs hold the reason.
+  trap 'echo "error: s3.sh start failed at line $LINENO ($BASH_COMMAND)" >&2; tail -n 15 "$root"/log/*.log >&2 2>/dev/null' ERR
   mon_port=$(free_port); rgw_port=$(free_port)
   fsid=$(cat /proc/sys/kernel/random/uuid)
   cat >"$root/ceph.conf" <<CONF
@@ -57,11 +59,12 @@ CONF
   ceph-mon "${c[@]}" --mkfs -i a --monmap "$root/monmap" --keyring "$root/keyring"
   ceph-mon "${c[@]}" -i a
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-  osd_id=$(timeout 120 ceph "${c[@]}" osd new "$osd_uuid")
-  ceph-osd "${c[@]}" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" 2>/dev/null
-  ceph-osd "${c[@]}" -i "$osd_id" 2>/dev/null
+  # The monitor can be slow to form a quorum on a busy machine: wait generously.
+  osd_id=$(timeout 300 ceph "${c[@]}" osd new "$osd_uuid")
+  ceph-osd "${c[@]}" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" 2>"$root/log/osd-mkfs.err"
+  ceph-osd "${c[@]}" -i "$osd_id" 2>"$root/log/osd-start.err"
   radosgw "${c[@]}" -n client.rgw.a
-  WAIT_SECONDS=120 wait_for curl -sf -o /dev/null "http://127.0.0.1:$rgw_port/" || {
+  WAIT_SECONDS=300 wait_for curl -sf -o /dev/null "http://127.0.0.1:$rgw_port/" || {
     echo "error: the RADOS gateway did not answer on 127.0.0.1:$rgw_port; its log:" >&2
     tail -20 "$root/log/client.rgw.a.log" >&2 || true
     exit 1
