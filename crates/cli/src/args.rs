@@ -56,6 +56,16 @@ pub enum Command {
     /// Processes started with timing flags that differ from the stored ones refuse
     /// to run.
     SetTimings(SetTimingsArgs),
+    /// Explore every interleaving of the production step logic (writes, reads,
+    /// cleaner cycles, clock ticks, failures) over a model world, checking consistent
+    /// reads, no dangling reference, no vanished blob and, with `--liveness`,
+    /// eventually no orphans. Exit status 1 with the shortest trace on a violation.
+    ///
+    /// Timings are whole hours. The case study's flawed designs: `--variant
+    /// record-first` (1), `--variant blob-keyed-by-user` (2), `--allow-unsafe-timing`
+    /// with `--min-blob-age 0s` (3), a `--request-timeout` longer than `--max-hours`
+    /// (4), `--delete-delay 0s` (5).
+    CheckModel(CheckModelArgs),
 }
 
 /// Where the stores are.
@@ -278,4 +288,63 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+}
+
+/// Flags of `check-model`. Defaults are the case study's configuration.
+#[derive(Debug, Args)]
+pub struct CheckModelArgs {
+    /// Servers (1 to 4).
+    #[arg(long, default_value_t = 2)]
+    pub servers: usize,
+    /// Storage cleaners (0 to 4).
+    #[arg(long, default_value_t = 2)]
+    pub cleaners: usize,
+    /// Users.
+    #[arg(long, default_value_t = 1)]
+    pub users: u8,
+    /// Distinct metadata values a write may submit.
+    #[arg(long, default_value_t = 2)]
+    pub metadata_values: u8,
+    /// Distinct images a write may submit.
+    #[arg(long, default_value_t = 2)]
+    pub images: u8,
+    /// Client operations (writes and reads) in all; each write takes one fresh image
+    /// id, so this also bounds the image ids.
+    #[arg(long, default_value_t = 3)]
+    pub max_ops: u8,
+    /// Hours the clock may advance.
+    #[arg(long, default_value_t = 3)]
+    pub max_hours: u8,
+    /// Which write path to explore.
+    #[arg(long, value_enum, default_value_t = ModelVariant::Working)]
+    pub variant: ModelVariant,
+    /// Store operations never fail (by default any step may fail).
+    #[arg(long)]
+    pub no_failures: bool,
+    /// Also check "eventually no orphans" from every explored state.
+    #[arg(long)]
+    pub liveness: bool,
+    /// A request is abandoned once this old (whole hours). [default: 1h]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: Option<Duration>,
+    /// The cleaner's age filter (whole hours). [default: 2h]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub min_blob_age: Option<Duration>,
+    /// The cleaner's delay between "unreferenced" and "delete" (whole hours). [default: 1h]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub delete_delay: Option<Duration>,
+    /// Explore timings that break a safety rule (to watch the checker find the flaw).
+    #[arg(long)]
+    pub allow_unsafe_timing: bool,
+}
+
+/// The write path `check-model` explores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelVariant {
+    /// The working design: fresh image id, blob first, then the record.
+    Working,
+    /// Flaw 1: the record first, then the blob, both keyed by the user.
+    RecordFirst,
+    /// Flaw 2: the blob first, keyed by the user (overwritten), then the record.
+    BlobKeyedByUser,
 }

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             Command::Clean(args) => commands::clean::run(args, &file).await,
             Command::Audit(args) => commands::audit::run(args, &file).await,
             Command::SetTimings(args) => commands::set_timings::run(args, &file).await,
+            Command::CheckModel(args) => commands::check_model::run(args).await,
         }
     });
     result.unwrap_or_else(|e| fail(&e))

@@ -167,3 +167,28 @@ fn bad_flag_values_are_named() {
     let err = stderr(&out);
     assert!(err.contains("--request-timeout") && err.contains("expected a duration"), "{err}");
 }
+
+#[test]
+fn check_model_passes_the_working_design_and_prints_the_shortest_trace_of_a_flaw() {
+    let small = ["check-model", "--servers", "2", "--cleaners", "1", "--max-ops", "2", "--max-hours", "3"];
+    let pass = bin().args(small).output().unwrap();
+    assert!(pass.status.success(), "{}{}", stdout(&pass), stderr(&pass));
+    assert!(stdout(&pass).contains("pass:") && stdout(&pass).contains("distinct states"), "{}", stdout(&pass));
+
+    let refused = bin().args(small).args(["--delete-delay", "0s"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "unsafe timings need --allow-unsafe-timing");
+    assert!(stderr(&refused).contains("delete-delay"), "{}", stderr(&refused));
+
+    let flaw = bin().args(small).args(["--allow-unsafe-timing", "--min-blob-age", "0s"]).output().unwrap();
+    assert_eq!(flaw.status.code(), Some(1));
+    let out = stdout(&flaw);
+    assert!(out.contains("VIOLATION of no dangling reference"), "{out}");
+    assert!(out.contains("cleaner 0") && out.contains("delete"), "the trace shows the cleaner's delete: {out}");
+
+    let variant = bin().args(small).args(["--variant", "record-first"]).output().unwrap();
+    assert_eq!(variant.status.code(), Some(1), "{}", stdout(&variant));
+
+    let fractional = bin().args(small).args(["--request-timeout", "90m"]).output().unwrap();
+    assert_eq!(fractional.status.code(), Some(2));
+    assert!(stderr(&fractional).contains("whole number of hours"), "{}", stderr(&fractional));
+}

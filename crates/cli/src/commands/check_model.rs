@@ -1,0 +1,91 @@
+//! `profilestore check-model`: the exhaustive model checker over the production step
+//! logic.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use profilestore_core::settings::Timings;
+use profilestore_sim::{CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, Verdict, check};
+
+use crate::args::{CheckModelArgs, ModelVariant};
+use crate::stores::checked;
+
+/// Runs the checker; exit status 1 on a violation.
+pub async fn run(args: CheckModelArgs) -> anyhow::Result<ExitCode> {
+    let config = config(&args)?;
+    // The search is CPU-bound: keep it off the async runtime's threads.
+    let report = tokio::task::spawn_blocking(move || {
+        check(&config, |p| {
+            eprintln!(
+                "depth {:>3}  distinct states {:>11}  transitions {:>12}  frontier {:>9}  {:.1?}",
+                p.depth, p.distinct_states, p.transitions, p.frontier, p.elapsed
+            );
+        })
+    })
+    .await??;
+    println!(
+        "{} distinct states, {} transitions, depth {}, {:.2?} ({:.0} states/s), peak memory {} MiB",
+        report.distinct_states,
+        report.transitions,
+        report.depth,
+        report.elapsed,
+        report.states_per_second(),
+        report.peak_memory_bytes.unwrap_or(0) / (1 << 20)
+    );
+    match report.verdict {
+        Verdict::Pass => {
+            println!("pass: every property holds in every explored state");
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Violation { property, trace } => {
+            println!("VIOLATION of {property}: shortest trace, {} steps\n{trace}", trace.steps());
+            Ok(super::CHECK_FAILED)
+        }
+    }
+}
+
+/// The model configuration the flags describe; timings must be whole hours and obey
+/// the rules unless `--allow-unsafe-timing`.
+fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
+    let hours = |name: &str, d: Option<Duration>, default: Hours| -> anyhow::Result<Hours> {
+        let Some(d) = d else { return Ok(default) };
+        let secs = d.as_secs();
+        if d.subsec_nanos() != 0 || secs % 3600 != 0 || secs / 3600 > u64::from(u8::MAX) {
+            bail!("--{name} must be a whole number of hours up to 255h in the model (got {d:?})");
+        }
+        Ok(Hours((secs / 3600) as u8))
+    };
+    let timings = Timings {
+        request_timeout: hours("request-timeout", args.request_timeout, CASE_STUDY_TIMINGS.request_timeout)?,
+        min_blob_age: hours("min-blob-age", args.min_blob_age, CASE_STUDY_TIMINGS.min_blob_age)?,
+        delete_delay: hours("delete-delay", args.delete_delay, CASE_STUDY_TIMINGS.delete_delay)?,
+        clock_skew: CASE_STUDY_TIMINGS.clock_skew,
+    };
+    let as_durations = Timings {
+        request_timeout: Duration::from_secs(3600 * u64::from(timings.request_timeout.0)),
+        min_blob_age: Duration::from_secs(3600 * u64::from(timings.min_blob_age.0)),
+        delete_delay: Duration::from_secs(3600 * u64::from(timings.delete_delay.0)),
+        clock_skew: Duration::ZERO,
+    };
+    checked(as_durations, args.allow_unsafe_timing)?;
+    let config = ModelConfig {
+        servers: args.servers,
+        cleaners: args.cleaners,
+        users: args.users,
+        metadata_values: args.metadata_values,
+        images: args.images,
+        max_ops: args.max_ops,
+        max_hours: args.max_hours,
+        timings,
+        design: match args.variant {
+            ModelVariant::Working => Design::Working,
+            ModelVariant::RecordFirst => Design::RecordFirst,
+            ModelVariant::BlobKeyedByUser => Design::BlobKeyedByUser,
+        },
+        fail_steps: !args.no_failures,
+        properties: if args.liveness { Properties::ALL } else { Properties::SAFETY },
+    };
+    config.validate()?;
+    Ok(config)
+}

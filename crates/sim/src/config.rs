@@ -1,0 +1,145 @@
+//! What the checker explores: actor counts, value domains, bounds, timings, design.
+
+use profilestore_core::settings::Timings;
+
+use crate::time::Hours;
+
+/// Which write path the servers follow.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Design {
+    /// The working design: fresh image id, blob first, then the record naming it.
+    Working,
+    /// Flaw 1: the record first, then the blob, both under the user's own key.
+    RecordFirst,
+    /// Flaw 2: the blob first under the user's own key (overwriting), then the record.
+    BlobKeyedByUser,
+}
+
+/// Which safety properties are checked. Each can be switched off so a test can show
+/// that a flawed design also breaks a weaker property (flaw 1 breaks "no dangling
+/// reference" transiently before it breaks "consistent reads").
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Properties {
+    /// Every read's answer was submitted together by one write of that user.
+    pub consistent_reads: bool,
+    /// Every record names an existing blob, in every state.
+    pub no_dangling_reference: bool,
+    /// A read within its deadline never finds the blob its record named missing.
+    pub no_vanished_blob: bool,
+    /// From every explored state a drain schedule reaches a state with no orphan.
+    pub eventually_no_orphans: bool,
+}
+
+impl Properties {
+    /// Every safety property, no liveness (the liveness drain costs a run per state).
+    pub const SAFETY: Properties = Properties {
+        consistent_reads: true,
+        no_dangling_reference: true,
+        no_vanished_blob: true,
+        eventually_no_orphans: false,
+    };
+
+    /// Every property, liveness included.
+    pub const ALL: Properties = Properties { eventually_no_orphans: true, ..Properties::SAFETY };
+}
+
+/// The bounds and settings of one exhaustive exploration.
+#[derive(Clone, Debug)]
+pub struct ModelConfig {
+    /// Number of interchangeable servers (1..=4).
+    pub servers: usize,
+    /// Number of interchangeable cleaners (0..=4).
+    pub cleaners: usize,
+    /// Number of users (1..=8).
+    pub users: u8,
+    /// Number of distinct metadata values a write may submit.
+    pub metadata_values: u8,
+    /// Number of distinct images a write may submit.
+    pub images: u8,
+    /// At most this many client operations (writes and reads) are started.
+    pub max_ops: u8,
+    /// The clock stops advancing at this hour.
+    pub max_hours: u8,
+    /// The cluster timings in hours; `clock_skew` should be zero (one model clock).
+    /// A `request_timeout` beyond `max_hours` means "requests are never killed".
+    pub timings: Timings<Hours>,
+    /// The write path under test.
+    pub design: Design,
+    /// Whether any store operation may fail instead of taking effect.
+    pub fail_steps: bool,
+    /// The properties checked.
+    pub properties: Properties,
+}
+
+/// The case study's timings in hours: 1 h timeout, 2 h age filter, 1 h delete delay.
+pub const CASE_STUDY_TIMINGS: Timings<Hours> =
+    Timings { request_timeout: Hours(1), min_blob_age: Hours(2), delete_delay: Hours(1), clock_skew: Hours(0) };
+
+impl ModelConfig {
+    /// The case study's configuration: 2 servers, 2 cleaners, 1 user, 2 metadata values,
+    /// 2 images, at most 3 operations and 3 hours, failing steps, the working design.
+    pub fn case_study() -> Self {
+        ModelConfig {
+            servers: 2,
+            cleaners: 2,
+            users: 1,
+            metadata_values: 2,
+            images: 2,
+            max_ops: 3,
+            max_hours: 3,
+            timings: CASE_STUDY_TIMINGS,
+            design: Design::Working,
+            fail_steps: true,
+            properties: Properties::SAFETY,
+        }
+    }
+
+    /// Checks the bounds the state encoding relies on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |what: &str| Err(ConfigError(what.to_string()));
+        if self.servers == 0 || self.servers > MAX_ACTORS {
+            return fail("servers must be 1..=4");
+        }
+        if self.cleaners > MAX_ACTORS {
+            return fail("cleaners must be 0..=4");
+        }
+        if usize::from(self.users) > MAX_USERS {
+            return fail("users must be 1..=8");
+        }
+        if self.users == 0 || self.metadata_values == 0 || self.images == 0 {
+            return fail("users, metadata_values and images must be at least 1");
+        }
+        // The submitted (user, metadata, image) triples live in one 64-bit set.
+        if usize::from(self.users) * usize::from(self.metadata_values) * usize::from(self.images) > 64 {
+            return fail("users * metadata_values * images must be at most 64");
+        }
+        // Blobs: one per user key, or one fresh id per write; the store holds 32.
+        if usize::from(self.users) + usize::from(self.max_ops) > MAX_BLOBS {
+            return fail("users + max_ops must be at most 32");
+        }
+        if self.max_hours > 200 {
+            return fail("max_hours must be at most 200");
+        }
+        Ok(())
+    }
+}
+
+/// The most servers, and the most cleaners, a model may have: the world holds them
+/// inline so that cloning it allocates nothing.
+pub const MAX_ACTORS: usize = 4;
+/// The most users a model may have.
+pub const MAX_USERS: usize = 8;
+/// The most blobs the model blob store holds.
+pub const MAX_BLOBS: usize = 32;
+
+/// A configuration the checker cannot encode.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid model configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}

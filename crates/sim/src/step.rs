@@ -1,0 +1,429 @@
+//! Transitions: one actor performs one store operation atomically on the world and
+//! its production machine is told the result, or the clock ticks.
+
+use profilestore_core::machine::{
+    CleanerAction, CleanerEvent, CycleOutcome, CycleStatus, ReadAction, ReadEvent, ReadMachine, ReadOutcome,
+    WriteAction, WriteDesign, WriteEvent, WriteMachine, WriteOutcome,
+};
+
+use crate::config::{Design, ModelConfig};
+use crate::time::Hour;
+use crate::world::{Blob, ImageId, Record, Server, World, fresh_cycle, triple_bit};
+
+/// Who acted.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Actor {
+    /// The server at this index (in the parent state's order).
+    Server(u8),
+    /// The cleaner at this index.
+    Cleaner(u8),
+    /// The clock.
+    Clock,
+}
+
+/// What the actor did. Id sets are bit masks (ids below 64; the checker's ids are small).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Action {
+    /// A client submitted a write.
+    StartWrite {
+        /// The user written.
+        user: u8,
+        /// The metadata value.
+        metadata: u8,
+        /// The image value.
+        image: u8,
+        /// The fresh id issued at once (working design only).
+        image_id: Option<ImageId>,
+    },
+    /// A client asked to read a profile.
+    StartRead {
+        /// The user read.
+        user: u8,
+    },
+    /// The write put its blob.
+    PutBlob {
+        /// The key put.
+        image_id: ImageId,
+        /// Whether it replaced an existing blob (flawed designs).
+        overwrite: bool,
+    },
+    /// The write committed its record.
+    CommitRecord {
+        /// The image the record names.
+        image_id: ImageId,
+        /// Whether the database refused it as late.
+        refused: bool,
+    },
+    /// The read fetched the record.
+    GetRecord {
+        /// The record, if there was one.
+        found: Option<Record>,
+    },
+    /// The read fetched the blob.
+    GetBlob {
+        /// The key fetched.
+        image_id: ImageId,
+        /// Whether it existed.
+        found: bool,
+    },
+    /// The request reached its deadline and was killed; the server is idle again.
+    Killed,
+    /// The cleaner listed every blob.
+    ListPage {
+        /// The ids listed.
+        listed: u64,
+    },
+    /// The cleaner asked which ids are referenced.
+    QueryReferenced {
+        /// The ids asked about.
+        ids: u64,
+        /// The referenced ones.
+        referenced: u64,
+    },
+    /// The cleaner deleted blobs.
+    Delete {
+        /// The ids deleted.
+        ids: u64,
+    },
+    /// One hour passed (or, in a liveness drain, as many as needed).
+    Tick,
+}
+
+/// How an actor's run ended at this step, if it did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Finished {
+    /// A write ended.
+    Write(WriteOutcome<ImageId>),
+    /// A read ended; with `Found` the answer's (metadata, image) values.
+    Read(ReadOutcome<ImageId>, Option<(u8, u8)>),
+    /// A cleaner cycle ended.
+    Cycle(CycleOutcome),
+}
+
+/// One labelled transition.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Step {
+    /// Who acted.
+    pub actor: Actor,
+    /// What was attempted.
+    pub action: Action,
+    /// Whether the store operation failed instead of taking effect.
+    pub failed: bool,
+    /// How the actor's run ended, if it ended here.
+    pub finished: Option<Finished>,
+}
+
+/// A safety or liveness property of the design.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Property {
+    /// A read answered a metadata and image no single write submitted together.
+    ConsistentReads,
+    /// A record names a blob that does not exist.
+    NoDanglingReference,
+    /// A read within its deadline found the blob its record named missing.
+    NoVanishedBlob,
+    /// A drain schedule ended with an unreferenced blob.
+    EventuallyNoOrphans,
+}
+
+impl std::fmt::Display for Property {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Property::ConsistentReads => "consistent reads",
+            Property::NoDanglingReference => "no dangling reference",
+            Property::NoVanishedBlob => "no vanished blob",
+            Property::EventuallyNoOrphans => "eventually no orphans",
+        })
+    }
+}
+
+/// Calls `emit` with every successor of `world`, its label and the property the step
+/// broke, if any. The order is fixed (servers, cleaners, clock) so traces are stable.
+pub fn successors(config: &ModelConfig, world: &World, emit: &mut impl FnMut(Step, World, Option<Property>)) {
+    let mut emit_checked = |step: Step, w: World, violation: Option<Property>| {
+        let violation = violation.or_else(|| {
+            (config.properties.no_dangling_reference && w.dangling().is_some()).then_some(Property::NoDanglingReference)
+        });
+        emit(step, w, violation);
+    };
+    let now = world.clock;
+    for (i, server) in world.servers.iter().enumerate() {
+        // Actors in equal states have permuted successors: expanding the first is enough.
+        if world.servers[..i].contains(server) {
+            continue;
+        }
+        if matches!(server, Server::Idle) {
+            if world.ops < config.max_ops {
+                start_requests(config, world, i, &mut emit_checked);
+            }
+            continue;
+        }
+        for fail in [false, true] {
+            if fail && !config.fail_steps {
+                break;
+            }
+            let mut w = world.clone();
+            if let Some((step, violation)) = server_step(config, &mut w, i, fail) {
+                emit_checked(step, w, violation);
+            }
+        }
+    }
+    for (c, cycle) in world.cleaners.iter().enumerate() {
+        if world.cleaners[..c].contains(cycle) {
+            continue;
+        }
+        let fresh = *cycle.cycle() == fresh_cycle(config);
+        for action in cycle.cycle().enabled(now) {
+            for fail in [false, true] {
+                // A failed step of a cycle that has done nothing changes nothing.
+                if fail && (!config.fail_steps || fresh) {
+                    break;
+                }
+                let mut w = world.clone();
+                let step = cleaner_step(config, &mut w, c, &action, fail);
+                emit_checked(step, w, None);
+            }
+        }
+    }
+    if now.0 < config.max_hours {
+        let mut w = world.clone();
+        w.clock = Hour(now.0 + 1);
+        emit_checked(Step { actor: Actor::Clock, action: Action::Tick, failed: false, finished: None }, w, None);
+    }
+}
+
+fn start_requests(config: &ModelConfig, world: &World, i: usize, emit: &mut impl FnMut(Step, World, Option<Property>)) {
+    let now = world.clock;
+    let actor = Actor::Server(index_u8(i));
+    for user in 0..config.users {
+        for metadata in 0..config.metadata_values {
+            for image in 0..config.images {
+                let mut w = world.clone();
+                w.ops += 1;
+                w.submitted |= triple_bit(config, user, metadata, image);
+                let design = match config.design {
+                    Design::Working => WriteDesign::BlobFirstFreshId,
+                    Design::RecordFirst => WriteDesign::RecordFirstKeyedByUser(user),
+                    Design::BlobKeyedByUser => WriteDesign::BlobFirstKeyedByUser(user),
+                };
+                let mut machine = WriteMachine::start_with(design, now, config.timings.request_timeout);
+                // Issuing an id touches no store and no other actor sees it, so it is
+                // merged into the start: a sound reduction of interleavings.
+                let mut image_id = None;
+                if machine.next(now) == WriteAction::IssueId {
+                    let id = w.next_id;
+                    w.next_id = w.next_id.saturating_add(1);
+                    machine.handle(WriteEvent::IdIssued(id));
+                    image_id = Some(id);
+                }
+                w.servers[i] = Server::Writing { user, metadata, image, machine };
+                let action = Action::StartWrite { user, metadata, image, image_id };
+                emit(Step { actor, action, failed: false, finished: None }, w, None);
+            }
+        }
+        let mut w = world.clone();
+        w.ops += 1;
+        w.servers[i] =
+            Server::Reading { user, machine: ReadMachine::start(now, config.timings.request_timeout), seen: None };
+        emit(Step { actor, action: Action::StartRead { user }, failed: false, finished: None }, w, None);
+    }
+}
+
+/// Performs server `i`'s next step on `w` (failing the store operation when `fail`).
+/// `None` when there is nothing to do or nothing that could fail (a kill).
+pub fn server_step(config: &ModelConfig, w: &mut World, i: usize, fail: bool) -> Option<(Step, Option<Property>)> {
+    let actor = Actor::Server(index_u8(i));
+    let mut server = std::mem::replace(&mut w.servers[i], Server::Idle);
+    let result = match &mut server {
+        Server::Idle => None,
+        Server::Writing { user, metadata, image, machine } => write_step(w, (*user, *metadata, *image), machine, fail)
+            .map(|(action, failed)| {
+                let finished = machine.outcome().map(Finished::Write);
+                (Step { actor, action, failed, finished }, None)
+            }),
+        Server::Reading { user, machine, seen } => read_step(config, w, *user, machine, seen, fail)
+            .map(|(step, violation)| (Step { actor, ..step }, violation)),
+    };
+    let done = match &server {
+        Server::Idle => true,
+        Server::Writing { machine, .. } => machine.outcome().is_some(),
+        Server::Reading { machine, .. } => machine.outcome().is_some(),
+    };
+    // A finished request frees its server at once: servers serve again.
+    if !(done && result.is_some()) {
+        w.servers[i] = server;
+    }
+    result
+}
+
+fn write_step(
+    w: &mut World,
+    (user, metadata, image): (u8, u8, u8),
+    machine: &mut WriteMachine<Hour, ImageId>,
+    fail: bool,
+) -> Option<(Action, bool)> {
+    let now = w.clock;
+    match machine.next(now) {
+        WriteAction::Done(_) => (!fail).then_some((Action::Killed, false)),
+        WriteAction::IssueId => {
+            // Only reachable if a design issues ids later than at start; no store call.
+            if fail {
+                return None;
+            }
+            let id = w.next_id;
+            w.next_id = w.next_id.saturating_add(1);
+            machine.handle(WriteEvent::IdIssued(id));
+            Some((Action::StartWrite { user, metadata, image, image_id: Some(id) }, false))
+        }
+        WriteAction::PutBlob { image_id, overwrite } => {
+            let action = Action::PutBlob { image_id, overwrite };
+            // A create-only put of an existing id is refused, as the real store does.
+            if fail
+                || (!overwrite && w.blob(image_id).is_some())
+                || !w.put_blob(Blob { id: image_id, image, created: now })
+            {
+                machine.handle(WriteEvent::Failed);
+                return Some((action, true));
+            }
+            machine.handle(WriteEvent::BlobStored);
+            Some((action, false))
+        }
+        WriteAction::CommitRecord { image_id, deadline } => {
+            if fail {
+                machine.handle(WriteEvent::Failed);
+                return Some((Action::CommitRecord { image_id, refused: false }, true));
+            }
+            // The database's clock is the model clock (no skew here).
+            if now >= deadline {
+                machine.handle(WriteEvent::CommitRefusedLate);
+                return Some((Action::CommitRecord { image_id, refused: true }, false));
+            }
+            if let Some(slot) = w.records.get_mut(usize::from(user)) {
+                *slot = Some(Record { metadata, image_id });
+            }
+            machine.handle(WriteEvent::RecordCommitted);
+            Some((Action::CommitRecord { image_id, refused: false }, false))
+        }
+    }
+}
+
+fn read_step(
+    config: &ModelConfig,
+    w: &World,
+    user: u8,
+    machine: &mut ReadMachine<Hour, ImageId>,
+    seen: &mut Option<Record>,
+    fail: bool,
+) -> Option<(Step, Option<Property>)> {
+    let now = w.clock;
+    // The caller names the server.
+    let actor = Actor::Clock;
+    let mut violation = None;
+    let mut answer = None;
+    let (action, failed) = match machine.next(now) {
+        ReadAction::Done(_) => {
+            if fail {
+                return None;
+            }
+            (Action::Killed, false)
+        }
+        ReadAction::GetRecord if fail => {
+            machine.handle(ReadEvent::Failed, now);
+            (Action::GetRecord { found: None }, true)
+        }
+        ReadAction::GetRecord => {
+            let record = w.records.get(usize::from(user)).copied().flatten();
+            *seen = record;
+            machine.handle(ReadEvent::Record(record.map(|r| r.image_id)), now);
+            (Action::GetRecord { found: record }, false)
+        }
+        ReadAction::GetBlob { image_id } if fail => {
+            machine.handle(ReadEvent::Failed, now);
+            (Action::GetBlob { image_id, found: false }, true)
+        }
+        ReadAction::GetBlob { image_id } => match w.blob(image_id) {
+            Some(blob) => {
+                machine.handle(ReadEvent::BlobFound, now);
+                if let Some(ReadOutcome::Found(id)) = machine.outcome() {
+                    // The answer pairs the metadata of the record read with the image
+                    // bytes in hand now: it must be a pair one write submitted.
+                    let metadata = seen.filter(|r| r.image_id == id).map(|r| r.metadata);
+                    answer = metadata.map(|m| (m, blob.image));
+                    let submitted =
+                        metadata.is_some_and(|m| w.submitted & triple_bit(config, user, m, blob.image) != 0);
+                    if config.properties.consistent_reads && !submitted {
+                        violation = Some(Property::ConsistentReads);
+                    }
+                }
+                (Action::GetBlob { image_id, found: true }, false)
+            }
+            None => {
+                // `next` issued the fetch, so the read is within its deadline.
+                if config.properties.no_vanished_blob {
+                    violation = Some(Property::NoVanishedBlob);
+                }
+                machine.handle(ReadEvent::BlobMissing, now);
+                (Action::GetBlob { image_id, found: false }, false)
+            }
+        },
+    };
+    let finished = machine.outcome().map(|o| Finished::Read(o, answer));
+    Some((Step { actor, action, failed, finished }, violation))
+}
+
+/// Performs one cleaner operation on `w` (failing it when `fail`), then tells the
+/// cycle; a finished cycle is replaced by a fresh one (the cleaner runs again).
+pub fn cleaner_step(
+    config: &ModelConfig,
+    w: &mut World,
+    c: usize,
+    action: &CleanerAction<ImageId>,
+    fail: bool,
+) -> Step {
+    let now = w.clock;
+    let (label, event) = if fail {
+        let label = match action {
+            CleanerAction::ListPage => Action::ListPage { listed: 0 },
+            CleanerAction::QueryReferenced { ids, .. } => Action::QueryReferenced { ids: mask(ids), referenced: 0 },
+            CleanerAction::Delete { ids, .. } => Action::Delete { ids: mask(ids) },
+        };
+        (label, CleanerEvent::Failed)
+    } else {
+        match action {
+            CleanerAction::ListPage => {
+                let page: Vec<(ImageId, Hour)> = w.blobs.iter().map(|b| (b.id, b.created)).collect();
+                let listed = mask(&page.iter().map(|p| p.0).collect::<Vec<_>>());
+                (Action::ListPage { listed }, CleanerEvent::Listed { page, last: true })
+            }
+            CleanerAction::QueryReferenced { batch, ids } => {
+                let referenced: Vec<ImageId> = ids.iter().copied().filter(|id| w.referenced(*id)).collect();
+                let label = Action::QueryReferenced { ids: mask(ids), referenced: mask(&referenced) };
+                (label, CleanerEvent::Queried { batch: *batch, referenced })
+            }
+            CleanerAction::Delete { batch, ids } => {
+                w.blobs.retain(|b| !ids.contains(&b.id));
+                (Action::Delete { ids: mask(ids) }, CleanerEvent::Deleted { batch: *batch })
+            }
+        }
+    };
+    let mut finished = None;
+    if let Some(slot) = w.cleaners.get_mut(c) {
+        slot.update(|cycle| {
+            cycle.start(action);
+            cycle.handle(event, now);
+            if let CycleStatus::Finished(outcome) = cycle.status(now) {
+                finished = Some(Finished::Cycle(outcome));
+                *cycle = fresh_cycle(config);
+            }
+        });
+    }
+    Step { actor: Actor::Cleaner(index_u8(c)), action: label, failed: fail, finished }
+}
+
+fn mask(ids: &[ImageId]) -> u64 {
+    ids.iter().fold(0, |m, id| m | 1u64.checked_shl(u32::from(*id)).unwrap_or(0))
+}
+
+fn index_u8(i: usize) -> u8 {
+    u8::try_from(i).unwrap_or(u8::MAX)
+}
