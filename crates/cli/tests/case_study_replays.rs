@@ -17,7 +17,7 @@ use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Timestamp};
+use profilestore_core::time::Timestamp;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 use tokio::sync::Semaphore;
 
