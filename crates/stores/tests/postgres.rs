@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use profilestore_core::error::StoreErrorKind;
 use profilestore_core::ids::{IdSource, UserId};
-use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
+use profilestore_core::store::{CommitOutcome, MetadataStore};
 use profilestore_core::time::{Clock, Time, Timestamp};
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 use profilestore_stores::conformance::{MetadataUnderTest, metadata_store_conformance};
@@ -24,155 +24,9 @@ use profilestore_stores::postgres::{PostgresMetadataStore, PostgresSettings};
 use profilestore_stores::{OpenError, OpenMode, open_metadata};
 use sqlx::{Connection, PgConnection};
 
-const URL_VAR: &str = "PROFILESTORE_TEST_POSTGRES_URL";
+mod postgres_support;
 
-/// The test server's admin URL, or `None` after saying (outside the test harness's
-/// output capture, so it shows in a passing run) that the test is skipped.
-fn server() -> Option<Server> {
-    match std::env::var(URL_VAR) {
-        Ok(admin) if !admin.is_empty() => Some(Server { admin }),
-        _ if std::env::var("PROFILESTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("the PostgreSQL test server is missing: {URL_VAR} is not set but PROFILESTORE_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            let _ =
-                writeln!(std::io::stderr(), "skipping: {URL_VAR} is not set (run scripts/test.sh to start PostgreSQL)");
-            None
-        }
-    }
-}
-
-/// `url` with its database name replaced by `db` (query string kept).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_at = base.find("://").map_or(0, |i| i + 3);
-    let base = base[authority_at..].find('/').map_or(base, |i| &base[..authority_at + i]);
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
-struct Server {
-    admin: String,
-}
-
-/// A database of one test's own, made empty.
-struct Scratch {
-    name: String,
-    url: String,
-    /// Whether its default collation is ICU's en-US (which does not sort by bytes).
-    icu: bool,
-}
-
-impl Server {
-    async fn admin(&self) -> PgConnection {
-        PgConnection::connect(&self.admin).await.expect("connect to the test server's admin URL")
-    }
-
-    /// A fresh empty database whose default collation is en-US where the server has
-    /// ICU, so the store's own `COLLATE "C"` is what keeps byte order.
-    async fn scratch(&self) -> Scratch {
-        let name = format!("ps_{}", UuidV7Ids.next_image_id().as_uuid().simple());
-        let mut admin = self.admin().await;
-        let icu = format!("CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'");
-        let icu = match sqlx::raw_sql(sqlx::AssertSqlSafe(icu)).execute(&mut admin).await {
-            Ok(_) => true,
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "note: no ICU collation ({e}); using the server's default");
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut admin)
-                    .await
-                    .expect("create a scratch database");
-                false
-            }
-        };
-        admin.close().await.ok();
-        Scratch { url: with_database(&self.admin, &name), name, icu }
-    }
-
-    async fn drop_databases(&self, names: &[String]) {
-        let mut admin = self.admin().await;
-        for name in names {
-            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.expect("drop a scratch database");
-        }
-        admin.close().await.ok();
-    }
-}
-
-impl Scratch {
-    async fn conn(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to the scratch database")
-    }
-
-    async fn open(&self) -> PostgresMetadataStore {
-        PostgresMetadataStore::open(&self.url, OpenMode::Migrate).await.expect("open the scratch database")
-    }
-
-    async fn drop(self, server: &Server) {
-        server.drop_databases(&[self.name]).await;
-    }
-}
-
-fn record(user: &str, metadata: &str) -> Record {
-    Record {
-        user_id: UserId::parse(user).unwrap(),
-        metadata: metadata.into(),
-        image_id: UuidV7Ids.next_image_id(),
-        content_type: "image/png".into(),
-        image_size: 3,
-        updated_at: Timestamp::from_millis(1),
-    }
-}
-
-const FAR: Timestamp = Timestamp::from_millis(i64::MAX);
-const LONG: Duration = Duration::from_secs(30);
-
-/// The database's clock, in milliseconds since the epoch.
-async fn db_now(conn: &mut PgConnection) -> Timestamp {
-    let ms: i64 = sqlx::query_scalar("SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)")
-        .fetch_one(conn)
-        .await
-        .unwrap();
-    Timestamp::from_millis(ms)
-}
-
-/// How many backends of database `db` wait for a heavyweight lock right now.
-async fn lock_waiters(conn: &mut PgConnection, db: &str) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'")
-        .bind(db)
-        .fetch_one(conn)
-        .await
-        .unwrap()
-}
-
-/// Polls until some backend of `db` waits for a lock; panics after 5 s.
-async fn until_someone_waits(conn: &mut PgConnection, db: &str) {
-    for _ in 0..500 {
-        if lock_waiters(conn, db).await > 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no backend started waiting for the held lock");
-}
-
-/// Sleeps until the database's clock is at least `margin` past `t`.
-async fn until_db_clock_passes(conn: &mut PgConnection, t: Timestamp, margin: Duration) {
-    let target = t.plus(margin);
-    loop {
-        let now = db_now(conn).await;
-        if now >= target {
-            return;
-        }
-        let left = u64::try_from(target.as_millis() - now.as_millis()).unwrap_or(1);
-        tokio::time::sleep(Duration::from_millis(left)).await;
-    }
-}
-
-const INSERT_RAW: &str = "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) \
-                          VALUES ($1, '{}', $2::uuid, 'image/png', $3, 0)";
+use postgres_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_metadata_store_conforms() {
