@@ -213,7 +213,10 @@ impl Cleaner {
                         self.clock.sleep_until(t).await;
                         continue;
                     }
+                    // Biased: the same schedule takes the same branch, so a seeded
+                    // simulation replays exactly.
                     tokio::select! {
+                        biased;
                         Some(c) = in_flight.next() => c,
                         () = self.clock.sleep_until(t) => continue,
                     }
