@@ -18,6 +18,7 @@
 //! no backend type appears in this crate's public signatures.
 
 pub mod conformance;
+mod decode;
 pub mod local;
 pub mod open;
 #[cfg(feature = "postgres")]

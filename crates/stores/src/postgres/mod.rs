@@ -68,7 +68,7 @@ macro_rules! db_now_ms {
     };
 }
 
-/// The columns `rows::record_from_row` reads, in SQL.
+/// The columns `Decoder::record` reads, in SQL.
 macro_rules! record_columns {
     () => {
         "user_id, metadata, image_id::text AS image_id, content_type, image_size, updated_at_ms"
@@ -76,13 +76,14 @@ macro_rules! record_columns {
 }
 
 mod errors;
-mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
 
+use crate::decode::Decoder;
 use errors::{DEADLINE_PASSED, corrupt, failed, sqlstate, store_error};
-use rows::{pairing_from_row, parse_image_id, record_from_row, timings_json};
+
+const DECODE: Decoder = Decoder { backend: "PostgreSQL" };
 
 /// Sets the write's limits for the rest of its transaction only (`is_local = true`), so
 /// nothing leaks to the next user of the pooled connection. `$1` is the statement
@@ -259,7 +260,7 @@ impl MetadataStore for PostgresMetadataStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("reading a profile record"))?;
-        row.as_ref().map(record_from_row).transpose()
+        row.as_ref().map(|r| DECODE.record(r, failed("reading a profile record"))).transpose()
     }
 
     async fn put_before(
@@ -323,18 +324,11 @@ impl MetadataStore for PostgresMetadataStore {
                 .with_source(e)),
             }
         };
+        // On timeout, dropping the transaction queued its ROLLBACK behind the running
+        // statement, which the server-side statement timeout ends (see the module docs).
         match tokio::time::timeout(statement_timeout, attempt).await {
             Ok(outcome) => outcome,
-            Err(_) if commit_sent.load(Ordering::SeqCst) => Err(StoreError::unavailable(format!(
-                "PostgreSQL: the statement timeout ({statement_timeout:?}) passed while the record's commit was \
-                 under way; the record may or may not have been written"
-            ))),
-            // Dropping the transaction queued its ROLLBACK behind the running statement,
-            // which the server-side statement timeout ends (see the module docs).
-            Err(_) => Err(StoreError::unavailable(format!(
-                "PostgreSQL: the record write did not finish within its statement timeout ({statement_timeout:?}); \
-                 nothing was written"
-            ))),
+            Err(_) => Err(DECODE.write_timed_out(statement_timeout, commit_sent.load(Ordering::SeqCst))),
         }
     }
 
@@ -359,7 +353,7 @@ impl MetadataStore for PostgresMetadataStore {
             .fetch_all(&self.pool)
             .await
             .map_err(failed("asking which images are referenced"))?;
-        found.iter().map(|id| parse_image_id(id)).collect()
+        found.iter().map(|id| DECODE.image_id(id)).collect()
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {
@@ -389,7 +383,7 @@ impl MetadataStore for PostgresMetadataStore {
             }
         }
         .map_err(failed("listing profile records"))?;
-        rows.iter().map(record_from_row).collect()
+        rows.iter().map(|r| DECODE.record(r, failed("reading a profile record"))).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -399,11 +393,11 @@ impl MetadataStore for PostgresMetadataStore {
 
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
         let row = sqlx::query(READ_PAIRING).fetch_optional(&self.pool).await.map_err(failed("reading the pairing"))?;
-        row.as_ref().map(pairing_from_row).transpose()
+        row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()
     }
 
     async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
-        let timings = timings_json(&pairing.timings)?;
+        let timings = DECODE.timings_json(&pairing.timings)?;
         let mut tx = self.pool.begin().await.map_err(failed("starting a transaction"))?;
         // A concurrent creator's uncommitted row makes this INSERT wait for it; once it
         // commits, DO NOTHING applies, and the SELECT (a new statement, so a new
@@ -419,14 +413,14 @@ impl MetadataStore for PostgresMetadataStore {
         .await
         .map_err(failed("storing the pairing"))?;
         let row = sqlx::query(READ_PAIRING).fetch_one(&mut *tx).await.map_err(failed("reading the pairing back"))?;
-        let stored = pairing_from_row(&row)?;
+        let stored = DECODE.pairing(&row, failed("reading the pairing"))?;
         tx.commit().await.map_err(failed("committing the pairing"))?;
         Ok(stored)
     }
 
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
         let done = sqlx::query("UPDATE pairing SET timings = $1::jsonb WHERE singleton = 1 AND cluster_id = $2::uuid")
-            .bind(timings_json(timings)?)
+            .bind(DECODE.timings_json(timings)?)
             .bind(cluster_id.hyphenated().to_string())
             .execute(&self.pool)
             .await

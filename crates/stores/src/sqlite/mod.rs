@@ -24,7 +24,7 @@ use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{CommitOutcome, MetadataStore, Pairing, Record};
 use profilestore_core::time::Timestamp;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
 use crate::open::{OpenError, OpenMode};
@@ -46,6 +46,10 @@ mod schema;
 mod tests;
 
 use errors::{corrupt, failed};
+
+use crate::decode::Decoder;
+
+const DECODE: Decoder = Decoder { backend: "SQLite" };
 
 /// How long a statement waits for SQLite's write lock before failing as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -179,52 +183,6 @@ async fn switch_to_wal(options: &SqliteConnectOptions) -> Result<(), sqlx::Error
     }
 }
 
-/// A stored string shortened for an error message: corrupt data may be huge.
-fn shown(s: &str) -> String {
-    let mut out: String = s.chars().take(64).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    format!("{out:?}")
-}
-
-fn parse_image_id(s: &str) -> Result<ImageId, StoreError> {
-    s.parse().map_err(|_| corrupt(format!("stored image id {} is not a canonical UUIDv7", shown(s))))
-}
-
-fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
-    let reading = failed("reading a profile record");
-    let user_id: String = row.try_get("user_id").map_err(&reading)?;
-    let image_id: String = row.try_get("image_id").map_err(&reading)?;
-    let image_size: i64 = row.try_get("image_size").map_err(&reading)?;
-    Ok(Record {
-        user_id: UserId::parse(&user_id)
-            .map_err(|_| corrupt(format!("stored user id {} is not a valid user id", shown(&user_id))))?,
-        metadata: row.try_get("metadata").map_err(&reading)?,
-        image_id: parse_image_id(&image_id)?,
-        content_type: row.try_get("content_type").map_err(&reading)?,
-        image_size: u64::try_from(image_size)
-            .map_err(|_| corrupt(format!("stored image size {image_size} is negative")))?,
-        updated_at: Timestamp::from_millis(row.try_get("updated_at_ms").map_err(&reading)?),
-    })
-}
-
-fn pairing_from_row(row: &SqliteRow) -> Result<Pairing, StoreError> {
-    let reading = failed("reading the pairing");
-    let cluster_id: String = row.try_get("cluster_id").map_err(&reading)?;
-    let timings: String = row.try_get("timings").map_err(&reading)?;
-    Ok(Pairing {
-        cluster_id: uuid::Uuid::try_parse(&cluster_id)
-            .map_err(|_| corrupt(format!("stored cluster id {} is not a UUID", shown(&cluster_id))))?,
-        timings: serde_json::from_str(&timings)
-            .map_err(|e| corrupt(format!("stored timings {} do not parse: {e}", shown(&timings))))?,
-    })
-}
-
-fn timings_json(timings: &Timings) -> Result<String, StoreError> {
-    serde_json::to_string(timings).map_err(|e| corrupt(format!("timings do not serialise: {e}")))
-}
-
 #[async_trait::async_trait]
 impl MetadataStore for SqliteMetadataStore {
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
@@ -237,7 +195,7 @@ impl MetadataStore for SqliteMetadataStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("reading a profile record"))?;
-        row.as_ref().map(record_from_row).transpose()
+        row.as_ref().map(|r| DECODE.record(r, failed("reading a profile record"))).transpose()
     }
 
     async fn put_before(
@@ -287,14 +245,7 @@ impl MetadataStore for SqliteMetadataStore {
         // written unless COMMIT had already been sent.
         match tokio::time::timeout(statement_timeout, attempt).await {
             Ok(outcome) => outcome,
-            Err(_) if commit_sent.load(Ordering::SeqCst) => Err(StoreError::unavailable(format!(
-                "SQLite: the statement timeout ({statement_timeout:?}) passed while the record's commit was \
-                 under way; the record may or may not have been written"
-            ))),
-            Err(_) => Err(StoreError::unavailable(format!(
-                "SQLite: the record write did not finish within its statement timeout ({statement_timeout:?}); \
-                 nothing was written"
-            ))),
+            Err(_) => Err(DECODE.write_timed_out(statement_timeout, commit_sent.load(Ordering::SeqCst))),
         }
     }
 
@@ -325,7 +276,7 @@ impl MetadataStore for SqliteMetadataStore {
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get(0).map_err(failed("reading a referenced image id"))?;
-                parse_image_id(&id)
+                DECODE.image_id(&id)
             })
             .collect()
     }
@@ -353,7 +304,7 @@ impl MetadataStore for SqliteMetadataStore {
             )),
         };
         let rows = query.bind(limit).fetch_all(&self.pool).await.map_err(failed("listing profile records"))?;
-        rows.iter().map(record_from_row).collect()
+        rows.iter().map(|r| DECODE.record(r, failed("reading a profile record"))).collect()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -366,11 +317,11 @@ impl MetadataStore for SqliteMetadataStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("reading the pairing"))?;
-        row.as_ref().map(pairing_from_row).transpose()
+        row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()
     }
 
     async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
-        let timings = timings_json(&pairing.timings)?;
+        let timings = DECODE.timings_json(&pairing.timings)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
         sqlx::query(concat!(
             "INSERT INTO pairing (singleton, cluster_id, timings, created_at_ms) VALUES (1, ?, ?, ",
@@ -386,14 +337,14 @@ impl MetadataStore for SqliteMetadataStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(failed("reading the pairing back"))?;
-        let stored = pairing_from_row(&row)?;
+        let stored = DECODE.pairing(&row, failed("reading the pairing"))?;
         tx.commit().await.map_err(failed("committing the pairing"))?;
         Ok(stored)
     }
 
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
         let done = sqlx::query("UPDATE pairing SET timings = ? WHERE singleton = 1 AND cluster_id = ?")
-            .bind(timings_json(timings)?)
+            .bind(DECODE.timings_json(timings)?)
             .bind(cluster_id.hyphenated().to_string())
             .execute(&self.pool)
             .await

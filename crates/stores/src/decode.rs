@@ -1,0 +1,114 @@
+//! What the SQL backends share when reading rows back: stored values become records
+//! and pairings, and any value that does not mean what the schema says it must is
+//! refused as corrupt (never by panicking). Also the one wording of a record write
+//! that ran out of time.
+
+use std::time::Duration;
+
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::{ImageId, UserId};
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{Pairing, Record};
+use profilestore_core::time::Timestamp;
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+/// Decodes stored values for one backend; `backend` ("SQLite", "PostgreSQL") starts
+/// every error message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Decoder {
+    pub(crate) backend: &'static str,
+}
+
+impl Decoder {
+    /// A stored value that does not mean what the schema says it must.
+    pub(crate) fn corrupt(&self, what: impl Into<String>) -> StoreError {
+        StoreError::new(StoreErrorKind::Corrupt, format!("{}: {}", self.backend, what.into()))
+    }
+
+    /// A stored image id, which must be a UUIDv7 in canonical form.
+    pub(crate) fn image_id(&self, s: &str) -> Result<ImageId, StoreError> {
+        s.parse().map_err(|_| self.corrupt(format!("stored image id {} is not a canonical UUIDv7", shown(s))))
+    }
+
+    /// A row of the profiles table (columns `user_id`, `metadata`, `image_id`,
+    /// `content_type`, `image_size`, `updated_at_ms`); `read_failed` maps a column the
+    /// driver cannot read.
+    pub(crate) fn record<'r, R>(
+        &self,
+        row: &'r R,
+        read_failed: impl Fn(sqlx::Error) -> StoreError,
+    ) -> Result<Record, StoreError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let user_id: String = row.try_get("user_id").map_err(&read_failed)?;
+        let image_id: String = row.try_get("image_id").map_err(&read_failed)?;
+        let image_size: i64 = row.try_get("image_size").map_err(&read_failed)?;
+        Ok(Record {
+            user_id: UserId::parse(&user_id)
+                .map_err(|_| self.corrupt(format!("stored user id {} is not a valid user id", shown(&user_id))))?,
+            metadata: row.try_get("metadata").map_err(&read_failed)?,
+            image_id: self.image_id(&image_id)?,
+            content_type: row.try_get("content_type").map_err(&read_failed)?,
+            image_size: u64::try_from(image_size)
+                .map_err(|_| self.corrupt(format!("stored image size {image_size} is negative")))?,
+            updated_at: Timestamp::from_millis(row.try_get("updated_at_ms").map_err(&read_failed)?),
+        })
+    }
+
+    /// A row of the pairing table read as text (columns `cluster_id`, `timings`).
+    pub(crate) fn pairing<'r, R>(
+        &self,
+        row: &'r R,
+        read_failed: impl Fn(sqlx::Error) -> StoreError,
+    ) -> Result<Pairing, StoreError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let cluster_id: String = row.try_get("cluster_id").map_err(&read_failed)?;
+        let timings: String = row.try_get("timings").map_err(&read_failed)?;
+        Ok(Pairing {
+            cluster_id: uuid::Uuid::try_parse(&cluster_id)
+                .map_err(|_| self.corrupt(format!("stored cluster id {} is not a UUID", shown(&cluster_id))))?,
+            timings: serde_json::from_str(&timings)
+                .map_err(|e| self.corrupt(format!("stored timings {} do not parse: {e}", shown(&timings))))?,
+        })
+    }
+
+    /// The JSON stored for `timings`.
+    pub(crate) fn timings_json(&self, timings: &Timings) -> Result<String, StoreError> {
+        serde_json::to_string(timings).map_err(|e| self.corrupt(format!("timings do not serialise: {e}")))
+    }
+
+    /// The error of a record write abandoned at its statement timeout: whether it may
+    /// have landed depends only on whether COMMIT had been sent.
+    pub(crate) fn write_timed_out(&self, statement_timeout: Duration, commit_sent: bool) -> StoreError {
+        StoreError::unavailable(if commit_sent {
+            format!(
+                "{}: the statement timeout ({statement_timeout:?}) passed while the record's commit was under way; \
+                 the record may or may not have been written",
+                self.backend
+            )
+        } else {
+            format!(
+                "{}: the record write did not finish within its statement timeout ({statement_timeout:?}); \
+                 nothing was written",
+                self.backend
+            )
+        })
+    }
+}
+
+/// A stored string shortened for an error message: corrupt data may be huge.
+fn shown(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    format!("{out:?}")
+}
