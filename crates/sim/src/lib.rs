@@ -48,6 +48,7 @@
 pub mod checker;
 pub mod config;
 pub mod liveness;
+pub mod simulation;
 pub mod step;
 pub mod time;
 pub mod trace;

@@ -1,0 +1,388 @@
+//! Deterministic simulation of the running service: the real `ProfileService`
+//! drivers and the real cleaner daemon, many of each, under one root seed.
+//!
+//! A run is a single-threaded Tokio runtime with paused time, so the runtime jumps to
+//! the next timer whenever every task waits and nothing but the seed decides what
+//! happens. The seed drives every machine's clock offset (within the configured skew),
+//! the image ids, the clients' requests and pauses, and the faults: store errors
+//! (before or after the store acted), latency of milliseconds to minutes, stalls of
+//! hours, and crashes of servers (killing their requests) and cleaners (abandoning
+//! their cycle), which come back later.
+//!
+//! Checked continuously: consistent reads (every answered profile's metadata and
+//! image come from one write), no dangling reference (every record names a stored
+//! blob, checked after every change to either store and on every read), and no
+//! vanished blob (a read within its deadline never finds its record's blob missing).
+//! After the clients stop, the run calms down (no more faults or crashes), cleaners
+//! keep running, and then no image may be left unreferenced.
+//!
+//! | module | holds |
+//! |---|---|
+//! | `rng` | [`SimRng`]: one seeded stream per actor |
+//! | `clock` | [`SimClock`], [`SimIds`]: virtual time with skew, seeded ids |
+//! | `stores` | the per-machine fault-injecting, logging, checking store view |
+//! | `run` | the machines, clients, chaos and drain of one run |
+//! | `log` | [`Event`], [`Counts`], [`Violation`] |
+//! | `shrink` | fewer operations, then the events that matter |
+
+mod clock;
+mod log;
+mod rng;
+mod run;
+mod shrink;
+mod stores;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use profilestore_core::settings::Timings;
+
+pub use clock::{EPOCH, SimClock, SimIds, fmt_elapsed};
+pub use log::{Actor, Check, Counts, Event, Violation};
+pub use rng::SimRng;
+pub use shrink::{shrink, slice};
+
+/// What faults a run injects, and how often.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultRates {
+    /// Every store call waits up to this long (it also shuffles concurrent calls).
+    pub latency: Duration,
+    /// Chance a store call is slow, by up to `slow_max`.
+    pub slow: f64,
+    /// The longest slow call.
+    pub slow_max: Duration,
+    /// Chance a store call stalls, for `stall_max / 4` to `stall_max`.
+    pub stall: f64,
+    /// The longest stall.
+    pub stall_max: Duration,
+    /// Chance a store call fails.
+    pub error: f64,
+    /// Mean time between crashes of some server or cleaner; zero for none.
+    pub crash_interval: Duration,
+    /// The longest a crashed machine stays down.
+    pub crash_downtime: Duration,
+}
+
+impl Default for FaultRates {
+    fn default() -> Self {
+        FaultRates {
+            latency: Duration::from_millis(50),
+            slow: 0.03,
+            slow_max: Duration::from_secs(40 * 60),
+            stall: 0.004,
+            stall_max: Duration::from_secs(6 * 3600),
+            error: 0.02,
+            crash_interval: Duration::from_secs(3600),
+            crash_downtime: Duration::from_secs(20 * 60),
+        }
+    }
+}
+
+impl FaultRates {
+    /// No faults at all beyond the small scheduling latency.
+    pub fn none() -> Self {
+        FaultRates { slow: 0.0, stall: 0.0, error: 0.0, crash_interval: Duration::ZERO, ..FaultRates::default() }
+    }
+}
+
+/// One simulated run's setup.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// The root seed everything random derives from.
+    pub seed: u64,
+    /// Servers running `ProfileService`.
+    pub servers: usize,
+    /// Cleaners running the `clean --every` daemon.
+    pub cleaners: usize,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Users the clients act for.
+    pub users: usize,
+    /// Client operations in all (45% writes, 45% reads, 10% deletes).
+    pub ops: usize,
+    /// The cluster's timings (not validated here; see [`SimConfig::unsafe_timings`]).
+    pub timings: Timings,
+    /// Faults to inject.
+    pub faults: FaultRates,
+    /// Rest between a cleaner's cycles.
+    pub cleaner_interval: Duration,
+    /// Objects per listing page (small, so cycles take many pages).
+    pub page_size: usize,
+    /// The longest pause of a client before each request.
+    pub think_time: Duration,
+    /// How long cleaners run calmly after the clients stop before orphans are
+    /// counted; `None` for long enough by the timings (see [`SimConfig::drain`]).
+    pub drain: Option<Duration>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            servers: 3,
+            cleaners: 2,
+            clients: 6,
+            users: 8,
+            ops: 2000,
+            timings: Timings::CASE_STUDY,
+            faults: FaultRates::default(),
+            cleaner_interval: Duration::from_secs(10 * 60),
+            page_size: 5,
+            think_time: Duration::from_secs(60 * 60),
+            drain: None,
+        }
+    }
+}
+
+/// A [`SimConfig`] that cannot run.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimConfigError {
+    /// A count that must be positive is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// The page size is outside what the cleaner accepts.
+    #[error("page size {0} is out of range: it must be 1 to 1000")]
+    PageSize(usize),
+    /// A fault chance is not a probability.
+    #[error("fault rate {0} is not a probability from 0 to 1")]
+    Rate(f64),
+}
+
+impl SimConfig {
+    /// `Ok` when the simulation can run this configuration.
+    pub fn validate(&self) -> Result<(), SimConfigError> {
+        for (name, n) in [
+            ("servers", self.servers),
+            ("cleaners", self.cleaners),
+            ("clients", self.clients),
+            ("users", self.users),
+            ("ops", self.ops),
+        ] {
+            if n == 0 {
+                return Err(SimConfigError::Zero(name));
+            }
+        }
+        if !(1..=1000).contains(&self.page_size) {
+            return Err(SimConfigError::PageSize(self.page_size));
+        }
+        for p in [self.faults.slow, self.faults.stall, self.faults.error] {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(SimConfigError::Rate(p));
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the calm phase lasts: as configured, or long enough for an image
+    /// that was just written to become old enough, be found by a cycle that starts
+    /// after that, waited on and deleted, twice over.
+    pub fn drain(&self) -> Duration {
+        self.drain.unwrap_or_else(|| {
+            let t = &self.timings;
+            let call_timeout = profilestore_cleaner::CleanerConfig::default().call_timeout;
+            let cycle = t.delete_delay + self.cleaner_interval + call_timeout;
+            t.cleaner_min_age() + cycle * 2 + Duration::from_secs(600)
+        })
+    }
+
+    /// Whether the timings break a safety rule (the caller must have allowed that).
+    pub fn unsafe_timings(&self) -> bool {
+        self.timings.validate().is_err()
+    }
+
+    /// The `profilestore simulate` flags that replay exactly this run.
+    pub fn replay_args(&self) -> Vec<String> {
+        let t = &self.timings;
+        let mut args = vec![
+            "simulate".to_owned(),
+            format!("--seed={}", self.seed),
+            "--seeds=1".to_owned(),
+            format!("--servers={}", self.servers),
+            format!("--cleaners={}", self.cleaners),
+            format!("--clients={}", self.clients),
+            format!("--users={}", self.users),
+            format!("--ops={}", self.ops),
+            format!("--request-timeout={}", flag_duration(t.request_timeout)),
+            format!("--min-blob-age={}", flag_duration(t.min_blob_age)),
+            format!("--delete-delay={}", flag_duration(t.delete_delay)),
+            format!("--clock-skew={}", flag_duration(t.clock_skew)),
+        ];
+        if let Some(drain) = self.drain {
+            args.push(format!("--drain={}", flag_duration(drain)));
+        }
+        if self.faults == FaultRates::none() {
+            args.push("--no-faults".to_owned());
+        }
+        if self.unsafe_timings() {
+            args.push("--allow-unsafe-timing".to_owned());
+        }
+        args
+    }
+}
+
+/// A duration as the shortest exact flag value: `2h`, `5m`, `90s`, `250ms`.
+fn flag_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        "0s".into()
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// What one run did and found.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    /// The run's seed.
+    pub seed: u64,
+    /// Operations, faults and checks.
+    pub counts: Counts,
+    /// Virtual time the run covered.
+    pub virtual_time: Duration,
+    /// Records in the database at the end.
+    pub records_left: usize,
+    /// Objects in the blob store at the end.
+    pub blobs_left: usize,
+    /// Everything that happened, in order.
+    pub events: Vec<Event>,
+    /// The first broken promise, if any.
+    pub violation: Option<Violation>,
+}
+
+/// Runs one simulation to its end on a fresh paused single-threaded runtime, with
+/// the service's logging silenced (the event log says what happened).
+pub fn run(config: &SimConfig) -> SimReport {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime builds");
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        runtime.block_on(run::simulate(config))
+    })
+}
+
+/// A failing seed, shrunk and sliced.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The run as first found.
+    pub report: SimReport,
+    /// The smallest configuration found that still fails the same way.
+    pub shrunk: SimConfig,
+    /// Its run.
+    pub shrunk_report: SimReport,
+}
+
+impl Failure {
+    /// Shrinks the failing run of `config` (at most `attempts` re-runs).
+    pub fn investigate(config: &SimConfig, report: SimReport, attempts: usize) -> Self {
+        let (shrunk, shrunk_report) = shrink(config, report.clone(), attempts);
+        Failure { report, shrunk, shrunk_report }
+    }
+
+    /// The violation of the shrunk run.
+    pub fn violation(&self) -> &Violation {
+        self.shrunk_report.violation.as_ref().or(self.report.violation.as_ref()).expect("a failure has a violation")
+    }
+
+    /// The events of the shrunk run that matter to its violation.
+    pub fn trace(&self) -> Vec<&Event> {
+        slice(
+            &self.shrunk_report.events,
+            self.violation(),
+            self.shrunk.timings.request_timeout.max(Duration::from_secs(3600)),
+        )
+    }
+}
+
+/// Progress and results of many seeds.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Seeds run to their end.
+    pub seeds_run: u64,
+    /// Totals over those runs.
+    pub counts: Counts,
+    /// Virtual time covered in all.
+    pub virtual_time: Duration,
+    /// The failing run with the lowest seed, if any.
+    pub failure: Option<(SimConfig, SimReport)>,
+}
+
+/// Runs seeds `config.seed`, `config.seed + 1`, … on `threads` threads until `seeds`
+/// have run, `keep_going` says stop, or a seed fails (seeds already running finish,
+/// and the lowest failing seed is kept). `progress` sees the summary after each seed.
+pub fn run_seeds(
+    config: &SimConfig,
+    seeds: u64,
+    threads: usize,
+    keep_going: &(dyn Fn() -> bool + Sync),
+    progress: &(dyn Fn(&Summary) + Sync),
+) -> Summary {
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let summary = Mutex::new(Summary::default());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    if stop.load(Ordering::Relaxed) || !keep_going() {
+                        return;
+                    }
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= seeds {
+                        return;
+                    }
+                    let seed_config = SimConfig { seed: config.seed.wrapping_add(n), ..config.clone() };
+                    let mut report = run(&seed_config);
+                    report.events.shrink_to(0);
+                    let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
+                    s.seeds_run += 1;
+                    s.counts.add(&report.counts);
+                    s.virtual_time += report.virtual_time;
+                    if report.violation.is_some() {
+                        stop.store(true, Ordering::Relaxed);
+                        let lower = s.failure.as_ref().is_none_or(|(c, _)| seed_config.seed < c.seed);
+                        if lower {
+                            // The log was dropped to save memory; the caller re-runs the
+                            // seed (same seed, same run) to investigate it.
+                            s.failure = Some((seed_config, report));
+                        }
+                    }
+                    progress(&s);
+                }
+            });
+        }
+    });
+    summary.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_durations_are_exact_and_short() {
+        assert_eq!(flag_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(flag_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(flag_duration(Duration::from_secs(3900)), "65m");
+        assert_eq!(flag_duration(Duration::from_secs(61)), "61s");
+        assert_eq!(flag_duration(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(flag_duration(Duration::ZERO), "0s");
+    }
+
+    #[test]
+    fn bad_configurations_are_named() {
+        assert_eq!(SimConfig { servers: 0, ..SimConfig::default() }.validate(), Err(SimConfigError::Zero("servers")));
+        assert_eq!(SimConfig { page_size: 0, ..SimConfig::default() }.validate(), Err(SimConfigError::PageSize(0)));
+        let faults = FaultRates { error: 2.0, ..FaultRates::default() };
+        assert_eq!(SimConfig { faults, ..SimConfig::default() }.validate(), Err(SimConfigError::Rate(2.0)));
+        assert_eq!(SimConfig::default().validate(), Ok(()));
+    }
+}

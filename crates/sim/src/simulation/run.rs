@@ -1,0 +1,503 @@
+//! One simulated run: the machines, the clients, the chaos, the drain and the final
+//! check, all on the caller's paused single-threaded runtime.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use profilestore_cleaner::{Cleaner, CleanerConfig};
+use profilestore_core::error::ServiceError;
+use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
+use profilestore_core::service::{NewProfile, ProfileService};
+use profilestore_core::time::{Clock, Time};
+
+use super::clock::{Origin, SimClock, SimIds};
+use super::log::{Actor, Check, Counters, Journal, short, shorts};
+use super::rng::SimRng;
+use super::stores::{Faulty, REQUEST_DEADLINE, World};
+use super::{SimConfig, SimReport};
+
+/// A server: its service (stateless, so it survives a crash unchanged) and the
+/// requests in flight that a crash kills.
+struct Server {
+    service: ProfileService,
+    clock: SimClock,
+    up: bool,
+    in_flight: Vec<AbortHandle>,
+}
+
+/// A cleaner machine: its view of the stores and clock, and the running daemon.
+struct CleanerMachine {
+    metadata: Arc<Faulty>,
+    blobs: Arc<Faulty>,
+    clock: SimClock,
+    daemon: Option<JoinHandle<()>>,
+}
+
+struct Cluster {
+    config: SimConfig,
+    world: Arc<World>,
+    servers: Mutex<Vec<Server>>,
+    cleaners: Mutex<Vec<CleanerMachine>>,
+    next_write: std::sync::atomic::AtomicU64,
+}
+
+/// Runs the simulation `config` describes; call on a current-thread runtime with
+/// paused time.
+pub async fn simulate(config: &SimConfig) -> SimReport {
+    let origin = Origin::now();
+    let seed = config.seed;
+    let skew = config.timings.clock_skew;
+    let mut setup = SimRng::derive(seed, "setup");
+    let db_clock = SimClock::skewed(origin, skew, &mut setup);
+    let blob_clock = SimClock::skewed(origin, skew, &mut setup);
+    let world = Arc::new(World::new(
+        Arc::new(MemoryMetadataStore::new(Arc::new(db_clock))),
+        Arc::new(MemoryBlobStore::new(Arc::new(blob_clock))),
+        Journal::new(origin),
+        config.faults,
+    ));
+    let servers = (0..config.servers)
+        .map(|i| {
+            let clock = SimClock::skewed(origin, skew, &mut setup);
+            let store = Faulty::new(
+                world.clone(),
+                Actor::Server(i),
+                clock.clone(),
+                SimRng::derive(seed, &format!("server {i} faults")),
+            );
+            let ids = SimIds::new(clock.clone(), SimRng::derive(seed, &format!("server {i} ids")));
+            let service =
+                ProfileService::new(store.clone(), store, Arc::new(clock.clone()), Arc::new(ids), config.timings);
+            Server { service, clock, up: true, in_flight: Vec::new() }
+        })
+        .collect();
+    let cleaners = (0..config.cleaners)
+        .map(|i| {
+            let clock = SimClock::skewed(origin, skew, &mut setup);
+            let store = Faulty::new(
+                world.clone(),
+                Actor::Cleaner(i),
+                clock.clone(),
+                SimRng::derive(seed, &format!("cleaner {i} faults")),
+            );
+            CleanerMachine { metadata: store.clone(), blobs: store, clock, daemon: None }
+        })
+        .collect();
+    let cluster = Arc::new(Cluster {
+        config: config.clone(),
+        world: world.clone(),
+        servers: Mutex::new(servers),
+        cleaners: Mutex::new(cleaners),
+        next_write: Default::default(),
+    });
+    for i in 0..config.cleaners {
+        cluster.start_cleaner(i);
+    }
+    let chaos = tokio::spawn(cluster.clone().chaos(SimRng::derive(seed, "chaos")));
+    let per_client = config.ops.div_ceil(config.clients.max(1));
+    let clients: Vec<JoinHandle<()>> = (0..config.clients)
+        .map(|i| {
+            let ops = per_client.min(config.ops.saturating_sub(i * per_client));
+            tokio::spawn(cluster.clone().client(i, ops, SimRng::derive(seed, &format!("client {i}"))))
+        })
+        .collect();
+    for client in clients {
+        let _ = client.await;
+    }
+    chaos.abort();
+    let journal = &world.journal;
+    if !journal.failed() {
+        cluster.drain().await;
+    }
+    for machine in lock(&cluster.cleaners).iter_mut() {
+        if let Some(daemon) = machine.daemon.take() {
+            daemon.abort();
+        }
+    }
+    let (events, violation) = journal.finish();
+    SimReport {
+        seed,
+        counts: journal.counters.snapshot(),
+        virtual_time: origin.elapsed(),
+        records_left: world.records().await.len(),
+        blobs_left: world.blobs.keys().len(),
+        events,
+        violation,
+    }
+}
+
+impl Cluster {
+    fn start_cleaner(&self, i: usize) {
+        let mut cleaners = lock(&self.cleaners);
+        let machine = &mut cleaners[i];
+        if machine.daemon.is_some() {
+            return;
+        }
+        let config = CleanerConfig {
+            timings: self.config.timings,
+            page_size: self.config.page_size,
+            // The guard against an empty database protects against pointing the
+            // cleaner at the wrong database, which the simulation does not model; users
+            // here may delete every profile.
+            allow_empty_database: true,
+            allow_unsafe_timing: true,
+            ..CleanerConfig::default()
+        };
+        let cleaner = match Cleaner::new(
+            machine.metadata.clone(),
+            machine.blobs.clone(),
+            Arc::new(machine.clock.clone()),
+            config,
+        ) {
+            Ok(cleaner) => cleaner,
+            Err(e) => {
+                self.world.journal.record(Actor::Cleaner(i), format!("refused to start: {e}"), None, &[]);
+                return;
+            }
+        };
+        let interval = self.config.cleaner_interval;
+        self.world.journal.record(Actor::Cleaner(i), "starts `clean --every`".into(), None, &[]);
+        machine.daemon = Some(tokio::spawn(async move { cleaner.run_every(interval, std::future::pending()).await }));
+    }
+
+    /// Crashes and restarts machines at random until aborted.
+    async fn chaos(self: Arc<Self>, mut rng: SimRng) {
+        let mean = self.config.faults.crash_interval;
+        if mean.is_zero() {
+            return;
+        }
+        let machines = (self.config.servers + self.config.cleaners) as u64;
+        loop {
+            tokio::time::sleep(rng.millis_up_to(mean * 2)).await;
+            let victim = rng.below(machines) as usize;
+            let downtime = rng.millis_between(Duration::from_secs(10), self.config.faults.crash_downtime);
+            let counters = &self.world.journal.counters;
+            if victim < self.config.servers {
+                let mut servers = lock(&self.servers);
+                let server = &mut servers[victim];
+                if !server.up {
+                    continue;
+                }
+                server.up = false;
+                let killed = server.in_flight.iter().filter(|h| !h.is_finished()).count();
+                for request in server.in_flight.drain(..) {
+                    request.abort();
+                }
+                Counters::bump(&counters.server_crashes);
+                self.world.journal.record(
+                    Actor::Chaos,
+                    format!("crashes server {victim} ({killed} requests killed) for {}", fmt_secs(downtime)),
+                    None,
+                    &[],
+                );
+                let cluster = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(downtime).await;
+                    lock(&cluster.servers)[victim].up = true;
+                    cluster.world.journal.record(Actor::Chaos, format!("restarts server {victim}"), None, &[]);
+                });
+            } else {
+                let i = victim - self.config.servers;
+                let Some(daemon) = lock(&self.cleaners)[i].daemon.take() else { continue };
+                daemon.abort();
+                Counters::bump(&counters.cleaner_crashes);
+                self.world.journal.record(
+                    Actor::Chaos,
+                    format!("crashes cleaner {i} for {}", fmt_secs(downtime)),
+                    None,
+                    &[],
+                );
+                let cluster = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(downtime).await;
+                    cluster.start_cleaner(i);
+                });
+            }
+        }
+    }
+
+    /// A client: `ops` requests, each to a random server for a random user, with a
+    /// random pause before each.
+    async fn client(self: Arc<Self>, index: usize, ops: usize, mut rng: SimRng) {
+        let me = Actor::Client(index);
+        let journal = &self.world.journal;
+        for _ in 0..ops {
+            if journal.failed() {
+                return;
+            }
+            tokio::time::sleep(rng.millis_up_to(self.config.think_time)).await;
+            // Skewed popularity: low-numbered users are busy, high-numbered ones rarely
+            // act, so both fresh and hours-old images get replaced.
+            let u = rng.unit();
+            let index = ((u * u * self.config.users as f64) as usize).min(self.config.users - 1);
+            let user = UserId::parse(&format!("user-{index}")).expect("simulated user ids are valid");
+            let server = rng.below(self.config.servers as u64) as usize;
+            let kind = rng.below(100);
+            let (service, deadline) = {
+                let servers = lock(&self.servers);
+                let s = &servers[server];
+                if !s.up {
+                    Counters::bump(&journal.counters.refused);
+                    journal.record(me, format!("server {server} is down; {user}'s request refused"), Some(&user), &[]);
+                    continue;
+                }
+                (s.service.clone(), s.clock.now().plus(self.config.timings.request_timeout))
+            };
+            if kind < 45 {
+                let n = self.next_write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let profile = NewProfile {
+                    metadata: format!("{{\"write\":{n}}}"),
+                    image: Bytes::from(format!("sim-image:{n}")),
+                    content_type: "image/png".into(),
+                };
+                journal.record(me, format!("→ server {server}: write #{n} for {user}"), Some(&user), &[]);
+                let u = user.clone();
+                let answer = self.serve(server, deadline, async move { service.write(u, profile).await }).await;
+                self.on_write(me, &user, n, answer);
+            } else if kind < 90 {
+                journal.record(me, format!("→ server {server}: read {user}"), Some(&user), &[]);
+                let u = user.clone();
+                let answer = self.serve(server, deadline, async move { service.read(&u).await }).await;
+                self.on_read(me, &user, answer);
+            } else {
+                journal.record(me, format!("→ server {server}: delete {user}"), Some(&user), &[]);
+                let u = user.clone();
+                let answer = self.serve(server, deadline, async move { service.delete(&u).await }).await;
+                match answer {
+                    Some(Ok(existed)) => {
+                        Counters::bump(&journal.counters.deletes);
+                        journal.record(me, format!("← delete {user}: {existed}"), Some(&user), &[]);
+                    }
+                    Some(Err(e)) => {
+                        Counters::bump(&journal.counters.deletes);
+                        journal.record(me, format!("← delete {user}: {}", e.code()), Some(&user), &[]);
+                    }
+                    None => Counters::bump(&journal.counters.deletes),
+                }
+            }
+        }
+    }
+
+    /// Runs `request` as a task of `server` (so a crash kills it); `None` when it was
+    /// killed.
+    async fn serve<T: Send + 'static>(
+        &self,
+        server: usize,
+        deadline: profilestore_core::time::Timestamp,
+        request: impl Future<Output = T> + Send + 'static,
+    ) -> Option<T> {
+        let task = tokio::spawn(REQUEST_DEADLINE.scope(deadline, request));
+        {
+            let mut servers = lock(&self.servers);
+            let s = &mut servers[server];
+            s.in_flight.retain(|h| !h.is_finished());
+            s.in_flight.push(task.abort_handle());
+        }
+        match task.await {
+            Ok(answer) => Some(answer),
+            Err(_) => {
+                Counters::bump(&self.world.journal.counters.requests_killed);
+                None
+            }
+        }
+    }
+
+    fn on_write(
+        &self,
+        me: Actor,
+        user: &UserId,
+        n: u64,
+        answer: Option<Result<profilestore_core::store::Record, ServiceError>>,
+    ) {
+        let journal = &self.world.journal;
+        match answer {
+            Some(Ok(record)) => {
+                Counters::bump(&journal.counters.writes_ok);
+                journal.record(
+                    me,
+                    format!("← write #{n} for {user}: ok, names {}", short(&record.image_id)),
+                    Some(user),
+                    &[record.image_id],
+                );
+            }
+            Some(Err(e)) => {
+                Counters::bump(&journal.counters.writes_failed);
+                journal.record(me, format!("← write #{n} for {user}: {}", e.code()), Some(user), &[]);
+            }
+            None => {
+                Counters::bump(&journal.counters.writes_failed);
+                journal.record(me, format!("← write #{n} for {user}: connection lost"), Some(user), &[]);
+            }
+        }
+    }
+
+    fn on_read(
+        &self,
+        me: Actor,
+        user: &UserId,
+        answer: Option<Result<Option<profilestore_core::service::Profile>, ServiceError>>,
+    ) {
+        check_read(&self.world.journal, me, user, answer);
+    }
+
+    /// Writes have stopped: no more faults or crashes, every cleaner running, and
+    /// long enough for every orphan to be found old, waited on and deleted twice over;
+    /// then no image may be left unreferenced.
+    async fn drain(&self) {
+        let journal = &self.world.journal;
+        self.world.calm_down();
+        for i in 0..self.config.cleaners {
+            self.start_cleaner(i);
+        }
+        let drain = self.config.drain();
+        journal.record(
+            Actor::Checker,
+            format!("writes stopped; cleaners run calmly for {}", fmt_secs(drain)),
+            None,
+            &[],
+        );
+        tokio::time::sleep(drain).await;
+        let referenced: HashSet<ImageId> = self.world.records().await.iter().map(|r| r.image_id).collect();
+        let mut orphans = Vec::new();
+        for key in self.world.blobs.keys() {
+            let Some(key) = BlobKey::parse(&key) else { continue };
+            Counters::bump(&journal.counters.orphan_checks);
+            if !referenced.contains(&key.image_id) {
+                orphans.push(key.image_id);
+            }
+        }
+        if !orphans.is_empty() {
+            let first: Vec<ImageId> = orphans.iter().take(3).copied().collect();
+            journal.violate(
+                Actor::Checker,
+                Check::EventuallyNoOrphans,
+                None,
+                &first,
+                format!("{} images still unreferenced after the drain, e.g. [{}]", orphans.len(), shorts(&first)),
+            );
+        }
+    }
+}
+
+/// Logs a read's answer and checks it: a profile's metadata and image must come
+/// from one write, and a read must never answer a dangling reference.
+fn check_read(
+    journal: &Journal,
+    me: Actor,
+    user: &UserId,
+    answer: Option<Result<Option<profilestore_core::service::Profile>, ServiceError>>,
+) {
+    let counters = &journal.counters;
+    match answer {
+        Some(Ok(Some(profile))) => {
+            Counters::bump(&counters.reads_found);
+            Counters::bump(&counters.consistency_checks);
+            let id = profile.record.image_id;
+            let meta_write = profile.record.metadata.strip_prefix("{\"write\":").and_then(|s| s.strip_suffix('}'));
+            let image_write = std::str::from_utf8(&profile.image).ok().and_then(|s| s.strip_prefix("sim-image:"));
+            journal.record(
+                me,
+                format!("← read {user}: write #{} naming {}", meta_write.unwrap_or("?"), short(&id)),
+                Some(user),
+                &[id],
+            );
+            if profile.record.user_id != *user || meta_write.is_none() || meta_write != image_write {
+                journal.violate(
+                    me,
+                    Check::ConsistentRead,
+                    Some(user),
+                    &[id],
+                    format!(
+                        "read {user} answered metadata of write #{} with the image of write #{}",
+                        meta_write.unwrap_or("?"),
+                        image_write.unwrap_or("?")
+                    ),
+                );
+            }
+        }
+        Some(Ok(None)) => {
+            Counters::bump(&counters.reads_empty);
+            journal.record(me, format!("← read {user}: no profile"), Some(user), &[]);
+        }
+        Some(Err(ServiceError::DanglingReference { image_id, .. })) => {
+            Counters::bump(&counters.reads_failed);
+            journal.violate(
+                me,
+                Check::NoDanglingReference,
+                Some(user),
+                &[image_id],
+                format!("read {user} answered dangling_reference: its record names {}", short(&image_id)),
+            );
+        }
+        Some(Err(e)) => {
+            Counters::bump(&counters.reads_failed);
+            journal.record(me, format!("← read {user}: {}", e.code()), Some(user), &[]);
+        }
+        None => {
+            Counters::bump(&counters.reads_failed);
+            journal.record(me, format!("← read {user}: connection lost"), Some(user), &[]);
+        }
+    }
+}
+
+fn fmt_secs(d: Duration) -> String {
+    profilestore_core::settings::fmt_duration(Duration::from_secs(d.as_secs()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profilestore_core::service::Profile;
+    use profilestore_core::store::Record;
+    use profilestore_core::time::Timestamp;
+
+    fn profile(user: &UserId, meta_write: u64, image_write: u64) -> Profile {
+        let id = ImageId::from_uuid(uuid::Builder::from_unix_timestamp_millis(1, &[7; 10]).into_uuid()).unwrap();
+        Profile {
+            record: Record {
+                user_id: user.clone(),
+                metadata: format!("{{\"write\":{meta_write}}}"),
+                image_id: id,
+                content_type: "image/png".into(),
+                image_size: 1,
+                updated_at: Timestamp::from_millis(0),
+            },
+            image: Bytes::from(format!("sim-image:{image_write}")),
+        }
+    }
+
+    fn checked(answer: Option<Result<Option<Profile>, ServiceError>>) -> Option<Check> {
+        let journal = Journal::new(Origin::now());
+        let user = UserId::parse("user-1").unwrap();
+        check_read(&journal, Actor::Client(0), &user, answer);
+        journal.finish().1.map(|v| v.check)
+    }
+
+    #[test]
+    fn the_read_check_passes_a_consistent_profile_and_catches_a_mixed_one() {
+        let user = UserId::parse("user-1").unwrap();
+        assert_eq!(checked(Some(Ok(Some(profile(&user, 4, 4))))), None);
+        assert_eq!(checked(Some(Ok(None))), None);
+        assert_eq!(checked(Some(Ok(Some(profile(&user, 4, 3))))), Some(Check::ConsistentRead));
+        let other = UserId::parse("user-2").unwrap();
+        assert_eq!(checked(Some(Ok(Some(profile(&other, 4, 4))))), Some(Check::ConsistentRead));
+    }
+
+    #[test]
+    fn the_read_check_catches_a_dangling_reference() {
+        let user = UserId::parse("user-1").unwrap();
+        let image_id = profile(&user, 1, 1).record.image_id;
+        let answer = Some(Err(ServiceError::DanglingReference { user, image_id }));
+        assert_eq!(checked(answer), Some(Check::NoDanglingReference));
+        assert_eq!(checked(Some(Err(ServiceError::DeadlineExceeded))), None);
+    }
+}

@@ -1,0 +1,106 @@
+//! Turning a failing run into a short story: fewer operations, then only the events
+//! that touch the violation.
+//!
+//! Shrinking re-runs the same seed with fewer client operations while the same check
+//! still breaks: every actor draws from its own stream, so cutting operations keeps
+//! each client's early choices and usually the failure with them. Slicing then keeps
+//! the events that name the violation's images, and the events of its users in the
+//! request window before it, which is where every flaw of the case study lives.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use profilestore_core::ids::{ImageId, UserId};
+
+use super::log::{Event, Violation};
+use super::{SimConfig, SimReport, run};
+
+/// The smallest run found that breaks the same check as `failing`, with its config.
+/// At most `attempts` extra runs.
+pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimConfig, SimReport) {
+    let Some(check) = failing.violation.as_ref().map(|v| v.check) else { return (config.clone(), failing) };
+    let mut best = (config.clone(), failing);
+    let mut tried = 0;
+    // Halve the operations while the failure stays; then try cutting a quarter.
+    let mut step = best.0.ops / 2;
+    while step > 0 && tried < attempts {
+        let candidate = SimConfig { ops: best.0.ops - step, ..best.0.clone() };
+        tried += 1;
+        let report = run(&candidate);
+        if report.violation.as_ref().is_some_and(|v| v.check == check) {
+            best = (candidate, report);
+            step = best.0.ops / 2;
+        } else {
+            step /= 2;
+        }
+    }
+    best
+}
+
+/// The events of `events` that matter to `violation`: those naming its images, and
+/// those of its users from one `window` before the first of them up to the violation.
+pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -> Vec<&'a Event> {
+    let images: HashSet<ImageId> = violation.images.iter().copied().collect();
+    let end = violation.at;
+    let names_image = |e: &Event| e.images.iter().any(|i| images.contains(i));
+    let mut users: HashSet<UserId> = violation.user.iter().cloned().collect();
+    users.extend(events.iter().filter(|e| e.at <= end && names_image(e)).filter_map(|e| e.user.clone()));
+    let first = events.iter().filter(|e| names_image(e)).map(|e| e.at).min().unwrap_or(end);
+    let from = first.saturating_sub(window);
+    events
+        .iter()
+        .filter(|e| e.at <= end)
+        .filter(|e| {
+            names_image(e)
+                || e.text.starts_with("VIOLATION")
+                || e.user.as_ref().is_some_and(|u| users.contains(u)) && e.at >= from
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulation::log::{Actor, Check};
+
+    fn event(at: u64, user: Option<&str>, images: &[ImageId], text: &str) -> Event {
+        Event {
+            at: Duration::from_secs(at),
+            actor: Actor::Client(0),
+            text: text.into(),
+            user: user.map(|u| UserId::parse(u).unwrap()),
+            images: images.to_vec(),
+        }
+    }
+
+    fn id(n: u128) -> ImageId {
+        ImageId::from_uuid(
+            uuid::Builder::from_unix_timestamp_millis(1, &n.to_le_bytes()[..10].try_into().unwrap()).into_uuid(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_slice_keeps_the_images_and_users_of_the_violation_and_drops_the_rest() {
+        let (a, b) = (id(1), id(2));
+        let events = vec![
+            event(10, Some("user-1"), &[], "long before: outside the window"),
+            event(5000, Some("user-1"), &[a], "put a"),
+            event(5001, Some("user-2"), &[b], "unrelated user and image"),
+            event(5002, None, &[a, b], "cleaner lists a and b"),
+            event(5003, Some("user-1"), &[], "user-1 reads"),
+            event(5004, Some("user-1"), &[a], "VIOLATION of no dangling reference"),
+            event(5005, Some("user-1"), &[a], "after the violation"),
+        ];
+        let violation = Violation {
+            check: Check::NoDanglingReference,
+            at: Duration::from_secs(5004),
+            user: None,
+            images: vec![a],
+            detail: String::new(),
+        };
+        let kept: Vec<&str> =
+            slice(&events, &violation, Duration::from_secs(3600)).iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(kept, ["put a", "cleaner lists a and b", "user-1 reads", "VIOLATION of no dangling reference"]);
+    }
+}

@@ -1,0 +1,478 @@
+//! The stores as each simulated machine sees them: the shared in-memory stores
+//! behind a per-machine wrapper that injects faults from the machine's own seeded
+//! stream, logs every call, and checks the invariants where they can first break.
+//!
+//! Faults: every call waits a few milliseconds (which also shuffles the order of
+//! concurrent calls); some wait minutes or stall for hours, before the store acts or
+//! after it acted and before the answer arrives; some fail, before acting or after
+//! (the caller then cannot tell whether a write landed). In the calm phase at the end
+//! of a run only the short waits remain.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+
+use profilestore_core::error::StoreError;
+use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::time::{Clock, Timestamp};
+
+use super::FaultRates;
+use super::clock::SimClock;
+use super::log::{Actor, Check, Counters, Journal, short, shorts};
+use super::rng::SimRng;
+
+tokio::task_local! {
+    /// The deadline of the request a server task is serving, by that server's clock:
+    /// how the blob wrapper tells a vanished blob (within the deadline) from a late one.
+    pub static REQUEST_DEADLINE: Timestamp;
+}
+
+/// The one pair of stores every machine shares, and the run's journal.
+pub struct World {
+    /// The database, unwrapped.
+    pub metadata: Arc<MemoryMetadataStore>,
+    /// The blob store, unwrapped.
+    pub blobs: Arc<MemoryBlobStore>,
+    /// The run's log, counters and violation.
+    pub journal: Journal,
+    /// The fault rates of the run.
+    pub faults: FaultRates,
+    calm: AtomicBool,
+}
+
+impl World {
+    /// A world over these stores.
+    pub fn new(
+        metadata: Arc<MemoryMetadataStore>,
+        blobs: Arc<MemoryBlobStore>,
+        journal: Journal,
+        faults: FaultRates,
+    ) -> Self {
+        World { metadata, blobs, journal, faults, calm: AtomicBool::new(false) }
+    }
+
+    /// From now on inject only short waits.
+    pub fn calm_down(&self) {
+        self.calm.store(true, Ordering::Relaxed);
+    }
+
+    /// Every record and the image it names, in user order.
+    pub async fn records(&self) -> Vec<Record> {
+        self.metadata.records_after(None, usize::MAX).await.unwrap_or_default()
+    }
+
+    /// Checks that every record names an existing blob; records a violation if not.
+    pub async fn check_no_dangling(&self, actor: Actor) {
+        Counters::bump(&self.journal.counters.dangling_checks);
+        let keys: HashSet<String> = self.blobs.keys().into_iter().collect();
+        for record in self.records().await {
+            if !keys.contains(&BlobKey::original(record.image_id).to_string()) {
+                self.journal.violate(
+                    actor,
+                    Check::NoDanglingReference,
+                    Some(&record.user_id),
+                    &[record.image_id],
+                    format!("{}'s record names {} but its blob is gone", record.user_id, short(&record.image_id)),
+                );
+                return;
+            }
+        }
+    }
+}
+
+/// Where an injected delay falls.
+#[derive(Debug, Clone, Copy, Default)]
+struct Plan {
+    /// Wait before the store acts.
+    before: Duration,
+    /// Wait after it acted, before the answer arrives.
+    after: Duration,
+    /// Fail without acting.
+    fail_before: bool,
+    /// Act, then fail anyway.
+    fail_after: bool,
+}
+
+impl Plan {
+    fn note(&self) -> String {
+        let mut parts = Vec::new();
+        let long = Duration::from_secs(1);
+        if self.before >= long {
+            parts.push(format!("held {} before acting", fmt_wait(self.before)));
+        }
+        if self.after >= long {
+            parts.push(format!("answer held {}", fmt_wait(self.after)));
+        }
+        if self.fail_after {
+            parts.push("then reported an error (injected)".into());
+        }
+        if parts.is_empty() { String::new() } else { format!(" [{}]", parts.join("; ")) }
+    }
+}
+
+fn fmt_wait(d: Duration) -> String {
+    profilestore_core::settings::fmt_duration(Duration::from_secs(d.as_secs()))
+}
+
+/// One machine's view of the shared stores.
+pub struct Faulty {
+    world: Arc<World>,
+    actor: Actor,
+    clock: SimClock,
+    rng: Mutex<SimRng>,
+}
+
+impl Faulty {
+    /// `actor`'s view, drawing faults from `rng` and reading time from `clock`.
+    pub fn new(world: Arc<World>, actor: Actor, clock: SimClock, rng: SimRng) -> Arc<Self> {
+        Arc::new(Faulty { world, actor, clock, rng: Mutex::new(rng) })
+    }
+
+    fn plan(&self) -> Plan {
+        let rates = &self.world.faults;
+        let counters = &self.world.journal.counters;
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let mut plan = Plan { before: rng.millis_up_to(rates.latency), ..Plan::default() };
+        if self.world.calm.load(Ordering::Relaxed) {
+            return plan;
+        }
+        let mut delay = |rng: &mut SimRng, d: Duration| {
+            if rng.chance(0.5) {
+                plan.before += d;
+            } else {
+                plan.after += d;
+            }
+        };
+        if rng.chance(rates.slow) {
+            Counters::bump(&counters.injected_slow);
+            let d = rng.millis_up_to(rates.slow_max);
+            delay(&mut rng, d);
+        }
+        if rng.chance(rates.stall) {
+            Counters::bump(&counters.injected_stalls);
+            let d = rng.millis_between(rates.stall_max / 4, rates.stall_max);
+            delay(&mut rng, d);
+        }
+        if rng.chance(rates.error) {
+            Counters::bump(&counters.injected_errors);
+            if rng.chance(0.5) {
+                plan.fail_before = true;
+            } else {
+                plan.fail_after = true;
+            }
+        }
+        plan
+    }
+
+    fn log(&self, text: String, user: Option<&UserId>, images: &[ImageId]) {
+        self.world.journal.record(self.actor, text, user, images);
+    }
+
+    /// Runs `op` under a freshly drawn plan: waits, acts, waits, maybe fails. `describe`
+    /// says what the store answered, for the log line written the moment it acted.
+    async fn call<T, Op, Fut>(
+        &self,
+        what: String,
+        user: Option<&UserId>,
+        images: &[ImageId],
+        op: Op,
+        describe: impl FnOnce(&Result<T, StoreError>) -> Described,
+    ) -> Result<T, StoreError>
+    where
+        Op: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let plan = self.plan();
+        let mut abandoned = Abandoned { faulty: self, what: Some((what.clone(), user.cloned(), images.to_vec())) };
+        tokio::time::sleep(plan.before).await;
+        abandoned.what = None;
+        if plan.fail_before {
+            self.log(format!("{what} → error (injected){}", plan.note()), user, images);
+            return Err(StoreError::unavailable("injected failure before the store acted"));
+        }
+        let result = op().await;
+        let Described(text, found) = describe(&result);
+        let mut images = images.to_vec();
+        images.extend(found);
+        self.log(format!("{what} → {text}{}", plan.note()), user, &images);
+        tokio::time::sleep(plan.after).await;
+        if plan.fail_after {
+            return Err(StoreError::unavailable("injected failure after the store acted"));
+        }
+        result
+    }
+}
+
+/// Logs a call its caller dropped before the store acted.
+struct Abandoned<'a> {
+    faulty: &'a Faulty,
+    what: Option<(String, Option<UserId>, Vec<ImageId>)>,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some((what, user, images)) = self.what.take() {
+            self.faulty.log(format!("{what} → abandoned by the caller before the store acted"), user.as_ref(), &images);
+        }
+    }
+}
+
+/// A store's answer for the log, and the images it named.
+struct Described(String, Vec<ImageId>);
+
+impl Described {
+    fn text(text: impl Into<String>) -> Self {
+        Described(text.into(), Vec::new())
+    }
+}
+
+fn describe_unit(r: &Result<(), StoreError>) -> Described {
+    match r {
+        Ok(()) => Described::text("ok"),
+        Err(e) => Described::text(format!("error: {e}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl MetadataStore for Faulty {
+    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
+        self.call(
+            format!("get record of {user}"),
+            Some(user),
+            &[],
+            || self.world.metadata.get(user),
+            |r| match r {
+                Ok(Some(r)) => Described(format!("names {}", short(&r.image_id)), vec![r.image_id]),
+                Ok(None) => Described::text("no record"),
+                Err(e) => Described::text(format!("error: {e}")),
+            },
+        )
+        .await
+    }
+
+    async fn put_before(
+        &self,
+        record: &Record,
+        deadline: Timestamp,
+        statement_timeout: Duration,
+    ) -> Result<CommitOutcome, StoreError> {
+        let what = format!("commit {}'s record naming {} (deadline {})", record.user_id, short(&record.image_id), {
+            let late = deadline.saturating_since(self.clock.now());
+            format!("in {}", fmt_wait(late))
+        });
+
+        self.call(
+            what,
+            Some(&record.user_id),
+            &[record.image_id],
+            || async {
+                let out = self.world.metadata.put_before(record, deadline, statement_timeout).await;
+                if matches!(out, Ok(CommitOutcome::Committed)) {
+                    self.world.check_no_dangling(self.actor).await;
+                }
+                out
+            },
+            |r| {
+                Described::text(match r {
+                    Ok(CommitOutcome::Committed) => "committed".into(),
+                    Ok(CommitOutcome::DeadlineExceeded) => "refused: the database's clock is past the deadline".into(),
+                    Err(e) => format!("error: {e}"),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+        self.call(
+            format!("delete record of {user}"),
+            Some(user),
+            &[],
+            || self.world.metadata.delete(user),
+            |r| {
+                Described::text(match r {
+                    Ok(true) => "deleted".into(),
+                    Ok(false) => "no record".into(),
+                    Err(e) => format!("error: {e}"),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        self.call(
+            format!("which of [{}] are referenced", shorts(ids)),
+            None,
+            ids,
+            || self.world.metadata.referenced(ids),
+            |r| match r {
+                Ok(set) => {
+                    let named: Vec<ImageId> = ids.iter().filter(|i| set.contains(i)).copied().collect();
+                    Described::text(format!("referenced [{}]", shorts(&named)))
+                }
+                Err(e) => Described::text(format!("error: {e}")),
+            },
+        )
+        .await
+    }
+
+    async fn count_records(&self) -> Result<u64, StoreError> {
+        self.call(
+            "count records".into(),
+            None,
+            &[],
+            || self.world.metadata.count_records(),
+            |r| {
+                Described::text(match r {
+                    Ok(n) => n.to_string(),
+                    Err(e) => format!("error: {e}"),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
+        self.world.metadata.records_after(after, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.world.metadata.ping().await
+    }
+
+    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
+        self.world.metadata.read_pairing().await
+    }
+
+    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
+        self.world.metadata.create_pairing(pairing).await
+    }
+
+    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
+        self.world.metadata.update_timings(cluster_id, timings).await
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for Faulty {
+    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
+        self.call(
+            format!("put blob {}", short(&key.image_id)),
+            None,
+            &[key.image_id],
+            || self.world.blobs.put_new(key, bytes),
+            describe_unit,
+        )
+        .await
+    }
+
+    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
+        let id = key.image_id;
+        self.call(
+            format!("get blob {}", short(&id)),
+            None,
+            &[id],
+            || async {
+                let found = self.world.blobs.get(key).await;
+                if let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) {
+                    Counters::bump(&self.world.journal.counters.vanish_checks);
+                    if matches!(found, Ok(None)) && self.clock.now() < deadline {
+                        self.world.journal.violate(
+                            self.actor,
+                            Check::NoVanishedBlob,
+                            None,
+                            &[id],
+                            format!(
+                                "a read within its deadline (still {} to go) found {}'s blob missing",
+                                fmt_wait(deadline.saturating_since(self.clock.now())),
+                                short(&id)
+                            ),
+                        );
+                    }
+                }
+                found
+            },
+            |r| {
+                Described::text(match r {
+                    Ok(Some(_)) => "found".into(),
+                    Ok(None) => "MISSING".into(),
+                    Err(e) => format!("error: {e}"),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        self.world.blobs.exists(key).await
+    }
+
+    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
+        let ids: Vec<ImageId> = keys.iter().map(|k| k.image_id).collect();
+        self.call(
+            format!("delete blobs [{}]", shorts(&ids)),
+            None,
+            &ids,
+            || async {
+                let out = self.world.blobs.delete_many(keys).await;
+                if out.is_ok() {
+                    let counter = &self.world.journal.counters.blobs_deleted;
+                    counter.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                    self.world.check_no_dangling(self.actor).await;
+                }
+                out
+            },
+            describe_unit,
+        )
+        .await
+    }
+
+    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        let inner = self.world.blobs.list(page_size);
+        futures::stream::unfold(inner, move |mut inner| async move {
+            let page = self
+                .call(
+                    "list a page of blobs".into(),
+                    None,
+                    &[],
+                    || async { inner.next().await.transpose() },
+                    |r| match r {
+                        Ok(Some(page)) => {
+                            let ids: Vec<ImageId> =
+                                page.iter().filter_map(|b| BlobKey::parse(&b.key)).map(|k| k.image_id).collect();
+                            Described(format!("[{}]", shorts(&ids)), ids)
+                        }
+                        Ok(None) => Described::text("end of listing"),
+                        Err(e) => Described::text(format!("error: {e}")),
+                    },
+                )
+                .await;
+            match page {
+                Ok(Some(page)) => Some((Ok(page), inner)),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), inner)),
+            }
+        })
+        .boxed()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.world.blobs.ping().await
+    }
+
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        self.world.blobs.read_marker().await
+    }
+
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.world.blobs.create_marker(contents).await
+    }
+}
