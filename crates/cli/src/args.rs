@@ -66,6 +66,16 @@ pub enum Command {
     /// with `--min-blob-age 0s` (3), a `--request-timeout` longer than `--max-hours`
     /// (4), `--delete-delay 0s` (5).
     CheckModel(CheckModelArgs),
+    /// Run the real service and cleaner code, many servers, cleaners and clients, in
+    /// a deterministic simulation: one seed decides clocks (skewed within
+    /// `--clock-skew`), ids, scheduling and faults (store errors, latency, stalls of
+    /// hours, crashes). Checks consistent reads, no dangling reference and no vanished
+    /// blob throughout, and no orphans once writes stop. Exit status 1 on a violation,
+    /// with the command that replays the failing seed and a shrunk trace.
+    ///
+    /// The case study's flawed timings, with `--allow-unsafe-timing`: `--min-blob-age
+    /// 0s` (3), `--request-timeout 1000h` (4), `--delete-delay 0s` (5).
+    Simulate(SimulateArgs),
 }
 
 /// Where the stores are.
@@ -324,16 +334,25 @@ pub struct CheckModelArgs {
     /// Also check "eventually no orphans" from every explored state.
     #[arg(long)]
     pub liveness: bool,
-    /// A request is abandoned once this old (whole hours). [default: 1h]
+    /// The timings to explore (whole hours).
+    #[command(flatten)]
+    pub timings: CheckedTimingArgs,
+}
+
+/// The timings a checker explores, which may break the safety rules on request.
+/// Defaults are the case study's.
+#[derive(Debug, Args)]
+pub struct CheckedTimingArgs {
+    /// A request is abandoned once this old. [default: 1h]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Option<Duration>,
-    /// The cleaner's age filter (whole hours). [default: 2h]
+    /// The cleaner's age filter. [default: 2h]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub min_blob_age: Option<Duration>,
-    /// The cleaner's delay between "unreferenced" and "delete" (whole hours). [default: 1h]
+    /// The cleaner's delay between "unreferenced" and "delete". [default: 1h]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub delete_delay: Option<Duration>,
-    /// Explore timings that break a safety rule (to watch the checker find the flaw).
+    /// Check timings that break a safety rule (to watch the checker find the flaw).
     #[arg(long)]
     pub allow_unsafe_timing: bool,
 }
@@ -347,4 +366,49 @@ pub enum ModelVariant {
     RecordFirst,
     /// Flaw 2: the blob first, keyed by the user (overwritten), then the record.
     BlobKeyedByUser,
+}
+
+/// Flags of `simulate`. Defaults: the case study's timings, every fault on.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// How many seeds to run (seed, seed + 1, …).
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    /// The first seed. [default: random, printed]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Start no new seed after this much wall-clock time.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub time_budget: Option<Duration>,
+    /// Seeds run in parallel. [default: the machine's cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Servers running the profile service.
+    #[arg(long, default_value_t = 3)]
+    pub servers: usize,
+    /// Cleaners running `clean --every`.
+    #[arg(long, default_value_t = 2)]
+    pub cleaners: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 6)]
+    pub clients: usize,
+    /// Users the clients act for.
+    #[arg(long, default_value_t = 8)]
+    pub users: usize,
+    /// Client operations per seed (45% writes, 45% reads, 10% deletes).
+    #[arg(long, default_value_t = 2000)]
+    pub ops: usize,
+    /// The timings to simulate.
+    #[command(flatten)]
+    pub timings: CheckedTimingArgs,
+    /// How far apart the simulated clocks may be. [default: 5m]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub clock_skew: Option<Duration>,
+    /// Inject no faults (only millisecond latencies that shuffle the schedule).
+    #[arg(long)]
+    pub no_faults: bool,
+    /// How long cleaners run after writes stop before orphans count. [default: long
+    /// enough by the timings]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub drain: Option<Duration>,
 }

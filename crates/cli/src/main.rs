@@ -34,6 +34,8 @@ fn main() -> ExitCode {
             Command::Audit(args) => commands::audit::run(args, &file).await,
             Command::SetTimings(args) => commands::set_timings::run(args, &file).await,
             Command::CheckModel(args) => commands::check_model::run(args).await,
+            // CPU-bound, on runtimes of its own (one per seed): off the async threads.
+            Command::Simulate(args) => tokio::task::spawn_blocking(move || commands::simulate::run(args)).await?,
         }
     });
     result.unwrap_or_else(|e| fail(&e))

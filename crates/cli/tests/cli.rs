@@ -192,3 +192,32 @@ fn check_model_passes_the_working_design_and_prints_the_shortest_trace_of_a_flaw
     assert_eq!(fractional.status.code(), Some(2));
     assert!(stderr(&fractional).contains("whole number of hours"), "{}", stderr(&fractional));
 }
+
+#[test]
+fn simulate_passes_the_working_design_and_prints_a_replayable_shrunk_failure_for_a_flaw() {
+    let small = ["simulate", "--seeds", "3", "--seed", "10", "--ops", "300"];
+    let pass = bin().args(small).output().unwrap();
+    assert!(pass.status.success(), "{}{}", stdout(&pass), stderr(&pass));
+    let out = stdout(&pass);
+    assert!(out.contains("pass:") && out.contains("3 seeds run"), "{out}");
+    assert!(out.contains("faults") && out.contains("checks") && out.contains("operations 900"), "{out}");
+
+    let refused = bin().args(small).args(["--delete-delay", "0s"]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(2), "unsafe timings need --allow-unsafe-timing");
+    assert!(stderr(&refused).contains("delete-delay"), "{}", stderr(&refused));
+
+    let flaw = ["simulate", "--seeds", "30", "--seed", "0", "--ops", "600", "--threads", "1"];
+    let failed = bin().args(flaw).args(["--delete-delay", "0s", "--allow-unsafe-timing"]).output().unwrap();
+    assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
+    let out = stdout(&failed);
+    let broke = out.lines().find(|l| l.starts_with("FAILED: seed")).unwrap_or_else(|| panic!("no failure line: {out}"));
+    assert!(broke.contains("no vanished blob"), "{broke}");
+    assert!(out.contains("trace:") && out.contains("MISSING") && out.contains("delete blobs"), "{out}");
+
+    // The printed command replays the very same failure.
+    let replay = out.lines().find_map(|l| l.strip_prefix("replay: profilestore ")).expect("a replay command");
+    let again = bin().args(replay.split(' ')).output().unwrap();
+    assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
+    let again_out = stdout(&again);
+    assert!(again_out.lines().any(|l| l == broke), "the replay must break the same way:\n{broke}\n{again_out}");
+}

@@ -57,9 +57,9 @@ fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
         Ok(Hours((secs / 3600) as u8))
     };
     let timings = Timings {
-        request_timeout: hours("request-timeout", args.request_timeout, CASE_STUDY_TIMINGS.request_timeout)?,
-        min_blob_age: hours("min-blob-age", args.min_blob_age, CASE_STUDY_TIMINGS.min_blob_age)?,
-        delete_delay: hours("delete-delay", args.delete_delay, CASE_STUDY_TIMINGS.delete_delay)?,
+        request_timeout: hours("request-timeout", args.timings.request_timeout, CASE_STUDY_TIMINGS.request_timeout)?,
+        min_blob_age: hours("min-blob-age", args.timings.min_blob_age, CASE_STUDY_TIMINGS.min_blob_age)?,
+        delete_delay: hours("delete-delay", args.timings.delete_delay, CASE_STUDY_TIMINGS.delete_delay)?,
         clock_skew: CASE_STUDY_TIMINGS.clock_skew,
     };
     let as_durations = Timings {
@@ -68,7 +68,7 @@ fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
         delete_delay: Duration::from_secs(3600 * u64::from(timings.delete_delay.0)),
         clock_skew: Duration::ZERO,
     };
-    checked(as_durations, args.allow_unsafe_timing)?;
+    checked(as_durations, args.timings.allow_unsafe_timing)?;
     let config = ModelConfig {
         servers: args.servers,
         cleaners: args.cleaners,

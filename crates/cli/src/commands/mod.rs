@@ -6,6 +6,7 @@ pub mod clean;
 pub mod init;
 pub mod serve;
 pub mod set_timings;
+pub mod simulate;
 
 use std::process::ExitCode;
 

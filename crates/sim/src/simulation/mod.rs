@@ -257,15 +257,21 @@ pub struct SimReport {
 }
 
 /// Runs one simulation to its end on a fresh paused single-threaded runtime, with
-/// the service's logging silenced (the event log says what happened).
+/// the service's logging silenced (the event log says what happened). Callable from
+/// anywhere, inside an async runtime too: the run has a thread of its own.
 pub fn run(config: &SimConfig) -> SimReport {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime builds");
-    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        runtime.block_on(run::simulate(config))
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("a current-thread runtime builds");
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                runtime.block_on(run::simulate(config))
+            })
+        });
+        run.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
 

@@ -124,7 +124,7 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
         seed,
         counts: journal.counters.snapshot(),
         virtual_time: origin.elapsed(),
-        records_left: world.records().await.len(),
+        records_left: world.records().len(),
         blobs_left: world.blobs.keys().len(),
         events,
         violation,
@@ -362,7 +362,7 @@ impl Cluster {
             &[],
         );
         tokio::time::sleep(drain).await;
-        let referenced: HashSet<ImageId> = self.world.records().await.iter().map(|r| r.image_id).collect();
+        let referenced: HashSet<ImageId> = self.world.records().iter().map(|r| r.image_id).collect();
         let mut orphans = Vec::new();
         for key in self.world.blobs.keys() {
             let Some(key) = BlobKey::parse(&key) else { continue };

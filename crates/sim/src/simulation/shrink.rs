@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use profilestore_core::ids::{ImageId, UserId};
 
-use super::log::{Event, Violation};
+use super::log::{Actor, Event, Violation};
+use super::stores::{LIST_PAGE, QUERY};
 use super::{SimConfig, SimReport, run};
 
 /// The smallest run found that breaks the same check as `failing`, with its config.
@@ -47,7 +48,7 @@ pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -
     users.extend(events.iter().filter(|e| e.at <= end && names_image(e)).filter_map(|e| e.user.clone()));
     let first = events.iter().filter(|e| names_image(e)).map(|e| e.at).min().unwrap_or(end);
     let from = first.saturating_sub(window);
-    events
+    let kept: Vec<&Event> = events
         .iter()
         .filter(|e| e.at <= end)
         .filter(|e| {
@@ -55,13 +56,29 @@ pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -
                 || e.text.starts_with("VIOLATION")
                 || e.user.as_ref().is_some_and(|u| users.contains(u)) && e.at >= from
         })
-        .collect()
+        .collect();
+    without_idle_listings(kept)
+}
+
+/// Drops the listings after which nothing happened: a cleaner lists every image each
+/// cycle, and only the listing a query of its images followed is part of the story.
+fn without_idle_listings(events: Vec<&Event>) -> Vec<&Event> {
+    let mut waiting_for_listing: HashSet<Actor> = HashSet::new();
+    let mut keep = vec![true; events.len()];
+    for (i, e) in events.iter().enumerate().rev() {
+        if e.text.starts_with(QUERY) {
+            waiting_for_listing.insert(e.actor);
+        } else if e.text.starts_with(LIST_PAGE) {
+            keep[i] = waiting_for_listing.remove(&e.actor);
+        }
+    }
+    events.into_iter().zip(keep).filter_map(|(e, k)| k.then_some(e)).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulation::log::{Actor, Check};
+    use crate::simulation::log::Check;
 
     fn event(at: u64, user: Option<&str>, images: &[ImageId], text: &str) -> Event {
         Event {
@@ -87,7 +104,10 @@ mod tests {
             event(10, Some("user-1"), &[], "long before: outside the window"),
             event(5000, Some("user-1"), &[a], "put a"),
             event(5001, Some("user-2"), &[b], "unrelated user and image"),
-            event(5002, None, &[a, b], "cleaner lists a and b"),
+            event(5002, None, &[a, b], "list a page of blobs → [a, b]"),
+            event(5002, None, &[a, b], "list a page of blobs → [a, b] (the last listing before the query)"),
+            event(5002, None, &[a], "which of [a] are referenced → referenced []"),
+            event(5002, None, &[a], "list a page of blobs → [a] (nothing followed)"),
             event(5003, Some("user-1"), &[], "user-1 reads"),
             event(5004, Some("user-1"), &[a], "VIOLATION of no dangling reference"),
             event(5005, Some("user-1"), &[a], "after the violation"),
@@ -101,6 +121,15 @@ mod tests {
         };
         let kept: Vec<&str> =
             slice(&events, &violation, Duration::from_secs(3600)).iter().map(|e| e.text.as_str()).collect();
-        assert_eq!(kept, ["put a", "cleaner lists a and b", "user-1 reads", "VIOLATION of no dangling reference"]);
+        assert_eq!(
+            kept,
+            [
+                "put a",
+                "list a page of blobs → [a, b] (the last listing before the query)",
+                "which of [a] are referenced → referenced []",
+                "user-1 reads",
+                "VIOLATION of no dangling reference"
+            ]
+        );
     }
 }

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use futures::stream::{BoxStream, StreamExt};
 
 use profilestore_core::error::StoreError;
@@ -33,6 +34,11 @@ tokio::task_local! {
     /// how the blob wrapper tells a vanished blob (within the deadline) from a late one.
     pub static REQUEST_DEADLINE: Timestamp;
 }
+
+/// How a listing call starts in the log (the slicer recognises it).
+pub const LIST_PAGE: &str = "list a page of blobs";
+/// How a cleaner's reference query starts in the log.
+pub const QUERY: &str = "which of [";
 
 /// The one pair of stores every machine shares, and the run's journal.
 pub struct World {
@@ -63,16 +69,18 @@ impl World {
         self.calm.store(true, Ordering::Relaxed);
     }
 
-    /// Every record and the image it names, in user order.
-    pub async fn records(&self) -> Vec<Record> {
-        self.metadata.records_after(None, usize::MAX).await.unwrap_or_default()
+    /// Every record, in user order.
+    pub fn records(&self) -> Vec<Record> {
+        // The in-memory store answers at once; it never waits.
+        let records = self.metadata.records_after(None, usize::MAX).now_or_never();
+        records.and_then(Result::ok).unwrap_or_default()
     }
 
     /// Checks that every record names an existing blob; records a violation if not.
-    pub async fn check_no_dangling(&self, actor: Actor) {
+    pub fn check_no_dangling(&self, actor: Actor) {
         Counters::bump(&self.journal.counters.dangling_checks);
         let keys: HashSet<String> = self.blobs.keys().into_iter().collect();
-        for record in self.records().await {
+        for record in self.records() {
             if !keys.contains(&BlobKey::original(record.image_id).to_string()) {
                 self.journal.violate(
                     actor,
@@ -176,7 +184,8 @@ impl Faulty {
     }
 
     /// Runs `op` under a freshly drawn plan: waits, acts, waits, maybe fails. `describe`
-    /// says what the store answered, for the log line written the moment it acted.
+    /// says what the store answered, for the log line written the moment it acted;
+    /// `check` sees the answer at that moment too, before any delay of the answer.
     async fn call<T, Op, Fut>(
         &self,
         what: String,
@@ -184,6 +193,7 @@ impl Faulty {
         images: &[ImageId],
         op: Op,
         describe: impl FnOnce(&Result<T, StoreError>) -> Described,
+        check: impl FnOnce(&Result<T, StoreError>),
     ) -> Result<T, StoreError>
     where
         Op: FnOnce() -> Fut,
@@ -202,6 +212,7 @@ impl Faulty {
         let mut images = images.to_vec();
         images.extend(found);
         self.log(format!("{what} → {text}{}", plan.note()), user, &images);
+        check(&result);
         tokio::time::sleep(plan.after).await;
         if plan.fail_after {
             return Err(StoreError::unavailable("injected failure after the store acted"));
@@ -223,6 +234,9 @@ impl Drop for Abandoned<'_> {
         }
     }
 }
+
+/// For calls with nothing to check.
+fn no_check<T>(_: &Result<T, StoreError>) {}
 
 /// A store's answer for the log, and the images it named.
 struct Described(String, Vec<ImageId>);
@@ -253,6 +267,7 @@ impl MetadataStore for Faulty {
                 Ok(None) => Described::text("no record"),
                 Err(e) => Described::text(format!("error: {e}")),
             },
+            no_check,
         )
         .await
     }
@@ -263,28 +278,28 @@ impl MetadataStore for Faulty {
         deadline: Timestamp,
         statement_timeout: Duration,
     ) -> Result<CommitOutcome, StoreError> {
-        let what = format!("commit {}'s record naming {} (deadline {})", record.user_id, short(&record.image_id), {
-            let late = deadline.saturating_since(self.clock.now());
-            format!("in {}", fmt_wait(late))
-        });
-
+        let what = format!(
+            "commit {}'s record naming {} (deadline in {})",
+            record.user_id,
+            short(&record.image_id),
+            fmt_wait(deadline.saturating_since(self.clock.now()))
+        );
         self.call(
             what,
             Some(&record.user_id),
             &[record.image_id],
-            || async {
-                let out = self.world.metadata.put_before(record, deadline, statement_timeout).await;
-                if matches!(out, Ok(CommitOutcome::Committed)) {
-                    self.world.check_no_dangling(self.actor).await;
-                }
-                out
-            },
+            || self.world.metadata.put_before(record, deadline, statement_timeout),
             |r| {
                 Described::text(match r {
                     Ok(CommitOutcome::Committed) => "committed".into(),
                     Ok(CommitOutcome::DeadlineExceeded) => "refused: the database's clock is past the deadline".into(),
                     Err(e) => format!("error: {e}"),
                 })
+            },
+            |r| {
+                if matches!(r, Ok(CommitOutcome::Committed)) {
+                    self.world.check_no_dangling(self.actor);
+                }
             },
         )
         .await
@@ -303,13 +318,14 @@ impl MetadataStore for Faulty {
                     Err(e) => format!("error: {e}"),
                 })
             },
+            no_check,
         )
         .await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         self.call(
-            format!("which of [{}] are referenced", shorts(ids)),
+            format!("{QUERY}{}] are referenced", shorts(ids)),
             None,
             ids,
             || self.world.metadata.referenced(ids),
@@ -320,6 +336,7 @@ impl MetadataStore for Faulty {
                 }
                 Err(e) => Described::text(format!("error: {e}")),
             },
+            no_check,
         )
         .await
     }
@@ -336,6 +353,7 @@ impl MetadataStore for Faulty {
                     Err(e) => format!("error: {e}"),
                 })
             },
+            no_check,
         )
         .await
     }
@@ -370,6 +388,7 @@ impl BlobStore for Faulty {
             &[key.image_id],
             || self.world.blobs.put_new(key, bytes),
             describe_unit,
+            no_check,
         )
         .await
     }
@@ -380,32 +399,32 @@ impl BlobStore for Faulty {
             format!("get blob {}", short(&id)),
             None,
             &[id],
-            || async {
-                let found = self.world.blobs.get(key).await;
-                if let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) {
-                    Counters::bump(&self.world.journal.counters.vanish_checks);
-                    if matches!(found, Ok(None)) && self.clock.now() < deadline {
-                        self.world.journal.violate(
-                            self.actor,
-                            Check::NoVanishedBlob,
-                            None,
-                            &[id],
-                            format!(
-                                "a read within its deadline (still {} to go) found {}'s blob missing",
-                                fmt_wait(deadline.saturating_since(self.clock.now())),
-                                short(&id)
-                            ),
-                        );
-                    }
-                }
-                found
-            },
+            || self.world.blobs.get(key),
             |r| {
                 Described::text(match r {
                     Ok(Some(_)) => "found".into(),
                     Ok(None) => "MISSING".into(),
                     Err(e) => format!("error: {e}"),
                 })
+            },
+            |found| {
+                // Only the read path fetches blobs inside a request, right after
+                // reading the record that names them.
+                let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) else { return };
+                Counters::bump(&self.world.journal.counters.vanish_checks);
+                if matches!(found, Ok(None)) && self.clock.now() < deadline {
+                    self.world.journal.violate(
+                        self.actor,
+                        Check::NoVanishedBlob,
+                        None,
+                        &[id],
+                        format!(
+                            "a read within its deadline (still {} to go) found {}'s blob missing",
+                            fmt_wait(deadline.saturating_since(self.clock.now())),
+                            short(&id)
+                        ),
+                    );
+                }
             },
         )
         .await
@@ -421,16 +440,14 @@ impl BlobStore for Faulty {
             format!("delete blobs [{}]", shorts(&ids)),
             None,
             &ids,
-            || async {
-                let out = self.world.blobs.delete_many(keys).await;
-                if out.is_ok() {
-                    let counter = &self.world.journal.counters.blobs_deleted;
-                    counter.fetch_add(keys.len() as u64, Ordering::Relaxed);
-                    self.world.check_no_dangling(self.actor).await;
-                }
-                out
-            },
+            || self.world.blobs.delete_many(keys),
             describe_unit,
+            |r| {
+                if r.is_ok() {
+                    self.world.journal.counters.blobs_deleted.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                    self.world.check_no_dangling(self.actor);
+                }
+            },
         )
         .await
     }
@@ -440,7 +457,7 @@ impl BlobStore for Faulty {
         futures::stream::unfold(inner, move |mut inner| async move {
             let page = self
                 .call(
-                    "list a page of blobs".into(),
+                    LIST_PAGE.into(),
                     None,
                     &[],
                     || async { inner.next().await.transpose() },
@@ -453,6 +470,7 @@ impl BlobStore for Faulty {
                         Ok(None) => Described::text("end of listing"),
                         Err(e) => Described::text(format!("error: {e}")),
                     },
+                    no_check,
                 )
                 .await;
             match page {

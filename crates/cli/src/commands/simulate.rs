@@ -1,0 +1,226 @@
+//! `profilestore simulate`: many seeded runs of the real service and cleaner code on
+//! virtual time, each checked throughout; a failing seed is replayable and shrunk.
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use profilestore_core::settings::{Timings, fmt_duration};
+use profilestore_sim::simulation::{self, Failure, FaultRates, SimConfig, Summary, run_seeds};
+
+use crate::args::SimulateArgs;
+use crate::stores::checked;
+
+/// Re-runs spent shrinking a failure.
+const SHRINK_RUNS: usize = 16;
+
+/// Runs the seeds; exit status 1 when one breaks a promise.
+pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+    let config = config(&args)?;
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let t = &config.timings;
+    println!(
+        "simulating {} seeds from {} on {threads} threads: {} servers, {} cleaners, {} clients, {} users, {} operations per seed; \
+         request-timeout {}, min-blob-age {}, delete-delay {}, clock-skew {}{}",
+        args.seeds,
+        config.seed,
+        config.servers,
+        config.cleaners,
+        config.clients,
+        config.users,
+        config.ops,
+        fmt_duration(t.request_timeout),
+        fmt_duration(t.min_blob_age),
+        fmt_duration(t.delete_delay),
+        fmt_duration(t.clock_skew),
+        if args.no_faults { "; no faults" } else { "" }
+    );
+    let started = WallClock::start();
+    let keep_going = || args.time_budget.is_none_or(|budget| started.elapsed() < budget);
+    let bar = ProgressBar::new(args.seeds);
+    let summary = run_seeds(&config, args.seeds, threads, &keep_going, &|s| bar.show(s, started.elapsed()));
+    bar.finish();
+    let elapsed = started.elapsed();
+    println!(
+        "{} seeds run in {:.1?} ({:.1} seeds/s), {} h of virtual time",
+        summary.seeds_run,
+        elapsed,
+        summary.seeds_run as f64 / elapsed.as_secs_f64().max(1e-9),
+        summary.virtual_time.as_secs() / 3600
+    );
+    println!("{}", summary.counts);
+    let Some((failing, _)) = summary.failure else {
+        if summary.seeds_run < args.seeds {
+            println!("pass: every check held on every seed run (the time budget stopped the run early)");
+        } else {
+            println!("pass: every check held on every seed");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    report_failure(&failing);
+    Ok(super::CHECK_FAILED)
+}
+
+/// Re-runs the failing seed (same seed, same run) with its full log, shrinks it and
+/// prints the replay commands and the trace.
+fn report_failure(failing: &SimConfig) {
+    let report = simulation::run(failing);
+    let Some(violation) = report.violation.clone() else {
+        println!("FAILED on seed {}, but the re-run passed: the simulation is not deterministic (a bug)", failing.seed);
+        return;
+    };
+    println!("\nFAILED: seed {} broke {violation}", failing.seed);
+    println!("replay: profilestore {}", failing.replay_args().join(" "));
+    eprintln!("shrinking (up to {SHRINK_RUNS} re-runs with fewer operations)…");
+    let failure = Failure::investigate(failing, report, SHRINK_RUNS);
+    if failure.shrunk.ops < failing.ops {
+        println!(
+            "shrunk to {} operations (from {}); it breaks {} too: profilestore {}",
+            failure.shrunk.ops,
+            failing.ops,
+            failure.violation().check,
+            failure.shrunk.replay_args().join(" ")
+        );
+    }
+    let trace = failure.trace();
+    println!(
+        "\ntrace: {} of the run's {} events (those naming the images concerned, and their users' within a request \
+         timeout before)",
+        trace.len(),
+        failure.shrunk_report.events.len()
+    );
+    for event in trace {
+        println!("  {event}");
+    }
+}
+
+/// The simulation the flags describe.
+fn config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
+    let case = Timings::CASE_STUDY;
+    let timings = Timings {
+        request_timeout: args.timings.request_timeout.unwrap_or(case.request_timeout),
+        min_blob_age: args.timings.min_blob_age.unwrap_or(case.min_blob_age),
+        delete_delay: args.timings.delete_delay.unwrap_or(case.delete_delay),
+        clock_skew: args.clock_skew.unwrap_or(case.clock_skew),
+    };
+    checked(timings, args.timings.allow_unsafe_timing)?;
+    if args.seeds == 0 {
+        anyhow::bail!("--seeds must be at least 1");
+    }
+    let config = SimConfig {
+        seed: args.seed.unwrap_or_else(random_seed),
+        servers: args.servers,
+        cleaners: args.cleaners,
+        clients: args.clients,
+        users: args.users,
+        ops: args.ops,
+        timings,
+        faults: if args.no_faults { FaultRates::none() } else { FaultRates::default() },
+        drain: args.drain,
+        ..SimConfig::default()
+    };
+    config.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
+    Ok(config)
+}
+
+/// A fresh seed each time the flag is left out, so repeated runs cover new ground;
+/// it is printed, so any run can be replayed. (The standard library's hasher keys
+/// come from the operating system's randomness.)
+fn random_seed() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u8(0);
+    hasher.finish() % 1_000_000_000
+}
+
+/// Wall-clock time, for the budget and the rate only; the simulation itself never
+/// reads it.
+struct WallClock(std::time::Instant);
+
+impl WallClock {
+    #[allow(clippy::disallowed_methods)] // wall time for the budget, outside the simulation
+    fn start() -> Self {
+        WallClock(std::time::Instant::now())
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
+/// Progress on standard error: a redrawn bar at a terminal, a line per tenth of the
+/// seeds otherwise.
+struct ProgressBar {
+    total: u64,
+    terminal: bool,
+    shown: Mutex<(u64, Duration)>,
+}
+
+impl ProgressBar {
+    fn new(total: u64) -> Self {
+        ProgressBar { total, terminal: std::io::stderr().is_terminal(), shown: Mutex::new((0, Duration::ZERO)) }
+    }
+
+    fn show(&self, s: &Summary, elapsed: Duration) {
+        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
+        let done = s.seeds_run;
+        let line = format!(
+            "{done}/{} seeds · {} operations · {} faults · {} checks · {}s",
+            self.total,
+            s.counts.operations(),
+            s.counts.faults(),
+            s.counts.checks(),
+            elapsed.as_secs()
+        );
+        if self.terminal {
+            if elapsed.saturating_sub(shown.1) < Duration::from_millis(100) && done < self.total {
+                return;
+            }
+            let width = 30;
+            let filled = (done * width / self.total.max(1)) as usize;
+            let bar = format!("{}{}", "#".repeat(filled), " ".repeat(width as usize - filled.min(width as usize)));
+            eprint!("\r[{bar}] {line}");
+            let _ = std::io::stderr().flush();
+        } else if done * 10 / self.total.max(1) > shown.0 * 10 / self.total.max(1) || done == self.total {
+            eprintln!("{line}");
+        }
+        *shown = (done, elapsed);
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_seeds_differ() {
+        assert_ne!(random_seed(), random_seed());
+    }
+
+    #[test]
+    fn flaws_need_the_unsafe_flag() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["profilestore", "simulate", "--seed", "3"];
+            argv.extend_from_slice(extra);
+            match crate::args::Cli::parse_from(argv).command {
+                crate::args::Command::Simulate(args) => config(&args),
+                _ => unreachable!("parsed a simulate command"),
+            }
+        };
+        let refused = parse(&["--delete-delay", "0s"]).unwrap_err().to_string();
+        assert!(refused.contains("delete-delay"), "{refused}");
+        let allowed = parse(&["--delete-delay", "0s", "--allow-unsafe-timing"]).unwrap();
+        assert_eq!(allowed.timings.delete_delay, Duration::ZERO);
+        assert_eq!(allowed.seed, 3);
+        let zero = parse(&["--servers", "0"]).unwrap_err().to_string();
+        assert!(zero.contains("servers must be at least 1"), "{zero}");
+    }
+}
