@@ -86,8 +86,8 @@ fn report_failure(failing: &SimConfig) {
     }
     let trace = failure.trace();
     println!(
-        "\ntrace: {} of the run's {} events (those naming the images concerned, and their users' within a request \
-         timeout before)",
+        "\ntrace: {} of the run's {} events (those naming the images concerned, and the changes to their \
+         users' records meanwhile)",
         trace.len(),
         failure.shrunk_report.events.len()
     );

@@ -298,13 +298,10 @@ impl Failure {
         self.shrunk_report.violation.as_ref().or(self.report.violation.as_ref()).expect("a failure has a violation")
     }
 
-    /// The events of the shrunk run that matter to its violation.
+    /// The events of the shrunk run that matter to its violation: those naming its
+    /// images, and its users' from a minute before the first of those on.
     pub fn trace(&self) -> Vec<&Event> {
-        slice(
-            &self.shrunk_report.events,
-            self.violation(),
-            self.shrunk.timings.request_timeout.max(Duration::from_secs(3600)),
-        )
+        slice(&self.shrunk_report.events, self.violation(), Duration::from_secs(60))
     }
 }
 

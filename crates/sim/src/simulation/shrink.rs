@@ -4,8 +4,9 @@
 //! Shrinking re-runs the same seed with fewer client operations while the same check
 //! still breaks: every actor draws from its own stream, so cutting operations keeps
 //! each client's early choices and usually the failure with them. Slicing then keeps
-//! the events that name the violation's images, and the events of its users in the
-//! request window before it, which is where every flaw of the case study lives.
+//! the events that name the violation's images (puts, reads, listings, queries,
+//! deletes, commits) and the changes to its users' records meanwhile, which is where
+//! every flaw of the case study lives.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use profilestore_core::ids::{ImageId, UserId};
 
 use super::log::{Actor, Event, Violation};
-use super::stores::{LIST_PAGE, QUERY};
+use super::stores::{LIST_PAGE, QUERY, RECORD_CHANGES};
 use super::{SimConfig, SimReport, run};
 
 /// The smallest run found that breaks the same check as `failing`, with its config.
@@ -39,7 +40,8 @@ pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimCo
 }
 
 /// The events of `events` that matter to `violation`: those naming its images, and
-/// those of its users from one `window` before the first of them up to the violation.
+/// the changes to its users' records from one `window` before the first of them up
+/// to the violation.
 pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -> Vec<&'a Event> {
     let images: HashSet<ImageId> = violation.images.iter().copied().collect();
     let end = violation.at;
@@ -54,10 +56,16 @@ pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -
         .filter(|e| {
             names_image(e)
                 || e.text.starts_with("VIOLATION")
-                || e.user.as_ref().is_some_and(|u| users.contains(u)) && e.at >= from
+                || changes_record(e) && e.user.as_ref().is_some_and(|u| users.contains(u)) && e.at >= from
         })
         .collect();
     without_idle_listings(kept)
+}
+
+/// Whether `e` is a store call that changed a user's record: how the record moved on
+/// while the violation's story unfolded.
+fn changes_record(e: &Event) -> bool {
+    RECORD_CHANGES.iter().any(|prefix| e.text.starts_with(prefix))
 }
 
 /// Drops the listings after which nothing happened: a cleaner lists every image each
@@ -101,14 +109,15 @@ mod tests {
     fn a_slice_keeps_the_images_and_users_of_the_violation_and_drops_the_rest() {
         let (a, b) = (id(1), id(2));
         let events = vec![
-            event(10, Some("user-1"), &[], "long before: outside the window"),
+            event(10, Some("user-1"), &[], "commit user-1's record long before: outside the window"),
             event(5000, Some("user-1"), &[a], "put a"),
             event(5001, Some("user-2"), &[b], "unrelated user and image"),
             event(5002, None, &[a, b], "list a page of blobs → [a, b]"),
             event(5002, None, &[a, b], "list a page of blobs → [a, b] (the last listing before the query)"),
             event(5002, None, &[a], "which of [a] are referenced → referenced []"),
             event(5002, None, &[a], "list a page of blobs → [a] (nothing followed)"),
-            event(5003, Some("user-1"), &[], "user-1 reads"),
+            event(5003, Some("user-1"), &[], "user-1's unrelated read"),
+            event(5003, Some("user-1"), &[], "commit user-1's record naming another image"),
             event(5004, Some("user-1"), &[a], "VIOLATION of no dangling reference"),
             event(5005, Some("user-1"), &[a], "after the violation"),
         ];
@@ -127,7 +136,7 @@ mod tests {
                 "put a",
                 "list a page of blobs → [a, b] (the last listing before the query)",
                 "which of [a] are referenced → referenced []",
-                "user-1 reads",
+                "commit user-1's record naming another image",
                 "VIOLATION of no dangling reference"
             ]
         );

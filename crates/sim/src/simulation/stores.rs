@@ -39,6 +39,8 @@ tokio::task_local! {
 pub const LIST_PAGE: &str = "list a page of blobs";
 /// How a cleaner's reference query starts in the log.
 pub const QUERY: &str = "which of [";
+/// How the log lines of calls that change a user's record start.
+pub const RECORD_CHANGES: [&str; 2] = ["commit ", "delete record of "];
 
 /// The one pair of stores every machine shares, and the run's journal.
 pub struct World {
@@ -279,7 +281,8 @@ impl MetadataStore for Faulty {
         statement_timeout: Duration,
     ) -> Result<CommitOutcome, StoreError> {
         let what = format!(
-            "commit {}'s record naming {} (deadline in {})",
+            "{}{}'s record naming {} (deadline in {})",
+            RECORD_CHANGES[0],
             record.user_id,
             short(&record.image_id),
             fmt_wait(deadline.saturating_since(self.clock.now()))
@@ -307,7 +310,7 @@ impl MetadataStore for Faulty {
 
     async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
         self.call(
-            format!("delete record of {user}"),
+            format!("{}{user}", RECORD_CHANGES[1]),
             Some(user),
             &[],
             || self.world.metadata.delete(user),
