@@ -206,6 +206,11 @@ fn simulate_passes_the_working_design_and_prints_a_replayable_shrunk_failure_for
     assert_eq!(refused.status.code(), Some(2), "unsafe timings need --allow-unsafe-timing");
     assert!(stderr(&refused).contains("delete-delay"), "{}", stderr(&refused));
 
+    let budget = ["simulate", "--seeds", "1000000", "--ops", "100", "--time-budget", "1s"];
+    let budgeted = bin().args(budget).output().unwrap();
+    assert!(budgeted.status.success(), "{}{}", stdout(&budgeted), stderr(&budgeted));
+    assert!(stdout(&budgeted).contains("the time budget stopped the run early"), "{}", stdout(&budgeted));
+
     let flaw = ["simulate", "--seeds", "30", "--seed", "0", "--ops", "600", "--threads", "1"];
     let failed = bin().args(flaw).args(["--delete-delay", "0s", "--allow-unsafe-timing"]).output().unwrap();
     assert_eq!(failed.status.code(), Some(1), "{}", stdout(&failed));
