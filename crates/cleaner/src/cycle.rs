@@ -156,15 +156,22 @@ impl Cleaner {
 
     async fn drive<'a>(&'a self, state: &mut CycleState<'a>) -> Outcome {
         let config = &self.config;
-        if let Some(check) = &self.preflight
-            && let Err(reason) = check().await
-        {
-            return Outcome::Refused(reason);
+        if let Some(check) = &self.preflight {
+            match self.within_call_timeout(check()).await {
+                Some(Ok(())) => {}
+                Some(Err(reason)) => return Outcome::Refused(reason),
+                None => {
+                    return Outcome::Refused(format!(
+                        "checking the pairing and timings took longer than {}",
+                        profilestore_core::settings::fmt_duration(config.call_timeout)
+                    ));
+                }
+            }
         }
         if !config.dry_run {
             self.sweep_staging(&mut state.report).await;
         }
-        match self.metadata.count_records().await {
+        match self.bounded("counting the database's records", self.metadata.count_records()).await {
             Ok(n) => state.refuse_images = n == 0 && !config.allow_empty_database,
             Err(e) => {
                 return Outcome::Failed(format!("counting the database's records failed: {e}"));
@@ -241,7 +248,7 @@ impl Cleaner {
         let age = self.config.timings.cleaner_min_age();
         let millis = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = Timestamp::from_millis(self.clock.now().as_millis().saturating_sub(millis));
-        match self.blobs.sweep_staging(cutoff).await {
+        match self.bounded("sweeping staging files", self.blobs.sweep_staging(cutoff)).await {
             Ok(n) => {
                 report.staging_files_removed = n;
                 if n > 0 {
@@ -389,14 +396,21 @@ impl Cleaner {
     /// cleaner's clock (the call is abandoned; a hung store fails the cycle instead of
     /// hanging the daemon).
     async fn bounded<T>(&self, what: &str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        self.within_call_timeout(call).await.unwrap_or_else(|| {
+            Err(StoreError::unavailable(format!(
+                "{what} took longer than {}",
+                profilestore_core::settings::fmt_duration(self.config.call_timeout)
+            )))
+        })
+    }
+
+    /// `call`'s output, or `None` once `call_timeout` has passed by the cleaner's clock.
+    async fn within_call_timeout<T>(&self, call: impl Future<Output = T>) -> Option<T> {
         let deadline = self.clock.now().plus(self.config.call_timeout);
         tokio::select! {
             biased;
-            result = call => result,
-            () = self.clock.sleep_until(deadline) => Err(StoreError::unavailable(format!(
-                "{what} took longer than {}",
-                profilestore_core::settings::fmt_duration(self.config.call_timeout)
-            ))),
+            result = call => Some(result),
+            () = self.clock.sleep_until(deadline) => None,
         }
     }
 }

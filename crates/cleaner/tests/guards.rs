@@ -190,3 +190,27 @@ async fn a_store_call_that_hangs_fails_the_cycle_at_the_call_timeout() {
     assert_eq!(w.now().saturating_since(start), MIN, "gave up exactly at the timeout");
     assert!(w.has(orphan));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_count_or_pre_cycle_check_fails_the_cycle_at_the_call_timeout_instead_of_hanging_the_daemon() {
+    let w = World::new();
+    w.profile(1, OLD).await;
+    let orphan = w.orphan(2, OLD);
+    *w.metadata.count_latency.lock().unwrap() = 10 * MIN;
+    let start = w.now();
+    let report = w.cleaner(CleanerConfig { call_timeout: MIN, ..config(1000) }).run_cycle().await;
+    let Outcome::Failed(reason) = &report.outcome else { panic!("not failed: {report}") };
+    assert!(reason.contains("counting the database's records took longer than 1m"), "{reason}");
+    assert_eq!(w.now().saturating_since(start), MIN, "gave up exactly at the timeout");
+    assert!(w.has(orphan));
+
+    *w.metadata.count_latency.lock().unwrap() = Duration::ZERO;
+    let hung: profilestore_cleaner::Preflight = std::sync::Arc::new(|| Box::pin(std::future::pending()));
+    let start = w.now();
+    let cleaner = w.cleaner(CleanerConfig { call_timeout: MIN, ..config(1000) }).with_preflight(hung);
+    let report = cleaner.run_cycle().await;
+    let Outcome::Refused(reason) = &report.outcome else { panic!("not refused: {report}") };
+    assert!(reason.contains("took longer than 1m"), "{reason}");
+    assert_eq!(w.now().saturating_since(start), MIN);
+    assert!(w.has(orphan));
+}

@@ -55,6 +55,8 @@ pub struct TestMetadata {
     pub before_first_referenced: Mutex<Option<Hook>>,
     /// Each `referenced` call: when it finished, and what it was asked.
     pub referenced_calls: Mutex<Vec<(Timestamp, Vec<ImageId>)>>,
+    /// How long `count_records` takes.
+    pub count_latency: Mutex<Duration>,
     calls: AtomicUsize,
 }
 
@@ -88,6 +90,8 @@ impl MetadataStore for TestMetadata {
         answer
     }
     async fn count_records(&self) -> Result<u64, StoreError> {
+        let latency = *lock(&self.count_latency);
+        self.clock.sleep_until(self.clock.now().plus(latency)).await;
         self.inner.count_records().await
     }
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -204,6 +208,7 @@ impl World {
             fail_referenced_call: Mutex::new(None),
             before_first_referenced: Mutex::new(None),
             referenced_calls: Mutex::new(Vec::new()),
+            count_latency: Mutex::new(Duration::ZERO),
             calls: AtomicUsize::new(0),
         });
         let blobs = Arc::new(TestBlobs {
