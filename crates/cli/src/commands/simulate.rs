@@ -19,7 +19,11 @@ const SHRINK_RUNS: usize = 16;
 /// Runs the seeds; exit status 1 when one breaks a promise.
 pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let threads = match args.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
     let t = &config.timings;
     println!(
         "simulating {} seeds from {} on {threads} threads: {} servers, {} cleaners, {} clients, {} users, {} operations per seed; \

@@ -54,12 +54,17 @@ impl SimClock {
         SimClock { origin, offset_ms }
     }
 
-    /// A clock whose offset is drawn uniformly from `±skew/2`, so any two such clocks
-    /// are at most `skew` apart.
+    /// A clock whose offset lies within `±skew/2`, so any two such clocks are at most
+    /// `skew` apart. Half the clocks sit at one of the two extremes: pairs at the full
+    /// bound are where a timing rule short by the skew breaks.
     pub fn skewed(origin: Origin, skew: Duration, rng: &mut SimRng) -> Self {
         let span = i64::try_from(skew.as_millis()).unwrap_or(i64::MAX / 4);
-        let offset = i64::try_from(rng.below(u64::try_from(span).unwrap_or(0) + 1)).unwrap_or(0) - span / 2;
-        SimClock::new(origin, offset)
+        let from_low = match rng.below(4) {
+            0 => 0,
+            1 => span,
+            _ => i64::try_from(rng.below(u64::try_from(span).unwrap_or(0) + 1)).unwrap_or(0),
+        };
+        SimClock::new(origin, from_low - span / 2)
     }
 
     /// How far ahead of true virtual time this clock runs, in milliseconds.

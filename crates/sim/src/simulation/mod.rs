@@ -11,7 +11,7 @@
 //!
 //! Checked continuously: consistent reads (every answered profile's metadata and
 //! image come from one write), no dangling reference (every record names a stored
-//! blob, checked after every change to either store and on every read), and no
+//! blob, checked after every record commit and blob delete, and on every read), and no
 //! vanished blob (a read within its deadline never finds its record's blob missing).
 //! After the clients stop, the run calms down (no more faults or crashes), cleaners
 //! keep running, and then no image may be left unreferenced.
@@ -175,14 +175,15 @@ impl SimConfig {
     }
 
     /// How long the calm phase lasts: as configured, or long enough for an image
-    /// that was just written to become old enough, be found by a cycle that starts
-    /// after that, waited on and deleted, twice over.
+    /// that was just written to look old enough to a cleaner whose clock lags the blob
+    /// store's by the whole skew, then be found by a cycle that starts after that,
+    /// waited on and deleted, twice over.
     pub fn drain(&self) -> Duration {
         self.drain.unwrap_or_else(|| {
             let t = &self.timings;
             let call_timeout = profilestore_cleaner::CleanerConfig::default().call_timeout;
             let cycle = t.delete_delay + self.cleaner_interval + call_timeout;
-            t.cleaner_min_age() + cycle * 2 + Duration::from_secs(600)
+            t.cleaner_min_age() + t.clock_skew + cycle * 2 + Duration::from_secs(600)
         })
     }
 
@@ -191,7 +192,10 @@ impl SimConfig {
         self.timings.validate().is_err()
     }
 
-    /// The `profilestore simulate` flags that replay exactly this run.
+    /// The `profilestore simulate` flags that replay this run. The command line has
+    /// no flags for the page size, cleaner interval, think time or fault rates (other
+    /// than `--no-faults`): a run with other values than the defaults of those is
+    /// replayed through the library, not by these flags.
     pub fn replay_args(&self) -> Vec<String> {
         let t = &self.timings;
         let mut args = vec![
@@ -319,8 +323,9 @@ pub struct Summary {
 }
 
 /// Runs seeds `config.seed`, `config.seed + 1`, … on `threads` threads until `seeds`
-/// have run, `keep_going` says stop, or a seed fails (seeds already running finish,
-/// and the lowest failing seed is kept). `progress` sees the summary after each seed.
+/// have run, `keep_going` says stop (the first seed runs regardless), or a seed fails
+/// (seeds already running finish, and the lowest failing seed is kept). `progress`
+/// sees the summary after each seed.
 pub fn run_seeds(
     config: &SimConfig,
     seeds: u64,
@@ -335,11 +340,12 @@ pub fn run_seeds(
         for _ in 0..threads.max(1) {
             scope.spawn(|| {
                 loop {
-                    if stop.load(Ordering::Relaxed) || !keep_going() {
+                    if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= seeds {
+                    // The first seed always runs, so every call checks something.
+                    if n >= seeds || n > 0 && !keep_going() {
                         return;
                     }
                     let seed_config = SimConfig { seed: config.seed.wrapping_add(n), ..config.clone() };

@@ -251,8 +251,8 @@ impl Cluster {
             if kind < 45 {
                 let n = self.next_write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let profile = NewProfile {
-                    metadata: format!("{{\"write\":{n}}}"),
-                    image: Bytes::from(format!("sim-image:{n}")),
+                    metadata: format!("{{\"write\":\"{}\"}}", write_tag(&user, n)),
+                    image: Bytes::from(format!("sim-image:{}", write_tag(&user, n))),
                     content_type: "image/png".into(),
                 };
                 journal.record(me, format!("→ server {server}: write #{n} for {user}"), Some(&user), &[]);
@@ -398,22 +398,23 @@ fn check_read(
             Counters::bump(&counters.reads_found);
             Counters::bump(&counters.consistency_checks);
             let id = profile.record.image_id;
-            let meta_write = profile.record.metadata.strip_prefix("{\"write\":").and_then(|s| s.strip_suffix('}'));
+            let meta_write = profile.record.metadata.strip_prefix("{\"write\":\"").and_then(|s| s.strip_suffix("\"}"));
             let image_write = std::str::from_utf8(&profile.image).ok().and_then(|s| s.strip_prefix("sim-image:"));
+            let users_write = meta_write.is_some_and(|w| w.starts_with(&format!("{user}#")));
             journal.record(
                 me,
-                format!("← read {user}: write #{} naming {}", meta_write.unwrap_or("?"), short(&id)),
+                format!("← read {user}: write {} naming {}", meta_write.unwrap_or("?"), short(&id)),
                 Some(user),
                 &[id],
             );
-            if profile.record.user_id != *user || meta_write.is_none() || meta_write != image_write {
+            if profile.record.user_id != *user || !users_write || meta_write != image_write {
                 journal.violate(
                     me,
                     Check::ConsistentRead,
                     Some(user),
                     &[id],
                     format!(
-                        "read {user} answered metadata of write #{} with the image of write #{}",
+                        "read {user} answered the metadata of write {} with the image of write {}",
                         meta_write.unwrap_or("?"),
                         image_write.unwrap_or("?")
                     ),
@@ -445,6 +446,13 @@ fn check_read(
     }
 }
 
+/// Names a write in its metadata and image: the user and the write's number, so a
+/// read can tell that both halves of what it answered come from one write of that
+/// user.
+fn write_tag(user: &UserId, n: u64) -> String {
+    format!("{user}#{n}")
+}
+
 fn fmt_secs(d: Duration) -> String {
     profilestore_core::settings::fmt_duration(Duration::from_secs(d.as_secs()))
 }
@@ -460,18 +468,20 @@ mod tests {
     use profilestore_core::store::Record;
     use profilestore_core::time::Timestamp;
 
-    fn profile(user: &UserId, meta_write: u64, image_write: u64) -> Profile {
+    /// A profile stored under `record_user` whose metadata and image carry these
+    /// write tags.
+    fn profile(record_user: &str, meta_tag: &str, image_tag: &str) -> Profile {
         let id = ImageId::from_uuid(uuid::Builder::from_unix_timestamp_millis(1, &[7; 10]).into_uuid()).unwrap();
         Profile {
             record: Record {
-                user_id: user.clone(),
-                metadata: format!("{{\"write\":{meta_write}}}"),
+                user_id: UserId::parse(record_user).unwrap(),
+                metadata: format!("{{\"write\":\"{meta_tag}\"}}"),
                 image_id: id,
                 content_type: "image/png".into(),
                 image_size: 1,
                 updated_at: Timestamp::from_millis(0),
             },
-            image: Bytes::from(format!("sim-image:{image_write}")),
+            image: Bytes::from(format!("sim-image:{image_tag}")),
         }
     }
 
@@ -484,18 +494,21 @@ mod tests {
 
     #[test]
     fn the_read_check_passes_a_consistent_profile_and_catches_a_mixed_one() {
-        let user = UserId::parse("user-1").unwrap();
-        assert_eq!(checked(Some(Ok(Some(profile(&user, 4, 4))))), None);
+        let found = |p: Profile| checked(Some(Ok(Some(p))));
+        assert_eq!(found(profile("user-1", "user-1#4", "user-1#4")), None);
         assert_eq!(checked(Some(Ok(None))), None);
-        assert_eq!(checked(Some(Ok(Some(profile(&user, 4, 3))))), Some(Check::ConsistentRead));
-        let other = UserId::parse("user-2").unwrap();
-        assert_eq!(checked(Some(Ok(Some(profile(&other, 4, 4))))), Some(Check::ConsistentRead));
+        // Metadata of one write, image of another.
+        assert_eq!(found(profile("user-1", "user-1#4", "user-1#3")), Some(Check::ConsistentRead));
+        // Another user's profile.
+        assert_eq!(found(profile("user-2", "user-2#4", "user-2#4")), Some(Check::ConsistentRead));
+        // Filed under the right user, but both halves written for another.
+        assert_eq!(found(profile("user-1", "user-2#4", "user-2#4")), Some(Check::ConsistentRead));
     }
 
     #[test]
     fn the_read_check_catches_a_dangling_reference() {
+        let image_id = profile("user-1", "user-1#1", "user-1#1").record.image_id;
         let user = UserId::parse("user-1").unwrap();
-        let image_id = profile(&user, 1, 1).record.image_id;
         let answer = Some(Err(ServiceError::DanglingReference { user, image_id }));
         assert_eq!(checked(answer), Some(Check::NoDanglingReference));
         assert_eq!(checked(Some(Err(ServiceError::DeadlineExceeded))), None);

@@ -23,7 +23,7 @@ pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimCo
     let Some(check) = failing.violation.as_ref().map(|v| v.check) else { return (config.clone(), failing) };
     let mut best = (config.clone(), failing);
     let mut tried = 0;
-    // Halve the operations while the failure stays; then try cutting a quarter.
+    // Cut half the operations while the failure stays; when it goes, cut half as many.
     let mut step = best.0.ops / 2;
     while step > 0 && tried < attempts {
         let candidate = SimConfig { ops: best.0.ops - step, ..best.0.clone() };
