@@ -122,7 +122,7 @@ pub async fn pair_or_verify(
             // first of them (servers start only once paired), so a blob store without
             // a marker is the wrong one, or a wiped one: adopting it would leave every
             // record dangling. Only a crash before any write is completed here.
-            if read_marker(blobs).await?.is_none() && metadata.count_records().await? > 0 {
+            if read_marker(blobs).await?.is_none() && metadata.has_records().await? {
                 return Err(PairingError::BlobStoreNotPaired { cluster_id: p.cluster_id });
             }
             p

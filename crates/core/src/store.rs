@@ -85,6 +85,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// How many records exist.
     async fn count_records(&self) -> Result<u64, StoreError>;
 
+    /// Whether any record exists: the same answer as `count_records() > 0`, which
+    /// stores with a cheaper query than a full count (PostgreSQL counts by scanning)
+    /// should give instead.
+    async fn has_records(&self) -> Result<bool, StoreError> {
+        Ok(self.count_records().await? > 0)
+    }
+
     /// Up to `limit` records in ascending user-id order, starting after `after`.
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError>;
 

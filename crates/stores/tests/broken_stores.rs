@@ -24,6 +24,7 @@ enum MetaFlaw {
     ReferencesEverythingAsked,
     IgnoresPageLimit,
     ReplacesPairing,
+    AlwaysSaysEmpty,
 }
 
 struct BrokenMetadata {
@@ -56,6 +57,12 @@ impl MetadataStore for BrokenMetadata {
     }
     async fn count_records(&self) -> Result<u64, StoreError> {
         self.inner.count_records().await
+    }
+    async fn has_records(&self) -> Result<bool, StoreError> {
+        if self.flaw == MetaFlaw::AlwaysSaysEmpty {
+            return Ok(false);
+        }
+        self.inner.has_records().await
     }
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
         let limit = if self.flaw == MetaFlaw::IgnoresPageLimit { usize::MAX } else { limit };
@@ -199,6 +206,13 @@ async fn a_store_that_calls_everything_referenced_is_caught() {
 async fn a_store_that_ignores_the_page_limit_is_caught() {
     let report = metadata_report(MetaFlaw::IgnoresPageLimit).await;
     assert_caught(&report, &["records_after_pages_in_byte_order"]);
+}
+
+#[tokio::test]
+async fn a_store_that_says_it_is_empty_when_it_is_not_is_caught() {
+    // The cleaner's empty-database guard and pairing's wiped-store check rest on it.
+    let report = metadata_report(MetaFlaw::AlwaysSaysEmpty).await;
+    assert_caught(&report, &["delete_removes_only_that_record"]);
 }
 
 #[tokio::test]

@@ -87,6 +87,7 @@ async fn put(t: &MetadataUnderTest, r: &Record) -> Check {
 async fn empty_store_answers_nothing(t: &MetadataUnderTest) -> Check {
     ensure!(t.store.get(&user("nobody")?).await.doing("get")?.is_none(), "get of an unknown user found a record");
     ensure!(t.store.count_records().await.doing("count_records")? == 0, "an empty store counts records");
+    ensure!(!t.store.has_records().await.doing("has_records")?, "an empty store says it has records");
     ensure!(t.store.records_after(None, 10).await.doing("records_after")?.is_empty(), "an empty store lists records");
     ensure!(t.store.read_pairing().await.doing("read_pairing")?.is_none(), "an empty store holds a pairing");
     let referenced = t.store.referenced(&[image(), image()]).await.doing("referenced")?;
@@ -174,6 +175,9 @@ async fn delete_removes_only_that_record(t: &MetadataUnderTest) -> Check {
     let got = t.store.get(&b.user_id).await.doing("get")?;
     ensure!(got.as_ref() == Some(&b), "deleting one record changed another to {got:?}");
     ensure!(t.store.count_records().await.doing("count_records")? == 1, "count after delete is not 1");
+    ensure!(t.store.has_records().await.doing("has_records")?, "a store with one record says it has none");
+    ensure!(t.store.delete(&b.user_id).await.doing("delete")?, "delete of the last record answered false");
+    ensure!(!t.store.has_records().await.doing("has_records")?, "a store whose records were deleted has records");
     Ok(())
 }
 

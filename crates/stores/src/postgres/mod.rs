@@ -364,6 +364,11 @@ impl MetadataStore for PostgresMetadataStore {
         u64::try_from(n).map_err(|_| corrupt(format!("record count {n} is negative")))
     }
 
+    async fn has_records(&self) -> Result<bool, StoreError> {
+        let query = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM profiles)").fetch_one(&self.pool);
+        query.await.map_err(failed("asking whether any profile record exists"))
+    }
+
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         // `user_id` is COLLATE "C": byte order, the order of `UserId`'s `Ord`; the
