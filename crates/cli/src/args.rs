@@ -318,10 +318,13 @@ pub struct CheckModelArgs {
     /// Distinct images a write may submit.
     #[arg(long, default_value_t = 2)]
     pub images: u8,
-    /// Client operations (writes and reads) in all; each write takes one fresh image
-    /// id, so this also bounds the image ids.
+    /// Client operations (writes and reads) in all.
     #[arg(long, default_value_t = 3)]
     pub max_ops: u8,
+    /// Fresh image ids in all: each write takes one, and no write starts once they
+    /// are used up. [default: --max-ops, which bounds nothing more]
+    #[arg(long)]
+    pub image_ids: Option<u8>,
     /// Hours the clock may advance.
     #[arg(long, default_value_t = 3)]
     pub max_hours: u8,

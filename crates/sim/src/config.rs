@@ -58,6 +58,9 @@ pub struct ModelConfig {
     pub images: u8,
     /// At most this many client operations (writes and reads) are started.
     pub max_ops: u8,
+    /// At most this many fresh image ids are issued (working design): once they are
+    /// used up, no further write starts. A bound at or above `max_ops` bounds nothing.
+    pub image_ids: u8,
     /// The clock stops advancing at this hour.
     pub max_hours: u8,
     /// The cluster timings in hours; `clock_skew` should be zero (one model clock).
@@ -77,7 +80,8 @@ pub const CASE_STUDY_TIMINGS: Timings<Hours> =
 
 impl ModelConfig {
     /// The case study's configuration: 2 servers, 2 cleaners, 1 user, 2 metadata values,
-    /// 2 images, at most 3 operations and 3 hours, failing steps, the working design.
+    /// 2 images, 3 image ids, at most 3 operations and 3 hours, failing steps, the
+    /// working design.
     pub fn case_study() -> Self {
         ModelConfig {
             servers: 2,
@@ -86,6 +90,7 @@ impl ModelConfig {
             metadata_values: 2,
             images: 2,
             max_ops: 3,
+            image_ids: 3,
             max_hours: 3,
             timings: CASE_STUDY_TIMINGS,
             design: Design::Working,
@@ -106,8 +111,8 @@ impl ModelConfig {
         if usize::from(self.users) > MAX_USERS {
             return fail("users must be 1..=8");
         }
-        if self.users == 0 || self.metadata_values == 0 || self.images == 0 {
-            return fail("users, metadata_values and images must be at least 1");
+        if self.users == 0 || self.metadata_values == 0 || self.images == 0 || self.image_ids == 0 {
+            return fail("users, metadata_values, images and image_ids must be at least 1");
         }
         // The submitted (user, metadata, image) triples live in one 64-bit set.
         if usize::from(self.users) * usize::from(self.metadata_values) * usize::from(self.images) > 64 {

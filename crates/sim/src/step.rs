@@ -195,8 +195,11 @@ pub fn successors(config: &ModelConfig, world: &World, emit: &mut impl FnMut(Ste
 fn start_requests(config: &ModelConfig, world: &World, i: usize, emit: &mut impl FnMut(Step, World, Option<Property>)) {
     let now = world.clock;
     let actor = Actor::Server(index_u8(i));
+    // A write of the working design takes a fresh id at its start: none once they
+    // are used up.
+    let writes = config.design != Design::Working || world.next_id < config.image_ids;
     for user in 0..config.users {
-        for metadata in 0..config.metadata_values {
+        for metadata in (0..config.metadata_values).filter(|_| writes) {
             for image in 0..config.images {
                 let mut w = world.clone();
                 w.ops += 1;

@@ -13,6 +13,7 @@ fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelCo
         metadata_values: 2,
         images: 2,
         max_ops,
+        image_ids: max_ops,
         max_hours,
         timings: CASE_STUDY_TIMINGS,
         design: Design::Working,
@@ -220,4 +221,21 @@ fn the_timing_rules_are_tight_in_the_model() {
     assert_eq!(run(&with_timings(one_value.clone(), 2, 3, 2)).verdict, Verdict::Pass);
     let (property, _) = violation(&with_timings(one_value, 2, 3, 1));
     assert_eq!(property, Property::NoVanishedBlob);
+}
+
+#[test]
+fn image_ids_bound_the_writes_without_changing_the_verdict() {
+    let ample = run(&small(2, 1, 3, 3));
+    let scarce = run(&ModelConfig { image_ids: 1, ..small(2, 1, 3, 3) });
+    assert!(matches!(ample.verdict, Verdict::Pass) && matches!(scarce.verdict, Verdict::Pass));
+    assert!(
+        scarce.distinct_states < ample.distinct_states,
+        "one id ({}) must explore fewer states than three ({})",
+        scarce.distinct_states,
+        ample.distinct_states
+    );
+    // One id still lets the no-age-filter flaw show: one write and a cleaner suffice.
+    let flawed = ModelConfig { image_ids: 1, ..with_timings(small(1, 1, 2, 3), 1, 0, 1) };
+    assert!(matches!(run(&flawed).verdict, Verdict::Violation { .. }));
+    assert!(ModelConfig { image_ids: 0, ..small(1, 1, 2, 2) }.validate().is_err());
 }

@@ -76,6 +76,7 @@ fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
         metadata_values: args.metadata_values,
         images: args.images,
         max_ops: args.max_ops,
+        image_ids: args.image_ids.unwrap_or(args.max_ops),
         max_hours: args.max_hours,
         timings,
         design: match args.variant {
