@@ -1,15 +1,22 @@
-//! Store failures as clients see them: 503 for an unavailable store, 504 for a
-//! request past its deadline, 500 `dangling_reference` for a record without its blob;
-//! and graceful shutdown letting a request in flight finish.
+//! Store failures as clients see them: 503 for an unavailable store or a record that
+//! keeps changing under a read, 504 for a request past its deadline, 500
+//! `dangling_reference` for a record without its blob and 500 `internal` for one the
+//! store cannot read; and graceful shutdown letting a request in flight finish.
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{DownBlobs, DownMetadata, SECRET, SlowBlobs, TestServer, expect_error, form, png};
+use common::{Down, SECRET, Slow, TestServer, expect_error, form, png};
 use profilestore_api::ApiConfig;
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
+use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::settings::Timings;
+use profilestore_core::store::MetadataStore;
+use profilestore_core::time::Timestamp;
+use profilestore_runtime::UuidV7Ids;
 use serde_json::Value;
 
 const SOME_IMAGE: &str = "/v1/images/01900000-0000-7000-8000-0000000000ab";
@@ -20,8 +27,8 @@ fn short_timeout() -> Timings {
 
 #[tokio::test]
 async fn an_unavailable_store_answers_503_with_retry_after_and_no_detail() {
-    let server = TestServer::start_wrapped(ApiConfig::default(), Timings::default(), |_, _| {
-        (Arc::new(DownMetadata), Arc::new(DownBlobs))
+    let server = TestServer::start_wrapped(ApiConfig::default(), Timings::default(), |m, b| {
+        (Hooked::new(m, Down), Hooked::new(b, Down))
     })
     .await;
 
@@ -53,8 +60,8 @@ async fn an_unavailable_store_answers_503_with_retry_after_and_no_detail() {
 #[tokio::test]
 async fn a_rejected_upload_never_reaches_an_unavailable_store() {
     // Validation comes first: a bad upload is a 4xx even while the stores are down.
-    let server = TestServer::start_wrapped(ApiConfig::default(), Timings::default(), |_, _| {
-        (Arc::new(DownMetadata), Arc::new(DownBlobs))
+    let server = TestServer::start_wrapped(ApiConfig::default(), Timings::default(), |m, b| {
+        (Hooked::new(m, Down), Hooked::new(b, Down))
     })
     .await;
     let response = server.put("ada", form("[]", png(1, 1), "image/png")).await;
@@ -64,7 +71,7 @@ async fn a_rejected_upload_never_reaches_an_unavailable_store() {
 #[tokio::test]
 async fn a_read_stalled_past_its_deadline_answers_504() {
     let server = TestServer::start_wrapped(ApiConfig::default(), short_timeout(), |m, b| {
-        (m, Arc::new(SlowBlobs::new(b, Duration::from_secs(2), Duration::ZERO)))
+        (m, Hooked::new(b, Slow::new(Duration::from_secs(2), Duration::ZERO)))
     })
     .await;
     let written: Value = server.put("ada", form("{}", png(1, 1), "image/png")).await.json().await.unwrap();
@@ -77,7 +84,7 @@ async fn a_read_stalled_past_its_deadline_answers_504() {
 #[tokio::test]
 async fn a_write_stalled_past_its_deadline_answers_504_and_commits_nothing() {
     let server = TestServer::start_wrapped(ApiConfig::default(), short_timeout(), |m, b| {
-        (m, Arc::new(SlowBlobs::new(b, Duration::ZERO, Duration::from_secs(2))))
+        (m, Hooked::new(b, Slow::new(Duration::ZERO, Duration::from_secs(2))))
     })
     .await;
     expect_error(server.put("ada", form("{}", png(1, 1), "image/png")).await, 504, "deadline_exceeded").await;
@@ -102,7 +109,7 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     let reading = Arc::new(tokio::sync::Notify::new());
     let notify = reading.clone();
     let mut server = TestServer::start_wrapped(ApiConfig::default(), Timings::default(), move |m, b| {
-        (m, Arc::new(SlowBlobs { reading: notify, ..SlowBlobs::new(b, Duration::from_millis(300), Duration::ZERO) }))
+        (m, Hooked::new(b, Slow { reading: notify, ..Slow::new(Duration::from_millis(300), Duration::ZERO) }))
     })
     .await;
     let image = png(1, 1);
@@ -121,4 +128,64 @@ async fn shutdown_lets_a_request_in_flight_finish() {
     let served = tokio::time::timeout(Duration::from_secs(5), handle).await.expect("serve returns after shutdown");
     served.unwrap().expect("serve ends without error");
     assert!(reqwest::Client::new().get(server.url("/healthz")).send().await.is_err(), "no longer accepting");
+}
+
+/// Before every record read, a concurrent writer moves the record to a fresh image
+/// whose blob never arrives: every read finds the blob of the record it just read gone.
+struct EverChanging {
+    metadata: Arc<dyn MetadataStore>,
+}
+
+#[async_trait::async_trait]
+impl CallHook for EverChanging {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        if call == StoreCall::GetRecord
+            && let Some(mut record) = self.metadata.get(&UserId::parse("ada").unwrap()).await?
+        {
+            record.image_id = UuidV7Ids.next_image_id();
+            self.metadata.put_before(&record, Timestamp::from_millis(i64::MAX), Duration::from_secs(1)).await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_changing_under_a_read_answers_503_contended_with_retry_after() {
+    let server = TestServer::start_wrapped(ApiConfig::default(), Timings::default(), |m, b| {
+        (Hooked::new(m.clone(), EverChanging { metadata: m }), b)
+    })
+    .await;
+    let written = server.put("ada", form("{}", png(1, 1), "image/png")).await;
+    assert_eq!(written.status(), 200);
+
+    let response = server.get("/v1/profiles/ada").await;
+    assert_eq!(response.headers().get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    let message = expect_error(response, 503, "contended").await;
+    assert!(message.contains("changed repeatedly"), "{message}");
+}
+
+/// Every record read finds a row the store cannot decode.
+struct Unreadable;
+
+#[async_trait::async_trait]
+impl CallHook for Unreadable {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        match call {
+            StoreCall::GetRecord => {
+                Err(StoreError::new(StoreErrorKind::Corrupt, format!("row of ada on {SECRET} is garbled")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_record_answers_500_internal_without_detail() {
+    let server =
+        TestServer::start_wrapped(ApiConfig::default(), Timings::default(), |m, b| (Hooked::new(m, Unreadable), b))
+            .await;
+    let message = expect_error(server.get("/v1/profiles/ada").await, 500, "internal").await;
+    assert!(!message.contains(SECRET) && !message.contains("garbled"), "store detail leaked: {message}");
+    // Other routes do not read records and still work.
+    assert_eq!(server.put("ada", form("{}", png(1, 1), "image/png")).await.status(), 200);
 }

@@ -9,14 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use profilestore_cleaner::{Cleaner, CleanerConfig};
 use profilestore_core::error::{ServiceError, StoreError};
-use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
+use profilestore_core::ids::{BlobKey, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::Timestamp;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 use tokio::sync::Semaphore;
@@ -39,90 +39,33 @@ impl Gate {
     }
 }
 
-/// The memory metadata store with record commits held at a gate.
-struct GatedCommits {
-    inner: Arc<MemoryMetadataStore>,
-    gate: Arc<Gate>,
-}
-
-#[async_trait::async_trait]
-impl MetadataStore for GatedCommits {
-    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        self.inner.get(user).await
-    }
-    async fn put_before(
-        &self,
-        r: &Record,
-        deadline: Timestamp,
-        timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
-        self.gate.pass().await;
-        self.inner.put_before(r, deadline, timeout).await
-    }
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        self.inner.delete(user).await
-    }
-    async fn referenced(&self, ids: &[ImageId]) -> Result<std::collections::HashSet<ImageId>, StoreError> {
-        self.inner.referenced(ids).await
-    }
-    async fn count_records(&self) -> Result<u64, StoreError> {
-        self.inner.count_records().await
-    }
-    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.records_after(after, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        self.inner.read_pairing().await
-    }
-    async fn create_pairing(&self, p: &Pairing) -> Result<Pairing, StoreError> {
-        self.inner.create_pairing(p).await
-    }
-    async fn update_timings(&self, id: uuid::Uuid, t: &Timings) -> Result<(), StoreError> {
-        self.inner.update_timings(id, t).await
-    }
-}
-
-/// The memory blob store with blob reads held at a gate, counting reads that find
-/// their blob gone (reads only fetch what a record named a moment before).
-struct GatedReads {
-    inner: Arc<MemoryBlobStore>,
+/// Holds one kind of store call at a gate, and counts blob fetches that find their
+/// blob gone (reads only fetch what a record named a moment before).
+struct Gated {
+    at: StoreCall,
     gate: Arc<Gate>,
     vanished: AtomicU64,
 }
 
-#[async_trait::async_trait]
-impl BlobStore for GatedReads {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.inner.put_new(key, bytes).await
+impl Gated {
+    fn at(at: StoreCall, gate: &Arc<Gate>) -> Self {
+        Gated { at, gate: gate.clone(), vanished: AtomicU64::new(0) }
     }
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        self.gate.pass().await;
-        let found = self.inner.get(key).await?;
-        if found.is_none() {
+}
+
+#[async_trait::async_trait]
+impl CallHook for Gated {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        if call == self.at {
+            self.gate.pass().await;
+        }
+        Ok(())
+    }
+
+    fn fetched(&self, found: bool) {
+        if !found {
             self.vanished.fetch_add(1, Ordering::SeqCst);
         }
-        Ok(found)
-    }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
-    }
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.inner.list(page_size)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.inner.read_marker().await
-    }
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.inner.create_marker(contents).await
     }
 }
 
@@ -158,7 +101,7 @@ async fn stalled_write(timings: Timings) -> bool {
     let metadata = Arc::new(MemoryMetadataStore::new(clock.clone()));
     let blobs = Arc::new(MemoryBlobStore::new(clock.clone()));
     let gate = Gate::closed();
-    let gated = Arc::new(GatedCommits { inner: metadata.clone(), gate: gate.clone() });
+    let gated = Hooked::new(metadata.clone() as Arc<dyn MetadataStore>, Gated::at(StoreCall::CommitRecord, &gate));
     let service = ProfileService::new(gated, blobs.clone(), clock.clone(), Arc::new(UuidV7Ids), timings);
 
     // 0 h: the write puts its blob, then stalls before its record.
@@ -199,7 +142,7 @@ async fn stalled_read(timings: Timings) -> u64 {
     tokio::time::sleep(3 * H).await;
 
     let gate = Gate::closed();
-    let gated = Arc::new(GatedReads { inner: blobs.clone(), gate: gate.clone(), vanished: AtomicU64::new(0) });
+    let gated = Hooked::new(blobs.clone() as Arc<dyn BlobStore>, Gated::at(StoreCall::GetBlob, &gate));
     let reader = ProfileService::new(metadata.clone(), gated.clone(), clock.clone(), Arc::new(UuidV7Ids), timings);
     // 0 min: the read has the record (→ X) and stalls before fetching X.
     let read = tokio::spawn(async move { reader.read(&alice()).await });
@@ -218,7 +161,7 @@ async fn stalled_read(timings: Timings) -> u64 {
     // counter below sees the damage.
     assert_eq!(answer.record.metadata, format!(r#"{{"v":"{}"}}"#, String::from_utf8_lossy(&answer.image)));
     cycle.await.unwrap();
-    gated.vanished.load(Ordering::SeqCst)
+    gated.hook().vanished.load(Ordering::SeqCst)
 }
 
 const WORKING: Timings = Timings {

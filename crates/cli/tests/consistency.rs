@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use profilestore_cleaner::{Cleaner, CleanerConfig, audit};
 use profilestore_core::error::{ServiceError, StoreError};
-use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
+use profilestore_core::ids::UserId;
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::{Clock, Timestamp};
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 use profilestore_stores::{LocalBlobStore, OpenMode, SqliteMetadataStore};
@@ -52,10 +52,9 @@ impl Dice {
     }
 }
 
-/// Delegates to the real stores, stalling at random before record commits and blob
-/// puts and gets, and counting reads that find their blob gone.
-struct Stalling<S: ?Sized> {
-    inner: Arc<S>,
+/// Stalls at random before record commits and blob puts and gets, and counts reads
+/// that find their blob gone.
+struct Stalling {
     dice: Arc<Dice>,
     vanished: Arc<AtomicU64>,
     /// When set, every record commit stalls exactly this long instead of at random.
@@ -63,84 +62,25 @@ struct Stalling<S: ?Sized> {
 }
 
 #[async_trait::async_trait]
-impl MetadataStore for Stalling<dyn MetadataStore> {
-    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        self.inner.get(user).await
-    }
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
-        match self.commit_stall {
-            Some(stall) => tokio::time::sleep(stall).await,
-            None => self.dice.maybe_stall().await,
+impl CallHook for Stalling {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        match call {
+            StoreCall::CommitRecord => match self.commit_stall {
+                Some(stall) => tokio::time::sleep(stall).await,
+                None => self.dice.maybe_stall().await,
+            },
+            StoreCall::PutBlob | StoreCall::GetBlob => self.dice.maybe_stall().await,
+            _ => {}
         }
-        self.inner.put_before(record, deadline, timeout).await
+        Ok(())
     }
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        self.inner.delete(user).await
-    }
-    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
-        self.inner.referenced(ids).await
-    }
-    async fn count_records(&self) -> Result<u64, StoreError> {
-        self.inner.count_records().await
-    }
-    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.records_after(after, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        self.inner.read_pairing().await
-    }
-    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
-        self.inner.create_pairing(pairing).await
-    }
-    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
-        self.inner.update_timings(cluster_id, timings).await
-    }
-}
 
-#[async_trait::async_trait]
-impl BlobStore for Stalling<dyn BlobStore> {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.dice.maybe_stall().await;
-        self.inner.put_new(key, bytes).await
-    }
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        self.dice.maybe_stall().await;
-        let found = self.inner.get(key).await?;
-        if found.is_none() {
+    fn fetched(&self, found: bool) {
+        if !found {
             // Reads only fetch blobs a record named a moment ago, and the driver
             // abandons a fetch at its deadline: a miss here is a vanished blob.
             self.vanished.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(found)
-    }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
-    }
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.inner.list(page_size)
-    }
-    async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
-        self.inner.sweep_staging(older_than).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.inner.read_marker().await
-    }
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.inner.create_marker(contents).await
     }
 }
 
@@ -172,12 +112,14 @@ async fn sqlite_refuses_a_commit_past_the_deadline_that_the_servers_own_timer_st
         Arc::new(SqliteMetadataStore::open(dir.path().join("p.db"), OpenMode::Migrate).await.unwrap());
     let blobs: Arc<dyn BlobStore> =
         Arc::new(LocalBlobStore::open(dir.path().join("blobs"), OpenMode::Migrate).await.unwrap());
-    let stalled: Arc<dyn MetadataStore> = Arc::new(Stalling {
-        inner: sqlite.clone(),
-        dice: Arc::new(Dice(AtomicU64::new(0))),
-        vanished: Arc::default(),
-        commit_stall: Some(Duration::from_millis(500)),
-    });
+    let stalled: Arc<dyn MetadataStore> = Hooked::new(
+        sqlite.clone(),
+        Stalling {
+            dice: Arc::new(Dice(AtomicU64::new(0))),
+            vanished: Arc::default(),
+            commit_stall: Some(Duration::from_millis(500)),
+        },
+    );
     let timings = Timings { request_timeout: Duration::from_secs(1), ..TIMINGS };
     let service_with_clock = |behind: Duration| {
         let now = SystemClock::new().now();
@@ -242,14 +184,9 @@ async fn run_system(cleaner_timings: Timings) -> Run {
         Arc::new(LocalBlobStore::open(dir.path().join("blobs"), OpenMode::Migrate).await.unwrap());
     let dice = Arc::new(Dice(AtomicU64::new(7)));
     let vanished = Arc::new(AtomicU64::new(0));
-    let metadata: Arc<dyn MetadataStore> = Arc::new(Stalling {
-        inner: sqlite.clone(),
-        dice: dice.clone(),
-        vanished: vanished.clone(),
-        commit_stall: None,
-    });
-    let blobs: Arc<dyn BlobStore> =
-        Arc::new(Stalling { inner: local.clone(), dice: dice.clone(), vanished: vanished.clone(), commit_stall: None });
+    let stalling = || Stalling { dice: dice.clone(), vanished: vanished.clone(), commit_stall: None };
+    let metadata: Arc<dyn MetadataStore> = Hooked::new(sqlite.clone(), stalling());
+    let blobs: Arc<dyn BlobStore> = Hooked::new(local.clone(), stalling());
     let service = ProfileService::new(metadata, blobs, clock.clone(), Arc::new(UuidV7Ids), TIMINGS);
 
     // (user, metadata, image) triples every write submitted, before it was sent.

@@ -14,6 +14,7 @@
 //! | [`pairing`] | how a database and a blob store are tied to each other and to the timings |
 //! | [`error`] | store errors and service errors, each with a kind that says what to do |
 //! | [`memory`] | in-memory stores for tests and simulation |
+//! | [`hooked`] | stores seen through a hook before every call, to inject faults in tests |
 //!
 //! Dependencies point one way: this crate knows the store traits, never a concrete
 //! backend, HTTP, or the ambient clock and randomness. The production clock and id
@@ -21,6 +22,7 @@
 //! `SystemTime::now`, `Instant::now` and `Uuid::now_v7` out of every other place.
 
 pub mod error;
+pub mod hooked;
 pub mod ids;
 pub mod machine;
 pub mod memory;

@@ -1,19 +1,18 @@
 //! The write and read drivers against in-memory stores, with Tokio's clock paused so
 //! stalls of any length take no real time.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use profilestore_core::error::{ErrorKind, ServiceError, StoreError};
-use profilestore_core::ids::{BlobKey, IdSource, ImageId, UserId};
+use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
+use profilestore_core::ids::{BlobKey, IdSource, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::store::{BlobStore, CommitOutcome, MetadataStore, Record};
 use profilestore_core::time::{Clock, Time, Timestamp};
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 
@@ -33,93 +32,22 @@ struct Faults {
     fail_all: bool,
 }
 
-/// Wraps the memory stores to stall or fail chosen calls.
-struct Faulty<S> {
-    inner: Arc<S>,
-    faults: Faults,
-}
-
-async fn stall(d: Option<Duration>) {
-    if let Some(d) = d {
-        tokio::time::sleep(d).await;
-    }
-}
-
-fn check(fail: bool) -> Result<(), StoreError> {
-    if fail { Err(StoreError::unavailable("injected failure")) } else { Ok(()) }
-}
-
 #[async_trait::async_trait]
-impl MetadataStore for Faulty<MemoryMetadataStore> {
-    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        check(self.faults.fail_all)?;
-        self.inner.get(user).await
-    }
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
-        check(self.faults.fail_all)?;
-        stall(self.faults.stall_commit).await;
-        self.inner.put_before(record, deadline, timeout).await
-    }
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        self.inner.delete(user).await
-    }
-    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
-        self.inner.referenced(ids).await
-    }
-    async fn count_records(&self) -> Result<u64, StoreError> {
-        self.inner.count_records().await
-    }
-    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.records_after(after, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        check(self.faults.fail_all)
-    }
-    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        self.inner.read_pairing().await
-    }
-    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
-        self.inner.create_pairing(pairing).await
-    }
-    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
-        self.inner.update_timings(cluster_id, timings).await
-    }
-}
-
-#[async_trait::async_trait]
-impl BlobStore for Faulty<MemoryBlobStore> {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        check(self.faults.fail_all)?;
-        stall(self.faults.stall_put).await;
-        self.inner.put_new(key, bytes).await
-    }
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        check(self.faults.fail_all)?;
-        stall(self.faults.stall_get_blob).await;
-        self.inner.get(key).await
-    }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
-    }
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.inner.list(page_size)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        check(self.faults.fail_all)
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.inner.read_marker().await
-    }
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.inner.create_marker(contents).await
+impl CallHook for Faults {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        if self.fail_all {
+            return Err(StoreError::unavailable("injected failure"));
+        }
+        let stall = match call {
+            StoreCall::PutBlob => self.stall_put,
+            StoreCall::GetBlob => self.stall_get_blob,
+            StoreCall::CommitRecord => self.stall_commit,
+            _ => None,
+        };
+        if let Some(stall) = stall {
+            tokio::time::sleep(stall).await;
+        }
+        Ok(())
     }
 }
 
@@ -140,9 +68,11 @@ impl World {
     }
 
     fn service(&self, faults: Faults) -> ProfileService {
+        let metadata: Arc<dyn MetadataStore> = self.metadata.clone();
+        let blobs: Arc<dyn BlobStore> = self.blobs.clone();
         ProfileService::new(
-            Arc::new(Faulty { inner: self.metadata.clone(), faults }),
-            Arc::new(Faulty { inner: self.blobs.clone(), faults }),
+            Hooked::new(metadata, faults),
+            Hooked::new(blobs, faults),
             self.clock.clone(),
             Arc::new(UuidV7Ids),
             TIMINGS,
@@ -243,47 +173,32 @@ async fn a_record_naming_a_missing_blob_is_a_dangling_reference_not_no_profile()
     assert_eq!(err.kind(), ErrorKind::Internal);
 }
 
-/// A blob store that, the first time a read fetches `victim`, lets a concurrent
-/// update replace the record and deletes the old blob (what a cleaner without a
-/// delete delay would do), then answers "missing".
+/// The first time a read fetches a blob, a concurrent update replaces the record and
+/// the old blob is deleted (what a cleaner without a delete delay would do), so the
+/// fetch answers "missing".
 struct RacingUpdate {
-    inner: Arc<MemoryBlobStore>,
+    blobs: Arc<MemoryBlobStore>,
     metadata: Arc<MemoryMetadataStore>,
     fired: AtomicBool,
     replacement: Record,
 }
 
 #[async_trait::async_trait]
-impl BlobStore for RacingUpdate {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.inner.put_new(key, bytes).await
-    }
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        if key.image_id != self.replacement.image_id && !self.fired.swap(true, Ordering::SeqCst) {
-            self.metadata
-                .put_before(&self.replacement, Timestamp::from_millis(i64::MAX), Duration::from_secs(1))
-                .await?;
-            self.inner.delete_many(&[*key]).await?;
+impl CallHook for RacingUpdate {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        if call == StoreCall::GetBlob && !self.fired.swap(true, Ordering::SeqCst) {
+            let far = Timestamp::from_millis(i64::MAX);
+            self.metadata.put_before(&self.replacement, far, Duration::from_secs(1)).await?;
+            let old: Vec<BlobKey> = self
+                .blobs
+                .keys()
+                .iter()
+                .filter_map(|k| BlobKey::parse(k))
+                .filter(|k| k.image_id != self.replacement.image_id)
+                .collect();
+            self.blobs.delete_many(&old).await?;
         }
-        self.inner.get(key).await
-    }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
-    }
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.inner.list(page_size)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.inner.read_marker().await
-    }
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.inner.create_marker(contents).await
     }
 }
 
@@ -303,14 +218,15 @@ async fn a_read_racing_an_update_re_reads_and_answers_the_new_pair_never_a_mix()
         updated_at: world.clock.now(),
     };
     let racing = RacingUpdate {
-        inner: world.blobs.clone(),
+        blobs: world.blobs.clone(),
         metadata: world.metadata.clone(),
         fired: AtomicBool::new(false),
         replacement,
     };
+    let blobs: Arc<dyn BlobStore> = world.blobs.clone();
     let service = ProfileService::new(
         world.metadata.clone(),
-        Arc::new(racing),
+        Hooked::new(blobs, racing),
         world.clock.clone(),
         Arc::new(UuidV7Ids),
         TIMINGS,

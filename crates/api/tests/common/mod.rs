@@ -3,21 +3,19 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use profilestore_api::{ApiConfig, router, serve};
 use profilestore_core::error::StoreError;
+use profilestore_core::hooked::{CallHook, StoreCall};
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Timestamp};
+use profilestore_core::store::{BlobStore, MetadataStore, Record};
+use profilestore_core::time::Clock;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 use reqwest::multipart::{Form, Part};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -185,123 +183,44 @@ pub fn expect_error_body(body: &serde_json::Value, code: &str) -> String {
     message.to_owned()
 }
 
-/// A metadata store whose every call fails as unavailable, with a message that must
-/// never reach a client.
-pub struct DownMetadata;
-
-/// A blob store whose every call fails as unavailable.
-pub struct DownBlobs;
+/// Fails every store call as unavailable, with a message that must never reach a
+/// client.
+pub struct Down;
 
 pub const SECRET: &str = "db-secret-host.internal:5432";
 
-fn down() -> StoreError {
-    StoreError::unavailable(format!("connection to {SECRET} refused"))
-}
-
 #[async_trait::async_trait]
-impl MetadataStore for DownMetadata {
-    async fn get(&self, _: &UserId) -> Result<Option<Record>, StoreError> {
-        Err(down())
-    }
-    async fn put_before(&self, _: &Record, _: Timestamp, _: Duration) -> Result<CommitOutcome, StoreError> {
-        Err(down())
-    }
-    async fn delete(&self, _: &UserId) -> Result<bool, StoreError> {
-        Err(down())
-    }
-    async fn referenced(&self, _: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
-        Err(down())
-    }
-    async fn count_records(&self) -> Result<u64, StoreError> {
-        Err(down())
-    }
-    async fn records_after(&self, _: Option<&UserId>, _: usize) -> Result<Vec<Record>, StoreError> {
-        Err(down())
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        Err(down())
-    }
-    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        Err(down())
-    }
-    async fn create_pairing(&self, _: &Pairing) -> Result<Pairing, StoreError> {
-        Err(down())
-    }
-    async fn update_timings(&self, _: uuid::Uuid, _: &Timings) -> Result<(), StoreError> {
-        Err(down())
+impl CallHook for Down {
+    async fn before(&self, _: StoreCall) -> Result<(), StoreError> {
+        Err(StoreError::unavailable(format!("connection to {SECRET} refused")))
     }
 }
 
-#[async_trait::async_trait]
-impl BlobStore for DownBlobs {
-    async fn put_new(&self, _: &BlobKey, _: Bytes) -> Result<(), StoreError> {
-        Err(down())
-    }
-    async fn get(&self, _: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        Err(down())
-    }
-    async fn exists(&self, _: &BlobKey) -> Result<bool, StoreError> {
-        Err(down())
-    }
-    async fn delete_many(&self, _: &[BlobKey]) -> Result<(), StoreError> {
-        Err(down())
-    }
-    fn list(&self, _: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        Box::pin(futures::stream::once(async { Err(down()) }))
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        Err(down())
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        Err(down())
-    }
-    async fn create_marker(&self, _: Bytes) -> Result<(), StoreError> {
-        Err(down())
-    }
-}
-
-/// A blob store that answers like `inner` but first sleeps `get_delay` on every read
-/// and `put_delay` on every write; `reading` is notified whenever a read begins.
-pub struct SlowBlobs {
-    pub inner: Arc<dyn BlobStore>,
+/// Sleeps `get_delay` before every blob read and `put_delay` before every blob
+/// write; `reading` is notified whenever a read begins.
+pub struct Slow {
     pub get_delay: Duration,
     pub put_delay: Duration,
     pub reading: Arc<tokio::sync::Notify>,
 }
 
-impl SlowBlobs {
-    pub fn new(inner: Arc<dyn BlobStore>, get_delay: Duration, put_delay: Duration) -> Self {
-        SlowBlobs { inner, get_delay, put_delay, reading: Arc::new(tokio::sync::Notify::new()) }
+impl Slow {
+    pub fn new(get_delay: Duration, put_delay: Duration) -> Self {
+        Slow { get_delay, put_delay, reading: Arc::new(tokio::sync::Notify::new()) }
     }
 }
 
 #[async_trait::async_trait]
-impl BlobStore for SlowBlobs {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        tokio::time::sleep(self.put_delay).await;
-        self.inner.put_new(key, bytes).await
-    }
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        self.reading.notify_one();
-        tokio::time::sleep(self.get_delay).await;
-        self.inner.get(key).await
-    }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.inner.exists(key).await
-    }
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        self.inner.delete_many(keys).await
-    }
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.inner.list(page_size)
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.inner.read_marker().await
-    }
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.inner.create_marker(contents).await
+impl CallHook for Slow {
+    async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
+        match call {
+            StoreCall::GetBlob => {
+                self.reading.notify_one();
+                tokio::time::sleep(self.get_delay).await;
+            }
+            StoreCall::PutBlob => tokio::time::sleep(self.put_delay).await,
+            _ => {}
+        }
+        Ok(())
     }
 }
