@@ -1,4 +1,5 @@
-//! Exhaustive model checking of profilestore's production step machines.
+//! Exhaustive model checking of profilestore's production step machines, and (in
+//! [`simulation`]) deterministic simulation of the running service and cleaner.
 //!
 //! The checker does not re-model the design: it steps the very `WriteMachine`,
 //! `ReadMachine` and `CleanerCycle` the service runs, against a model world of two
@@ -15,6 +16,7 @@
 //! | [`liveness`] | the drain schedule behind "eventually no orphans" |
 //! | [`trace`] | counterexample traces |
 //! | [`checker`] | the breadth-first search and its [`Report`] |
+//! | [`simulation`] | seeded runs of the real `ProfileService` and cleaner daemon under faults |
 //!
 //! # What one step is
 //!
