@@ -20,11 +20,13 @@
 //! |---|---|
 //! | `rng` | [`SimRng`]: one seeded stream per actor |
 //! | `clock` | [`SimClock`], [`SimIds`]: virtual time with skew, seeded ids |
-//! | `stores` | the per-machine fault-injecting, logging, checking store view |
+//! | `stores` | the per-machine fault-injecting, logging store view |
+//! | `checks` | the four promises, each checked where it can first break |
 //! | `run` | the machines, clients, chaos and drain of one run |
 //! | `log` | [`Event`], [`Counts`], [`Violation`] |
 //! | `shrink` | fewer operations, then the events that matter |
 
+mod checks;
 mod clock;
 mod log;
 mod rng;

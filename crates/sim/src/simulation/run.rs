@@ -1,7 +1,6 @@
 //! One simulated run: the machines, the clients, the chaos, the drain and the final
 //! check, all on the caller's paused single-threaded runtime.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,13 +9,13 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use profilestore_cleaner::{Cleaner, CleanerConfig};
 use profilestore_core::error::ServiceError;
-use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::ids::UserId;
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::time::{Clock, Time};
 
 use super::clock::{Origin, SimClock, SimIds};
-use super::log::{Actor, Check, Counters, Journal, short, shorts};
+use super::log::{Actor, Counters, Journal, short};
 use super::rng::SimRng;
 use super::stores::{Faulty, REQUEST_DEADLINE, World};
 use super::{SimConfig, SimReport};
@@ -251,8 +250,8 @@ impl Cluster {
             if kind < 45 {
                 let n = self.next_write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let profile = NewProfile {
-                    metadata: format!("{{\"write\":\"{}\"}}", write_tag(&user, n)),
-                    image: Bytes::from(format!("sim-image:{}", write_tag(&user, n))),
+                    metadata: format!("{{\"write\":\"{}\"}}", super::checks::write_tag(&user, n)),
+                    image: Bytes::from(format!("sim-image:{}", super::checks::write_tag(&user, n))),
                     content_type: "image/png".into(),
                 };
                 journal.record(me, format!("→ server {server}: write #{n} for {user}"), Some(&user), &[]);
@@ -342,7 +341,7 @@ impl Cluster {
         user: &UserId,
         answer: Option<Result<Option<profilestore_core::service::Profile>, ServiceError>>,
     ) {
-        check_read(&self.world.journal, me, user, answer);
+        super::checks::check_read(&self.world.journal, me, user, answer);
     }
 
     /// Writes have stopped: no more faults or crashes, every cleaner running, and
@@ -362,95 +361,8 @@ impl Cluster {
             &[],
         );
         tokio::time::sleep(drain).await;
-        let referenced: HashSet<ImageId> = self.world.records().iter().map(|r| r.image_id).collect();
-        let mut orphans = Vec::new();
-        for key in self.world.blobs.keys() {
-            let Some(key) = BlobKey::parse(&key) else { continue };
-            Counters::bump(&journal.counters.orphan_checks);
-            if !referenced.contains(&key.image_id) {
-                orphans.push(key.image_id);
-            }
-        }
-        if !orphans.is_empty() {
-            let first: Vec<ImageId> = orphans.iter().take(3).copied().collect();
-            journal.violate(
-                Actor::Checker,
-                Check::EventuallyNoOrphans,
-                None,
-                &first,
-                format!("{} images still unreferenced after the drain, e.g. [{}]", orphans.len(), shorts(&first)),
-            );
-        }
+        self.world.check_no_orphans();
     }
-}
-
-/// Logs a read's answer and checks it: a profile's metadata and image must come
-/// from one write, and a read must never answer a dangling reference.
-fn check_read(
-    journal: &Journal,
-    me: Actor,
-    user: &UserId,
-    answer: Option<Result<Option<profilestore_core::service::Profile>, ServiceError>>,
-) {
-    let counters = &journal.counters;
-    match answer {
-        Some(Ok(Some(profile))) => {
-            Counters::bump(&counters.reads_found);
-            Counters::bump(&counters.consistency_checks);
-            let id = profile.record.image_id;
-            let meta_write = profile.record.metadata.strip_prefix("{\"write\":\"").and_then(|s| s.strip_suffix("\"}"));
-            let image_write = std::str::from_utf8(&profile.image).ok().and_then(|s| s.strip_prefix("sim-image:"));
-            let users_write = meta_write.is_some_and(|w| w.starts_with(&format!("{user}#")));
-            journal.record(
-                me,
-                format!("← read {user}: write {} naming {}", meta_write.unwrap_or("?"), short(&id)),
-                Some(user),
-                &[id],
-            );
-            if profile.record.user_id != *user || !users_write || meta_write != image_write {
-                journal.violate(
-                    me,
-                    Check::ConsistentRead,
-                    Some(user),
-                    &[id],
-                    format!(
-                        "read {user} answered the metadata of write {} with the image of write {}",
-                        meta_write.unwrap_or("?"),
-                        image_write.unwrap_or("?")
-                    ),
-                );
-            }
-        }
-        Some(Ok(None)) => {
-            Counters::bump(&counters.reads_empty);
-            journal.record(me, format!("← read {user}: no profile"), Some(user), &[]);
-        }
-        Some(Err(ServiceError::DanglingReference { image_id, .. })) => {
-            Counters::bump(&counters.reads_failed);
-            journal.violate(
-                me,
-                Check::NoDanglingReference,
-                Some(user),
-                &[image_id],
-                format!("read {user} answered dangling_reference: its record names {}", short(&image_id)),
-            );
-        }
-        Some(Err(e)) => {
-            Counters::bump(&counters.reads_failed);
-            journal.record(me, format!("← read {user}: {}", e.code()), Some(user), &[]);
-        }
-        None => {
-            Counters::bump(&counters.reads_failed);
-            journal.record(me, format!("← read {user}: connection lost"), Some(user), &[]);
-        }
-    }
-}
-
-/// Names a write in its metadata and image: the user and the write's number, so a
-/// read can tell that both halves of what it answered come from one write of that
-/// user.
-fn write_tag(user: &UserId, n: u64) -> String {
-    format!("{user}#{n}")
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -459,58 +371,4 @@ fn fmt_secs(d: Duration) -> String {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use profilestore_core::service::Profile;
-    use profilestore_core::store::Record;
-    use profilestore_core::time::Timestamp;
-
-    /// A profile stored under `record_user` whose metadata and image carry these
-    /// write tags.
-    fn profile(record_user: &str, meta_tag: &str, image_tag: &str) -> Profile {
-        let id = ImageId::from_uuid(uuid::Builder::from_unix_timestamp_millis(1, &[7; 10]).into_uuid()).unwrap();
-        Profile {
-            record: Record {
-                user_id: UserId::parse(record_user).unwrap(),
-                metadata: format!("{{\"write\":\"{meta_tag}\"}}"),
-                image_id: id,
-                content_type: "image/png".into(),
-                image_size: 1,
-                updated_at: Timestamp::from_millis(0),
-            },
-            image: Bytes::from(format!("sim-image:{image_tag}")),
-        }
-    }
-
-    fn checked(answer: Option<Result<Option<Profile>, ServiceError>>) -> Option<Check> {
-        let journal = Journal::new(Origin::now());
-        let user = UserId::parse("user-1").unwrap();
-        check_read(&journal, Actor::Client(0), &user, answer);
-        journal.finish().1.map(|v| v.check)
-    }
-
-    #[test]
-    fn the_read_check_passes_a_consistent_profile_and_catches_a_mixed_one() {
-        let found = |p: Profile| checked(Some(Ok(Some(p))));
-        assert_eq!(found(profile("user-1", "user-1#4", "user-1#4")), None);
-        assert_eq!(checked(Some(Ok(None))), None);
-        // Metadata of one write, image of another.
-        assert_eq!(found(profile("user-1", "user-1#4", "user-1#3")), Some(Check::ConsistentRead));
-        // Another user's profile.
-        assert_eq!(found(profile("user-2", "user-2#4", "user-2#4")), Some(Check::ConsistentRead));
-        // Filed under the right user, but both halves written for another.
-        assert_eq!(found(profile("user-1", "user-2#4", "user-2#4")), Some(Check::ConsistentRead));
-    }
-
-    #[test]
-    fn the_read_check_catches_a_dangling_reference() {
-        let image_id = profile("user-1", "user-1#1", "user-1#1").record.image_id;
-        let user = UserId::parse("user-1").unwrap();
-        let answer = Some(Err(ServiceError::DanglingReference { user, image_id }));
-        assert_eq!(checked(answer), Some(Check::NoDanglingReference));
-        assert_eq!(checked(Some(Err(ServiceError::DeadlineExceeded))), None);
-    }
 }

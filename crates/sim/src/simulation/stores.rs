@@ -26,7 +26,7 @@ use profilestore_core::time::{Clock, Timestamp};
 
 use super::FaultRates;
 use super::clock::SimClock;
-use super::log::{Actor, Check, Counters, Journal, short, shorts};
+use super::log::{Actor, Counters, Journal, short, shorts};
 use super::rng::SimRng;
 
 tokio::task_local! {
@@ -77,24 +77,6 @@ impl World {
         let records = self.metadata.records_after(None, usize::MAX).now_or_never();
         records.and_then(Result::ok).unwrap_or_default()
     }
-
-    /// Checks that every record names an existing blob; records a violation if not.
-    pub fn check_no_dangling(&self, actor: Actor) {
-        Counters::bump(&self.journal.counters.dangling_checks);
-        let keys: HashSet<String> = self.blobs.keys().into_iter().collect();
-        for record in self.records() {
-            if !keys.contains(&BlobKey::original(record.image_id).to_string()) {
-                self.journal.violate(
-                    actor,
-                    Check::NoDanglingReference,
-                    Some(&record.user_id),
-                    &[record.image_id],
-                    format!("{}'s record names {} but its blob is gone", record.user_id, short(&record.image_id)),
-                );
-                return;
-            }
-        }
-    }
 }
 
 /// Where an injected delay falls.
@@ -127,7 +109,7 @@ impl Plan {
     }
 }
 
-fn fmt_wait(d: Duration) -> String {
+pub(super) fn fmt_wait(d: Duration) -> String {
     profilestore_core::settings::fmt_duration(Duration::from_secs(d.as_secs()))
 }
 
@@ -413,20 +395,9 @@ impl BlobStore for Faulty {
             |found| {
                 // Only the read path fetches blobs inside a request, right after
                 // reading the record that names them.
-                let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) else { return };
-                Counters::bump(&self.world.journal.counters.vanish_checks);
-                if matches!(found, Ok(None)) && self.clock.now() < deadline {
-                    self.world.journal.violate(
-                        self.actor,
-                        Check::NoVanishedBlob,
-                        None,
-                        &[id],
-                        format!(
-                            "a read within its deadline (still {} to go) found {}'s blob missing",
-                            fmt_wait(deadline.saturating_since(self.clock.now())),
-                            short(&id)
-                        ),
-                    );
+                if let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) {
+                    let missing = matches!(found, Ok(None));
+                    self.world.check_fetch(self.actor, id, missing, self.clock.now(), deadline);
                 }
             },
         )
