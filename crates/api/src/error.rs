@@ -125,6 +125,10 @@ impl From<ServiceError> for ApiError {
                 tracing::warn!(code, error = %e, "store unavailable");
                 let message = match e {
                     ServiceError::Contended => "the profile changed repeatedly while it was being read; retry",
+                    ServiceError::CommitUnknown(_) => {
+                        "the write's commit was under way when it failed: the profile may or may not have changed; \
+                         read it to find out (retrying the write is safe)"
+                    }
                     _ => "storage is temporarily unavailable; retry later",
                 };
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(RETRY_AFTER_SECS)
@@ -215,6 +219,9 @@ mod tests {
 
         let late: ApiError = ServiceError::DeadlineExceeded.into();
         assert_eq!((late.status(), late.code()), (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"));
+        let unknown = ApiError::from(ServiceError::CommitUnknown("ran out of time".into()));
+        assert_eq!((unknown.status(), unknown.code()), (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown"));
+        assert!(unknown.to_string().contains("may or may not"), "{unknown}");
 
         let internal: ApiError = ServiceError::Internal("row 7 unreadable".into()).into();
         assert_eq!((internal.status(), internal.code()), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));

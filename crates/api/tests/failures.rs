@@ -15,7 +15,7 @@ use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
 use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::MetadataStore;
-use profilestore_core::time::Timestamp;
+use profilestore_core::time::{Deadline, Timestamp};
 use profilestore_runtime::UuidV7Ids;
 use serde_json::Value;
 
@@ -143,7 +143,9 @@ impl CallHook for EverChanging {
             && let Some(mut record) = self.metadata.get(&UserId::parse("ada").unwrap()).await?
         {
             record.image_id = UuidV7Ids.next_image_id();
-            self.metadata.put_before(&record, Timestamp::from_millis(i64::MAX), Duration::from_secs(1)).await?;
+            let clock = Arc::new(profilestore_runtime::SystemClock::new());
+            let far = Deadline::new(clock, Timestamp::from_millis(i64::MAX), Duration::from_secs(1));
+            self.metadata.put_before(&record, &far).await?;
         }
         Ok(())
     }

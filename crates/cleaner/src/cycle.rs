@@ -32,6 +32,7 @@ use profilestore_core::settings::old_enough;
 use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore};
 use profilestore_core::time::{Clock, Time, Timestamp};
 
+use crate::clock::CycleClock;
 use crate::config::{CleanerConfig, ConfigError, MAX_PAGE_SIZE};
 use crate::guards::{DeleteBudget, empty_database_refusal};
 use crate::listing::{ImageGrouper, PageImages};
@@ -46,7 +47,7 @@ use crate::report::{CycleReport, Outcome, SKIP_NOT_IN_LAYOUT, SKIP_REFERENCED, S
 pub struct Cleaner {
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<CycleClock>,
     config: CleanerConfig,
     preflight: Option<Preflight>,
 }
@@ -83,7 +84,7 @@ impl Cleaner {
         config: CleanerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Cleaner { metadata, blobs, clock, config, preflight: None })
+        Ok(Cleaner { metadata, blobs, clock: Arc::new(CycleClock::new(clock)), config, preflight: None })
     }
 
     /// Runs `check` before every cycle and refuses the cycle (deleting nothing) when it
@@ -103,6 +104,7 @@ impl Cleaner {
     /// returns early with an error: every failure is the report's outcome, and the
     /// next cycle starts over from the listing.
     pub async fn run_cycle(&self) -> CycleReport {
+        self.clock.reanchor();
         let started = self.clock.now();
         let mut state = CycleState {
             report: CycleReport::new(started, self.config.dry_run),

@@ -18,6 +18,7 @@
 //! | `listing` | listed keys parsed into the layout and merged per image, page by page |
 
 pub mod audit;
+mod clock;
 pub mod config;
 pub mod cycle;
 mod guards;

@@ -19,7 +19,7 @@ use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::{Clock, Timestamp};
-use profilestore_runtime::{SystemClock, UuidV7Ids};
+use profilestore_runtime::{SystemClock, TokioClock, UuidV7Ids};
 use profilestore_stores::{LocalBlobStore, OpenMode, SqliteMetadataStore};
 
 const TIMINGS: Timings = Timings {
@@ -124,7 +124,7 @@ async fn sqlite_refuses_a_commit_past_the_deadline_that_the_servers_own_timer_st
     let service_with_clock = |behind: Duration| {
         let now = SystemClock::new().now();
         let clock =
-            Arc::new(SystemClock::starting_at(Timestamp::from_millis(now.as_millis() - behind.as_millis() as i64)));
+            Arc::new(TokioClock::starting_at(Timestamp::from_millis(now.as_millis() - behind.as_millis() as i64)));
         ProfileService::new(stalled.clone(), blobs.clone(), clock, Arc::new(UuidV7Ids), timings)
     };
     let profile =

@@ -38,6 +38,9 @@ pub enum StoreErrorKind {
     Corrupt,
     /// The store refused us (credentials, missing bucket or table): fix the setup.
     Misconfigured,
+    /// A write's commit was under way when the call failed or was abandoned: it may or
+    /// may not have landed. Reading tells which.
+    CommitUnknown,
 }
 
 impl fmt::Display for StoreErrorKind {
@@ -47,6 +50,7 @@ impl fmt::Display for StoreErrorKind {
             StoreErrorKind::AlreadyExists => "already exists",
             StoreErrorKind::Corrupt => "store holds corrupt data",
             StoreErrorKind::Misconfigured => "store misconfigured",
+            StoreErrorKind::CommitUnknown => "commit outcome unknown",
         })
     }
 }
@@ -117,6 +121,12 @@ pub enum ServiceError {
         /// The image the record names.
         image_id: ImageId,
     },
+    /// The write's commit was under way when it failed or ran out of time: the profile
+    /// may or may not have changed. Read it to find out; retrying the write is safe.
+    #[error(
+        "the write's commit outcome is unknown ({0}); the profile may or may not have changed: read it to find out"
+    )]
+    CommitUnknown(String),
     /// The record changed under the read more often than it retries; try again.
     #[error("the profile changed repeatedly while it was being read")]
     Contended,
@@ -131,7 +141,9 @@ impl ServiceError {
         match self {
             ServiceError::InvalidInput(_) => ErrorKind::InvalidInput,
             ServiceError::DeadlineExceeded => ErrorKind::DeadlineExceeded,
-            ServiceError::Unavailable(_) | ServiceError::Contended => ErrorKind::Unavailable,
+            ServiceError::Unavailable(_) | ServiceError::Contended | ServiceError::CommitUnknown(_) => {
+                ErrorKind::Unavailable
+            }
             ServiceError::DanglingReference { .. } | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -144,6 +156,7 @@ impl ServiceError {
             ServiceError::Unavailable(_) => "store_unavailable",
             ServiceError::DanglingReference { .. } => "dangling_reference",
             ServiceError::Contended => "contended",
+            ServiceError::CommitUnknown(_) => "commit_unknown",
             ServiceError::Internal(_) => "internal",
         }
     }
@@ -152,8 +165,13 @@ impl ServiceError {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e.kind() {
-            StoreErrorKind::Unavailable | StoreErrorKind::Misconfigured => ServiceError::Unavailable(e),
-            StoreErrorKind::AlreadyExists | StoreErrorKind::Corrupt => ServiceError::Internal(e.to_string()),
+            // A create-only put answers AlreadyExists for a fresh id only when the
+            // client library retried a put whose first attempt landed: transient.
+            StoreErrorKind::Unavailable | StoreErrorKind::Misconfigured | StoreErrorKind::AlreadyExists => {
+                ServiceError::Unavailable(e)
+            }
+            StoreErrorKind::CommitUnknown => ServiceError::CommitUnknown(e.to_string()),
+            StoreErrorKind::Corrupt => ServiceError::Internal(e.to_string()),
         }
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -12,8 +11,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::error::StoreError;
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
-use crate::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use crate::time::Timestamp;
+use crate::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use crate::time::{Deadline, Timestamp};
 
 /// A store call, as a [`CallHook`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,19 +89,14 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
         self.inner.get(user).await
     }
 
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        statement_timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
         self.hook.before(StoreCall::CommitRecord).await?;
-        self.inner.put_before(record, deadline, statement_timeout).await
+        self.inner.put_before(record, deadline).await
     }
 
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         self.hook.before(StoreCall::DeleteRecord).await?;
-        self.inner.delete(user).await
+        self.inner.delete_before(user, deadline).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
@@ -250,9 +244,9 @@ mod tests {
             image_size: 1,
             updated_at: Timestamp::from_millis(0),
         };
-        let far = Timestamp::from_millis(i64::MAX);
-        assert_eq!(store.put_before(&record, far, Duration::from_secs(1)).await.unwrap(), CommitOutcome::Committed);
-        assert!(store.delete(&user).await.is_err(), "the hook fails deletes");
+        let far = Deadline::after(clock(), std::time::Duration::from_secs(1));
+        assert_eq!(store.put_before(&record, &far).await.unwrap(), CommitOutcome::Committed);
+        assert!(store.delete_before(&user, &far).await.is_err(), "the hook fails deletes");
         assert_eq!(inner.get(&user).await.unwrap(), Some(record), "the failed delete never reached the store");
         assert!(store.has_records().await.unwrap());
         let calls = store.hook().calls.lock().unwrap().clone();

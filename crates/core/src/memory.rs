@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -11,8 +10,10 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
-use crate::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, PAIRING_MARKER_KEY, Pairing, Record};
-use crate::time::{Clock, Timestamp};
+use crate::store::{
+    BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, PAIRING_MARKER_KEY, Pairing, Record,
+};
+use crate::time::{Clock, Deadline, Timestamp};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving it.
@@ -44,22 +45,21 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(lock(&self.state).records.get(user).cloned())
     }
 
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        _timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
         let mut state = lock(&self.state);
-        if self.clock.now() >= deadline {
+        if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
         state.records.insert(record.user_id.clone(), record.clone());
         Ok(CommitOutcome::Committed)
     }
 
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        Ok(lock(&self.state).records.remove(user).is_some())
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        let mut state = lock(&self.state);
+        if self.clock.now() >= deadline.at() || deadline.passed() {
+            return Ok(DeleteOutcome::DeadlineExceeded);
+        }
+        Ok(if state.records.remove(user).is_some() { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {

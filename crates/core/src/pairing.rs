@@ -230,7 +230,8 @@ mod tests {
             image_size: 1,
             updated_at: Timestamp::from_millis(1_700_000_000_000),
         };
-        m.put_before(&record, Timestamp::from_millis(i64::MAX), std::time::Duration::from_secs(1)).await.unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
+        m.put_before(&record, &crate::time::Deadline::after(clock, std::time::Duration::from_secs(1))).await.unwrap();
         let (_, fresh_blobs) = stores();
         let err = pair_or_verify(&m, &fresh_blobs, &pairing(2)).await.unwrap_err();
         assert!(matches!(err, PairingError::BlobStoreNotPaired { .. }), "{err:?}");

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::error::{ServiceError, StoreError};
+use crate::error::{ServiceError, StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, IdSource, ImageId, UserId};
 use crate::machine::{
     ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteEvent, WriteMachine, WriteOutcome,
 };
 use crate::settings::Timings;
-use crate::store::{BlobStore, CommitOutcome, MetadataStore, Record};
-use crate::time::{Clock, Time, Timestamp};
+use crate::store::{BlobStore, CommitOutcome, DeleteOutcome, MetadataStore, Record};
+use crate::time::{Clock, Deadline, Timestamp};
 
 /// A profile as a client submits it, already validated.
 #[derive(Debug, Clone)]
@@ -73,25 +73,25 @@ impl ProfileService {
     /// then the record, committed only before the request's deadline. Returns the
     /// committed record. On any error the previous profile (if any) is untouched.
     pub async fn write(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
-        let start = self.clock.now();
+        let deadline = self.start_request();
+        let start = request_start(&deadline, self.timings.request_timeout);
         let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, self.timings.request_timeout);
         let mut record: Option<Record> = None;
         let mut last_error: Option<StoreError> = None;
         loop {
-            let now = self.clock.now();
+            let now = request_time(&deadline);
             let event = match machine.next(now) {
                 WriteAction::IssueId => WriteEvent::IdIssued(self.ids.next_image_id()),
                 WriteAction::PutBlob { image_id, .. } => {
                     let key = BlobKey::original(image_id);
                     let put = self.blobs.put_new(&key, profile.image.clone());
-                    match self.within(machine.deadline(), put).await {
+                    match within(&deadline, put).await {
                         Some(Ok(())) => WriteEvent::BlobStored,
                         Some(Err(e)) => fail(&mut last_error, e),
-                        None if self.past(machine.deadline()) => continue,
-                        None => fail(&mut last_error, timed_out()),
+                        None => continue,
                     }
                 }
-                WriteAction::CommitRecord { image_id, deadline } => {
+                WriteAction::CommitRecord { image_id, .. } => {
                     let r = record.insert(Record {
                         user_id: user.clone(),
                         metadata: profile.metadata.clone(),
@@ -100,13 +100,18 @@ impl ProfileService {
                         image_size: profile.image.len() as u64,
                         updated_at: start,
                     });
-                    let remaining = deadline.saturating_since(self.clock.now());
-                    match self.within(deadline, self.metadata.put_before(r, deadline, remaining)).await {
+                    match within(&deadline, self.metadata.put_before(r, &deadline)).await {
                         Some(Ok(CommitOutcome::Committed)) => WriteEvent::RecordCommitted,
                         Some(Ok(CommitOutcome::DeadlineExceeded)) => WriteEvent::CommitRefusedLate,
+                        Some(Err(e)) if e.kind() == StoreErrorKind::CommitUnknown => return Err(e.into()),
                         Some(Err(e)) => fail(&mut last_error, e),
-                        None if self.past(machine.deadline()) => continue,
-                        None => fail(&mut last_error, timed_out()),
+                        // Abandoned in flight: the store may have passed its check and be
+                        // about to commit (its protocol keeps that safe), so the client
+                        // must not be told that nothing was written.
+                        None => {
+                            tracing::warn!(user = %user, image_id = %image_id, "write ran out of time while its record was being committed");
+                            return Err(ServiceError::CommitUnknown("ran out of time".into()));
+                        }
                     }
                 }
                 WriteAction::Done(WriteOutcome::Committed(_)) => {
@@ -122,24 +127,25 @@ impl ProfileService {
     /// `user`'s profile: the record and the bytes of the image it names, or `None`
     /// when there is no profile. Never one without the other.
     pub async fn read(&self, user: &UserId) -> Result<Option<Profile>, ServiceError> {
-        let mut machine = ReadMachine::<Timestamp, ImageId>::start(self.clock.now(), self.timings.request_timeout);
+        let deadline = self.start_request();
+        let timeout = self.timings.request_timeout;
+        let mut machine = ReadMachine::<Timestamp, ImageId>::start(request_start(&deadline, timeout), timeout);
         let mut record: Option<Record> = None;
         let mut image: Option<Bytes> = None;
         let mut last_error: Option<StoreError> = None;
         loop {
-            let event = match machine.next(self.clock.now()) {
-                ReadAction::GetRecord => match self.within(machine.deadline(), self.metadata.get(user)).await {
+            let event = match machine.next(request_time(&deadline)) {
+                ReadAction::GetRecord => match within(&deadline, self.metadata.get(user)).await {
                     Some(Ok(found)) => {
                         let event = ReadEvent::Record(found.as_ref().map(|r| r.image_id));
                         record = found;
                         event
                     }
                     Some(Err(e)) => fail(&mut last_error, e),
-                    None if self.past(machine.deadline()) => continue,
-                    None => fail(&mut last_error, timed_out()),
+                    None => continue,
                 },
                 ReadAction::GetBlob { image_id } => {
-                    match self.within(machine.deadline(), self.blobs.get(&BlobKey::original(image_id))).await {
+                    match within(&deadline, self.blobs.get(&BlobKey::original(image_id))).await {
                         Some(Ok(Some(bytes))) => {
                             image = Some(bytes);
                             ReadEvent::BlobFound
@@ -152,8 +158,7 @@ impl ProfileService {
                             ReadEvent::BlobMissing
                         }
                         Some(Err(e)) => fail(&mut last_error, e),
-                        None if self.past(machine.deadline()) => continue,
-                        None => fail(&mut last_error, timed_out()),
+                        None => continue,
                     }
                 }
                 ReadAction::Done(ReadOutcome::NoProfile) => return Ok(None),
@@ -177,55 +182,78 @@ impl ProfileService {
                 ReadAction::Done(ReadOutcome::DeadlineExceeded) => return Err(ServiceError::DeadlineExceeded),
                 ReadAction::Done(ReadOutcome::Failed) => return Err(failure(last_error)),
             };
-            machine.handle(event, self.clock.now());
+            machine.handle(event, request_time(&deadline));
         }
     }
 
     /// The original bytes of `image_id`, or `None` when no such blob exists. Bounded
     /// by the request timeout like every request.
     pub async fn image(&self, image_id: ImageId) -> Result<Option<Bytes>, ServiceError> {
-        let deadline = self.clock.now().plus(self.timings.request_timeout);
-        match self.within(deadline, self.blobs.get(&BlobKey::original(image_id))).await {
+        let deadline = self.start_request();
+        match within(&deadline, self.blobs.get(&BlobKey::original(image_id))).await {
             Some(result) => Ok(result?),
             None => Err(ServiceError::DeadlineExceeded),
         }
     }
 
-    /// Deletes `user`'s record; `true` when there was one. The image's blob is left
-    /// for the cleaner (a read in flight may still be fetching it).
+    /// Deletes `user`'s record; `true` when there was one. The database refuses the
+    /// delete once the request's deadline has passed, like a write, so a delete that
+    /// answered [`ServiceError::DeadlineExceeded`] never removes a profile written
+    /// after it. The image's blob is left for the cleaner (a read in flight may still
+    /// be fetching it).
     pub async fn delete(&self, user: &UserId) -> Result<bool, ServiceError> {
-        let deadline = self.clock.now().plus(self.timings.request_timeout);
-        match self.within(deadline, self.metadata.delete(user)).await {
-            Some(result) => Ok(result?),
-            None => Err(ServiceError::DeadlineExceeded),
+        let deadline = self.start_request();
+        match within(&deadline, self.metadata.delete_before(user, &deadline)).await {
+            Some(Ok(DeleteOutcome::Deleted)) => Ok(true),
+            Some(Ok(DeleteOutcome::NotFound)) => Ok(false),
+            Some(Ok(DeleteOutcome::DeadlineExceeded)) => Err(ServiceError::DeadlineExceeded),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(ServiceError::CommitUnknown("ran out of time".into())),
         }
     }
 
     /// Succeeds when both stores answer within `limit`.
     pub async fn ready(&self, limit: Duration) -> Result<(), ServiceError> {
-        let deadline = self.clock.now().plus(limit);
+        let deadline = Deadline::after(self.clock.clone(), limit);
         let both = async { tokio::try_join!(self.metadata.ping(), self.blobs.ping()) };
-        match self.within(deadline, both).await {
+        match within(&deadline, both).await {
             Some(result) => result.map(|_| ()).map_err(ServiceError::from),
             None => Err(ServiceError::DeadlineExceeded),
         }
     }
 
-    fn past(&self, deadline: Timestamp) -> bool {
-        self.clock.now() >= deadline
+    /// A new request's deadline, `request_timeout` from now.
+    fn start_request(&self) -> Deadline {
+        Deadline::after(self.clock.clone(), self.timings.request_timeout)
     }
+}
 
-    /// Runs `op` until `deadline` by the injected clock; `None` when the deadline came
-    /// first (the operation is abandoned).
-    async fn within<F: Future>(&self, deadline: Timestamp, op: F) -> Option<F::Output> {
-        if self.past(deadline) {
-            return None;
-        }
-        tokio::select! {
-            biased;
-            out = op => Some(out),
-            () = self.clock.sleep_until(deadline) => None,
-        }
+/// When the request started, on the wall clock: its deadline minus the timeout, so a
+/// machine started here has exactly the deadline the stores are given.
+fn request_start(deadline: &Deadline, timeout: Duration) -> Timestamp {
+    let timeout = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_millis(deadline.at().as_millis().saturating_sub(timeout))
+}
+
+/// The request's own time for its step machine: its deadline minus the time left on
+/// the tick clock, so the machine sees the deadline exactly when the tick clock says
+/// it has passed, whatever the wall clock does meanwhile. Rounded up: the machine
+/// never sees the request younger than it is.
+fn request_time(deadline: &Deadline) -> Timestamp {
+    let left = i64::try_from(deadline.remaining().as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_millis(deadline.at().as_millis().saturating_sub(left))
+}
+
+/// Runs `op` until the request's time runs out; `None` when it ran out first (the
+/// operation is abandoned).
+async fn within<F: Future>(deadline: &Deadline, op: F) -> Option<F::Output> {
+    if deadline.passed() {
+        return None;
+    }
+    tokio::select! {
+        biased;
+        out = op => Some(out),
+        () = deadline.expired() => None,
     }
 }
 
@@ -250,10 +278,6 @@ impl<Id> From<FailedStep> for ReadEvent<Id> {
     fn from(_: FailedStep) -> Self {
         ReadEvent::Failed
     }
-}
-
-fn timed_out() -> StoreError {
-    StoreError::unavailable("store call timed out")
 }
 
 fn failure(error: Option<StoreError>) -> ServiceError {

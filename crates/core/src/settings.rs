@@ -70,7 +70,9 @@ impl Timings<Duration> {
     }
 
     /// The slack a committed-but-not-yet-visible record may stall for without risk:
-    /// `min_blob_age - request_timeout - clock_skew` (SPEC.md, "Check, then commit").
+    /// `min_blob_age - request_timeout - clock_skew`. It bounds what no store protocol
+    /// can (see `docs/design.md`, "Check, then commit"); `serve` and `clean` print it
+    /// at start.
     pub fn commit_stall_margin(&self) -> Duration {
         self.min_blob_age.saturating_sub(self.request_timeout + self.clock_skew)
     }

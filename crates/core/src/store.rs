@@ -5,7 +5,6 @@
 //! `profilestore-stores` check them against each backend.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -13,7 +12,7 @@ use futures::stream::BoxStream;
 use crate::error::StoreError;
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
-use crate::time::Timestamp;
+use crate::time::{Deadline, Timestamp};
 
 /// One user's profile record as the metadata store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +40,17 @@ pub enum CommitOutcome {
     DeadlineExceeded,
 }
 
+/// What a deadline-guarded record delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeleteOutcome {
+    /// The record existed and is gone.
+    Deleted,
+    /// There was no record.
+    NotFound,
+    /// The deadline had passed: nothing was deleted.
+    DeadlineExceeded,
+}
+
 /// The identity two stores share once paired, with the cluster-wide timings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Pairing {
@@ -59,27 +69,36 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The record of `user`, if any.
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError>;
 
-    /// Inserts or replaces `record` **only if the database's own clock is before
-    /// `deadline` at the moment the statement executes**; otherwise writes nothing and
-    /// returns [`CommitOutcome::DeadlineExceeded`]. The deadline is evaluated inside
-    /// the statement, after any lock wait, so a pause of the calling process cannot
-    /// slip a late write through. The statement is abandoned when it has not finished
-    /// within `statement_timeout` (the request's remaining time). An error means the
-    /// record was not written, except when the timeout struck after the commit was
-    /// sent: then the error says the outcome is unknown. Either way the deadline check
-    /// inside the statement bounds when a write can land.
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        statement_timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError>;
+    /// Inserts or replaces `record` **only if the request's deadline has not passed**
+    /// by both of its clocks: the database's own clock is before `deadline.at()` at
+    /// the moment the statement executes, and the request's time on the writing
+    /// process's tick clock has not run out ([`Deadline::passed`]). Otherwise writes
+    /// nothing and returns [`CommitOutcome::DeadlineExceeded`]. Both checks are made
+    /// after any lock wait, so a pause of the calling process cannot slip a late write
+    /// through.
+    ///
+    /// **Check, then commit.** A record whose check passed must become visible to
+    /// [`referenced`](MetadataStore::referenced) either before that query runs or no
+    /// later than `deadline.at()` by the database's clock, whatever stalls the writing
+    /// process between its check and its commit; each store states how it guarantees
+    /// this. The call is abandoned when it has not finished within the request's
+    /// remaining time. An error means the record was not written, except when its kind
+    /// is [`CommitUnknown`](crate::error::StoreErrorKind::CommitUnknown): the commit
+    /// was under way and may have landed.
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError>;
 
-    /// Deletes the record of `user`; `true` when there was one.
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError>;
+    /// Deletes the record of `user` under the same deadline rule as
+    /// [`put_before`](MetadataStore::put_before): once the deadline has passed by the
+    /// database's clock or the tick clock, nothing is deleted and the answer is
+    /// [`DeleteOutcome::DeadlineExceeded`]. So a delete that timed out can never remove
+    /// a profile written after its deadline.
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError>;
 
-    /// Which of `ids` some record names, by one query in a fresh transaction.
-    /// Ids not in the answer were unreferenced at some moment during the call.
+    /// Which of `ids` some record names, by one query in a fresh transaction on the
+    /// primary. Ids not in the answer were unreferenced at some moment during the
+    /// call, and no record naming one of them can become visible later unless its
+    /// write's deadline check came after this query (see
+    /// [`put_before`](MetadataStore::put_before)).
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError>;
 
     /// How many records exist.

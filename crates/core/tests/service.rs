@@ -13,8 +13,8 @@ use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, MetadataStore, Record};
-use profilestore_core::time::{Clock, Time, Timestamp};
-use profilestore_runtime::{SystemClock, UuidV7Ids};
+use profilestore_core::time::{Clock, Deadline, Timestamp};
+use profilestore_runtime::{TokioClock, UuidV7Ids};
 
 const TIMINGS: Timings = Timings {
     request_timeout: Duration::from_secs(3600),
@@ -54,12 +54,12 @@ impl CallHook for Faults {
 struct World {
     metadata: Arc<MemoryMetadataStore>,
     blobs: Arc<MemoryBlobStore>,
-    clock: Arc<SystemClock>,
+    clock: Arc<TokioClock>,
 }
 
 impl World {
     fn new() -> Self {
-        let clock = Arc::new(SystemClock::starting_at(Timestamp::from_millis(1_700_000_000_000)));
+        let clock = Arc::new(TokioClock::starting_at(Timestamp::from_millis(1_700_000_000_000)));
         World {
             metadata: Arc::new(MemoryMetadataStore::new(clock.clone())),
             blobs: Arc::new(MemoryBlobStore::new(clock.clone())),
@@ -147,7 +147,7 @@ async fn the_database_refuses_a_commit_that_arrives_after_the_deadline_even_with
     // A paused process cannot run its own timers; the database's check is what stops
     // the late write. Call the store directly, as a resumed process would.
     let world = World::new();
-    let deadline = world.clock.now().plus(Duration::from_secs(1));
+    let deadline = Deadline::after(world.clock.clone(), Duration::from_secs(1));
     tokio::time::advance(Duration::from_secs(2)).await;
     let record = Record {
         user_id: user(),
@@ -157,7 +157,7 @@ async fn the_database_refuses_a_commit_that_arrives_after_the_deadline_even_with
         image_size: 1,
         updated_at: world.clock.now(),
     };
-    let outcome = world.metadata.put_before(&record, deadline, Duration::from_secs(3600)).await.unwrap();
+    let outcome = world.metadata.put_before(&record, &deadline).await.unwrap();
     assert_eq!(outcome, CommitOutcome::DeadlineExceeded);
     assert!(world.metadata.get(&user()).await.unwrap().is_none());
 }
@@ -187,8 +187,9 @@ struct RacingUpdate {
 impl CallHook for RacingUpdate {
     async fn before(&self, call: StoreCall) -> Result<(), StoreError> {
         if call == StoreCall::GetBlob && !self.fired.swap(true, Ordering::SeqCst) {
-            let far = Timestamp::from_millis(i64::MAX);
-            self.metadata.put_before(&self.replacement, far, Duration::from_secs(1)).await?;
+            let clock = Arc::new(TokioClock::starting_at(self.replacement.updated_at));
+            let far = Deadline::new(clock, Timestamp::from_millis(i64::MAX), Duration::from_secs(1));
+            self.metadata.put_before(&self.replacement, &far).await?;
             let old: Vec<BlobKey> = self
                 .blobs
                 .keys()

@@ -88,19 +88,22 @@ impl Decoder {
     /// The error of a record write abandoned at its statement timeout: whether it may
     /// have landed depends only on whether COMMIT had been sent.
     pub(crate) fn write_timed_out(&self, statement_timeout: Duration, commit_sent: bool) -> StoreError {
-        StoreError::unavailable(if commit_sent {
-            format!(
-                "{}: the statement timeout ({statement_timeout:?}) passed while the record's commit was under way; \
-                 the record may or may not have been written",
-                self.backend
+        if commit_sent {
+            StoreError::new(
+                StoreErrorKind::CommitUnknown,
+                format!(
+                    "{}: the request's time ({statement_timeout:?}) ran out while the record's commit was under way; \
+                     the record may or may not have been written",
+                    self.backend
+                ),
             )
         } else {
-            format!(
-                "{}: the record write did not finish within its statement timeout ({statement_timeout:?}); \
+            StoreError::unavailable(format!(
+                "{}: the record write did not finish within the request's time ({statement_timeout:?}); \
                  nothing was written",
                 self.backend
-            )
-        })
+            ))
+        }
     }
 }
 

@@ -19,6 +19,8 @@
 
 pub mod conformance;
 mod decode;
+#[cfg(feature = "failpoints")]
+pub mod failpoint;
 pub mod local;
 pub mod open;
 #[cfg(feature = "postgres")]

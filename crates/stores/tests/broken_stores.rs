@@ -11,11 +11,11 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Timestamp};
+use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::time::{Clock, Deadline, Timestamp};
 use profilestore_runtime::SystemClock;
 use profilestore_stores::conformance::{
-    BlobUnderTest, MetadataUnderTest, Report, blob_store_conformance, metadata_store_conformance,
+    BlobUnderTest, MetadataUnderTest, Report, blob_store_conformance, metadata_store_conformance, test_deadline,
 };
 
 #[derive(Clone, Copy, PartialEq)]
@@ -37,17 +37,11 @@ impl MetadataStore for BrokenMetadata {
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
         self.inner.get(user).await
     }
-    async fn put_before(
-        &self,
-        r: &Record,
-        deadline: Timestamp,
-        timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
-        let deadline = if self.flaw == MetaFlaw::IgnoresDeadline { Timestamp::from_millis(i64::MAX) } else { deadline };
-        self.inner.put_before(r, deadline, timeout).await
+    async fn put_before(&self, r: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+        self.inner.put_before(r, &self.deadline(deadline)).await
     }
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        self.inner.delete(user).await
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete_before(user, &self.deadline(deadline)).await
     }
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         if self.flaw == MetaFlaw::ReferencesEverythingAsked {
@@ -86,6 +80,17 @@ impl MetadataStore for BrokenMetadata {
     }
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
         self.inner.update_timings(cluster_id, timings).await
+    }
+}
+
+impl BrokenMetadata {
+    /// The deadline the flawed store acts on.
+    fn deadline(&self, asked: &Deadline) -> Deadline {
+        if self.flaw == MetaFlaw::IgnoresDeadline {
+            test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(3600))
+        } else {
+            asked.clone()
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! a missing server a failure.
 #![cfg(feature = "postgres")]
 
+use profilestore_stores::conformance::test_deadline;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,7 +66,7 @@ async fn user_ids_page_in_byte_order_in_a_database_that_collates_otherwise() {
     assert_eq!(sorted, ["_x", "0", "a", "A"], "the scratch database's collation is not the one this test contrasts");
     let store = scratch.open().await;
     for user in ["a", "A", "_x", "0", "Z", "a-"] {
-        store.put_before(&record(user, "{}"), FAR, LONG).await.unwrap();
+        store.put_before(&record(user, "{}"), &test_deadline(FAR, LONG)).await.unwrap();
     }
     let all = store.records_after(None, 10).await.unwrap();
     let order: Vec<&str> = all.iter().map(|r| r.user_id.as_str()).collect();
@@ -93,7 +94,7 @@ async fn concurrent_first_opens_migrate_exactly_once() {
         let mut conn = scratch.conn().await;
         let versions: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM schema_version").fetch_all(&mut conn).await.unwrap();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
         conn.close().await.ok();
         scratch.drop(&server).await;
     }
@@ -120,7 +121,7 @@ async fn existing_mode_refuses_an_empty_database_and_creates_nothing() {
     // Once initialised, Existing opens it and sees what was written; migrating again
     // is a no-op that keeps the data.
     let store = scratch.open().await;
-    store.put_before(&record("kept", "{}"), FAR, LONG).await.unwrap();
+    store.put_before(&record("kept", "{}"), &test_deadline(FAR, LONG)).await.unwrap();
     store.close().await;
     let again = PostgresMetadataStore::open(&scratch.url, OpenMode::Existing).await.unwrap();
     assert_eq!(again.count_records().await.unwrap(), 1);
@@ -155,15 +156,15 @@ async fn deadlines_are_judged_by_the_database_clock() {
     let mut conn = scratch.conn().await;
     let r = record("timed", r#"{"v":1}"#);
     let past = Timestamp::from_millis(db_now(&mut conn).await.as_millis() - 1);
-    assert_eq!(store.put_before(&r, past, LONG).await.unwrap(), CommitOutcome::DeadlineExceeded);
+    assert_eq!(store.put_before(&r, &test_deadline(past, LONG)).await.unwrap(), CommitOutcome::DeadlineExceeded);
     assert_eq!(store.get(&r.user_id).await.unwrap(), None);
     assert!(store.referenced(&[r.image_id]).await.unwrap().is_empty());
     let soon = db_now(&mut conn).await.plus(Duration::from_secs(60));
-    assert_eq!(store.put_before(&r, soon, LONG).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.put_before(&r, &test_deadline(soon, LONG)).await.unwrap(), CommitOutcome::Committed);
     // A replace already past its deadline leaves the stored record alone.
     let late = record("timed", r#"{"v":2}"#);
     let past = Timestamp::from_millis(db_now(&mut conn).await.as_millis() - 1);
-    assert_eq!(store.put_before(&late, past, LONG).await.unwrap(), CommitOutcome::DeadlineExceeded);
+    assert_eq!(store.put_before(&late, &test_deadline(past, LONG)).await.unwrap(), CommitOutcome::DeadlineExceeded);
     assert_eq!(store.get(&r.user_id).await.unwrap(), Some(r));
     store.close().await;
     conn.close().await.ok();
@@ -216,7 +217,7 @@ async fn a_deadline_that_passes_during_a_lock_wait_stops_the_write() {
             let store = Arc::new(scratch.open().await);
             let original = record("held", r#"{"v":"original"}"#);
             if blocker.needs_existing_row() {
-                store.put_before(&original, FAR, LONG).await.unwrap();
+                store.put_before(&original, &test_deadline(FAR, LONG)).await.unwrap();
             }
             let (mut holder, mut watcher) = (scratch.conn().await, scratch.conn().await);
             blocker.hold(&mut holder).await;
@@ -227,7 +228,7 @@ async fn a_deadline_that_passes_during_a_lock_wait_stops_the_write() {
             let late = record("held", r#"{"v":"late"}"#);
             let write = tokio::spawn({
                 let (store, late) = (store.clone(), late.clone());
-                async move { store.put_before(&late, deadline, LONG).await }
+                async move { store.put_before(&late, &test_deadline(deadline, LONG)).await }
             });
             // The write is waiting for the lock before its deadline...
             until_someone_waits(&mut watcher, &scratch.name).await;
@@ -271,13 +272,13 @@ async fn a_statement_timeout_shorter_than_a_lock_wait_is_unavailable_and_writes_
     let scratch = server.scratch().await;
     let store = scratch.open().await;
     let original = record("held", r#"{"v":"original"}"#);
-    store.put_before(&original, FAR, LONG).await.unwrap();
+    store.put_before(&original, &test_deadline(FAR, LONG)).await.unwrap();
     let (mut holder, mut watcher) = (scratch.conn().await, scratch.conn().await);
     Blocker::LocksTheRow.hold(&mut holder).await;
 
     let blocked = record("held", r#"{"v":"blocked"}"#);
-    let timed =
-        tokio::time::timeout(Duration::from_secs(5), store.put_before(&blocked, FAR, Duration::from_millis(300)));
+    let short = test_deadline(FAR, Duration::from_millis(300));
+    let timed = tokio::time::timeout(Duration::from_secs(5), store.put_before(&blocked, &short));
     let err = timed.await.expect("put_before outlived its statement timeout").unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
     // The server cancelled the waiting statement itself (statement_timeout): it does
@@ -295,7 +296,7 @@ async fn a_statement_timeout_shorter_than_a_lock_wait_is_unavailable_and_writes_
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(store.get(&original.user_id).await.unwrap(), Some(original));
     // The pool is healthy afterwards.
-    assert_eq!(store.put_before(&blocked, FAR, LONG).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.put_before(&blocked, &test_deadline(FAR, LONG)).await.unwrap(), CommitOutcome::Committed);
     store.close().await;
     holder.close().await.ok();
     watcher.close().await.ok();
@@ -312,7 +313,8 @@ async fn an_abandoned_write_rolls_back_even_when_its_statement_goes_on() {
     Blocker::InsertsTheSameUser.hold(&mut holder).await;
     // The caller gives up (its own timeout, a dropped request) while the INSERT waits.
     let abandoned = record("held", "{}");
-    let dropped = tokio::time::timeout(Duration::from_millis(300), store.put_before(&abandoned, FAR, LONG)).await;
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(300), store.put_before(&abandoned, &test_deadline(FAR, LONG))).await;
     assert!(dropped.is_err(), "the write finished while the row was held: {dropped:?}");
     assert_eq!(lock_waiters(&mut watcher, &scratch.name).await, 1, "the abandoned INSERT should still be waiting");
     // The blocker rolls back, so the abandoned INSERT goes ahead on the server; the
@@ -320,7 +322,7 @@ async fn an_abandoned_write_rolls_back_even_when_its_statement_goes_on() {
     Blocker::InsertsTheSameUser.release(&mut holder).await;
     let again = record("after", "{}");
     // With one pooled connection this waits until the abandoned one is back.
-    assert_eq!(store.put_before(&again, FAR, LONG).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.put_before(&again, &test_deadline(FAR, LONG)).await.unwrap(), CommitOutcome::Committed);
     assert_eq!(store.get(&abandoned.user_id).await.unwrap(), None, "an abandoned write committed");
     assert_eq!(store.count_records().await.unwrap(), 1);
     store.close().await;
@@ -339,11 +341,11 @@ async fn referenced_answers_thousands_of_ids() {
     for (n, at) in [0usize, 999, 1000, 2047, 2999].into_iter().enumerate() {
         let mut r = record(&format!("u{n}"), "{}");
         r.image_id = asked[at];
-        store.put_before(&r, FAR, LONG).await.unwrap();
+        store.put_before(&r, &test_deadline(FAR, LONG)).await.unwrap();
         expected.insert(asked[at]);
     }
     // A record naming an image nobody asks about is not in the answer.
-    store.put_before(&record("other", "{}"), FAR, LONG).await.unwrap();
+    store.put_before(&record("other", "{}"), &test_deadline(FAR, LONG)).await.unwrap();
     asked.extend_from_within(..10);
     assert_eq!(store.referenced(&asked).await.unwrap(), expected);
     store.close().await;
@@ -356,7 +358,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     let scratch = server.scratch().await;
     let store = scratch.open().await;
     let good = record("good", "{}");
-    store.put_before(&good, FAR, LONG).await.unwrap();
+    store.put_before(&good, &test_deadline(FAR, LONG)).await.unwrap();
     let mut conn = scratch.conn().await;
     // The CHECK refuses a negative size; only tampering can store one.
     let v7 = || UuidV7Ids.next_image_id().to_string();
@@ -487,13 +489,14 @@ async fn a_server_that_goes_away_is_unavailable_until_it_returns() {
     let via_relay = format!("postgres://{}@127.0.0.1:{}/{}", options.get_username(), relay.port, scratch.name);
     let settings = PostgresSettings { acquire_timeout: Duration::from_secs(1), ..PostgresSettings::default() };
     let store = PostgresMetadataStore::open_with(&via_relay, OpenMode::Migrate, settings).await.unwrap();
-    store.put_before(&record("before", "{}"), FAR, LONG).await.unwrap();
+    store.put_before(&record("before", "{}"), &test_deadline(FAR, LONG)).await.unwrap();
 
     relay.cut();
     let timed = tokio::time::timeout(Duration::from_secs(5), store.ping()).await.expect("ping hung");
     assert_eq!(timed.unwrap_err().kind(), StoreErrorKind::Unavailable);
     let during = record("during", "{}");
-    let timed = tokio::time::timeout(Duration::from_secs(5), store.put_before(&during, FAR, LONG));
+    let far = test_deadline(FAR, LONG);
+    let timed = tokio::time::timeout(Duration::from_secs(5), store.put_before(&during, &far));
     assert_eq!(timed.await.expect("put_before hung").unwrap_err().kind(), StoreErrorKind::Unavailable);
     let asked = [UuidV7Ids.next_image_id()];
     let timed = tokio::time::timeout(Duration::from_secs(5), store.referenced(&asked));

@@ -1,6 +1,7 @@
 //! URLs to stores: every scheme, both modes, and errors that say what to do without
 //! printing secrets.
 
+use profilestore_stores::conformance::test_deadline;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,10 @@ async fn sqlite_urls_open_the_named_file_in_either_spelling() {
     assert!(!path.exists());
     // ...Migrate creates it, and the short spelling opens the same file.
     let store = open_metadata(&url, OpenMode::Migrate, clock()).await.unwrap();
-    let outcome = store.put_before(&record(), Timestamp::from_millis(i64::MAX), Duration::from_secs(5)).await.unwrap();
+    let outcome = store
+        .put_before(&record(), &test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(5)))
+        .await
+        .unwrap();
     assert_eq!(outcome, CommitOutcome::Committed);
     let same = open_metadata(&format!("sqlite:{}", path.display()), OpenMode::Existing, clock()).await.unwrap();
     assert_eq!(same.count_records().await.unwrap(), 1);
@@ -64,7 +68,7 @@ async fn file_urls_open_a_directory_only_existing_when_asked() {
 async fn memory_urls_give_a_fresh_store_each_time() {
     let a = open_metadata("memory://", OpenMode::Migrate, clock()).await.unwrap();
     let b = open_metadata("memory://", OpenMode::Migrate, clock()).await.unwrap();
-    a.put_before(&record(), Timestamp::from_millis(i64::MAX), Duration::from_secs(1)).await.unwrap();
+    a.put_before(&record(), &test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(1))).await.unwrap();
     assert_eq!(a.count_records().await.unwrap(), 1);
     assert_eq!(b.count_records().await.unwrap(), 0);
     open_blobs("memory://", OpenMode::Existing, clock(), &S3Options::default()).await.unwrap().ping().await.unwrap();

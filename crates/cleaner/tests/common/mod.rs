@@ -17,9 +17,9 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Time, Timestamp};
-use profilestore_runtime::SystemClock;
+use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::time::{Clock, Deadline, Time, Timestamp};
+use profilestore_runtime::TokioClock;
 
 pub const H: Duration = Duration::from_secs(3600);
 pub const MIN: Duration = Duration::from_secs(60);
@@ -65,16 +65,11 @@ impl MetadataStore for TestMetadata {
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
         self.inner.get(user).await
     }
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
-        self.inner.put_before(record, deadline, timeout).await
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+        self.inner.put_before(record, deadline).await
     }
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        self.inner.delete(user).await
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete_before(user, deadline).await
     }
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
@@ -192,7 +187,7 @@ impl BlobStore for TestBlobs {
 
 /// Two wrapped in-memory stores sharing one clock that starts at [`T0`].
 pub struct World {
-    pub clock: Arc<SystemClock>,
+    pub clock: Arc<TokioClock>,
     pub metadata: Arc<TestMetadata>,
     pub blobs: Arc<TestBlobs>,
 }
@@ -200,7 +195,7 @@ pub struct World {
 impl World {
     /// Must run inside a Tokio runtime (the clock follows Tokio's time).
     pub fn new() -> Self {
-        let clock = Arc::new(SystemClock::starting_at(T0));
+        let clock = Arc::new(TokioClock::starting_at(T0));
         let dyn_clock: Arc<dyn Clock> = clock.clone();
         let metadata = Arc::new(TestMetadata {
             inner: Arc::new(MemoryMetadataStore::new(dyn_clock.clone())),
@@ -280,7 +275,8 @@ pub async fn write_record(metadata: &dyn MetadataStore, now: Timestamp, u: u32, 
         image_size: 3,
         updated_at: now,
     };
-    let outcome = metadata.put_before(&record, now.plus(H), H).await.expect("memory store writes");
+    let deadline = Deadline::new(Arc::new(TokioClock::starting_at(now)), now.plus(H), H);
+    let outcome = metadata.put_before(&record, &deadline).await.expect("memory store writes");
     assert_eq!(outcome, CommitOutcome::Committed);
 }
 

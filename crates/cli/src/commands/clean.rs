@@ -25,6 +25,13 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         allow_unsafe_timing: args.timings.allow_unsafe_timing,
         ..CleanerConfig::default()
     };
+    // The slack min_blob_age - request_timeout - clock_skew bounds any stall no store
+    // protocol can (an fsync that never returns, a host frozen after its commit check).
+    tracing::info!(
+        cluster_id = %opened.cluster_id,
+        commit_stall_slack = %profilestore_core::settings::fmt_duration(config.timings.commit_stall_margin()),
+        "cleaner starting"
+    );
     let preflight = still_paired(&opened);
     let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?.with_preflight(preflight);
     match args.every.or(file.every()?) {

@@ -47,6 +47,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings) -> anyhow::Result<Exi
         min_blob_age = %fmt_duration(timings.min_blob_age),
         delete_delay = %fmt_duration(timings.delete_delay),
         clock_skew = %fmt_duration(timings.clock_skew),
+        commit_stall_slack = %fmt_duration(timings.commit_stall_margin()),
         "serving"
     );
     // The address goes to stdout on its own line so scripts (and port 0 users) can read it.

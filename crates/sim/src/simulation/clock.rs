@@ -87,6 +87,14 @@ impl Clock for SimClock {
             tokio::time::sleep_until(wake).await;
         }
     }
+
+    fn ticks(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    async fn sleep(&self, span: Duration) {
+        tokio::time::sleep(span).await;
+    }
 }
 
 /// Image ids for the simulation: UUIDv7 from the machine's clock and the seeded

@@ -21,8 +21,8 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Timestamp};
+use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::time::{Clock, Deadline, Timestamp};
 
 use super::FaultRates;
 use super::clock::SimClock;
@@ -256,24 +256,19 @@ impl MetadataStore for Faulty {
         .await
     }
 
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        statement_timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
         let what = format!(
             "{}{}'s record naming {} (deadline in {})",
             RECORD_CHANGES[0],
             record.user_id,
             short(&record.image_id),
-            fmt_wait(deadline.saturating_since(self.clock.now()))
+            fmt_wait(deadline.at().saturating_since(self.clock.now()))
         );
         self.call(
             what,
             Some(&record.user_id),
             &[record.image_id],
-            || self.world.metadata.put_before(record, deadline, statement_timeout),
+            || self.world.metadata.put_before(record, deadline),
             |r| {
                 Described::text(match r {
                     Ok(CommitOutcome::Committed) => "committed".into(),
@@ -290,16 +285,17 @@ impl MetadataStore for Faulty {
         .await
     }
 
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         self.call(
             format!("{}{user}", RECORD_CHANGES[1]),
             Some(user),
             &[],
-            || self.world.metadata.delete(user),
+            || self.world.metadata.delete_before(user, deadline),
             |r| {
                 Described::text(match r {
-                    Ok(true) => "deleted".into(),
-                    Ok(false) => "no record".into(),
+                    Ok(DeleteOutcome::Deleted) => "deleted".into(),
+                    Ok(DeleteOutcome::NotFound) => "no record".into(),
+                    Ok(DeleteOutcome::DeadlineExceeded) => "refused: the database's clock is past the deadline".into(),
                     Err(e) => format!("error: {e}"),
                 })
             },

@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::future::join_all;
 use profilestore_core::ids::{IdSource, ImageId, UserId};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, Pairing, Record};
-use profilestore_core::time::{Time, Timestamp};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, Pairing, Record};
+use profilestore_core::time::{Deadline, Time, Timestamp};
 use profilestore_runtime::UuidV7Ids;
 
 use super::{Doing, MetadataUnderTest, Report};
@@ -36,6 +36,8 @@ where
         past_deadline_writes_nothing,
         past_deadline_leaves_the_existing_record,
         future_deadline_commits,
+        run_out_request_time_writes_nothing,
+        past_deadline_deletes_nothing,
         delete_removes_only_that_record,
         referenced_answers_exactly_the_referenced_subset,
         referenced_follows_replace_and_delete,
@@ -70,16 +72,31 @@ fn record(user_id: &str, image_id: ImageId, metadata: &str) -> Result<Record, St
     })
 }
 
-fn later(t: &MetadataUnderTest, by: Duration) -> Timestamp {
-    t.clock.now().plus(by)
+/// A deadline `by` ahead on both clocks.
+fn later(t: &MetadataUnderTest, by: Duration) -> Deadline {
+    Deadline::after(t.clock.clone(), by)
 }
 
-fn earlier(t: &MetadataUnderTest, by: Duration) -> Timestamp {
-    Timestamp::from_millis(t.clock.now().as_millis().saturating_sub(i64::try_from(by.as_millis()).unwrap_or(0)))
+/// A deadline `by` in the past by the store's clock, with time left on the ticks: only
+/// the store's own clock can refuse it.
+fn earlier(t: &MetadataUnderTest, by: Duration) -> Deadline {
+    let at =
+        Timestamp::from_millis(t.clock.now().as_millis().saturating_sub(i64::try_from(by.as_millis()).unwrap_or(0)));
+    Deadline::new(t.clock.clone(), at, TIMEOUT)
+}
+
+/// A deadline an hour ahead by the store's clock whose time on the ticks has run out:
+/// only the writer's own tick clock can refuse it (a wall clock stepped backwards).
+fn ticks_run_out(t: &MetadataUnderTest) -> Deadline {
+    Deadline::new(t.clock.clone(), t.clock.now().plus(Duration::from_secs(3600)), Duration::ZERO)
+}
+
+async fn delete(t: &MetadataUnderTest, user_id: &UserId) -> Result<DeleteOutcome, String> {
+    t.store.delete_before(user_id, &later(t, Duration::from_secs(3600))).await.doing("delete_before")
 }
 
 async fn put(t: &MetadataUnderTest, r: &Record) -> Check {
-    let outcome = t.store.put_before(r, later(t, Duration::from_secs(3600)), TIMEOUT).await.doing("put_before")?;
+    let outcome = t.store.put_before(r, &later(t, Duration::from_secs(3600))).await.doing("put_before")?;
     ensure!(outcome == CommitOutcome::Committed, "put_before with a deadline 1 h ahead answered {outcome:?}");
     Ok(())
 }
@@ -92,7 +109,8 @@ async fn empty_store_answers_nothing(t: &MetadataUnderTest) -> Check {
     ensure!(t.store.read_pairing().await.doing("read_pairing")?.is_none(), "an empty store holds a pairing");
     let referenced = t.store.referenced(&[image(), image()]).await.doing("referenced")?;
     ensure!(referenced.is_empty(), "an empty store references {referenced:?}");
-    ensure!(!t.store.delete(&user("nobody")?).await.doing("delete")?, "delete of an unknown user reported a deletion");
+    let outcome = delete(t, &user("nobody")?).await?;
+    ensure!(outcome == DeleteOutcome::NotFound, "delete of an unknown user answered {outcome:?}");
     Ok(())
 }
 
@@ -132,7 +150,7 @@ async fn put_replaces_the_whole_record(t: &MetadataUnderTest) -> Check {
 async fn past_deadline_writes_nothing(t: &MetadataUnderTest) -> Check {
     for (name, by) in [("10 s", Duration::from_secs(10)), ("1 h", Duration::from_secs(3600))] {
         let r = record(&format!("late-{}", by.as_secs()), image(), "{}")?;
-        let outcome = t.store.put_before(&r, earlier(t, by), TIMEOUT).await.doing("put_before")?;
+        let outcome = t.store.put_before(&r, &earlier(t, by)).await.doing("put_before")?;
         ensure!(outcome == CommitOutcome::DeadlineExceeded, "a deadline {name} in the past answered {outcome:?}");
         let got = t.store.get(&r.user_id).await.doing("get")?;
         ensure!(got.is_none(), "a write past its deadline ({name}) stored {got:?}");
@@ -147,7 +165,7 @@ async fn past_deadline_leaves_the_existing_record(t: &MetadataUnderTest) -> Chec
     let original = record("bob", image(), r#"{"v":"original"}"#)?;
     put(t, &original).await?;
     let late = record("bob", image(), r#"{"v":"late"}"#)?;
-    let outcome = t.store.put_before(&late, earlier(t, Duration::from_secs(10)), TIMEOUT).await.doing("put_before")?;
+    let outcome = t.store.put_before(&late, &earlier(t, Duration::from_secs(10))).await.doing("put_before")?;
     ensure!(outcome == CommitOutcome::DeadlineExceeded, "a replace 10 s past its deadline answered {outcome:?}");
     let got = t.store.get(&original.user_id).await.doing("get")?;
     ensure!(got.as_ref() == Some(&original), "a replace past its deadline changed the record to {got:?}");
@@ -157,7 +175,7 @@ async fn past_deadline_leaves_the_existing_record(t: &MetadataUnderTest) -> Chec
 async fn future_deadline_commits(t: &MetadataUnderTest) -> Check {
     for (name, by) in [("10 s", Duration::from_secs(10)), ("1 h", Duration::from_secs(3600))] {
         let r = record(&format!("early-{}", by.as_secs()), image(), "{}")?;
-        let outcome = t.store.put_before(&r, later(t, by), TIMEOUT).await.doing("put_before")?;
+        let outcome = t.store.put_before(&r, &later(t, by)).await.doing("put_before")?;
         ensure!(outcome == CommitOutcome::Committed, "a deadline {name} ahead answered {outcome:?}");
         let got = t.store.get(&r.user_id).await.doing("get")?;
         ensure!(got.as_ref() == Some(&r), "a write {name} before its deadline stored {got:?}");
@@ -165,18 +183,50 @@ async fn future_deadline_commits(t: &MetadataUnderTest) -> Check {
     Ok(())
 }
 
+async fn run_out_request_time_writes_nothing(t: &MetadataUnderTest) -> Check {
+    let original = record("carol", image(), r#"{"v":"original"}"#)?;
+    put(t, &original).await?;
+    let late = record("carol", image(), r#"{"v":"late"}"#)?;
+    let outcome = t.store.put_before(&late, &ticks_run_out(t)).await.doing("put_before")?;
+    ensure!(outcome == CommitOutcome::DeadlineExceeded, "a write whose request time ran out answered {outcome:?}");
+    let got = t.store.get(&original.user_id).await.doing("get")?;
+    ensure!(got.as_ref() == Some(&original), "a write whose request time ran out changed the record to {got:?}");
+    let outcome = t.store.delete_before(&original.user_id, &ticks_run_out(t)).await.doing("delete_before")?;
+    ensure!(outcome == DeleteOutcome::DeadlineExceeded, "a delete whose request time ran out answered {outcome:?}");
+    ensure!(t.store.get(&original.user_id).await.doing("get")?.is_some(), "a late delete removed the record");
+    Ok(())
+}
+
+async fn past_deadline_deletes_nothing(t: &MetadataUnderTest) -> Check {
+    let kept = record("dave", image(), "{}")?;
+    put(t, &kept).await?;
+    for (name, by) in [("10 s", Duration::from_secs(10)), ("1 h", Duration::from_secs(3600))] {
+        let outcome = t.store.delete_before(&kept.user_id, &earlier(t, by)).await.doing("delete_before")?;
+        ensure!(outcome == DeleteOutcome::DeadlineExceeded, "a delete {name} past its deadline answered {outcome:?}");
+        let got = t.store.get(&kept.user_id).await.doing("get")?;
+        ensure!(got.as_ref() == Some(&kept), "a delete {name} past its deadline left {got:?}");
+    }
+    let outcome = t.store.delete_before(&user("nobody")?, &earlier(t, Duration::from_secs(10))).await;
+    let outcome = outcome.doing("delete_before")?;
+    ensure!(outcome == DeleteOutcome::DeadlineExceeded, "a late delete of no record answered {outcome:?}");
+    Ok(())
+}
+
 async fn delete_removes_only_that_record(t: &MetadataUnderTest) -> Check {
     let (a, b) = (record("a", image(), "{}")?, record("b", image(), "{}")?);
     put(t, &a).await?;
     put(t, &b).await?;
-    ensure!(t.store.delete(&a.user_id).await.doing("delete")?, "delete of a stored record answered false");
+    let outcome = delete(t, &a.user_id).await?;
+    ensure!(outcome == DeleteOutcome::Deleted, "delete of a stored record answered {outcome:?}");
     ensure!(t.store.get(&a.user_id).await.doing("get")?.is_none(), "a deleted record is still there");
-    ensure!(!t.store.delete(&a.user_id).await.doing("delete")?, "a second delete answered true");
+    let outcome = delete(t, &a.user_id).await?;
+    ensure!(outcome == DeleteOutcome::NotFound, "a second delete answered {outcome:?}");
     let got = t.store.get(&b.user_id).await.doing("get")?;
     ensure!(got.as_ref() == Some(&b), "deleting one record changed another to {got:?}");
     ensure!(t.store.count_records().await.doing("count_records")? == 1, "count after delete is not 1");
     ensure!(t.store.has_records().await.doing("has_records")?, "a store with one record says it has none");
-    ensure!(t.store.delete(&b.user_id).await.doing("delete")?, "delete of the last record answered false");
+    let outcome = delete(t, &b.user_id).await?;
+    ensure!(outcome == DeleteOutcome::Deleted, "delete of the last record answered {outcome:?}");
     ensure!(!t.store.has_records().await.doing("has_records")?, "a store whose records were deleted has records");
     Ok(())
 }
@@ -203,7 +253,7 @@ async fn referenced_follows_replace_and_delete(t: &MetadataUnderTest) -> Check {
     put(t, &record("u1", new, "{}")?).await?;
     let got = t.store.referenced(&[old, new, other]).await.doing("referenced")?;
     ensure!(got == HashSet::from([new, other]), "after replacing {old} by {new}, referenced answered {got:?}");
-    t.store.delete(&user("u2")?).await.doing("delete")?;
+    delete(t, &user("u2")?).await?;
     let got = t.store.referenced(&[old, new, other]).await.doing("referenced")?;
     ensure!(got == HashSet::from([new]), "after deleting the record naming {other}, referenced answered {got:?}");
     Ok(())
@@ -311,7 +361,7 @@ async fn update_timings_replaces_only_the_timings(t: &MetadataUnderTest) -> Chec
 async fn concurrent_writes_to_distinct_users_all_land(t: &MetadataUnderTest) -> Check {
     let records = (0..16).map(|n| record(&format!("c{n:02}"), image(), "{}")).collect::<Result<Vec<_>, _>>()?;
     let deadline = later(t, Duration::from_secs(3600));
-    let outcomes = join_all(records.iter().map(|r| t.store.put_before(r, deadline, TIMEOUT))).await;
+    let outcomes = join_all(records.iter().map(|r| t.store.put_before(r, &deadline))).await;
     for outcome in outcomes {
         let outcome = outcome.doing("concurrent put_before")?;
         ensure!(outcome == CommitOutcome::Committed, "a concurrent write answered {outcome:?}");
@@ -333,7 +383,7 @@ async fn concurrent_writes_to_one_user_leave_one_whole_record(t: &MetadataUnderT
         })
         .collect::<Result<Vec<Record>, String>>()?;
     let deadline = later(t, Duration::from_secs(3600));
-    for outcome in join_all(records.iter().map(|r| t.store.put_before(r, deadline, TIMEOUT))).await {
+    for outcome in join_all(records.iter().map(|r| t.store.put_before(r, &deadline))).await {
         outcome.doing("concurrent put_before")?;
     }
     let got = t.store.get(&user("shared")?).await.doing("get")?;

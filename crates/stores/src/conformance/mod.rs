@@ -46,6 +46,15 @@ macro_rules! ensure {
 mod blob;
 mod metadata;
 
+/// A deadline at wall-clock instant `at` with `remaining` on the system's tick clock:
+/// for tests that choose each side of a deadline on its own.
+pub fn test_deadline(
+    at: profilestore_core::time::Timestamp,
+    remaining: std::time::Duration,
+) -> profilestore_core::time::Deadline {
+    profilestore_core::time::Deadline::new(Arc::new(profilestore_runtime::SystemClock::new()), at, remaining)
+}
+
 /// A fresh, empty metadata store for one check, with a clock close to the store's own.
 pub struct MetadataUnderTest {
     /// The store, holding no records and no pairing.

@@ -52,8 +52,8 @@ use std::time::Duration;
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, MetadataStore, Pairing, Record};
-use profilestore_core::time::Timestamp;
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
+use profilestore_core::time::Deadline;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
@@ -106,6 +106,12 @@ const PUT_BEFORE: &str = "INSERT INTO profiles (user_id, metadata, image_id, con
 /// One query for any number of ids: they travel as one `text[]` parameter, cast to
 /// `uuid[]` by the server, and the `image_id` index is probed once per element.
 const REFERENCED: &str = "SELECT DISTINCT image_id::text FROM profiles WHERE image_id = ANY($1::uuid[])";
+
+/// Bounds the statements still to come in this transaction by the request's time left
+/// (`$1`, whole milliseconds): sent again just before `COMMIT`, so the commit, its
+/// trigger and any synchronous-standby wait end by the request's deadline.
+const SET_COMMIT_LIMITS: &str = "SELECT set_config('statement_timeout', $1, true), \
+     set_config('idle_in_transaction_session_timeout', $1, true)";
 
 const READ_PAIRING: &str =
     "SELECT cluster_id::text AS cluster_id, timings::text AS timings FROM pairing WHERE singleton = 1";
@@ -233,6 +239,78 @@ impl PostgresMetadataStore {
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Starts a deadline-guarded write: a transaction whose statements are bounded by
+    /// the request's time left and whose commit-time trigger checks the deadline.
+    /// `None` when the request's time has run out already.
+    async fn begin_guarded(
+        &self,
+        deadline: &Deadline,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(not_written("starting a transaction"))?;
+        if deadline.passed() {
+            roll_back_unchanged(tx).await;
+            return Ok(None);
+        }
+        sqlx::query(SET_WRITE_LIMITS)
+            .bind(timeout_millis(deadline.remaining()).to_string())
+            .bind(deadline.at().as_millis().to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(not_written("setting the write's timeout and deadline"))?;
+        Ok(Some(tx))
+    }
+}
+
+/// The error of a step that leaves nothing written (the transaction rolls back).
+fn not_written(doing: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |e| store_error(&format!("{doing}; nothing was written"), e)
+}
+
+/// Rolls back a transaction that changed nothing: the outcome is settled whether or
+/// not the rollback succeeds.
+async fn roll_back_unchanged(tx: sqlx::Transaction<'static, sqlx::Postgres>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rolling back an empty transaction failed");
+    }
+}
+
+/// Commits a guarded write; `Ok(false)` when the deadline refused it (nothing written).
+///
+/// The statement and idle timeouts are set from the time left *now*, as the commit is
+/// sent, so the commit (its trigger, a synchronous-standby wait) cannot outlast the
+/// request. A synchronous-standby wait cut by that timeout leaves the transaction
+/// committed locally with a warning, and `COMMIT` succeeds: that counts as committed,
+/// which it is on the primary the cleaners query.
+async fn commit_guarded(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    deadline: &Deadline,
+    commit_sent: &AtomicBool,
+) -> Result<bool, StoreError> {
+    if deadline.passed() {
+        roll_back_unchanged(tx).await;
+        return Ok(false);
+    }
+    sqlx::query(SET_COMMIT_LIMITS)
+        .bind(timeout_millis(deadline.remaining()).to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(not_written("bounding the commit by the request's time left"))?;
+    commit_sent.store(true, Ordering::SeqCst);
+    match tx.commit().await {
+        Ok(()) => Ok(true),
+        // The commit-time trigger: the database's clock reached the deadline during a
+        // wait after the statement's own checks; the commit failed.
+        Err(e) if sqlstate(&e).as_deref() == Some(DEADLINE_PASSED) => Ok(false),
+        // The server answered COMMIT with an error: it rolled back.
+        Err(e @ sqlx::Error::Database(_)) => Err(store_error("committing; the server refused, nothing was written", e)),
+        // No answer to COMMIT: it may or may not have happened.
+        Err(e) => Err(StoreError::new(
+            StoreErrorKind::CommitUnknown,
+            format!("PostgreSQL, committing: {e}; the change may or may not have been made"),
+        )
+        .with_source(e)),
+    }
 }
 
 /// Fails a new pooled connection that reached a standby (a DNS name moved to a replica
@@ -263,28 +341,20 @@ impl MetadataStore for PostgresMetadataStore {
         row.as_ref().map(|r| DECODE.record(r, failed("reading a profile record"))).transpose()
     }
 
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        statement_timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+        if deadline.passed() {
+            return Ok(CommitOutcome::DeadlineExceeded);
+        }
         let image_size = i64::try_from(record.image_size).map_err(|_| {
             corrupt(format!("image size {} does not fit a BIGINT; nothing was written", record.image_size))
         })?;
-        let limits = (timeout_millis(statement_timeout).to_string(), deadline.as_millis().to_string());
         // Set just before COMMIT is sent: from then on a timeout cannot tell whether
         // the commit happened.
         let commit_sent = AtomicBool::new(false);
         let attempt = async {
-            let not_written = |doing: &'static str| move |e| store_error(&format!("{doing}; nothing was written"), e);
-            let mut tx = self.pool.begin().await.map_err(not_written("starting a transaction"))?;
-            sqlx::query(SET_WRITE_LIMITS)
-                .bind(&limits.0)
-                .bind(&limits.1)
-                .execute(&mut *tx)
-                .await
-                .map_err(not_written("setting the write's timeout and deadline"))?;
+            let Some(mut tx) = self.begin_guarded(deadline).await? else {
+                return Ok(CommitOutcome::DeadlineExceeded);
+            };
             let done = sqlx::query(PUT_BEFORE)
                 .bind(record.user_id.as_str())
                 .bind(&record.metadata)
@@ -292,53 +362,77 @@ impl MetadataStore for PostgresMetadataStore {
                 .bind(&record.content_type)
                 .bind(image_size)
                 .bind(record.updated_at.as_millis())
-                .bind(deadline.as_millis())
+                .bind(deadline.at().as_millis())
                 .execute(&mut *tx)
                 .await
                 .map_err(not_written("writing a profile record"))?;
             if done.rows_affected() == 0 {
-                // The transaction changed nothing, so the outcome is settled whether or
-                // not this rollback succeeds.
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back an empty transaction failed");
-                }
+                roll_back_unchanged(tx).await;
                 return Ok(CommitOutcome::DeadlineExceeded);
             }
-            commit_sent.store(true, Ordering::SeqCst);
-            match tx.commit().await {
-                Ok(()) => Ok(CommitOutcome::Committed),
-                // The commit-time trigger: the database's clock reached the deadline
-                // during a wait after the INSERT's own checks; the commit failed.
-                Err(e) if sqlstate(&e).as_deref() == Some(DEADLINE_PASSED) => Ok(CommitOutcome::DeadlineExceeded),
-                // The server answered COMMIT with an error: it rolled back.
-                Err(e @ sqlx::Error::Database(_)) => {
-                    Err(store_error("committing a profile record; the server refused, nothing was written", e))
-                }
-                // No answer to COMMIT: it may or may not have happened.
-                Err(e) => Err(StoreError::new(
-                    StoreErrorKind::Unavailable,
-                    format!(
-                        "PostgreSQL, committing a profile record: {e}; the record may or may not have been written"
-                    ),
-                )
-                .with_source(e)),
+            #[cfg(feature = "failpoints")]
+            if crate::failpoint::take_park_before_commit() {
+                // A frozen process: the commit survives the caller's timeouts.
+                commit_sent.store(true, Ordering::SeqCst);
+                let parked = tokio::spawn({
+                    let deadline = deadline.clone();
+                    async move {
+                        crate::failpoint::park().await;
+                        let committed = commit_guarded(tx, &deadline, &AtomicBool::new(false)).await;
+                        tracing::warn!(outcome = ?committed, "failpoint: the parked commit finished");
+                        committed
+                    }
+                });
+                let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
+                return Ok(if committed? { CommitOutcome::Committed } else { CommitOutcome::DeadlineExceeded });
             }
+            let committed = commit_guarded(tx, deadline, &commit_sent).await?;
+            Ok(if committed { CommitOutcome::Committed } else { CommitOutcome::DeadlineExceeded })
         };
         // On timeout, dropping the transaction queued its ROLLBACK behind the running
         // statement, which the server-side statement timeout ends (see the module docs).
-        match tokio::time::timeout(statement_timeout, attempt).await {
+        let time_left = deadline.remaining();
+        match tokio::time::timeout(time_left, attempt).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(DECODE.write_timed_out(statement_timeout, commit_sent.load(Ordering::SeqCst))),
+            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
         }
     }
 
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM profiles WHERE user_id = $1")
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        if deadline.passed() {
+            return Ok(DeleteOutcome::DeadlineExceeded);
+        }
+        let commit_sent = AtomicBool::new(false);
+        let attempt = async {
+            let Some(mut tx) = self.begin_guarded(deadline).await? else {
+                return Ok(DeleteOutcome::DeadlineExceeded);
+            };
+            let done = sqlx::query(
+                "DELETE FROM profiles WHERE user_id = $1 AND extract(epoch FROM clock_timestamp()) * 1000 < $2::bigint",
+            )
             .bind(user.as_str())
-            .execute(&self.pool)
+            .bind(deadline.at().as_millis())
+            .execute(&mut *tx)
             .await
-            .map_err(failed("deleting a profile record"))?;
-        Ok(done.rows_affected() > 0)
+            .map_err(not_written("deleting a profile record"))?;
+            if done.rows_affected() == 0 {
+                let late: bool =
+                    sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp()) * 1000 >= $1::bigint")
+                        .bind(deadline.at().as_millis())
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(not_written("reading the database's clock"))?;
+                roll_back_unchanged(tx).await;
+                return Ok(if late { DeleteOutcome::DeadlineExceeded } else { DeleteOutcome::NotFound });
+            }
+            let committed = commit_guarded(tx, deadline, &commit_sent).await?;
+            Ok(if committed { DeleteOutcome::Deleted } else { DeleteOutcome::DeadlineExceeded })
+        };
+        let time_left = deadline.remaining();
+        match tokio::time::timeout(time_left, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
+        }
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {

@@ -3,6 +3,7 @@
 //! and the plan of `referenced`. Needs `PROFILESTORE_TEST_POSTGRES_URL` like
 //! `tests/postgres.rs`, and skips (visibly) without it.
 
+use crate::conformance::test_deadline;
 use std::io::Write as _;
 use std::time::Duration;
 
@@ -89,7 +90,10 @@ async fn the_insert_rereads_the_clock_after_waiting_for_the_row() {
     let Some(scratch) = scratch().await else { return };
     let store = PostgresMetadataStore::open(&scratch.url, OpenMode::Migrate).await.unwrap();
     let original = record("held");
-    store.put_before(&original, Timestamp::from_millis(i64::MAX), Duration::from_secs(5)).await.unwrap();
+    store
+        .put_before(&original, &test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(5)))
+        .await
+        .unwrap();
     let (mut holder, mut writer) = (scratch.conn().await, scratch.conn().await);
     sqlx::raw_sql("BEGIN; SELECT 1 FROM profiles WHERE user_id = 'held' FOR UPDATE")
         .execute(&mut holder)
@@ -133,7 +137,7 @@ async fn write_limits_stay_inside_the_write_transaction() {
     let settings = PostgresSettings { max_connections: 1, ..PostgresSettings::default() };
     let store = PostgresMetadataStore::open_with(&scratch.url, OpenMode::Migrate, settings).await.unwrap();
     let deadline = Timestamp::from_millis(i64::MAX);
-    let outcome = store.put_before(&record("u"), deadline, Duration::from_millis(1234)).await.unwrap();
+    let outcome = store.put_before(&record("u"), &test_deadline(deadline, Duration::from_millis(1234))).await.unwrap();
     assert_eq!(outcome, CommitOutcome::Committed);
     let row: (String, String, Option<String>) = sqlx::query_as(
         "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout'), \

@@ -12,7 +12,32 @@
 //! The deadline of [`put_before`](MetadataStore::put_before) is evaluated by SQLite
 //! against its own clock (`julianday('now')`, the operating system's wall clock read
 //! with millisecond precision, stable within a statement), in the statement that
-//! writes, after the write lock is held.
+//! writes, after the write lock is held; under the same lock the request's time on the
+//! writer's tick clock (`CLOCK_BOOTTIME`) must not have run out either.
+//!
+//! # The store protocol: check, then commit
+//!
+//! A record whose deadline check passed must be visible to the cleaner's
+//! [`referenced`](MetadataStore::referenced) query before that query runs, or never
+//! later than its deadline, whatever freezes the writer between its check and its
+//! `COMMIT`. SQLite guarantees it with its single write lock:
+//! - a write holds the lock (`BEGIN IMMEDIATE`) from before its checks until its commit
+//!   lands, and the cleaner's query takes the same lock: while a checked write is not
+//!   yet committed, the query cannot run, however long the writer is frozen;
+//! - a write that takes the lock after the query reads SQLite's clock after it, past
+//!   the deadline of every blob old enough to have been listed (the timing rules), and
+//!   its tick-clock check covers a wall clock stepped backwards meanwhile;
+//! - the query's transaction also writes a row (`cleaner_fence`): its commit appends
+//!   frames right after the WAL's last valid frame, overwriting any commit frames of a
+//!   writer killed before it updated the WAL index, so no later recovery replays a
+//!   commit the cleaner did not see;
+//! - a query abandoned at the cleaner's call timeout drops its transaction, whose
+//!   queued `ROLLBACK` releases the lock as a writer's does.
+//!
+//! This holds for processes on one host sharing the file through a local filesystem
+//! (SQLite's locks are not reliable over network filesystems). Its cost: a frozen
+//! cleaner holds up writers for as long as it holds the lock, so the locked window is
+//! one page of ids.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,8 +47,8 @@ use std::time::Duration;
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, MetadataStore, Pairing, Record};
-use profilestore_core::time::Timestamp;
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
+use profilestore_core::time::Deadline;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
@@ -41,6 +66,8 @@ macro_rules! db_now_ms {
 }
 
 mod errors;
+#[cfg(test)]
+mod protocol_tests;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -152,10 +179,38 @@ impl SqliteMetadataStore {
         self.pool.close().await;
     }
 
+    /// Takes SQLite's write lock for a deadline-guarded write; `None` (lock released)
+    /// when the request's time on the writing process's tick clock has run out by the
+    /// time the lock is ours.
+    ///
+    /// Why the tick clock too: the statement compares SQLite's clock, the host's wall
+    /// clock, with the deadline; a wall clock stepped backwards after the request began
+    /// would let that comparison pass late. Both checks are made under the lock, which
+    /// the cleaner's query also takes.
+    async fn lock_for_write(
+        &self,
+        deadline: &Deadline,
+    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
+        if deadline.passed() {
+            roll_back_unchanged(tx).await;
+            return Ok(None);
+        }
+        Ok(Some(tx))
+    }
+
     /// The pool, for this crate's tests that plant rows no method would write.
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+}
+
+/// Rolls back a transaction that changed nothing: the outcome is settled whether or
+/// not the rollback succeeds.
+async fn roll_back_unchanged(tx: sqlx::Transaction<'static, sqlx::Sqlite>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::warn!(error = %e, "rolling back an empty transaction failed");
     }
 }
 
@@ -198,12 +253,10 @@ impl MetadataStore for SqliteMetadataStore {
         row.as_ref().map(|r| DECODE.record(r, failed("reading a profile record"))).transpose()
     }
 
-    async fn put_before(
-        &self,
-        record: &Record,
-        deadline: Timestamp,
-        statement_timeout: Duration,
-    ) -> Result<CommitOutcome, StoreError> {
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+        if deadline.passed() {
+            return Ok(CommitOutcome::DeadlineExceeded);
+        }
         let image_size = i64::try_from(record.image_size).map_err(|_| {
             StoreError::new(
                 StoreErrorKind::Corrupt,
@@ -214,9 +267,9 @@ impl MetadataStore for SqliteMetadataStore {
         // the commit happened.
         let commit_sent = AtomicBool::new(false);
         let attempt = async {
-            // BEGIN IMMEDIATE takes the write lock (waiting up to the busy timeout), so
-            // the INSERT below reads the clock after any lock wait.
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
+            let Some(mut tx) = self.lock_for_write(deadline).await? else {
+                return Ok(CommitOutcome::DeadlineExceeded);
+            };
             let done = sqlx::query(PUT_BEFORE)
                 .bind(record.user_id.as_str())
                 .bind(&record.metadata)
@@ -224,38 +277,74 @@ impl MetadataStore for SqliteMetadataStore {
                 .bind(&record.content_type)
                 .bind(image_size)
                 .bind(record.updated_at.as_millis())
-                .bind(deadline.as_millis())
+                .bind(deadline.at().as_millis())
                 .execute(&mut *tx)
                 .await
                 .map_err(failed("writing a profile record"))?;
             if done.rows_affected() == 0 {
-                // The transaction changed nothing, so the outcome is settled whether or
-                // not this rollback succeeds.
-                if let Err(e) = tx.rollback().await {
-                    tracing::warn!(error = %e, "rolling back an empty transaction failed");
-                }
+                roll_back_unchanged(tx).await;
                 return Ok(CommitOutcome::DeadlineExceeded);
             }
             commit_sent.store(true, Ordering::SeqCst);
+            #[cfg(feature = "failpoints")]
+            if crate::failpoint::take_park_before_commit() {
+                // A frozen process: the commit survives the caller's timeouts.
+                let parked = tokio::spawn(async move {
+                    crate::failpoint::park().await;
+                    let committed = tx.commit().await;
+                    tracing::warn!(outcome = ?committed, "failpoint: the parked commit finished");
+                    committed
+                });
+                let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
+                committed.map_err(failed("committing a profile record"))?;
+                return Ok(CommitOutcome::Committed);
+            }
             tx.commit().await.map_err(failed("committing a profile record"))?;
             Ok(CommitOutcome::Committed)
         };
         // On timeout the transaction is dropped, and sqlx queues its ROLLBACK behind
         // the statement still running on the connection's worker thread: nothing is
         // written unless COMMIT had already been sent.
-        match tokio::time::timeout(statement_timeout, attempt).await {
+        let time_left = deadline.remaining();
+        match tokio::time::timeout(time_left, attempt).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(DECODE.write_timed_out(statement_timeout, commit_sent.load(Ordering::SeqCst))),
+            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
         }
     }
 
-    async fn delete(&self, user: &UserId) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM profiles WHERE user_id = ?")
-            .bind(user.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(failed("deleting a profile record"))?;
-        Ok(done.rows_affected() > 0)
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        if deadline.passed() {
+            return Ok(DeleteOutcome::DeadlineExceeded);
+        }
+        let commit_sent = AtomicBool::new(false);
+        let attempt = async {
+            let Some(mut tx) = self.lock_for_write(deadline).await? else {
+                return Ok(DeleteOutcome::DeadlineExceeded);
+            };
+            let done = sqlx::query(concat!("DELETE FROM profiles WHERE user_id = ?1 AND ", db_now_ms!(), " < ?2"))
+                .bind(user.as_str())
+                .bind(deadline.at().as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("deleting a profile record"))?;
+            if done.rows_affected() == 0 {
+                let late: bool = sqlx::query_scalar(concat!("SELECT ", db_now_ms!(), " >= ?"))
+                    .bind(deadline.at().as_millis())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(failed("reading the database's clock"))?;
+                roll_back_unchanged(tx).await;
+                return Ok(if late { DeleteOutcome::DeadlineExceeded } else { DeleteOutcome::NotFound });
+            }
+            commit_sent.store(true, Ordering::SeqCst);
+            tx.commit().await.map_err(failed("committing a profile delete"))?;
+            Ok(DeleteOutcome::Deleted)
+        };
+        let time_left = deadline.remaining();
+        match tokio::time::timeout(time_left, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
+        }
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
@@ -263,16 +352,31 @@ impl MetadataStore for SqliteMetadataStore {
             return Ok(HashSet::new());
         }
         // All ids travel as one JSON array bound to one parameter, so any number of ids
-        // is one statement (one autocommit read transaction, a fresh WAL snapshot),
-        // with no limit on bound parameters and no SQL built from data. The planner
-        // probes the image_id index once per id (the tests check the plan).
+        // is one statement with no limit on bound parameters and no SQL built from
+        // data. The planner probes the image_id index once per id (the tests check
+        // the plan).
         let wanted: HashSet<String> = ids.iter().map(ImageId::to_string).collect();
         let json = serde_json::to_string(&wanted).map_err(|e| corrupt(format!("ids do not serialise: {e}")))?;
+        // The store protocol (see the module doc): the question is asked holding the
+        // write lock, so no write is between its deadline check and its commit, and
+        // the fence row's commit overwrites any commit frames a killed writer left
+        // beyond the WAL's last valid frame. Dropping this future (the cleaner's call
+        // timeout) drops the transaction, whose queued ROLLBACK releases the lock.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed("taking the write lock to ask which images are referenced"))?;
+        sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing the cleaner's fence row"))?;
         let rows = sqlx::query(REFERENCED)
             .bind(json)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(failed("asking which images are referenced"))?;
+        tx.commit().await.map_err(failed("committing the cleaner's fence row"))?;
         rows.iter()
             .map(|row| {
                 let id: String = row.try_get(0).map_err(failed("reading a referenced image id"))?;

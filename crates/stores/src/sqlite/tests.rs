@@ -1,6 +1,7 @@
 //! SQLite-specific behaviour the shared suite cannot reach: opening modes, migrations,
 //! the deadline against SQLite's own clock, timeouts under a held lock, corrupt rows.
 
+use crate::conformance::test_deadline;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +79,10 @@ async fn migrate_creates_parents_and_existing_then_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a/b/p.db");
     let store = SqliteMetadataStore::open(&path, OpenMode::Migrate).await.unwrap();
-    store.put_before(&record("u"), Timestamp::from_millis(i64::MAX), Duration::from_secs(5)).await.unwrap();
+    store
+        .put_before(&record("u"), &test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(5)))
+        .await
+        .unwrap();
     store.close().await;
     let again = SqliteMetadataStore::open(&path, OpenMode::Existing).await.unwrap();
     assert_eq!(again.count_records().await.unwrap(), 1);
@@ -127,7 +131,7 @@ async fn concurrent_first_opens_migrate_exactly_once() {
         }
         let versions: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM schema_version").fetch_all(stores[0].pool()).await.unwrap();
-        assert_eq!(versions, [1]);
+        assert_eq!(versions, [1, 2]);
     }
 }
 
@@ -179,10 +183,16 @@ async fn deadlines_are_judged_by_the_database_clock() {
     let now = SystemClock::new().now();
     let past = Timestamp::from_millis(now.as_millis() - 50);
     let r = record("late");
-    assert_eq!(store.put_before(&r, past, Duration::from_secs(5)).await.unwrap(), CommitOutcome::DeadlineExceeded);
+    assert_eq!(
+        store.put_before(&r, &test_deadline(past, Duration::from_secs(5))).await.unwrap(),
+        CommitOutcome::DeadlineExceeded
+    );
     assert_eq!(store.get(&r.user_id).await.unwrap(), None);
     let future = now.plus(Duration::from_secs(60));
-    assert_eq!(store.put_before(&r, future, Duration::from_secs(5)).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        store.put_before(&r, &test_deadline(future, Duration::from_secs(5))).await.unwrap(),
+        CommitOutcome::Committed
+    );
     assert_eq!(store.get(&r.user_id).await.unwrap(), Some(r));
 }
 
@@ -194,7 +204,7 @@ async fn a_write_that_times_out_behind_a_held_lock_writes_nothing() {
     sqlx::query("DELETE FROM profiles").execute(&mut *blocker).await.unwrap();
     let r = record("blocked");
     let deadline = SystemClock::new().now().plus(Duration::from_secs(60));
-    let err = store.put_before(&r, deadline, Duration::from_millis(200)).await.unwrap_err();
+    let err = store.put_before(&r, &test_deadline(deadline, Duration::from_millis(200))).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Unavailable);
     assert!(err.to_string().contains("nothing was written"), "{err}");
     // The abandoned BEGIN is still waiting in the worker thread; once the lock frees it
@@ -204,7 +214,10 @@ async fn a_write_that_times_out_behind_a_held_lock_writes_nothing() {
     assert_eq!(store.get(&r.user_id).await.unwrap(), None);
     assert_eq!(store.count_records().await.unwrap(), 0);
     // The pool is healthy afterwards.
-    assert_eq!(store.put_before(&r, deadline, Duration::from_secs(5)).await.unwrap(), CommitOutcome::Committed);
+    assert_eq!(
+        store.put_before(&r, &test_deadline(deadline, Duration::from_secs(5))).await.unwrap(),
+        CommitOutcome::Committed
+    );
 }
 
 #[tokio::test]
@@ -225,7 +238,7 @@ async fn referenced_probes_the_image_id_index() {
 async fn corrupt_rows_are_reported_not_panicked_on() {
     let (_dir, store) = fresh().await;
     let good = record("good");
-    store.put_before(&good, Timestamp::from_millis(i64::MAX), Duration::from_secs(5)).await.unwrap();
+    store.put_before(&good, &test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(5))).await.unwrap();
     let insert = "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) \
                   VALUES (?, '{}', ?, 'image/png', ?, 0)";
     // The schema's CHECK refuses a negative size; only tampering with the checks off
@@ -261,7 +274,10 @@ async fn an_image_size_sqlite_cannot_hold_is_refused_without_writing() {
     let (_dir, store) = fresh().await;
     let mut r = record("huge");
     r.image_size = u64::MAX;
-    let err = store.put_before(&r, Timestamp::from_millis(i64::MAX), Duration::from_secs(5)).await.unwrap_err();
+    let err = store
+        .put_before(&r, &test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(5)))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt);
     assert_eq!(store.count_records().await.unwrap(), 0);
 }

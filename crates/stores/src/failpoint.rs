@@ -1,0 +1,46 @@
+//! Test-only failpoints, compiled in only with the `failpoints` feature: a release
+//! build carries none of this (`cargo tree -e normal` shows the feature off).
+//!
+//! One failpoint exists, [`take_park_before_commit`] then [`park`], between a record write's deadline
+//! check and its `COMMIT`. It emulates the hazard the store protocols exist for: a
+//! process that passed the check and then stalls (SIGSTOP, swap, a VM freeze, a
+//! worker thread stuck in the kernel) before its commit lands.
+//!
+//! It is driven from outside the process through files in the directory named by
+//! `PROFILESTORE_FAILPOINT_DIR`:
+//! - the test creates `park-before-commit` to arm it; the next record write to reach
+//!   the failpoint consumes that file (so exactly one write parks per arming);
+//! - the parked write creates `parked` (the test waits for it);
+//! - the test creates `release`; the write then goes on to commit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable naming the failpoint directory.
+pub const DIR_VAR: &str = "PROFILESTORE_FAILPOINT_DIR";
+
+/// How often a parked write looks for its release file.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Whether the failpoint is armed, disarming it: `true` for exactly one caller per
+/// arming, which must then [`park`] before its commit.
+pub fn take_park_before_commit() -> bool {
+    let Some(dir) = std::env::var_os(DIR_VAR).map(PathBuf::from) else { return false };
+    // Renaming is atomic: of two writes racing here, one wins the arming.
+    std::fs::rename(dir.join("park-before-commit"), dir.join("park-before-commit.taken")).is_ok()
+}
+
+/// Parks until the test releases the write. Call it on a task the caller's timeouts
+/// cannot cancel (a frozen process's timers do not fire either), holding whatever the
+/// write holds at that point: its transaction, and on SQLite the write lock.
+pub async fn park() {
+    let Some(dir) = std::env::var_os(DIR_VAR).map(PathBuf::from) else { return };
+    tracing::warn!("failpoint: a record write parks between its deadline check and its commit");
+    if let Err(e) = tokio::fs::write(dir.join("parked"), b"").await {
+        tracing::error!(error = %e, "failpoint: could not say the write is parked");
+    }
+    while !tokio::fs::try_exists(dir.join("release")).await.unwrap_or(false) {
+        tokio::time::sleep(POLL).await;
+    }
+    tracing::warn!("failpoint: the parked record write goes on to commit");
+}
