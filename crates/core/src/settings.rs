@@ -1,4 +1,4 @@
-//! The cluster-wide timings and the rules that make them safe (SPEC.md, "Timing rules").
+//! The cluster-wide timings and the rules that make them safe (docs/design.md, "Timing rules").
 //!
 //! This is the one place the rules live. Every process validates its timings here at
 //! start, and the values stored when the stores were paired must match.
@@ -70,7 +70,7 @@ impl Timings<Duration> {
     }
 
     /// The slack a committed-but-not-yet-visible record may stall for without risk:
-    /// `min_blob_age - request_timeout - clock_skew` (SPEC.md, "Check, then commit").
+    /// `min_blob_age - request_timeout - clock_skew` (docs/design.md, "Check, then commit").
     pub fn commit_stall_margin(&self) -> Duration {
         self.min_blob_age.saturating_sub(self.request_timeout + self.clock_skew)
     }
