@@ -143,7 +143,7 @@ impl S3Args {
     }
 }
 
-/// The cluster-wide timings (SPEC.md, "Timing rules"). Left unset, a process uses
+/// The cluster-wide timings (docs/design.md, "Timing rules"). Left unset, a process uses
 /// the values stored when the stores were paired.
 #[derive(Debug, Clone, Args, Default)]
 pub struct TimingArgs {

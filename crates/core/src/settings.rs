@@ -1,4 +1,4 @@
-//! The cluster-wide timings and the rules that make them safe (SPEC.md, "Timing rules").
+//! The cluster-wide timings and the rules that make them safe (docs/design.md, "Timing rules").
 //!
 //! This is the one place the rules live. Every process validates its timings here at
 //! start, and the values stored when the stores were paired must match.

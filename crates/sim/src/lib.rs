@@ -5,7 +5,7 @@
 //! `ReadMachine` and `CleanerCycle` the service runs, against a model world of two
 //! stores and an hour clock, through every interleaving of servers, cleaners, failures
 //! and time within the bounds of a [`ModelConfig`], and checks the design's
-//! invariants (SPEC.md, "What must always hold") in every state.
+//! invariants (docs/design.md, "What must always hold") in every state.
 //!
 //! | module | holds |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! The checker must catch every flawed design of SPEC.md with a trace of the expected
+//! The checker must catch every flawed design of docs/design.md with a trace of the expected
 //! shape, and pass the working design. Configurations are tiny: tests run unoptimised.
 
 use profilestore_sim::{
