@@ -10,7 +10,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`time`] | [`Hour`]/[`Hours`]: core's `Time` in whole hours |
-//! | [`config`] | [`ModelConfig`], [`Design`], [`Properties`] |
+//! | [`config`] | [`ModelConfig`], [`Design`], [`StoreProtocol`], [`Properties`] |
 //! | [`world`] | the world value and its symmetric fingerprint |
 //! | [`step`] | the transitions and their labels |
 //! | [`liveness`] | the drain schedule behind "eventually no orphans" |
@@ -56,8 +56,8 @@ pub mod time;
 pub mod trace;
 pub mod world;
 
-pub use checker::{Progress, Report, Verdict, check};
-pub use config::{CASE_STUDY_TIMINGS, ConfigError, Design, ModelConfig, Properties};
+pub use checker::{Coverage, Progress, Report, Verdict, check};
+pub use config::{CASE_STUDY_TIMINGS, ConfigError, Design, ModelConfig, Properties, StoreProtocol};
 pub use step::Property;
 pub use time::{Hour, Hours};
 pub use trace::{Trace, TraceRow};
