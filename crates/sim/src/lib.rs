@@ -24,10 +24,13 @@
 //! than `max_ops` operations have started; a busy server performs its machine's next
 //! store operation atomically on the world and feeds the result back, or (with
 //! `fail_steps`) the operation fails without touching the world; a request at its
-//! deadline is killed; a finished request frees its server. A cleaner performs any one
-//! operation its cycle has enabled (listing is one page of every blob), or fails it; a
-//! finished cycle is replaced by a fresh one. The clock ticks one hour up to
-//! `max_hours`.
+//! deadline is killed; a finished request frees its server. Under a store protocol
+//! that splits the commit ([`StoreProtocol`]), a record write is two steps, the
+//! database's deadline check (the record staged, invisible) and the commit landing,
+//! with the protocol's exclusions as guards on everything between. A cleaner performs
+//! any one operation its cycle has enabled (listing is one page of every blob), or
+//! fails it; a finished cycle is replaced by a fresh one. The clock ticks one hour up
+//! to `max_hours`.
 //!
 //! # Reductions, and why they are sound
 //!
