@@ -7,7 +7,7 @@
 //! protocol and PostgreSQL's bounded commit pass at the case study's size. The exact
 //! numbers are asserted so that any change to what the model explores is noticed.
 
-use profilestore_sim::{Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check};
+use profilestore_sim::{ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check};
 
 fn at_case_study_size(store: StoreProtocol) -> ModelConfig {
     ModelConfig { store, ..ModelConfig::case_study() }
@@ -91,27 +91,6 @@ fn the_races_the_protocols_are_about_are_reached() {
     let atomic = of(StoreProtocol::AtomicCommit);
     assert_eq!((atomic.pending_commit_with_query_ready, atomic.pending_commit_past_deadline), (0, 0));
     assert!(atomic.deadline_at_check > 0, "{atomic:?}");
-}
-
-/// The split commit must not hide the timing flaws: under production's SQLite protocol
-/// each still fails at the case study's size, one step later per commit in its trace.
-#[test]
-fn the_timing_flaws_still_fail_under_the_fixed_sqlite_protocol() {
-    let base = at_case_study_size(StoreProtocol::SqliteLockedQuery);
-    let flaws = [
-        (Hours(1), Hours(0), Hours(1), Property::NoDanglingReference, 8),
-        (Hours(100), Hours(2), Hours(1), Property::NoDanglingReference, 10),
-        (Hours(1), Hours(2), Hours(0), Property::NoVanishedBlob, 16),
-    ];
-    for (request_timeout, min_blob_age, delete_delay, expected, steps) in flaws {
-        let mut config = base.clone();
-        config.timings.request_timeout = request_timeout;
-        config.timings.min_blob_age = min_blob_age;
-        config.timings.delete_delay = delete_delay;
-        let report = run(&config);
-        let Verdict::Violation { property, trace } = report.verdict else { panic!("{config:?} passed") };
-        assert_eq!((property, trace.steps()), (expected, steps), "{trace}");
-    }
 }
 
 #[test]
