@@ -7,7 +7,10 @@
 //! protocol and PostgreSQL's bounded commit pass at the case study's size. The exact
 //! numbers are asserted so that any change to what the model explores is noticed.
 
-use profilestore_sim::{ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check};
+use profilestore_core::machine::{CleanerAction, WriteAction, WriteEvent, WriteMachine};
+use profilestore_sim::step::{Action, cleaner_step, successors};
+use profilestore_sim::world::{Blob, Record, Server, World};
+use profilestore_sim::{Hour, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check};
 
 fn at_case_study_size(store: StoreProtocol) -> ModelConfig {
     ModelConfig { store, ..ModelConfig::case_study() }
@@ -116,4 +119,44 @@ fn without_failures_a_frozen_sqlite_commit_still_lands_and_a_postgres_one_is_ref
     let sqlite = passes(&one_write(StoreProtocol::SqliteLockedQuery)).coverage;
     let postgres = passes(&one_write(StoreProtocol::PostgresBoundedCommit)).coverage;
     assert!(sqlite.pending_commit_past_deadline > 0 && postgres.pending_commit_past_deadline > 0);
+}
+
+/// The guards themselves, from one state: a write of image #0 checked at 0 h holds a
+/// pending commit, and at 2 h a cleaner has listed #0 and is ready to ask about it.
+#[test]
+fn each_protocol_guards_the_steps_around_a_pending_commit() {
+    let mut machine = WriteMachine::start(Hour(0), Hours(1));
+    machine.next(Hour(0));
+    machine.handle(WriteEvent::IdIssued(0));
+    machine.next(Hour(0));
+    machine.handle(WriteEvent::BlobStored);
+    assert!(matches!(machine.next(Hour(0)), WriteAction::CommitRecord { .. }));
+    for store in
+        [StoreProtocol::SqliteUnlockedQuery, StoreProtocol::SqliteLockedQuery, StoreProtocol::PostgresBoundedCommit]
+    {
+        let config = ModelConfig { servers: 1, cleaners: 1, ..at_case_study_size(store) };
+        let mut w = World::initial(&config);
+        assert!(w.put_blob(Blob { id: 0, image: 0, created: Hour(0) }));
+        (w.next_id, w.ops, w.clock) = (1, 1, Hour(2));
+        let record = Record { metadata: 0, image_id: 0 };
+        w.servers[0] = Server::Committing { user: 0, record, machine: machine.clone() };
+        cleaner_step(&config, &mut w, 0, &CleanerAction::ListPage, false);
+        let mut steps = Vec::new();
+        successors(&config, &w, &mut |step, _, _| steps.push((step.action, step.failed)));
+        let query_runs = steps.iter().any(|(a, failed)| matches!(a, Action::QueryReferenced { .. }) && !failed);
+        let query_gives_up = steps.iter().any(|(a, failed)| matches!(a, Action::QueryReferenced { .. }) && *failed);
+        let lands = steps.contains(&(Action::CommitVisible { image_id: 0, refused: false }, false));
+        let refused = steps.contains(&(Action::CommitVisible { image_id: 0, refused: true }, false));
+        let rolled_back = steps.contains(&(Action::CommitVisible { image_id: 0, refused: false }, true));
+        let expected = match store {
+            // The frozen writer lands past its deadline, and nothing holds the query back.
+            StoreProtocol::SqliteUnlockedQuery => (true, true, true, false),
+            // The query waits for the lock (or gives up); the commit may still land.
+            StoreProtocol::SqliteLockedQuery => (false, true, true, false),
+            // Past the deadline the commit can only be refused; the query runs.
+            _ => (true, true, false, true),
+        };
+        assert_eq!((query_runs, query_gives_up, lands, refused), expected, "{store:?}: {steps:?}");
+        assert!(rolled_back, "a pending commit may always be rolled back: {store:?}");
+    }
 }
