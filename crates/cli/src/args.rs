@@ -333,7 +333,7 @@ pub struct CheckModelArgs {
     pub variant: ModelVariant,
     /// The database's commit protocol: `atomic` (check and commit in one step, as in
     /// the case study), `sqlite-unlocked` (SQLite before the fix: the cleaner's query
-    /// ignores an open write), `sqlite-locked` (SQLite as production runs it) or
+    /// ignores an open write), `sqlite-locked` (the fix: the query takes the write lock) or
     /// `postgres-bounded` (commit-time check, commit bounded by the deadline).
     #[arg(long, default_value = "sqlite-locked", value_parser = ["atomic", "sqlite-unlocked", "sqlite-locked", "postgres-bounded"])]
     pub store_protocol: String,
