@@ -331,6 +331,12 @@ pub struct CheckModelArgs {
     /// Which write path to explore.
     #[arg(long, value_enum, default_value_t = ModelVariant::Working)]
     pub variant: ModelVariant,
+    /// The database's commit protocol: `atomic` (check and commit in one step, as in
+    /// the case study), `sqlite-unlocked` (SQLite before the fix: the cleaner's query
+    /// ignores an open write), `sqlite-locked` (the fix: the query takes the write lock) or
+    /// `postgres-bounded` (commit-time check, commit bounded by the deadline).
+    #[arg(long, default_value = "sqlite-locked", value_parser = ["atomic", "sqlite-unlocked", "sqlite-locked", "postgres-bounded"])]
+    pub store_protocol: String,
     /// Store operations never fail (by default any step may fail).
     #[arg(long)]
     pub no_failures: bool,

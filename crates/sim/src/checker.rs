@@ -10,13 +10,14 @@ use std::collections::hash_map::Entry;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
+use profilestore_core::machine::CleanerAction;
 use rayon::prelude::*;
 
 use crate::config::{ConfigError, ModelConfig};
 use crate::liveness::drain;
 use crate::step::{Property, Step, successors};
 use crate::trace::{Trace, push_violation, rebuild};
-use crate::world::World;
+use crate::world::{Server, World};
 
 /// States expanded between two merges: bounds the successors held at once.
 const BLOCK: usize = 1 << 16;
@@ -65,8 +66,62 @@ pub struct Report {
     pub elapsed: Duration,
     /// The process's peak resident memory (`VmHWM`), where the OS reports it.
     pub peak_memory_bytes: Option<u64>,
+    /// How often the races the store protocols are about were reached.
+    pub coverage: Coverage,
     /// Pass or the violation found.
     pub verdict: Verdict,
+}
+
+/// Distinct states, among those expanded, in which a race the store protocols are
+/// about was open. A run that reaches one of them zero times proves nothing about it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Coverage {
+    /// A commit was pending (staged, invisible) while some cleaner's cycle had a
+    /// "which are referenced" query ready: enabled, or held back only by the store's
+    /// write lock. The frozen-commit race.
+    pub pending_commit_with_query_ready: u64,
+    /// A commit was pending at or past its request's deadline: the writer outlived
+    /// its request inside the commit.
+    pub pending_commit_past_deadline: u64,
+    /// A write had put its blob and was due to check its record when its deadline was
+    /// reached: the check meets the deadline, and the request is killed instead.
+    pub deadline_at_check: u64,
+}
+
+impl Coverage {
+    /// The races open in `world`.
+    pub fn of(world: &World) -> Coverage {
+        let mut c = Coverage::default();
+        let now = world.clock;
+        for server in &world.servers {
+            match server {
+                Server::Committing { machine, .. } if now >= machine.deadline() => c.pending_commit_past_deadline = 1,
+                Server::Writing { machine, .. }
+                    if now >= machine.deadline()
+                        && machine.outcome().is_none()
+                        && machine.image_id().is_some_and(|id| world.blob(id).is_some()) =>
+                {
+                    c.deadline_at_check = 1;
+                }
+                _ => {}
+            }
+        }
+        let query_ready = || {
+            world.cleaners.iter().any(|slot| {
+                slot.cycle().enabled(now).iter().any(|a| matches!(a, CleanerAction::QueryReferenced { .. }))
+            })
+        };
+        if world.commit_pending() && query_ready() {
+            c.pending_commit_with_query_ready = 1;
+        }
+        c
+    }
+
+    fn add(&mut self, other: Coverage) {
+        self.pending_commit_with_query_ready += other.pending_commit_with_query_ready;
+        self.pending_commit_past_deadline += other.pending_commit_past_deadline;
+        self.deadline_at_check += other.deadline_at_check;
+    }
 }
 
 impl Report {
@@ -107,14 +162,21 @@ type Node = (u64, u64, World);
 struct Expansion {
     children: Vec<Node>,
     transitions: u64,
+    coverage: Coverage,
     found: Option<Found>,
 }
 
 fn expand(config: &ModelConfig, chunk: &[Node], seen: &Parents) -> Expansion {
     // Most states have a handful of successors; reserving avoids regrowing a vector
     // of large values.
-    let mut out = Expansion { children: Vec::with_capacity(chunk.len() * 4), transitions: 0, found: None };
+    let mut out = Expansion {
+        children: Vec::with_capacity(chunk.len() * 4),
+        transitions: 0,
+        coverage: Coverage::default(),
+        found: None,
+    };
     for (fp, _, world) in chunk {
+        out.coverage.add(Coverage::of(world));
         if config.properties.eventually_no_orphans && drain(config, world, false).is_err() {
             out.found = Some(Found::Liveness { state: *fp, world: Box::new(world.clone()) });
             return out;
@@ -153,13 +215,15 @@ pub fn check(config: &ModelConfig, mut progress: impl FnMut(&Progress)) -> Resul
     // are never moved again after generation.
     let mut frontier: Vec<Vec<Node>> = vec![vec![(initial_fp, initial_fp, initial)]];
     let mut transitions = 0u64;
+    let mut coverage = Coverage::default();
     let mut depth = 0u32;
-    let report = |seen: &Parents, transitions, depth, verdict| Report {
+    let report = |seen: &Parents, transitions, coverage, depth, verdict| Report {
         distinct_states: seen.len() as u64,
         transitions,
         depth,
         elapsed: started.elapsed(),
         peak_memory_bytes: peak_memory_bytes(),
+        coverage,
         verdict,
     };
     while !frontier.is_empty() {
@@ -178,6 +242,7 @@ pub fn check(config: &ModelConfig, mut progress: impl FnMut(&Progress)) -> Resul
             drop(block);
             for mut e in expansions {
                 transitions += e.transitions;
+                coverage.add(e.coverage);
                 e.children.retain(|(fp, parent, _)| match seen.entry(*fp) {
                     Entry::Vacant(slot) => {
                         slot.insert(*parent);
@@ -187,7 +252,7 @@ pub fn check(config: &ModelConfig, mut progress: impl FnMut(&Progress)) -> Resul
                 });
                 if let Some(found) = e.found {
                     let verdict = violation_verdict(config, &seen, found);
-                    return Ok(report(&seen, transitions, depth + 1, verdict));
+                    return Ok(report(&seen, transitions, coverage, depth + 1, verdict));
                 }
                 if !e.children.is_empty() {
                     // The reserve was a guess; the frontier should not carry its slack.
@@ -208,7 +273,7 @@ pub fn check(config: &ModelConfig, mut progress: impl FnMut(&Progress)) -> Resul
             depth += 1;
         }
     }
-    Ok(report(&seen, transitions, depth, Verdict::Pass))
+    Ok(report(&seen, transitions, coverage, depth, Verdict::Pass))
 }
 
 fn violation_verdict(config: &ModelConfig, seen: &Parents, found: Found) -> Verdict {

@@ -15,6 +15,60 @@ pub enum Design {
     BlobKeyedByUser,
 }
 
+/// How the database makes a record write visible, and what its contract excludes
+/// meanwhile. Every protocol but [`StoreProtocol::AtomicCommit`] splits the write into
+/// two steps: the *check* (the database compares its clock with the request's
+/// deadline; the row is staged, invisible to every other transaction) and the
+/// *visible* step (the commit lands). Between the two any other actor may step and time
+/// may pass, unless the protocol's rule forbids it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum StoreProtocol {
+    /// Check and visibility are one step: the case study's model, and what the checker
+    /// explored before the protocols were modelled.
+    AtomicCommit,
+    /// SQLite as it was when real processes showed the flaw: writers take the single
+    /// write lock (`BEGIN IMMEDIATE`), but the cleaner's "which are referenced" query is
+    /// a plain read that no open write excludes. A writer frozen between its checked
+    /// `INSERT` and its `COMMIT` may make the row visible at any later time, even past
+    /// its deadline: the frozen process never learns that its request was abandoned.
+    SqliteUnlockedQuery,
+    /// The fix: the cleaner's query takes the same write lock, so it is not enabled
+    /// while any commit is pending. A pending commit still lands whenever its frozen
+    /// writer wakes (or is rolled back), but never behind a query's back; a write
+    /// checked after the query reads a clock past the deadline of every blob the query
+    /// asked about (one model clock makes that automatic).
+    SqliteLockedQuery,
+    /// PostgreSQL with the deadline re-checked at commit (a deferred trigger) and the
+    /// commit's time bounded by the time the request has left: a pending commit becomes
+    /// visible before its deadline or never. Once the clock reaches the deadline it can
+    /// only be refused and rolled back. Queries and other writers are not excluded
+    /// (row locks order writers of one user; last visible wins).
+    PostgresBoundedCommit,
+}
+
+impl StoreProtocol {
+    /// Whether a record write is split into a check and a visible step.
+    pub fn splits_commit(self) -> bool {
+        self != StoreProtocol::AtomicCommit
+    }
+
+    /// Whether one pending commit excludes every other write's check (SQLite's single
+    /// write lock, held from `BEGIN IMMEDIATE` to `COMMIT`).
+    pub fn one_writer_at_a_time(self) -> bool {
+        matches!(self, StoreProtocol::SqliteUnlockedQuery | StoreProtocol::SqliteLockedQuery)
+    }
+
+    /// Whether a pending commit excludes the cleaner's "which are referenced" query.
+    pub fn query_waits_for_writer(self) -> bool {
+        self == StoreProtocol::SqliteLockedQuery
+    }
+
+    /// Whether a pending commit may still become visible at or after its deadline.
+    pub fn lands_after_deadline(self) -> bool {
+        self != StoreProtocol::PostgresBoundedCommit
+    }
+}
+
 /// Which safety properties are checked. Each can be switched off so a test can show
 /// that a flawed design also breaks a weaker property (flaw 1 breaks "no dangling
 /// reference" transiently before it breaks "consistent reads").
@@ -68,6 +122,8 @@ pub struct ModelConfig {
     pub timings: Timings<Hours>,
     /// The write path under test.
     pub design: Design,
+    /// How the database commits a record write.
+    pub store: StoreProtocol,
     /// Whether any store operation may fail instead of taking effect.
     pub fail_steps: bool,
     /// The properties checked.
@@ -81,7 +137,8 @@ pub const CASE_STUDY_TIMINGS: Timings<Hours> =
 impl ModelConfig {
     /// The case study's configuration: 2 servers, 2 cleaners, 1 user, 2 metadata values,
     /// 2 images, 3 image ids, at most 3 operations and 3 hours, failing steps, the
-    /// working design.
+    /// working design, and the case study's atomic commit (production's SQLite protocol
+    /// is [`StoreProtocol::SqliteLockedQuery`]).
     pub fn case_study() -> Self {
         ModelConfig {
             servers: 2,
@@ -94,6 +151,7 @@ impl ModelConfig {
             max_hours: 3,
             timings: CASE_STUDY_TIMINGS,
             design: Design::Working,
+            store: StoreProtocol::AtomicCommit,
             fail_steps: true,
             properties: Properties::SAFETY,
         }

@@ -10,7 +10,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`time`] | [`Hour`]/[`Hours`]: core's `Time` in whole hours |
-//! | [`config`] | [`ModelConfig`], [`Design`], [`Properties`] |
+//! | [`config`] | [`ModelConfig`], [`Design`], [`StoreProtocol`], [`Properties`] |
 //! | [`world`] | the world value and its symmetric fingerprint |
 //! | [`step`] | the transitions and their labels |
 //! | [`liveness`] | the drain schedule behind "eventually no orphans" |
@@ -24,10 +24,13 @@
 //! than `max_ops` operations have started; a busy server performs its machine's next
 //! store operation atomically on the world and feeds the result back, or (with
 //! `fail_steps`) the operation fails without touching the world; a request at its
-//! deadline is killed; a finished request frees its server. A cleaner performs any one
-//! operation its cycle has enabled (listing is one page of every blob), or fails it; a
-//! finished cycle is replaced by a fresh one. The clock ticks one hour up to
-//! `max_hours`.
+//! deadline is killed; a finished request frees its server. Under a store protocol
+//! that splits the commit ([`StoreProtocol`]), a record write is two steps, the
+//! database's deadline check (the record staged, invisible) and the commit landing,
+//! with the protocol's exclusions as guards on everything between. A cleaner performs
+//! any one operation its cycle has enabled (listing is one page of every blob), or
+//! fails it; a finished cycle is replaced by a fresh one. The clock ticks one hour up
+//! to `max_hours`.
 //!
 //! # Reductions, and why they are sound
 //!
@@ -56,8 +59,8 @@ pub mod time;
 pub mod trace;
 pub mod world;
 
-pub use checker::{Progress, Report, Verdict, check};
-pub use config::{CASE_STUDY_TIMINGS, ConfigError, Design, ModelConfig, Properties};
+pub use checker::{Coverage, Progress, Report, Verdict, check};
+pub use config::{CASE_STUDY_TIMINGS, ConfigError, Design, ModelConfig, Properties, StoreProtocol};
 pub use step::Property;
 pub use time::{Hour, Hours};
 pub use trace::{Trace, TraceRow};

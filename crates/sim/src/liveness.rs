@@ -2,7 +2,8 @@
 //! blob referenced.
 //!
 //! The schedule, with no new client operations: each busy server steps without
-//! failures until its request ends (commits, ends, or is killed at its deadline);
+//! failures until its request ends (commits, ends, or is killed at its deadline; a
+//! pending commit lands, or is refused where the store bounds it by the deadline);
 //! time then jumps until every blob is old enough for the cleaner; cleaner 0 abandons
 //! whatever cycle it was in (as a failure would) and runs one whole cycle without
 //! failures, waiting out its delete delay. Fairness assumed: failures eventually stop,
@@ -35,12 +36,18 @@ pub fn drain(config: &ModelConfig, world: &World, record: bool) -> Result<(), Ve
             steps.push((step, w.clone()));
         }
     };
-    for i in 0..w.servers.len() {
-        for _ in 0..MAX_DRAIN_STEPS {
-            match server_step(config, &mut w, i, false) {
-                Some((step, _)) => log(&mut steps, step, &w),
-                None => break,
+    // Round by round, so a write waiting for another's write lock goes on once the
+    // pending commit holding it has landed.
+    for _ in 0..MAX_DRAIN_STEPS {
+        let mut stepped = false;
+        for i in 0..w.servers.len() {
+            if let Some((step, _)) = server_step(config, &mut w, i, false) {
+                log(&mut steps, step, &w);
+                stepped = true;
             }
+        }
+        if !stepped {
+            break;
         }
     }
     let ripe = w.clock.plus(config.timings.cleaner_min_age());

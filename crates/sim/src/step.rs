@@ -1,5 +1,11 @@
 //! Transitions: one actor performs one store operation atomically on the world and
 //! its production machine is told the result, or the clock ticks.
+//!
+//! A record write is one step under
+//! [`AtomicCommit`](crate::config::StoreProtocol::AtomicCommit); under the other
+//! protocols it is two, the database's deadline check (the row staged, invisible) and
+//! the commit becoming visible, and the protocol's exclusion rules are guards on the
+//! steps between them.
 
 use profilestore_core::machine::{
     CleanerAction, CleanerEvent, CycleOutcome, CycleStatus, ReadAction, ReadEvent, ReadMachine, ReadOutcome,
@@ -47,11 +53,29 @@ pub enum Action {
         /// Whether it replaced an existing blob (flawed designs).
         overwrite: bool,
     },
-    /// The write committed its record.
+    /// The write committed its record in one step
+    /// ([`AtomicCommit`](crate::config::StoreProtocol::AtomicCommit)).
     CommitRecord {
         /// The image the record names.
         image_id: ImageId,
         /// Whether the database refused it as late.
+        refused: bool,
+    },
+    /// The database checked the write's deadline against its clock and staged the
+    /// record, invisible until its commit lands (split-commit protocols).
+    CheckRecord {
+        /// The image the record names.
+        image_id: ImageId,
+        /// Whether the database refused it as late.
+        refused: bool,
+    },
+    /// A staged record's commit landed: the record is visible. Failed, or refused
+    /// because the deadline passed meanwhile (PostgreSQL's commit-time check), the
+    /// transaction is rolled back instead.
+    CommitVisible {
+        /// The image the record names.
+        image_id: ImageId,
+        /// Whether the database refused the commit as late.
         refused: bool,
     },
     /// The read fetched the record.
@@ -168,13 +192,19 @@ pub fn successors(config: &ModelConfig, world: &World, emit: &mut impl FnMut(Ste
             }
         }
     }
+    let locked = config.store.query_waits_for_writer() && world.commit_pending();
     for (c, cycle) in world.cleaners.iter().enumerate() {
         if world.cleaners[..c].contains(cycle) {
             continue;
         }
         let fresh = *cycle.cycle() == fresh_cycle(config);
         for action in cycle.cycle().enabled(now) {
+            // Under the write lock a query can only wait, and give up (fail).
+            let waits = locked && matches!(action, CleanerAction::QueryReferenced { .. });
             for fail in [false, true] {
+                if !fail && waits {
+                    continue;
+                }
                 // A failed step of a cycle that has done nothing changes nothing.
                 if fail && (!config.fail_steps || fresh) {
                     break;
@@ -239,17 +269,32 @@ pub fn server_step(config: &ModelConfig, w: &mut World, i: usize, fail: bool) ->
     let mut server = std::mem::replace(&mut w.servers[i], Server::Idle);
     let result = match &mut server {
         Server::Idle => None,
-        Server::Writing { user, metadata, image, machine } => write_step(w, (*user, *metadata, *image), machine, fail)
-            .map(|(action, failed)| {
+        Server::Writing { user, metadata, image, machine } => {
+            write_step(config, w, (*user, *metadata, *image), machine, fail).map(|(action, failed)| {
                 let finished = machine.outcome().map(Finished::Write);
                 (Step { actor, action, failed, finished }, None)
-            }),
+            })
+        }
+        Server::Committing { user, record, machine } => {
+            let (action, failed) = commit_step(config, w, *user, *record, machine, fail);
+            let finished = machine.outcome().map(Finished::Write);
+            Some((Step { actor, action, failed, finished }, None))
+        }
         Server::Reading { user, machine, seen } => read_step(config, w, *user, machine, seen, fail)
             .map(|(step, violation)| (Step { actor, ..step }, violation)),
     };
+    // A check that passed stages the record: the server now holds a pending commit.
+    if let (
+        Some((Step { action: Action::CheckRecord { image_id, refused: false }, failed: false, .. }, _)),
+        Server::Writing { user, metadata, machine, .. },
+    ) = (&result, &server)
+    {
+        let record = Record { metadata: *metadata, image_id: *image_id };
+        server = Server::Committing { user: *user, record, machine: machine.clone() };
+    }
     let done = match &server {
         Server::Idle => true,
-        Server::Writing { machine, .. } => machine.outcome().is_some(),
+        Server::Writing { machine, .. } | Server::Committing { machine, .. } => machine.outcome().is_some(),
         Server::Reading { machine, .. } => machine.outcome().is_some(),
     };
     // A finished request frees its server at once: servers serve again.
@@ -260,6 +305,7 @@ pub fn server_step(config: &ModelConfig, w: &mut World, i: usize, fail: bool) ->
 }
 
 fn write_step(
+    config: &ModelConfig,
     w: &mut World,
     (user, metadata, image): (u8, u8, u8),
     machine: &mut WriteMachine<Hour, ImageId>,
@@ -292,14 +338,32 @@ fn write_step(
             Some((action, false))
         }
         WriteAction::CommitRecord { image_id, deadline } => {
+            let split = config.store.splits_commit();
+            let label = |refused| {
+                if split {
+                    Action::CheckRecord { image_id, refused }
+                } else {
+                    Action::CommitRecord { image_id, refused }
+                }
+            };
+            // SQLite's single write lock: while another write's commit is pending this
+            // one waits for the lock (and may give up, failing), but cannot check.
+            if split && !fail && config.store.one_writer_at_a_time() && w.commit_pending() {
+                return None;
+            }
             if fail {
                 machine.handle(WriteEvent::Failed);
-                return Some((Action::CommitRecord { image_id, refused: false }, true));
+                return Some((label(false), true));
             }
             // The database's clock is the model clock (no skew here).
             if now >= deadline {
                 machine.handle(WriteEvent::CommitRefusedLate);
-                return Some((Action::CommitRecord { image_id, refused: true }, false));
+                return Some((label(true), false));
+            }
+            if split {
+                // Staged: the caller turns the server into `Committing`; the machine
+                // hears nothing until the commit lands or is rolled back.
+                return Some((label(false), false));
             }
             if let Some(slot) = w.records.get_mut(usize::from(user)) {
                 *slot = Some(Record { metadata, image_id });
@@ -308,6 +372,35 @@ fn write_step(
             Some((Action::CommitRecord { image_id, refused: false }, false))
         }
     }
+}
+
+/// The second half of a split commit: the staged record becomes visible, or the
+/// transaction is rolled back (failed, or refused as late under a bounded commit). A
+/// frozen writer's commit may land at any later time where the protocol does not bound
+/// it, so the machine's deadline is not consulted here: the request is not killed while
+/// its process is frozen inside the commit.
+fn commit_step(
+    config: &ModelConfig,
+    w: &mut World,
+    user: u8,
+    record: Record,
+    machine: &mut WriteMachine<Hour, ImageId>,
+    fail: bool,
+) -> (Action, bool) {
+    let image_id = record.image_id;
+    if fail {
+        machine.handle(WriteEvent::Failed);
+        return (Action::CommitVisible { image_id, refused: false }, true);
+    }
+    if !config.store.lands_after_deadline() && w.clock >= machine.deadline() {
+        machine.handle(WriteEvent::CommitRefusedLate);
+        return (Action::CommitVisible { image_id, refused: true }, false);
+    }
+    if let Some(slot) = w.records.get_mut(usize::from(user)) {
+        *slot = Some(record);
+    }
+    machine.handle(WriteEvent::RecordCommitted);
+    (Action::CommitVisible { image_id, refused: false }, false)
 }
 
 fn read_step(

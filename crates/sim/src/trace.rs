@@ -63,10 +63,12 @@ impl Trace {
             Actor::Cleaner(i) => format!("cleaner {i}"),
             Actor::Clock => "clock".into(),
         };
-        let mut action = describe(&step.action);
-        if step.failed {
-            action.push_str(" FAILED");
-        }
+        let mut action = match (step.failed, step.action) {
+            (true, Action::CheckRecord { image_id, .. }) => format!("check record →#{image_id} FAILED"),
+            (true, Action::CommitVisible { image_id, .. }) => format!("commit →#{image_id} FAILED, rolled back"),
+            (true, other) => describe(&other) + " FAILED",
+            (false, other) => describe(&other),
+        };
         let read_returned = match step.finished {
             Some(Finished::Read(outcome, answer)) => Some(match (outcome, answer) {
                 (ReadOutcome::Found(id), Some((m, i))) => format!("profile (m{m}, i{i}) via #{id}"),
@@ -115,6 +117,12 @@ fn describe(action: &Action) -> String {
         }
         Action::CommitRecord { image_id, refused } => {
             format!("commit record →#{image_id}{}", if refused { " refused: late" } else { "" })
+        }
+        Action::CheckRecord { image_id, refused } => {
+            format!("check record →#{image_id}{}", if refused { " refused: late" } else { ": staged" })
+        }
+        Action::CommitVisible { image_id, refused } => {
+            format!("commit →#{image_id}{}", if refused { " refused: late, rolled back" } else { " visible" })
         }
         Action::GetRecord { found: Some(r) } => format!("get record: (m{}, #{})", r.metadata, r.image_id),
         Action::GetRecord { found: None } => "get record: none".into(),

@@ -51,6 +51,18 @@ pub enum Server {
         /// The production write machine.
         machine: WriteMachine<Hour, ImageId>,
     },
+    /// A write whose record passed the database's deadline check and is staged,
+    /// invisible to everyone else, until its commit lands or is rolled back (store
+    /// protocols that split the commit). The server does nothing else meanwhile: it is
+    /// the frozen process between `INSERT` and `COMMIT`.
+    Committing {
+        /// The user written.
+        user: u8,
+        /// The staged record.
+        record: Record,
+        /// The production write machine, still waiting for the commit's answer.
+        machine: WriteMachine<Hour, ImageId>,
+    },
     /// Serving a profile read.
     Reading {
         /// The user read.
@@ -138,6 +150,11 @@ impl World {
             .and_then(|(user, _)| u8::try_from(user).ok())
     }
 
+    /// Whether some server holds a pending commit (a staged, invisible record).
+    pub fn commit_pending(&self) -> bool {
+        self.servers.iter().any(|s| matches!(s, Server::Committing { .. }))
+    }
+
     /// Blobs no record names.
     pub fn orphans(&self) -> Vec<ImageId> {
         self.blobs.iter().filter(|b| !self.referenced(b.id)).map(|b| b.id).collect()
@@ -171,16 +188,20 @@ impl World {
         h.finish()
     }
 
-    /// The database as text, e.g. `u0→(m1,#2)`.
+    /// The database as text, e.g. `u0→(m1,#2)`, then any staged, not yet visible
+    /// record, e.g. `pending u0→(m0,#3)`.
     pub fn render_records(&self) -> String {
         let mut out = String::new();
-        for (user, r) in self.records.iter().enumerate() {
-            if let Some(r) = r {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                let _ = write!(out, "u{user}→(m{},#{})", r.metadata, r.image_id);
+        let committed = self.records.iter().enumerate().filter_map(|(user, r)| r.map(|r| (user, r, "")));
+        let pending = self.servers.iter().filter_map(|s| match s {
+            Server::Committing { user, record, .. } => Some((usize::from(*user), *record, "pending ")),
+            _ => None,
+        });
+        for (user, r, pending) in committed.chain(pending) {
+            if !out.is_empty() {
+                out.push(' ');
             }
+            let _ = write!(out, "{pending}u{user}→(m{},#{})", r.metadata, r.image_id);
         }
         if out.is_empty() { "-".into() } else { out }
     }

@@ -2,7 +2,7 @@
 //! shape, and pass the working design. Configurations are tiny: tests run unoptimised.
 
 use profilestore_sim::{
-    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, Property, Report, Trace, Verdict, check,
+    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check,
 };
 
 fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelConfig {
@@ -17,6 +17,9 @@ fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelCo
         max_hours,
         timings: CASE_STUDY_TIMINGS,
         design: Design::Working,
+        // The case study's atomic commit: these tests are about the timing rules;
+        // store_protocols.rs explores the commit protocols.
+        store: StoreProtocol::AtomicCommit,
         fail_steps: false,
         properties: Properties::SAFETY,
     }
@@ -170,32 +173,37 @@ fn the_report_measures_the_run() {
     assert!(report.peak_memory_bytes.is_some_and(|b| b > 0), "VmHWM is readable on Linux");
 }
 
-/// The case study's own configuration: about 800,000 states, a few seconds (the crate
-/// is optimised even in test builds, see the workspace's Cargo.toml).
+/// The case study's own configuration, with its atomic commit: a few seconds (the crate
+/// is optimised even in test builds, see the workspace's Cargo.toml). The exact counts
+/// are asserted so that any change to what the model explores is noticed.
 #[test]
 fn the_working_design_passes_at_the_case_study_size() {
     let report = run(&ModelConfig { properties: Properties::ALL, ..ModelConfig::case_study() });
     println!("{report:?}");
     assert_eq!(report.verdict, Verdict::Pass);
-    assert!(report.distinct_states > 500_000, "{report:?}");
+    assert_eq!((report.distinct_states, report.transitions), (795_670, 2_916_262), "{report:?}");
 }
 
-/// Each flaw at the case study's own size, with failures and two of every actor.
+/// Each flaw at the case study's own size, with failures and two of every actor: with
+/// the case study's atomic commit, and with production's SQLite protocol, where the
+/// split commit must not hide a flaw (each commit in the trace is one step more).
 #[test]
 fn every_timing_flaw_fails_at_the_case_study_size() {
-    let base = ModelConfig::case_study();
     let flaws = [
-        (Hours(1), Hours(0), Hours(1), Property::NoDanglingReference, 7),
-        (Hours(100), Hours(2), Hours(1), Property::NoDanglingReference, 9),
-        (Hours(1), Hours(2), Hours(0), Property::NoVanishedBlob, 14),
+        (Hours(1), Hours(0), Hours(1), Property::NoDanglingReference, [7, 8]),
+        (Hours(100), Hours(2), Hours(1), Property::NoDanglingReference, [9, 10]),
+        (Hours(1), Hours(2), Hours(0), Property::NoVanishedBlob, [14, 16]),
     ];
-    for (request_timeout, min_blob_age, delete_delay, expected, steps) in flaws {
-        let mut config = base.clone();
-        config.timings.request_timeout = request_timeout;
-        config.timings.min_blob_age = min_blob_age;
-        config.timings.delete_delay = delete_delay;
-        let (property, trace) = violation(&config);
-        assert_eq!((property, trace.steps()), (expected, steps));
+    for (protocol, store) in [StoreProtocol::AtomicCommit, StoreProtocol::SqliteLockedQuery].into_iter().enumerate() {
+        let base = ModelConfig { store, ..ModelConfig::case_study() };
+        for (request_timeout, min_blob_age, delete_delay, expected, steps) in flaws {
+            let mut config = base.clone();
+            config.timings.request_timeout = request_timeout;
+            config.timings.min_blob_age = min_blob_age;
+            config.timings.delete_delay = delete_delay;
+            let (property, trace) = violation(&config);
+            assert_eq!((property, trace.steps()), (expected, steps[protocol]), "{store:?}");
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use profilestore_core::settings::Timings;
-use profilestore_sim::{CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, Verdict, check};
+use profilestore_sim::{CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, StoreProtocol, Verdict, check};
 
 use crate::args::{CheckModelArgs, ModelVariant};
 use crate::stores::checked;
@@ -32,6 +32,12 @@ pub async fn run(args: CheckModelArgs) -> anyhow::Result<ExitCode> {
         report.elapsed,
         report.states_per_second(),
         report.peak_memory_bytes.unwrap_or(0) / (1 << 20)
+    );
+    let races = report.coverage;
+    println!(
+        "races reached (states): pending commit with a cleaner query ready {}, pending commit past its deadline {}, \
+         deadline reached at a write's check {}",
+        races.pending_commit_with_query_ready, races.pending_commit_past_deadline, races.deadline_at_check
     );
     match report.verdict {
         Verdict::Pass => {
@@ -83,6 +89,13 @@ fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
             ModelVariant::Working => Design::Working,
             ModelVariant::RecordFirst => Design::RecordFirst,
             ModelVariant::BlobKeyedByUser => Design::BlobKeyedByUser,
+        },
+        store: match args.store_protocol.as_str() {
+            "atomic" => StoreProtocol::AtomicCommit,
+            "sqlite-unlocked" => StoreProtocol::SqliteUnlockedQuery,
+            "sqlite-locked" => StoreProtocol::SqliteLockedQuery,
+            "postgres-bounded" => StoreProtocol::PostgresBoundedCommit,
+            other => bail!("--store-protocol {other:?} is not a protocol the model knows"),
         },
         fail_steps: !args.no_failures,
         properties: if args.liveness { Properties::ALL } else { Properties::SAFETY },
