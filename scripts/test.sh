@@ -57,6 +57,11 @@ if [ -z "${PROFILESTORE_TEST_POSTGRES_URL:-}" ] || [ -z "${PROFILESTORE_TEST_S3_
   [ -n "${PROFILESTORE_TEST_POSTGRES_URL:-}" ] || start_service pg scripts/services/postgres.sh
   [ -n "${PROFILESTORE_TEST_S3_ENDPOINT:-}" ] || start_service s3 scripts/services/s3.sh
 fi
+# The clock tests shift processes' wall clocks with libfaketime (Debian's faketime).
+if ! ( . scripts/services/common.sh && ensure_packages faketime faketime ); then
+  echo "error: could not install faketime; the clock tests cannot run" >&2
+  exit 1
+fi
 # From here on, a test that needs a server and cannot reach one fails instead of skipping.
 export PROFILESTORE_REQUIRE_SERVICES=1
 

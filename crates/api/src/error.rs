@@ -123,6 +123,11 @@ impl From<ServiceError> for ApiError {
             ErrorKind::Unavailable => {
                 // The store's own message may name hosts or carry backend detail: log it, answer plainly.
                 tracing::warn!(code, error = %e, "store unavailable");
+                if let ServiceError::ClockOutOfBounds(fault) = &e {
+                    // Clock offsets are no secret, and they tell the operator what to fix.
+                    let message = format!("{fault}; writes resume by themselves once the clocks agree");
+                    return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(RETRY_AFTER_SECS);
+                }
                 let message = match e {
                     ServiceError::Contended => "the profile changed repeatedly while it was being read; retry",
                     ServiceError::CommitUnknown(_) => {

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router, middleware};
 use bytes::Bytes;
-use profilestore_core::error::InvalidInput;
+use profilestore_core::error::{InvalidInput, ServiceError};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::service::{NewProfile, ProfileService};
 
@@ -152,11 +152,13 @@ async fn healthz() -> Json<StatusBody> {
     Json(StatusBody { status: "ok" })
 }
 
-/// `GET /readyz`: both stores answer within [`READY_LIMIT`]. Why not is logged, not
-/// answered: the probe is often reachable by more people than the logs are.
+/// `GET /readyz`: both stores answer within [`READY_LIMIT`] and the clocks agree. A
+/// store's failure is logged, not answered (the probe is often reachable by more people
+/// than the logs are); a clock out of bounds is named with its offset.
 async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     match state.service.ready(READY_LIMIT).await {
         Ok(()) => Ok(Json(StatusBody { status: "ready" })),
+        Err(e @ ServiceError::ClockOutOfBounds(_)) => Err(e.into()),
         Err(e) => {
             tracing::warn!(code = e.code(), error = %e, "readiness check failed");
             Err(ApiError::not_ready())

@@ -25,6 +25,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 
+use profilestore_core::clocks::ClockCheck;
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, Variant};
 use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleOutcome, CycleStatus};
@@ -50,6 +51,7 @@ pub struct Cleaner {
     clock: Arc<CycleClock>,
     config: CleanerConfig,
     preflight: Option<Preflight>,
+    clock_check: Option<Arc<ClockCheck>>,
 }
 
 /// A check run before every cycle; `Err(reason)` refuses the cycle.
@@ -84,7 +86,14 @@ impl Cleaner {
         config: CleanerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Cleaner { metadata, blobs, clock: Arc::new(CycleClock::new(clock)), config, preflight: None })
+        Ok(Cleaner {
+            metadata,
+            blobs,
+            clock: Arc::new(CycleClock::new(clock)),
+            config,
+            preflight: None,
+            clock_check: None,
+        })
     }
 
     /// Runs `check` before every cycle and refuses the cycle (deleting nothing) when it
@@ -93,6 +102,21 @@ impl Cleaner {
     pub fn with_preflight(mut self, check: Preflight) -> Self {
         self.preflight = Some(check);
         self
+    }
+
+    /// Refuses a cycle, and any delete, while `check` says a peer clock may be beyond
+    /// the bound or is unmeasured: a cleaner whose clock runs ahead would see blobs as
+    /// older than they are.
+    pub fn with_clock_check(mut self, check: Arc<ClockCheck>) -> Self {
+        self.clock_check = Some(check);
+        self
+    }
+
+    fn clocks_agree(&self) -> Result<(), String> {
+        match &self.clock_check {
+            Some(check) => check.verdict().map_err(|fault| format!("not cleaning: {fault}")),
+            None => Ok(()),
+        }
     }
 
     /// The configuration this cleaner runs with.
@@ -158,6 +182,9 @@ impl Cleaner {
 
     async fn drive<'a>(&'a self, state: &mut CycleState<'a>) -> Outcome {
         let config = &self.config;
+        if let Err(reason) = self.clocks_agree() {
+            return Outcome::Refused(reason);
+        }
         if let Some(check) = &self.preflight {
             match self.within_call_timeout(check()).await {
                 Some(Ok(())) => {}
@@ -384,8 +411,15 @@ impl Cleaner {
                 futures::future::ready(Completion::Deleted { batch, ids, result: Ok(()) }).boxed()
             }
             CleanerAction::Delete { batch, ids } => async move {
-                tracing::debug!(batch = batch.0, ids = ?ids, "deleting unreferenced images");
-                let result = self.bounded("deleting a batch", delete_images(self.blobs.as_ref(), &ids)).await;
+                // The clocks are checked again at the last moment: a clock that left
+                // its bound during the delay must not delete what it found.
+                let result = match self.clocks_agree() {
+                    Err(reason) => Err(StoreError::unavailable(reason)),
+                    Ok(()) => {
+                        tracing::debug!(batch = batch.0, ids = ?ids, "deleting unreferenced images");
+                        self.bounded("deleting a batch", delete_images(self.blobs.as_ref(), &ids)).await
+                    }
+                };
                 Completion::Deleted { batch, ids, result }
             }
             .boxed(),

@@ -172,6 +172,16 @@ pub struct TimingArgs {
     pub allow_unsafe_timing: bool,
 }
 
+/// How a process checks its clock against the stores' clocks.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ClockCheckArgs {
+    /// How often to measure this process's offsets to the database's and the blob
+    /// store's clocks; writing and cleaning stop while one may exceed clock-skew.
+    /// [default: 10s]
+    #[arg(long, env = "PROFILESTORE_CLOCK_CHECK_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub clock_check_interval: Option<Duration>,
+}
+
 /// Flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -179,6 +189,8 @@ pub struct ServeArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub timings: TimingArgs,
+    #[command(flatten)]
+    pub clocks: ClockCheckArgs,
 
     /// Address to listen on; port 0 picks a free port (printed at start). [default: 127.0.0.1:8080]
     #[arg(long, env = "PROFILESTORE_LISTEN", value_name = "ADDR")]
@@ -209,6 +221,8 @@ pub struct CleanArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub timings: TimingArgs,
+    #[command(flatten)]
+    pub clocks: ClockCheckArgs,
 
     /// Run as a daemon: a cycle every DURATION (e.g. `10m`) until SIGINT/SIGTERM.
     #[arg(long, env = "PROFILESTORE_EVERY", value_parser = parse_duration, value_name = "DURATION")]

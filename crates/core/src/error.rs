@@ -127,6 +127,10 @@ pub enum ServiceError {
         "the write's commit outcome is unknown ({0}); the profile may or may not have changed: read it to find out"
     )]
     CommitUnknown(String),
+    /// This process's clock may be further from the database's or the blob store's than
+    /// `clock_skew` allows: it writes nothing until the clocks agree again.
+    #[error("refusing to write: {0}")]
+    ClockOutOfBounds(String),
     /// The record changed under the read more often than it retries; try again.
     #[error("the profile changed repeatedly while it was being read")]
     Contended,
@@ -141,9 +145,10 @@ impl ServiceError {
         match self {
             ServiceError::InvalidInput(_) => ErrorKind::InvalidInput,
             ServiceError::DeadlineExceeded => ErrorKind::DeadlineExceeded,
-            ServiceError::Unavailable(_) | ServiceError::Contended | ServiceError::CommitUnknown(_) => {
-                ErrorKind::Unavailable
-            }
+            ServiceError::Unavailable(_)
+            | ServiceError::Contended
+            | ServiceError::CommitUnknown(_)
+            | ServiceError::ClockOutOfBounds(_) => ErrorKind::Unavailable,
             ServiceError::DanglingReference { .. } | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -157,6 +162,7 @@ impl ServiceError {
             ServiceError::DanglingReference { .. } => "dangling_reference",
             ServiceError::Contended => "contended",
             ServiceError::CommitUnknown(_) => "commit_unknown",
+            ServiceError::ClockOutOfBounds(_) => "clock_out_of_bounds",
             ServiceError::Internal(_) => "internal",
         }
     }

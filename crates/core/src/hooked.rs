@@ -11,7 +11,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use crate::error::StoreError;
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
-use crate::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use crate::store::{BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
 use crate::time::{Deadline, Timestamp};
 
 /// A store call, as a [`CallHook`] sees it.
@@ -21,7 +21,7 @@ pub enum StoreCall {
     GetRecord,
     /// [`MetadataStore::put_before`].
     CommitRecord,
-    /// [`MetadataStore::delete`].
+    /// [`MetadataStore::delete_before`].
     DeleteRecord,
     /// [`MetadataStore::referenced`].
     Referenced,
@@ -29,7 +29,7 @@ pub enum StoreCall {
     CountRecords,
     /// [`MetadataStore::records_after`].
     RecordsAfter,
-    /// [`MetadataStore::ping`].
+    /// [`MetadataStore::ping`] and [`MetadataStore::clock`].
     PingMetadata,
     /// [`MetadataStore::read_pairing`], [`MetadataStore::create_pairing`] and
     /// [`MetadataStore::update_timings`].
@@ -46,7 +46,7 @@ pub enum StoreCall {
     ListPage,
     /// [`BlobStore::sweep_staging`].
     SweepStaging,
-    /// [`BlobStore::ping`].
+    /// [`BlobStore::ping`] and [`BlobStore::probe_clock`].
     PingBlobs,
     /// [`BlobStore::read_marker`] and [`BlobStore::create_marker`].
     Marker,
@@ -124,6 +124,11 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
         self.inner.ping().await
     }
 
+    async fn clock(&self) -> Result<Timestamp, StoreError> {
+        self.hook.before(StoreCall::PingMetadata).await?;
+        self.inner.clock().await
+    }
+
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
         self.hook.before(StoreCall::Pairing).await?;
         self.inner.read_pairing().await
@@ -186,6 +191,11 @@ impl<H: CallHook> BlobStore for Hooked<dyn BlobStore, H> {
     async fn ping(&self) -> Result<(), StoreError> {
         self.hook.before(StoreCall::PingBlobs).await?;
         self.inner.ping().await
+    }
+
+    async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
+        self.hook.before(StoreCall::PingBlobs).await?;
+        self.inner.probe_clock().await
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`ids`] | user ids, image ids (UUIDv7), blob keys `{shard}/{image_id}/{variant}`, the [`IdSource`](ids::IdSource) seam |
 //! | [`time`] | the [`Time`](time::Time) the step logic runs on, wall-clock [`Timestamp`](time::Timestamp)s, the [`Clock`](time::Clock) seam and a [`ManualClock`](time::ManualClock) for tests |
+//! | [`clocks`] | the [`ClockCheck`](clocks::ClockCheck): offsets to the database's and the blob store's clocks, measured, and the verdict that stops writes and cleaning |
 //! | [`settings`] | the four cluster-wide [`Timings`](settings::Timings) and the rules that make them safe |
 //! | [`store`] | the [`MetadataStore`](store::MetadataStore) and [`BlobStore`](store::BlobStore) traits and their contracts |
 //! | [`machine`] | the write, read and cleaner-cycle step logic, shared by the service and the model checker |
@@ -21,6 +22,7 @@
 //! source live in `profilestore-runtime`; clippy's `disallowed-methods` keeps
 //! `SystemTime::now`, `Instant::now` and `Uuid::now_v7` out of every other place.
 
+pub mod clocks;
 pub mod error;
 pub mod hooked;
 pub mod ids;

@@ -11,7 +11,8 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
 use crate::store::{
-    BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, PAIRING_MARKER_KEY, Pairing, Record,
+    BlobStore, CLOCK_PROBE_KEY, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore,
+    PAIRING_MARKER_KEY, Pairing, Record,
 };
 use crate::time::{Clock, Deadline, Timestamp};
 
@@ -69,6 +70,10 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn count_records(&self) -> Result<u64, StoreError> {
         Ok(lock(&self.state).records.len() as u64)
+    }
+
+    async fn clock(&self) -> Result<Timestamp, StoreError> {
+        Ok(self.clock.now())
     }
 
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
@@ -182,6 +187,12 @@ impl BlobStore for MemoryBlobStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
+        let created = self.clock.now();
+        lock(&self.objects).insert(CLOCK_PROBE_KEY.to_owned(), (Bytes::new(), created));
+        Ok(ClockProbe { created, precision: std::time::Duration::from_millis(1) })
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {

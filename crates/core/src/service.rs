@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::clocks::ClockCheck;
 use crate::error::{ServiceError, StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, IdSource, ImageId, UserId};
 use crate::machine::{
@@ -50,6 +51,7 @@ pub struct ProfileService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
     timings: Timings,
+    clock_check: Option<Arc<ClockCheck>>,
 }
 
 impl ProfileService {
@@ -61,7 +63,26 @@ impl ProfileService {
         ids: Arc<dyn IdSource>,
         timings: Timings,
     ) -> Self {
-        ProfileService { metadata, blobs, clock, ids, timings }
+        ProfileService { metadata, blobs, clock, ids, timings, clock_check: None }
+    }
+
+    /// Refuses writes and deletes while `check` says a peer clock may be beyond the
+    /// bound (or is unmeasured), and makes [`ready`](ProfileService::ready) fail then.
+    pub fn with_clock_check(mut self, check: Arc<ClockCheck>) -> Self {
+        self.clock_check = Some(check);
+        self
+    }
+
+    /// The clock check, when one is attached.
+    pub fn clock_check(&self) -> Option<&Arc<ClockCheck>> {
+        self.clock_check.as_ref()
+    }
+
+    fn clocks_agree(&self) -> Result<(), ServiceError> {
+        match &self.clock_check {
+            Some(check) => check.verdict().map_err(|fault| ServiceError::ClockOutOfBounds(fault.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// The timings this service runs with.
@@ -73,6 +94,7 @@ impl ProfileService {
     /// then the record, committed only before the request's deadline. Returns the
     /// committed record. On any error the previous profile (if any) is untouched.
     pub async fn write(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
+        self.clocks_agree()?;
         let deadline = self.start_request();
         let start = request_start(&deadline, self.timings.request_timeout);
         let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, self.timings.request_timeout);
@@ -202,6 +224,7 @@ impl ProfileService {
     /// after it. The image's blob is left for the cleaner (a read in flight may still
     /// be fetching it).
     pub async fn delete(&self, user: &UserId) -> Result<bool, ServiceError> {
+        self.clocks_agree()?;
         let deadline = self.start_request();
         match within(&deadline, self.metadata.delete_before(user, &deadline)).await {
             Some(Ok(DeleteOutcome::Deleted)) => Ok(true),
@@ -212,8 +235,10 @@ impl ProfileService {
         }
     }
 
-    /// Succeeds when both stores answer within `limit`.
+    /// Succeeds when both stores answer within `limit` and, with a clock check
+    /// attached, the clocks agree.
     pub async fn ready(&self, limit: Duration) -> Result<(), ServiceError> {
+        self.clocks_agree()?;
         let deadline = Deadline::after(self.clock.clone(), limit);
         let both = async { tokio::try_join!(self.metadata.ping(), self.blobs.ping()) };
         match within(&deadline, both).await {

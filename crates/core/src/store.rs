@@ -117,6 +117,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Succeeds when the store answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The database's own clock (the one it judges deadlines by), read by the
+    /// database, truncated to whole milliseconds. For measuring this process's offset
+    /// to it.
+    async fn clock(&self) -> Result<Timestamp, StoreError> {
+        Err(StoreError::new(crate::error::StoreErrorKind::Misconfigured, "this metadata store cannot read its clock"))
+    }
+
     /// The pairing stored in this database, if it was ever paired.
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError>;
 
@@ -175,6 +182,14 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Succeeds when the store answers a trivial request.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Writes (replacing) the clock probe object, [`CLOCK_PROBE_KEY`], and answers the
+    /// creation time the store reports for it, truncated to the store's precision
+    /// (not rounded up, unlike a listing), with that precision. For measuring this
+    /// process's offset to the clock that stamps blobs.
+    async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
+        Err(StoreError::new(crate::error::StoreErrorKind::Misconfigured, "this blob store cannot probe its clock"))
+    }
+
     /// The pairing marker's contents, if the store was ever paired.
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError>;
 
@@ -182,6 +197,18 @@ pub trait BlobStore: Send + Sync + 'static {
     /// ([`AlreadyExists`](crate::error::StoreErrorKind::AlreadyExists) then).
     async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError>;
 }
+
+/// What a blob store reported for its clock probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockProbe {
+    /// The probe's creation time by the store's clock, truncated to `precision`.
+    pub created: Timestamp,
+    /// The granularity of the store's creation times (1 s for S3's `Last-Modified`).
+    pub precision: std::time::Duration,
+}
+
+/// The key of the clock probe object, outside the blob-key layout like the marker.
+pub const CLOCK_PROBE_KEY: &str = "_profilestore/clock-probe";
 
 /// The key of the pairing marker object. It is outside the blob-key layout, so no
 /// cleaner ever deletes it.

@@ -33,7 +33,10 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         "cleaner starting"
     );
     let preflight = still_paired(&opened);
-    let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?.with_preflight(preflight);
+    let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
+    let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?
+        .with_preflight(preflight)
+        .with_clock_check(clock_check);
     match args.every.or(file.every()?) {
         Some(interval) => {
             cleaner.run_every(interval, super::shutdown_signal()).await;

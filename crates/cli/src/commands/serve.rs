@@ -35,7 +35,9 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings) -> anyhow::Result<Exi
     let clock = Arc::new(SystemClock::new());
     let opened = open_and_pair(&args.stores, &args.timings, clock.clone()).await?;
     let timings = opened.timings;
-    let service = ProfileService::new(opened.metadata, opened.blobs, clock, Arc::new(UuidV7Ids), timings);
+    let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
+    let service = ProfileService::new(opened.metadata, opened.blobs, clock, Arc::new(UuidV7Ids), timings)
+        .with_clock_check(clock_check);
     let app = profilestore_api::router(service, config);
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

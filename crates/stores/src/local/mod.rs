@@ -24,7 +24,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::BlobKey;
-use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
+use profilestore_core::store::{BlobStore, CLOCK_PROBE_KEY, ClockProbe, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 use walk::Walk;
 
@@ -259,6 +259,23 @@ impl BlobStore for LocalBlobStore {
             )),
             Err(e) => Err(io_error(&format!("checking {}", self.root.display()), &e)),
         }
+    }
+
+    async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
+        // The kernel stamps the file with its coarse clock: creation times here have
+        // the granularity of a scheduler tick, at most 10 ms.
+        let path = self.root.join(CLOCK_PROBE_KEY);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_error("creating the clock probe's directory", &e))?;
+        }
+        tokio::fs::write(&path, b"").await.map_err(|e| io_error("writing the clock probe", &e))?;
+        let meta = tokio::fs::metadata(&path).await.map_err(|e| io_error("reading the clock probe's time", &e))?;
+        let modified = meta.modified().map_err(|e| io_error("reading the clock probe's time", &e))?;
+        let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let created = Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX));
+        Ok(ClockProbe { created, precision: std::time::Duration::from_millis(10) })
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {

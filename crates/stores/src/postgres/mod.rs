@@ -53,7 +53,7 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
-use profilestore_core::time::Deadline;
+use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
@@ -488,6 +488,14 @@ impl MetadataStore for PostgresMetadataStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(failed("answering a ping"))?;
         Ok(())
+    }
+
+    async fn clock(&self) -> Result<Timestamp, StoreError> {
+        let ms: i64 = sqlx::query_scalar(concat!("SELECT ", db_now_ms!()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the database's clock"))?;
+        Ok(Timestamp::from_millis(ms))
     }
 
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {

@@ -32,7 +32,8 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::BlobKey;
-use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
+use profilestore_core::store::{BlobStore, CLOCK_PROBE_KEY, ClockProbe, ListedBlob, PAIRING_MARKER_KEY};
+use profilestore_core::time::Timestamp;
 
 use crate::open::{OpenError, OpenMode, S3Options};
 
@@ -238,6 +239,16 @@ impl BlobStore for S3BlobStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.check_bucket().await
+    }
+
+    async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
+        // Replacing the probe is the one overwrite this store makes: it is outside the
+        // layout and holds nothing. `Last-Modified` has whole seconds.
+        let path = self.path(CLOCK_PROBE_KEY)?;
+        self.s3.put(&path, PutPayload::new()).await.map_err(|e| self.error("writing the clock probe", e))?;
+        let meta = self.s3.head(&path).await.map_err(|e| self.error("reading the clock probe's time", e))?;
+        let created = Timestamp::from_millis(meta.last_modified.timestamp().saturating_mul(1000));
+        Ok(ClockProbe { created, precision: std::time::Duration::from_secs(1) })
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {

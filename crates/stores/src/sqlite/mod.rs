@@ -48,7 +48,7 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
-use profilestore_core::time::Deadline;
+use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row, SqliteConnection, SqlitePool};
 
@@ -419,6 +419,14 @@ impl MetadataStore for SqliteMetadataStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(failed("answering a ping"))?;
         Ok(())
+    }
+
+    async fn clock(&self) -> Result<Timestamp, StoreError> {
+        let ms: i64 = sqlx::query_scalar(concat!("SELECT ", db_now_ms!()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("reading the database's clock"))?;
+        Ok(Timestamp::from_millis(ms))
     }
 
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
