@@ -130,6 +130,9 @@ impl From<ServiceError> for ApiError {
                 }
                 let message = match e {
                     ServiceError::Contended => "the profile changed repeatedly while it was being read; retry",
+                    ServiceError::TimingsChanged(_) => {
+                        "the cluster's timings changed while this request ran; nothing was done: retry"
+                    }
                     ServiceError::CommitUnknown(_) => {
                         "the write's commit was under way when it failed: the profile may or may not have changed; \
                          read it to find out (retrying the write is safe)"

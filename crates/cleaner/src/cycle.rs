@@ -86,6 +86,7 @@ impl Cleaner {
         config: CleanerConfig,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
+        metadata.run_under_timings(&config.timings);
         Ok(Cleaner {
             metadata,
             blobs,

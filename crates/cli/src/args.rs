@@ -49,12 +49,12 @@ pub enum Command {
     Audit(AuditArgs),
     /// Change the cluster-wide timings stored in the database.
     ///
-    /// Safe order: (1) stop every cleaner; (2) run set-timings; (3) restart every
-    /// server without timing flags, so each picks up the stored timings; (4) wait at
-    /// least the larger of the old and the new request-timeout, so no request started
-    /// under the old timings is still running; (5) start the cleaners again.
-    /// Processes started with timing flags that differ from the stored ones refuse
-    /// to run.
+    /// Running servers and cleaners need no restart: the change waits for the writes
+    /// in flight, and from then on a write, delete or cleaner query under the old
+    /// timings is refused (a write answers 503 `timings_changed` and may be retried)
+    /// while its process adopts the stored timings; servers also re-read them every
+    /// clock-check interval. Processes started with timing flags that differ from
+    /// the stored ones refuse to run.
     SetTimings(SetTimingsArgs),
     /// Explore every interleaving of the production step logic (writes, reads,
     /// cleaner cycles, clock ticks, failures) over a model world, checking consistent

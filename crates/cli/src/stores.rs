@@ -90,14 +90,20 @@ pub async fn open_existing(
     Ok((metadata, blobs, pairing))
 }
 
+/// The timings a process runs under once the cluster's are `pairing.timings`: the
+/// stored ones, unless timings given explicitly to this process differ (an error).
+pub fn adopt_timings(pairing: &Pairing, args: &TimingArgs) -> anyhow::Result<Timings> {
+    let timings = overrides(args).check_against(&pairing.timings)?;
+    checked(timings, args.allow_unsafe_timing)
+}
+
 fn finish(
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     pairing: Pairing,
     args: &TimingArgs,
 ) -> anyhow::Result<Opened> {
-    let timings = overrides(args).check_against(&pairing.timings)?;
-    let timings = checked(timings, args.allow_unsafe_timing)?;
+    let timings = adopt_timings(&pairing, args)?;
     Ok(Opened { metadata, blobs, cluster_id: pairing.cluster_id, timings })
 }
 

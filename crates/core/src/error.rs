@@ -41,6 +41,9 @@ pub enum StoreErrorKind {
     /// A write's commit was under way when the call failed or was abandoned: it may or
     /// may not have landed. Reading tells which.
     CommitUnknown,
+    /// The cluster's stored timings are no longer the ones this process runs under:
+    /// nothing was done; reload them and retry.
+    TimingsChanged,
 }
 
 impl fmt::Display for StoreErrorKind {
@@ -51,6 +54,7 @@ impl fmt::Display for StoreErrorKind {
             StoreErrorKind::Corrupt => "store holds corrupt data",
             StoreErrorKind::Misconfigured => "store misconfigured",
             StoreErrorKind::CommitUnknown => "commit outcome unknown",
+            StoreErrorKind::TimingsChanged => "stale timings",
         })
     }
 }
@@ -131,6 +135,10 @@ pub enum ServiceError {
     /// `clock_skew` allows: it writes nothing until the clocks agree again.
     #[error("refusing to write: {0}")]
     ClockOutOfBounds(String),
+    /// The cluster's timings changed while this request ran: nothing was done, and the
+    /// server now runs under the new ones. Retry.
+    #[error("{0}")]
+    TimingsChanged(String),
     /// The record changed under the read more often than it retries; try again.
     #[error("the profile changed repeatedly while it was being read")]
     Contended,
@@ -148,7 +156,8 @@ impl ServiceError {
             ServiceError::Unavailable(_)
             | ServiceError::Contended
             | ServiceError::CommitUnknown(_)
-            | ServiceError::ClockOutOfBounds(_) => ErrorKind::Unavailable,
+            | ServiceError::ClockOutOfBounds(_)
+            | ServiceError::TimingsChanged(_) => ErrorKind::Unavailable,
             ServiceError::DanglingReference { .. } | ServiceError::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -163,6 +172,7 @@ impl ServiceError {
             ServiceError::Contended => "contended",
             ServiceError::CommitUnknown(_) => "commit_unknown",
             ServiceError::ClockOutOfBounds(_) => "clock_out_of_bounds",
+            ServiceError::TimingsChanged(_) => "timings_changed",
             ServiceError::Internal(_) => "internal",
         }
     }
@@ -176,6 +186,7 @@ impl From<StoreError> for ServiceError {
             StoreErrorKind::Unavailable | StoreErrorKind::Misconfigured | StoreErrorKind::AlreadyExists => {
                 ServiceError::Unavailable(e)
             }
+            StoreErrorKind::TimingsChanged => ServiceError::TimingsChanged(e.to_string()),
             StoreErrorKind::CommitUnknown => ServiceError::CommitUnknown(e.to_string()),
             StoreErrorKind::Corrupt => ServiceError::Internal(e.to_string()),
         }

@@ -94,6 +94,10 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
         self.inner.put_before(record, deadline).await
     }
 
+    fn run_under_timings(&self, timings: &Timings) {
+        self.inner.run_under_timings(timings);
+    }
+
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         self.hook.before(StoreCall::DeleteRecord).await?;
         self.inner.delete_before(user, deadline).await

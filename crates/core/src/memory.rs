@@ -31,6 +31,20 @@ pub struct MemoryMetadataStore {
 struct MetadataState {
     records: BTreeMap<UserId, Record>,
     pairing: Option<Pairing>,
+    /// The timings the process runs under, once bound.
+    bound: Option<Timings>,
+}
+
+impl MetadataState {
+    /// The store contract's timings check, under the one lock every call takes.
+    fn check_timings(&self) -> Result<(), StoreError> {
+        match (&self.bound, &self.pairing) {
+            (Some(ours), Some(pairing)) if pairing.timings != *ours => {
+                Err(StoreError::new(StoreErrorKind::TimingsChanged, "the cluster's timings changed; nothing was done"))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl MemoryMetadataStore {
@@ -48,6 +62,7 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
         let mut state = lock(&self.state);
+        state.check_timings()?;
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
@@ -55,8 +70,13 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(CommitOutcome::Committed)
     }
 
+    fn run_under_timings(&self, timings: &Timings) {
+        lock(&self.state).bound = Some(*timings);
+    }
+
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         let mut state = lock(&self.state);
+        state.check_timings()?;
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
         }
@@ -65,7 +85,9 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         let wanted: HashSet<ImageId> = ids.iter().copied().collect();
-        Ok(lock(&self.state).records.values().map(|r| r.image_id).filter(|id| wanted.contains(id)).collect())
+        let state = lock(&self.state);
+        state.check_timings()?;
+        Ok(state.records.values().map(|r| r.image_id).filter(|id| wanted.contains(id)).collect())
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {

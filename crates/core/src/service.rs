@@ -50,7 +50,7 @@ pub struct ProfileService {
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdSource>,
-    timings: Timings,
+    timings: Arc<std::sync::RwLock<Timings>>,
     clock_check: Option<Arc<ClockCheck>>,
 }
 
@@ -63,6 +63,8 @@ impl ProfileService {
         ids: Arc<dyn IdSource>,
         timings: Timings,
     ) -> Self {
+        metadata.run_under_timings(&timings);
+        let timings = Arc::new(std::sync::RwLock::new(timings));
         ProfileService { metadata, blobs, clock, ids, timings, clock_check: None }
     }
 
@@ -85,9 +87,29 @@ impl ProfileService {
         }
     }
 
-    /// The timings this service runs with.
-    pub fn timings(&self) -> &Timings {
-        &self.timings
+    /// The timings this service runs with now.
+    pub fn timings(&self) -> Timings {
+        *self.timings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adopts the cluster's stored timings if they changed: called after a store
+    /// refused a call under the old ones (that request fails and may be retried), and
+    /// periodically by servers, so one that only reads does not keep old timings.
+    pub async fn reload_timings(&self) {
+        match self.metadata.read_pairing().await {
+            Ok(Some(pairing)) => {
+                let old = self.timings();
+                if old != pairing.timings {
+                    self.metadata.run_under_timings(&pairing.timings);
+                    *self.timings.write().unwrap_or_else(|p| p.into_inner()) = pairing.timings;
+                    tracing::warn!(old = ?old, new = ?pairing.timings, "the cluster's timings changed: adopted the stored ones");
+                }
+            }
+            Ok(None) => tracing::error!("the database no longer holds a pairing; not reloading timings"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not reload the cluster's timings; retrying on the next refusal")
+            }
+        }
     }
 
     /// Stores `profile` as `user`'s profile: a fresh image id, a create-only blob put,
@@ -96,8 +118,9 @@ impl ProfileService {
     pub async fn write(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
         self.clocks_agree()?;
         let deadline = self.start_request();
-        let start = request_start(&deadline, self.timings.request_timeout);
-        let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, self.timings.request_timeout);
+        let timeout = deadline.timeout();
+        let start = request_start(&deadline, timeout);
+        let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, timeout);
         let mut record: Option<Record> = None;
         let mut last_error: Option<StoreError> = None;
         loop {
@@ -126,6 +149,10 @@ impl ProfileService {
                         Some(Ok(CommitOutcome::Committed)) => WriteEvent::RecordCommitted,
                         Some(Ok(CommitOutcome::DeadlineExceeded)) => WriteEvent::CommitRefusedLate,
                         Some(Err(e)) if e.kind() == StoreErrorKind::CommitUnknown => return Err(e.into()),
+                        Some(Err(e)) if e.kind() == StoreErrorKind::TimingsChanged => {
+                            self.reload_timings().await;
+                            return Err(e.into());
+                        }
                         Some(Err(e)) => fail(&mut last_error, e),
                         // Abandoned in flight: the store may have passed its check and be
                         // about to commit (its protocol keeps that safe), so the client
@@ -150,7 +177,7 @@ impl ProfileService {
     /// when there is no profile. Never one without the other.
     pub async fn read(&self, user: &UserId) -> Result<Option<Profile>, ServiceError> {
         let deadline = self.start_request();
-        let timeout = self.timings.request_timeout;
+        let timeout = deadline.timeout();
         let mut machine = ReadMachine::<Timestamp, ImageId>::start(request_start(&deadline, timeout), timeout);
         let mut record: Option<Record> = None;
         let mut image: Option<Bytes> = None;
@@ -230,6 +257,10 @@ impl ProfileService {
             Some(Ok(DeleteOutcome::Deleted)) => Ok(true),
             Some(Ok(DeleteOutcome::NotFound)) => Ok(false),
             Some(Ok(DeleteOutcome::DeadlineExceeded)) => Err(ServiceError::DeadlineExceeded),
+            Some(Err(e)) if e.kind() == StoreErrorKind::TimingsChanged => {
+                self.reload_timings().await;
+                Err(e.into())
+            }
             Some(Err(e)) => Err(e.into()),
             None => Err(ServiceError::CommitUnknown("ran out of time".into())),
         }
@@ -249,7 +280,7 @@ impl ProfileService {
 
     /// A new request's deadline, `request_timeout` from now.
     fn start_request(&self) -> Deadline {
-        Deadline::after(self.clock.clone(), self.timings.request_timeout)
+        Deadline::after(self.clock.clone(), self.timings().request_timeout)
     }
 }
 

@@ -87,6 +87,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// was under way and may have landed.
     async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError>;
 
+    /// Binds this store to the timings its process runs under. From then on every
+    /// guarded write ([`put_before`](MetadataStore::put_before),
+    /// [`delete_before`](MetadataStore::delete_before)) and every
+    /// [`referenced`](MetadataStore::referenced) query checks, in its own transaction,
+    /// that the cluster's stored timings are still these, and fails with
+    /// [`TimingsChanged`](crate::error::StoreErrorKind::TimingsChanged) (doing nothing)
+    /// otherwise; changing the stored timings waits for the guarded writes in flight.
+    /// So no process commits or asks under timings the cluster no longer has. Stores
+    /// whose timings never change (in-memory ones) may ignore it.
+    fn run_under_timings(&self, _timings: &Timings) {}
+
     /// Deletes the record of `user` under the same deadline rule as
     /// [`put_before`](MetadataStore::put_before): once the deadline has passed by the
     /// database's clock or the tick clock, nothing is deleted and the answer is

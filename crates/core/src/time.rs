@@ -117,6 +117,7 @@ pub trait Clock: Send + Sync + 'static {
 pub struct Deadline {
     at: Timestamp,
     ends: Duration,
+    timeout: Duration,
     clock: std::sync::Arc<dyn Clock>,
 }
 
@@ -131,7 +132,12 @@ impl Deadline {
     /// on `clock`'s ticks, whichever comes first.
     pub fn new(clock: std::sync::Arc<dyn Clock>, at: Timestamp, remaining: Duration) -> Deadline {
         let ends = clock.ticks().saturating_add(remaining);
-        Deadline { at, ends, clock }
+        Deadline { at, ends, timeout: remaining, clock }
+    }
+
+    /// The time the request was given when the deadline was made.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The wall-clock instant a store's own clock must still be before.

@@ -115,3 +115,23 @@ fn shown(s: &str) -> String {
     }
     format!("{out:?}")
 }
+
+/// The error of a guarded call refused because the cluster's stored timings are no
+/// longer the ones the process runs under.
+pub(crate) fn timings_changed(ours: &Timings, stored: &Timings) -> StoreError {
+    let changes: Vec<String> = stored
+        .differences(ours)
+        .into_iter()
+        .map(|(name, now, was)| {
+            format!(
+                "{name} {} (was {})",
+                profilestore_core::settings::fmt_duration(now),
+                profilestore_core::settings::fmt_duration(was)
+            )
+        })
+        .collect();
+    StoreError::new(
+        StoreErrorKind::TimingsChanged,
+        format!("the cluster's timings changed since this process started ({}); nothing was done", changes.join(", ")),
+    )
+}

@@ -32,24 +32,42 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         commit_stall_slack = %profilestore_core::settings::fmt_duration(config.timings.commit_stall_margin()),
         "cleaner starting"
     );
-    let preflight = still_paired(&opened);
     let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
-    let cleaner = Cleaner::new(opened.metadata, opened.blobs, clock, config)?
-        .with_preflight(preflight)
-        .with_clock_check(clock_check);
-    match args.every.or(file.every()?) {
-        Some(interval) => {
-            cleaner.run_every(interval, super::shutdown_signal()).await;
-            Ok(ExitCode::SUCCESS)
+    let Some(interval) = args.every.or(file.every()?) else {
+        let cleaner = Cleaner::new(opened.metadata.clone(), opened.blobs.clone(), clock, config)?
+            .with_preflight(still_paired(&opened, Arc::default()))
+            .with_clock_check(clock_check);
+        let report = cleaner.run_cycle().await;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            println!("{report}");
         }
-        None => {
-            let report = cleaner.run_cycle().await;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
+        return Ok(if report.completed() { ExitCode::SUCCESS } else { super::CHECK_FAILED });
+    };
+    // A daemon outlives timing changes: when the cluster's timings change, the cycle
+    // in progress is refused, and the cleaner is rebuilt under the stored ones.
+    let mut opened = opened;
+    let mut shutdown = std::pin::pin!(super::shutdown_signal());
+    loop {
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let cleaner = Cleaner::new(
+            opened.metadata.clone(),
+            opened.blobs.clone(),
+            clock.clone(),
+            CleanerConfig { timings: opened.timings, ..config.clone() },
+        )?
+        .with_preflight(still_paired(&opened, changed.clone()))
+        .with_clock_check(clock_check.clone());
+        tokio::select! {
+            biased;
+            () = cleaner.run_every(interval, &mut shutdown) => return Ok(ExitCode::SUCCESS),
+            () = changed.notified() => {
+                let pairing = verify(opened.metadata.as_ref(), opened.blobs.as_ref()).await?;
+                let timings = crate::stores::adopt_timings(&pairing, &args.timings)?;
+                tracing::warn!(old = ?opened.timings, new = ?timings, "the cluster's timings changed: the cleaner runs under the stored ones");
+                opened.timings = timings;
             }
-            Ok(if report.completed() { ExitCode::SUCCESS } else { super::CHECK_FAILED })
         }
     }
 }
@@ -58,18 +76,19 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
 /// cluster, with the timings this cleaner runs with. Someone may have run
 /// `set-timings` (or repointed a store) since the daemon started; a cleaner with stale
 /// timings could delete what newer servers still need.
-fn still_paired(opened: &Opened) -> Preflight {
+fn still_paired(opened: &Opened, timings_changed: Arc<tokio::sync::Notify>) -> Preflight {
     let (metadata, blobs) = (opened.metadata.clone(), opened.blobs.clone());
     let (cluster_id, timings) = (opened.cluster_id, opened.timings);
     Arc::new(move || {
-        let (metadata, blobs) = (metadata.clone(), blobs.clone());
+        let (metadata, blobs, timings_changed) = (metadata.clone(), blobs.clone(), timings_changed.clone());
         Box::pin(async move {
             let pairing = verify(metadata.as_ref(), blobs.as_ref()).await.map_err(|e| e.to_string())?;
             if pairing.cluster_id != cluster_id {
                 return Err(format!("the stores now belong to cluster {}, not {cluster_id}", pairing.cluster_id));
             }
             if pairing.timings != timings {
-                return Err("the cluster's timings changed since this cleaner started: restart it".into());
+                timings_changed.notify_one();
+                return Err("the cluster's timings changed since this cycle's cleaner started: reloading them".into());
             }
             Ok(())
         })

@@ -37,7 +37,7 @@ pub async fn shutdown_signal() {
 pub const CHECK_FAILED: ExitCode = ExitCode::FAILURE;
 
 /// How often a process measures its clock offsets unless told otherwise.
-const DEFAULT_CLOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+pub const DEFAULT_CLOCK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Measures this process's offsets to both stores' clocks once (refusing a clock-skew
 /// too fine to check), then keeps measuring in the background for the process's life.

@@ -38,6 +38,14 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings) -> anyhow::Result<Exi
     let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
     let service = ProfileService::new(opened.metadata, opened.blobs, clock, Arc::new(UuidV7Ids), timings)
         .with_clock_check(clock_check);
+    let refresher = service.clone();
+    let every = args.clocks.clock_check_interval.unwrap_or(super::DEFAULT_CLOCK_CHECK_INTERVAL);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            refresher.reload_timings().await;
+        }
+    });
     let app = profilestore_api::router(service, config);
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

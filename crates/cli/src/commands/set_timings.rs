@@ -28,7 +28,7 @@ pub async fn run(mut args: SetTimingsArgs, file: &FileSettings) -> anyhow::Resul
         println!("{name}: {} -> {}", fmt_duration(old), fmt_duration(ours));
     }
     println!(
-        "next: keep every cleaner stopped, restart every server without timing flags, wait at least the larger of the old and new request-timeout, then start the cleaners (see `profilestore set-timings --help`)"
+        "running servers and cleaners adopt the new timings by themselves; a process started with other timing flags will refuse to run"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -27,12 +27,15 @@ type Check = Result<(), String>;
 /// taken from the wrong clock, a fixed or zero time).
 const CLOCK_TOLERANCE: Duration = Duration::from_millis(20);
 
+/// How many checks the suite has: a run with fewer fails `assert_passed`.
+const CHECKS: usize = 10;
+
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
     F: Fn() -> Fut,
     Fut: Future<Output = BlobUnderTest>,
 {
-    let mut report = Report::new("blob store");
+    let mut report = Report::new("blob store", CHECKS);
     macro_rules! checks {
         ($($check:ident),* $(,)?) => {
             $( report.run(stringify!($check), make().await, |t| async move { $check(&t).await }).await; )*

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::future::join_all;
+use profilestore_core::error::StoreErrorKind;
 use profilestore_core::ids::{IdSource, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{CommitOutcome, DeleteOutcome, Pairing, Record};
@@ -18,12 +19,15 @@ type Check = Result<(), String>;
 /// Generous: the suite checks deadlines, not speed.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many checks the suite has: a run with fewer fails `assert_passed`.
+const CHECKS: usize = 20;
+
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
     F: Fn() -> Fut,
     Fut: Future<Output = MetadataUnderTest>,
 {
-    let mut report = Report::new("metadata store");
+    let mut report = Report::new("metadata store", CHECKS);
     macro_rules! checks {
         ($($check:ident),* $(,)?) => {
             $( report.run(stringify!($check), make().await, |t| async move { $check(&t).await }).await; )*
@@ -46,6 +50,7 @@ where
         pairing_is_create_if_absent,
         concurrent_pairings_agree,
         update_timings_replaces_only_the_timings,
+        bound_timings_refuse_every_guarded_call_once_changed,
         concurrent_writes_to_distinct_users_all_land,
         concurrent_writes_to_one_user_leave_one_whole_record,
         ping_answers,
@@ -355,6 +360,41 @@ async fn update_timings_replaces_only_the_timings(t: &MetadataUnderTest) -> Chec
     ensure!(refused.is_err(), "update_timings for a cluster id the store does not hold succeeded");
     let got = t.store.read_pairing().await.doing("read_pairing")?;
     ensure!(got.as_ref() == Some(&expected), "a refused update_timings changed the pairing to {got:?}");
+    Ok(())
+}
+
+async fn bound_timings_refuse_every_guarded_call_once_changed(t: &MetadataUnderTest) -> Check {
+    let paired = pairing(1500);
+    t.store.create_pairing(&paired).await.doing("create_pairing")?;
+    t.store.run_under_timings(&paired.timings);
+    let original = record("erin", image(), r#"{"v":"original"}"#)?;
+    put(t, &original).await?;
+    ensure!(
+        !t.store.referenced(&[original.image_id]).await.doing("referenced")?.is_empty(),
+        "referenced lost a record"
+    );
+
+    t.store.update_timings(paired.cluster_id, &timings(60_000)).await.doing("update_timings")?;
+    let changed = |what: &str, e: Option<StoreErrorKind>| -> Check {
+        ensure!(
+            e == Some(StoreErrorKind::TimingsChanged),
+            "{what} under the old timings answered {e:?}, not TimingsChanged"
+        );
+        Ok(())
+    };
+    let late = record("erin", image(), r#"{"v":"stale"}"#)?;
+    changed(
+        "put_before",
+        t.store.put_before(&late, &later(t, Duration::from_secs(3600))).await.err().map(|e| e.kind()),
+    )?;
+    let delete = t.store.delete_before(&original.user_id, &later(t, Duration::from_secs(3600))).await;
+    changed("delete_before", delete.err().map(|e| e.kind()))?;
+    changed("referenced", t.store.referenced(&[original.image_id]).await.err().map(|e| e.kind()))?;
+    let got = t.store.get(&original.user_id).await.doing("get")?;
+    ensure!(got.as_ref() == Some(&original), "a refused call changed the record to {got:?}");
+
+    t.store.run_under_timings(&timings(60_000));
+    put(t, &late).await?;
     Ok(())
 }
 

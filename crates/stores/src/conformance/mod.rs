@@ -89,12 +89,13 @@ pub struct CheckOutcome {
 #[derive(Debug, Clone)]
 pub struct Report {
     suite: &'static str,
+    expected_checks: usize,
     outcomes: Vec<CheckOutcome>,
 }
 
 impl Report {
-    fn new(suite: &'static str) -> Self {
-        Report { suite, outcomes: Vec::new() }
+    fn new(suite: &'static str, expected_checks: usize) -> Self {
+        Report { suite, expected_checks, outcomes: Vec::new() }
     }
 
     /// Every check that ran, in order.
@@ -117,10 +118,12 @@ impl Report {
         self.failures().next().is_none()
     }
 
-    /// Panics, listing every failed check, unless all passed.
+    /// Panics, listing every failed check, unless all passed and the suite ran as
+    /// many checks as it is known to have (a suite that shrank checks less).
     #[track_caller]
     pub fn assert_passed(&self) {
         assert!(self.passed(), "{self}");
+        assert_eq!(self.outcomes().len(), self.expected_checks, "the {} suite shrank: {self}", self.suite);
     }
 
     async fn run<S, Fut>(&mut self, check: &'static str, subject: S, body: impl FnOnce(S) -> Fut)

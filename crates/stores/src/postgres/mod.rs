@@ -45,8 +45,8 @@
 //! unknown, and the error says so.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use profilestore_core::error::{StoreError, StoreErrorKind};
@@ -80,7 +80,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use crate::decode::Decoder;
+use crate::decode::{Decoder, timings_changed};
 use errors::{DEADLINE_PASSED, corrupt, failed, sqlstate, store_error};
 
 const DECODE: Decoder = Decoder { backend: "PostgreSQL" };
@@ -91,7 +91,13 @@ const DECODE: Decoder = Decoder { backend: "PostgreSQL" };
 /// both built from integers.
 const SET_WRITE_LIMITS: &str = "SELECT set_config('statement_timeout', $1, true), \
      set_config('idle_in_transaction_session_timeout', $1, true), \
-     set_config('profilestore.put_deadline_ms', $2, true)";
+     set_config('profilestore.put_deadline_ms', $2, true), \
+     pg_advisory_xact_lock_shared($3)";
+
+/// The advisory lock that orders guarded writes and cleaner queries (shared) against
+/// changes of the cluster's timings (exclusive): a change waits for the writes in
+/// flight, and whatever runs after it sees it. The value spells "pstiming".
+const TIMINGS_LOCK: i64 = 0x7073_7469_6d69_6e67;
 
 /// Inserts or replaces, but only while the database's clock is before `$7` (see the
 /// module docs for why both conditions, and the commit-time trigger, are there).
@@ -148,6 +154,8 @@ impl Default for PostgresSettings {
 pub struct PostgresMetadataStore {
     pool: PgPool,
     location: String,
+    /// The timings this process runs under, once bound (see `run_under_timings`).
+    timings: Arc<RwLock<Option<Timings>>>,
 }
 
 /// Opens the PostgreSQL database at `url` (`redacted` is its printable form, used in
@@ -220,7 +228,7 @@ impl PostgresMetadataStore {
             .acquire_timeout(settings.acquire_timeout)
             .after_connect(|conn, _meta| Box::pin(refuse_standby(conn)))
             .connect_lazy_with(options);
-        Ok(PostgresMetadataStore { pool, location })
+        Ok(PostgresMetadataStore { pool, location, timings: Arc::default() })
     }
 
     /// The database's URL with credentials redacted, as used in messages.
@@ -255,10 +263,31 @@ impl PostgresMetadataStore {
         sqlx::query(SET_WRITE_LIMITS)
             .bind(timeout_millis(deadline.remaining()).to_string())
             .bind(deadline.at().as_millis().to_string())
+            .bind(TIMINGS_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(not_written("setting the write's timeout and deadline"))?;
+        if let Err(e) = self.check_timings(&mut tx).await {
+            roll_back_unchanged(tx).await;
+            return Err(e);
+        }
         Ok(Some(tx))
+    }
+
+    /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
+    /// process runs under. Called holding the timings lock (shared), in a statement
+    /// after the one that took it, so its snapshot sees any change committed before.
+    async fn check_timings(&self, tx: &mut PgConnection) -> Result<(), StoreError> {
+        let Some(ours) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        let row =
+            sqlx::query(READ_PAIRING).fetch_optional(&mut *tx).await.map_err(not_written("reading the timings"))?;
+        let stored = row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?;
+        match stored {
+            Some(pairing) if pairing.timings == ours => Ok(()),
+            Some(pairing) => Err(timings_changed(&ours, &pairing.timings)),
+            // Not paired (yet): nothing to compare; opening refuses unpaired stores.
+            None => Ok(()),
+        }
     }
 }
 
@@ -439,15 +468,28 @@ impl MetadataStore for PostgresMetadataStore {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        // One autocommit statement: a fresh snapshot, taken when the statement starts.
         let wanted: HashSet<&ImageId> = ids.iter().collect();
         let wanted: Vec<String> = wanted.into_iter().map(ImageId::to_string).collect();
+        let mut tx = self.pool.begin().await.map_err(failed("starting a transaction"))?;
+        // Read committed: each statement below takes a fresh snapshot when it starts,
+        // after the timings lock is held.
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(TIMINGS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("taking the timings lock"))?;
+        self.check_timings(&mut tx).await?;
         let found: Vec<String> = sqlx::query_scalar(REFERENCED)
             .bind(wanted)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(failed("asking which images are referenced"))?;
+        tx.commit().await.map_err(failed("ending the referenced query's transaction"))?;
         found.iter().map(|id| DECODE.image_id(id)).collect()
+    }
+
+    fn run_under_timings(&self, timings: &Timings) {
+        *self.timings.write().unwrap_or_else(|p| p.into_inner()) = Some(*timings);
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {
@@ -526,12 +568,21 @@ impl MetadataStore for PostgresMetadataStore {
     }
 
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
+        // Exclusive: waits for every guarded write and cleaner query in flight, and
+        // everything after it sees the new timings.
+        let mut tx = self.pool.begin().await.map_err(failed("starting a transaction"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(TIMINGS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("taking the timings lock"))?;
         let done = sqlx::query("UPDATE pairing SET timings = $1::jsonb WHERE singleton = 1 AND cluster_id = $2::uuid")
             .bind(DECODE.timings_json(timings)?)
             .bind(cluster_id.hyphenated().to_string())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(failed("updating the timings"))?;
+        tx.commit().await.map_err(failed("committing the timings"))?;
         if done.rows_affected() == 0 {
             return Err(StoreError::new(
                 StoreErrorKind::Misconfigured,

@@ -42,6 +42,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use profilestore_core::error::{StoreError, StoreErrorKind};
@@ -74,7 +75,7 @@ mod tests;
 
 use errors::{corrupt, failed};
 
-use crate::decode::Decoder;
+use crate::decode::{Decoder, timings_changed};
 
 const DECODE: Decoder = Decoder { backend: "SQLite" };
 
@@ -104,6 +105,8 @@ const PUT_BEFORE: &str = concat!(
 pub struct SqliteMetadataStore {
     pool: SqlitePool,
     path: PathBuf,
+    /// The timings this process runs under, once bound (see `run_under_timings`).
+    timings: Arc<RwLock<Option<Timings>>>,
 }
 
 impl SqliteMetadataStore {
@@ -165,7 +168,7 @@ impl SqliteMetadataStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(SqliteMetadataStore { pool, path })
+        Ok(SqliteMetadataStore { pool, path, timings: Arc::default() })
     }
 
     /// The database file this store reads and writes.
@@ -191,12 +194,34 @@ impl SqliteMetadataStore {
         &self,
         deadline: &Deadline,
     ) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
         if deadline.passed() {
             roll_back_unchanged(tx).await;
             return Ok(None);
         }
+        if let Err(e) = self.check_timings(&mut tx).await {
+            roll_back_unchanged(tx).await;
+            return Err(e);
+        }
         Ok(Some(tx))
+    }
+
+    /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
+    /// process runs under. Called holding the write lock, which `update_timings` needs
+    /// too: no change can land between this check and the commit.
+    async fn check_timings(&self, tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+        let Some(ours) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(failed("reading the cluster's timings"))?;
+        let stored = row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?;
+        match stored {
+            Some(pairing) if pairing.timings == ours => Ok(()),
+            Some(pairing) => Err(timings_changed(&ours, &pairing.timings)),
+            // Not paired (yet): nothing to compare; opening refuses unpaired stores.
+            None => Ok(()),
+        }
     }
 
     /// The pool, for this crate's tests that plant rows no method would write.
@@ -367,6 +392,7 @@ impl MetadataStore for SqliteMetadataStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(failed("taking the write lock to ask which images are referenced"))?;
+        self.check_timings(&mut tx).await?;
         sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
             .execute(&mut *tx)
             .await
@@ -383,6 +409,10 @@ impl MetadataStore for SqliteMetadataStore {
                 DECODE.image_id(&id)
             })
             .collect()
+    }
+
+    fn run_under_timings(&self, timings: &Timings) {
+        *self.timings.write().unwrap_or_else(|p| p.into_inner()) = Some(*timings);
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {
