@@ -11,12 +11,12 @@ use std::time::Duration;
 use common::{Down, SECRET, Slow, TestServer, expect_error, form, png};
 use profilestore_api::ApiConfig;
 use profilestore_core::error::{StoreError, StoreErrorKind};
-use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
 use profilestore_core::ids::{IdSource, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::MetadataStore;
 use profilestore_core::time::{Deadline, Timestamp};
 use profilestore_runtime::UuidV7Ids;
+use profilestore_testkit::hooked::{CallHook, Hooked, StoreCall};
 use serde_json::Value;
 
 const SOME_IMAGE: &str = "/v1/images/01900000-0000-7000-8000-0000000000ab";

@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use profilestore_cleaner::{Cleaner, CleanerConfig};
 use profilestore_core::error::{ServiceError, StoreError};
-use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
 use profilestore_core::ids::{BlobKey, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
@@ -19,6 +18,7 @@ use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::Timestamp;
 use profilestore_runtime::{TokioClock, UuidV7Ids};
+use profilestore_testkit::hooked::{CallHook, Hooked, StoreCall};
 use tokio::sync::Semaphore;
 
 const H: Duration = Duration::from_secs(3600);

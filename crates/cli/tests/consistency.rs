@@ -13,7 +13,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use profilestore_cleaner::{Cleaner, CleanerConfig, audit};
 use profilestore_core::error::{ServiceError, StoreError};
-use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
 use profilestore_core::ids::UserId;
 use profilestore_core::service::{NewProfile, ProfileService};
 use profilestore_core::settings::Timings;
@@ -21,6 +20,7 @@ use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::{Clock, Timestamp};
 use profilestore_runtime::{SystemClock, TokioClock, UuidV7Ids};
 use profilestore_stores::{LocalBlobStore, OpenMode, SqliteMetadataStore};
+use profilestore_testkit::hooked::{CallHook, Hooked, StoreCall};
 
 const TIMINGS: Timings = Timings {
     request_timeout: Duration::from_millis(200),

@@ -15,7 +15,6 @@
 //! | [`pairing`] | how a database and a blob store are tied to each other and to the timings |
 //! | [`error`] | store errors and service errors, each with a kind that says what to do |
 //! | [`memory`] | in-memory stores for tests and simulation |
-//! | [`hooked`] | stores seen through a hook before every call, to inject faults in tests |
 //!
 //! Dependencies point one way: this crate knows the store traits, never a concrete
 //! backend, HTTP, or the ambient clock and randomness. The production clock and id
@@ -24,7 +23,6 @@
 
 pub mod clocks;
 pub mod error;
-pub mod hooked;
 pub mod ids;
 pub mod machine;
 pub mod memory;

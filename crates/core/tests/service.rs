@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use profilestore_core::error::{ErrorKind, ServiceError, StoreError};
-use profilestore_core::hooked::{CallHook, Hooked, StoreCall};
 use profilestore_core::ids::{BlobKey, IdSource, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
@@ -15,6 +14,7 @@ use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, MetadataStore, Record};
 use profilestore_core::time::{Clock, Deadline, Timestamp};
 use profilestore_runtime::{TokioClock, UuidV7Ids};
+use profilestore_testkit::hooked::{CallHook, Hooked, StoreCall};
 
 const TIMINGS: Timings = Timings {
     request_timeout: Duration::from_secs(3600),

@@ -1,5 +1,6 @@
-//! Storage backends for profilestore, chosen by URL, and the conformance suites that
-//! check every backend keeps the store contracts of `profilestore_core::store`.
+//! Storage backends for profilestore, chosen by URL. Every backend keeps the store
+//! contracts of `profilestore_core::store`, checked by the conformance suites of
+//! `profilestore-testkit`.
 //!
 //! # Layout
 //!
@@ -11,13 +12,11 @@
 //! | `postgres` | `PostgresMetadataStore`: records in PostgreSQL, deadline checked by `clock_timestamp()` (feature `postgres`) |
 //! | `s3` | `S3BlobStore`: objects in an S3-compatible bucket via `object_store` (feature `s3`) |
 //! | [`local`] | [`LocalBlobStore`]: image files under a directory via `object_store`; the staging-file sweep |
-//! | [`conformance`] | the metadata-store and blob-store suites every backend runs (used by other crates' tests too) |
 //!
 //! Backend errors (sqlx, `object_store`, I/O) become
 //! [`StoreError`](profilestore_core::error::StoreError)s inside the backend modules;
 //! no backend type appears in this crate's public signatures.
 
-pub mod conformance;
 mod decode;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;

@@ -14,9 +14,10 @@ use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
 use profilestore_core::time::{Clock, Deadline, Timestamp};
 use profilestore_runtime::SystemClock;
-use profilestore_stores::conformance::{
-    BlobUnderTest, MetadataUnderTest, Report, blob_store_conformance, metadata_store_conformance, test_deadline,
+use profilestore_testkit::conformance::{
+    BlobUnderTest, MetadataUnderTest, Report, blob_store_conformance, metadata_store_conformance,
 };
+use profilestore_testkit::test_deadline;
 
 #[derive(Clone, Copy, PartialEq)]
 enum MetaFlaw {

@@ -7,10 +7,10 @@ use std::time::Duration;
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::time::Clock;
 use profilestore_runtime::SystemClock;
-use profilestore_stores::conformance::{
+use profilestore_stores::{LocalBlobStore, OpenMode, SqliteMetadataStore};
+use profilestore_testkit::conformance::{
     BlobUnderTest, MetadataUnderTest, blob_store_conformance, metadata_store_conformance,
 };
-use profilestore_stores::{LocalBlobStore, OpenMode, SqliteMetadataStore};
 
 fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock::new())

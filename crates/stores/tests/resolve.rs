@@ -1,7 +1,7 @@
 //! URLs to stores: every scheme, both modes, and errors that say what to do without
 //! printing secrets.
 
-use profilestore_stores::conformance::test_deadline;
+use profilestore_testkit::test_deadline;
 use std::sync::Arc;
 use std::time::Duration;
 

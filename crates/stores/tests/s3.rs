@@ -15,7 +15,6 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,9 +26,9 @@ use profilestore_core::ids::{BlobKey, IdSource};
 use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
-use profilestore_stores::conformance::{BlobUnderTest, blob_store_conformance};
 use profilestore_stores::s3::S3BlobStore;
 use profilestore_stores::{OpenError, OpenMode, S3Options, open_blobs};
+use profilestore_testkit::conformance::{BlobUnderTest, blob_store_conformance};
 use tokio::net::{TcpListener, TcpStream};
 
 const VARS: [&str; 4] = [
@@ -62,11 +61,7 @@ fn server() -> Option<Server> {
     let unset: Vec<&str> = VARS.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(var, _)| *var).collect();
     let unset =
         if unset.len() == VARS.len() { "PROFILESTORE_TEST_S3_* are".to_owned() } else { unset.join(", ") + " is" };
-    if std::env::var("PROFILESTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-        panic!("the S3 test server is missing: {unset} not set but PROFILESTORE_REQUIRE_SERVICES=1");
-    }
-    let _ = writeln!(std::io::stderr(), "skipping: {unset} not set (run scripts/test.sh to start the S3 server)");
-    None
+    profilestore_testkit::services::missing(&format!("{unset} not set (run scripts/test.sh to start the S3 server)"))
 }
 
 impl Server {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use profilestore_api::{ApiConfig, router, serve};
 use profilestore_core::error::StoreError;
-use profilestore_core::hooked::{CallHook, StoreCall};
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::ProfileService;
@@ -17,6 +16,7 @@ use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, MetadataStore, Record};
 use profilestore_core::time::Clock;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
+use profilestore_testkit::hooked::{CallHook, StoreCall};
 use reqwest::multipart::{Form, Part};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;

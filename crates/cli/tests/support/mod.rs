@@ -81,24 +81,7 @@ pub fn signal(child: &Child, signal: &str) {
     Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill runs");
 }
 
-/// Whether the suite must have its servers (set by scripts/test.sh): then a missing
-/// server fails the test instead of skipping it.
-pub fn services_required() -> bool {
-    std::env::var("PROFILESTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
-/// The value of `var`, or `None` after printing why the test is skipped (or panicking
-/// when the servers are required).
-pub fn service_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if services_required() => panic!("{var} is not set but PROFILESTORE_REQUIRE_SERVICES=1"),
-        _ => {
-            eprintln!("skipping: {var} is not set (run scripts/test.sh to start PostgreSQL and S3)");
-            None
-        }
-    }
-}
+pub use profilestore_testkit::services::{service_env, services_required};
 
 /// A wall clock shifted for the processes it is applied to, by libfaketime (Debian's
 /// `faketime` package, which `scripts/test.sh` installs). The shift is read from a

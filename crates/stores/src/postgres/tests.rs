@@ -3,8 +3,7 @@
 //! and the plan of `referenced`. Needs `PROFILESTORE_TEST_POSTGRES_URL` like
 //! `tests/postgres.rs`, and skips (visibly) without it.
 
-use crate::conformance::test_deadline;
-use std::io::Write as _;
+use profilestore_testkit::test_deadline;
 use std::time::Duration;
 
 use profilestore_core::ids::{IdSource, UserId};
@@ -26,17 +25,7 @@ struct Scratch {
 }
 
 async fn scratch() -> Option<Scratch> {
-    let admin = match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => url,
-        _ if std::env::var("PROFILESTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("the PostgreSQL test server is missing: {URL_VAR} is not set but PROFILESTORE_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            let _ =
-                writeln!(std::io::stderr(), "skipping: {URL_VAR} is not set (run scripts/test.sh to start PostgreSQL)");
-            return None;
-        }
-    };
+    let admin = profilestore_testkit::services::service_env(URL_VAR)?;
     let name = format!("ps_{}", UuidV7Ids.next_image_id().as_uuid().simple());
     let mut conn = PgConnection::connect(&admin).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
@@ -100,12 +89,13 @@ async fn the_insert_rereads_the_clock_after_waiting_for_the_row() {
         .await
         .unwrap();
 
+    let mut watcher = scratch.conn().await;
+    let deadline = db_now(&mut watcher).await.plus(Duration::from_millis(600));
     let late = record("held");
     let write = tokio::spawn(async move {
         // The transaction (and with it `now()`) starts before the deadline; the row
         // lock is released only after it.
         let mut tx = writer.begin().await.unwrap();
-        let deadline = db_now(&mut tx).await.plus(Duration::from_millis(600));
         let done = sqlx::query(PUT_BEFORE)
             .bind(late.user_id.as_str())
             .bind(&late.metadata)
@@ -120,7 +110,23 @@ async fn the_insert_rereads_the_clock_after_waiting_for_the_row() {
         tx.commit().await.unwrap();
         done.rows_affected()
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The write waits for the row lock, and the deadline passes while it waits.
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(db_now(&mut watcher).await < deadline, "the write started waiting after its deadline");
+    while db_now(&mut watcher).await < deadline.plus(Duration::from_millis(100)) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     assert_eq!(write.await.unwrap(), 0, "the INSERT judged the deadline by a clock read before its lock wait");
     assert_eq!(store.get(&original.user_id).await.unwrap(), Some(original));

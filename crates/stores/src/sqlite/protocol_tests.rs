@@ -10,8 +10,8 @@ use profilestore_core::time::Timestamp;
 use profilestore_runtime::UuidV7Ids;
 
 use super::SqliteMetadataStore;
-use crate::conformance::test_deadline;
 use crate::open::OpenMode;
+use profilestore_testkit::test_deadline;
 
 fn record(user: &str) -> Record {
     Record {

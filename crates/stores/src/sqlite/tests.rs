@@ -1,7 +1,7 @@
 //! SQLite-specific behaviour the shared suite cannot reach: opening modes, migrations,
 //! the deadline against SQLite's own clock, timeouts under a held lock, corrupt rows.
 
-use crate::conformance::test_deadline;
+use profilestore_testkit::test_deadline;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -210,7 +210,11 @@ async fn a_write_that_times_out_behind_a_held_lock_writes_nothing() {
     // The abandoned BEGIN is still waiting in the worker thread; once the lock frees it
     // must roll back, never commit.
     blocker.commit().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The abandoned write's connection goes back to the pool only after its queued
+    // ROLLBACK ran: holding every pooled connection means it has.
+    let every: Vec<_> = futures::future::join_all((0..super::POOL_SIZE).map(|_| store.pool().acquire())).await;
+    let every: Vec<_> = every.into_iter().map(Result::unwrap).collect();
+    drop(every);
     assert_eq!(store.get(&r.user_id).await.unwrap(), None);
     assert_eq!(store.count_records().await.unwrap(), 0);
     // The pool is healthy afterwards.

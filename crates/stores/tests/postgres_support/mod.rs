@@ -18,17 +18,7 @@ pub const URL_VAR: &str = "PROFILESTORE_TEST_POSTGRES_URL";
 /// The test server's admin URL, or `None` after saying (outside the test harness's
 /// output capture, so it shows in a passing run) that the test is skipped.
 pub fn server() -> Option<Server> {
-    match std::env::var(URL_VAR) {
-        Ok(admin) if !admin.is_empty() => Some(Server { admin }),
-        _ if std::env::var("PROFILESTORE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("the PostgreSQL test server is missing: {URL_VAR} is not set but PROFILESTORE_REQUIRE_SERVICES=1")
-        }
-        _ => {
-            let _ =
-                writeln!(std::io::stderr(), "skipping: {URL_VAR} is not set (run scripts/test.sh to start PostgreSQL)");
-            None
-        }
-    }
+    profilestore_testkit::services::service_env(URL_VAR).map(|admin| Server { admin })
 }
 
 /// `url` with its database name replaced by `db` (query string kept).

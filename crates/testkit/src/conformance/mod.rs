@@ -1,5 +1,5 @@
 //! The conformance suites: one suite per store trait, run unchanged against every
-//! backend (memory, SQLite, local directory here; PostgreSQL and S3 later).
+//! backend (memory, SQLite, local directory, PostgreSQL, S3).
 //!
 //! Each check gets a fresh, empty store from the caller's factory, so checks are
 //! independent and a failure in one does not cascade. A check fails on a broken
@@ -12,7 +12,7 @@
 //! use profilestore_core::memory::MemoryMetadataStore;
 //! use profilestore_core::time::Clock;
 //! use profilestore_runtime::SystemClock;
-//! use profilestore_stores::conformance::{metadata_store_conformance, MetadataUnderTest};
+//! use profilestore_testkit::conformance::{metadata_store_conformance, MetadataUnderTest};
 //!
 //! let report = metadata_store_conformance(|| async {
 //!     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
@@ -45,15 +45,6 @@ macro_rules! ensure {
 
 mod blob;
 mod metadata;
-
-/// A deadline at wall-clock instant `at` with `remaining` on the system's tick clock:
-/// for tests that choose each side of a deadline on its own.
-pub fn test_deadline(
-    at: profilestore_core::time::Timestamp,
-    remaining: std::time::Duration,
-) -> profilestore_core::time::Deadline {
-    profilestore_core::time::Deadline::new(Arc::new(profilestore_runtime::SystemClock::new()), at, remaining)
-}
 
 /// A fresh, empty metadata store for one check, with a clock close to the store's own.
 pub struct MetadataUnderTest {

@@ -1,6 +1,6 @@
 //! Stores seen through a hook that runs before every call: how tests inject
 //! failures, latency and pauses at chosen calls without rewriting a whole store.
-//! For tests and simulations only, like [`memory`](crate::memory).
+//! For tests only, like `profilestore_core::memory`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,11 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use crate::error::StoreError;
-use crate::ids::{BlobKey, ImageId, UserId};
-use crate::settings::Timings;
-use crate::store::{BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use crate::time::{Deadline, Timestamp};
+use profilestore_core::error::StoreError;
+use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{
+    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record,
+};
+use profilestore_core::time::{Deadline, Timestamp};
 
 /// A store call, as a [`CallHook`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -218,8 +220,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::memory::{MemoryBlobStore, MemoryMetadataStore};
-    use crate::time::ManualClock;
+    use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
+    use profilestore_core::time::ManualClock;
 
     /// Fails the calls it is told to, and notes every call and fetch.
     #[derive(Default)]

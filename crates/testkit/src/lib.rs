@@ -1,0 +1,26 @@
+//! Test support for profilestore: a dev-dependency of the other crates, never part of
+//! a release build (`cargo tree -e normal -p profilestore` does not show it).
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`conformance`] | the metadata-store and blob-store suites every backend runs, in-memory fakes included |
+//! | [`hooked`] | stores seen through a hook before every call: failures, stalls, gates and recorded calls |
+//! | [`services`] | "this test needs a real server": skip with a message, or fail when the suite requires servers |
+//! | this crate's root | small fixtures: deadlines chosen side by side |
+
+pub mod conformance;
+pub mod hooked;
+pub mod services;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use profilestore_core::time::{Deadline, Timestamp};
+
+/// A deadline at wall-clock instant `at` with `remaining` on the system's tick clock:
+/// for tests that choose each side of a deadline on its own.
+pub fn test_deadline(at: Timestamp, remaining: Duration) -> Deadline {
+    Deadline::new(Arc::new(profilestore_runtime::SystemClock::new()), at, remaining)
+}
