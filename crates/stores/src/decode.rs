@@ -85,6 +85,22 @@ impl Decoder {
         serde_json::to_string(timings).map_err(|e| self.corrupt(format!("timings do not serialise: {e}")))
     }
 
+    /// Runs a guarded write's `attempt` for at most the request's time left; on
+    /// timeout, says whether it may have landed (`commit_sent` is set just before
+    /// `COMMIT` is sent).
+    pub(crate) async fn within_request<T>(
+        &self,
+        deadline: &profilestore_core::time::Deadline,
+        commit_sent: &std::sync::atomic::AtomicBool,
+        attempt: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let time_left = deadline.remaining();
+        match tokio::time::timeout(time_left, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.write_timed_out(time_left, commit_sent.load(std::sync::atomic::Ordering::SeqCst))),
+        }
+    }
+
     /// The error of a record write abandoned at its statement timeout: whether it may
     /// have landed depends only on whether COMMIT had been sent.
     pub(crate) fn write_timed_out(&self, statement_timeout: Duration, commit_sent: bool) -> StoreError {

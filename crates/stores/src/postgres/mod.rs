@@ -420,11 +420,7 @@ impl MetadataStore for PostgresMetadataStore {
         };
         // On timeout, dropping the transaction queued its ROLLBACK behind the running
         // statement, which the server-side statement timeout ends (see the module docs).
-        let time_left = deadline.remaining();
-        match tokio::time::timeout(time_left, attempt).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
-        }
+        DECODE.within_request(deadline, &commit_sent, attempt).await
     }
 
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
@@ -457,11 +453,7 @@ impl MetadataStore for PostgresMetadataStore {
             let committed = commit_guarded(tx, deadline, &commit_sent).await?;
             Ok(if committed { DeleteOutcome::Deleted } else { DeleteOutcome::DeadlineExceeded })
         };
-        let time_left = deadline.remaining();
-        match tokio::time::timeout(time_left, attempt).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
-        }
+        DECODE.within_request(deadline, &commit_sent, attempt).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {

@@ -330,11 +330,7 @@ impl MetadataStore for SqliteMetadataStore {
         // On timeout the transaction is dropped, and sqlx queues its ROLLBACK behind
         // the statement still running on the connection's worker thread: nothing is
         // written unless COMMIT had already been sent.
-        let time_left = deadline.remaining();
-        match tokio::time::timeout(time_left, attempt).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
-        }
+        DECODE.within_request(deadline, &commit_sent, attempt).await
     }
 
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
@@ -365,11 +361,7 @@ impl MetadataStore for SqliteMetadataStore {
             tx.commit().await.map_err(failed("committing a profile delete"))?;
             Ok(DeleteOutcome::Deleted)
         };
-        let time_left = deadline.remaining();
-        match tokio::time::timeout(time_left, attempt).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(DECODE.write_timed_out(time_left, commit_sent.load(Ordering::SeqCst))),
-        }
+        DECODE.within_request(deadline, &commit_sent, attempt).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {

@@ -4,25 +4,14 @@
 
 use std::time::Duration;
 
-use profilestore_core::ids::{IdSource, UserId};
-use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
+use profilestore_core::ids::UserId;
+use profilestore_core::store::{CommitOutcome, MetadataStore};
 use profilestore_core::time::Timestamp;
-use profilestore_runtime::UuidV7Ids;
 
 use super::SqliteMetadataStore;
+use super::tests::record;
 use crate::open::OpenMode;
 use profilestore_testkit::test_deadline;
-
-fn record(user: &str) -> Record {
-    Record {
-        user_id: UserId::parse(user).unwrap(),
-        metadata: "{}".into(),
-        image_id: UuidV7Ids.next_image_id(),
-        content_type: "image/png".into(),
-        image_size: 3,
-        updated_at: Timestamp::from_millis(1),
-    }
-}
 
 fn far() -> profilestore_core::time::Deadline {
     test_deadline(Timestamp::from_millis(i64::MAX), Duration::from_secs(60))

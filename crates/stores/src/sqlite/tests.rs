@@ -14,7 +14,7 @@ use profilestore_runtime::{SystemClock, UuidV7Ids};
 use super::SqliteMetadataStore;
 use crate::open::{OpenError, OpenMode};
 
-fn record(user: &str) -> Record {
+pub(super) fn record(user: &str) -> Record {
     Record {
         user_id: UserId::parse(user).unwrap(),
         metadata: "{}".into(),
