@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use profilestore_core::ids::{BlobKey, ImageId};
-use profilestore_core::store::{ListedBlob, PAIRING_MARKER_KEY};
+use profilestore_core::store::{CLOCK_PROBE_KEY, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 
 /// One image as the listing showed it: every one of its keys merged.
@@ -61,9 +61,10 @@ impl ImageGrouper {
         for blob in page {
             out.objects += 1;
             let Some(key) = BlobKey::parse(&blob.key) else {
+                // The marker and the clock probe are profilestore's own: not foreign.
                 if blob.key == PAIRING_MARKER_KEY {
                     out.markers += 1;
-                } else {
+                } else if blob.key != CLOCK_PROBE_KEY {
                     out.foreign.push(blob.key.clone());
                 }
                 continue;
@@ -124,9 +125,10 @@ mod tests {
             blob(format!("{}#1", key(1, "original")), 0),
             blob(format!("ff/{}/original", id(1)), 0), // wrong shard
             blob(PAIRING_MARKER_KEY, 0),
+            blob(CLOCK_PROBE_KEY, 0),
             blob(key(2, "original"), 0),
         ]);
-        assert_eq!(page.objects, 5);
+        assert_eq!(page.objects, 6);
         assert_eq!(page.markers, 1);
         assert_eq!(page.foreign.len(), 3);
         assert!(page.images.is_empty(), "the only image is held back: {:?}", page.images);
