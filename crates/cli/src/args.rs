@@ -416,6 +416,11 @@ pub struct SimulateArgs {
     /// Inject no faults (only millisecond latencies that shuffle the schedule).
     #[arg(long)]
     pub no_faults: bool,
+    /// The simulated database's commit protocol: `sqlite-locked` (the cleaner's query
+    /// waits for a checked write's commit), `postgres-bounded` (a commit lands only
+    /// before its deadline) or `unlocked` (SQLite before the fix: flawed).
+    #[arg(long, default_value = "sqlite-locked", value_parser = ["sqlite-locked", "postgres-bounded", "unlocked"])]
+    pub store_protocol: String,
     /// How long cleaners run after writes stop before orphans count. [default: long
     /// enough by the timings]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

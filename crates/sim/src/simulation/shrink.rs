@@ -2,8 +2,11 @@
 //! that touch the violation.
 //!
 //! Shrinking re-runs the same seed with fewer client operations while the same check
-//! still breaks: every actor draws from its own stream, so cutting operations keeps
-//! each client's early choices and usually the failure with them. Slicing then keeps
+//! still breaks on the same images: every actor draws from its own stream, so cutting
+//! operations keeps each client's early choices and usually the failure with them.
+//! A cut run that breaks the check on other images tells another story (often a loss
+//! the earlier end of the clients made possible in the calm phase), so it does not
+//! count as the same failure. Slicing then keeps
 //! the events that name the violation's images (puts, reads, listings, queries,
 //! deletes, commits) and the changes to its users' records meanwhile, which is where
 //! every flaw of the case study lives.
@@ -17,10 +20,12 @@ use super::log::{Actor, Event, Violation};
 use super::stores::{LIST_PAGE, QUERY, RECORD_CHANGES};
 use super::{SimConfig, SimReport, run};
 
-/// The smallest run found that breaks the same check as `failing`, with its config.
-/// At most `attempts` extra runs.
+/// The smallest run found that breaks the same check as `failing` on the same images,
+/// with its config. At most `attempts` extra runs.
 pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimConfig, SimReport) {
-    let Some(check) = failing.violation.as_ref().map(|v| v.check) else { return (config.clone(), failing) };
+    let Some((check, images)) = failing.violation.as_ref().map(|v| (v.check, v.images.clone())) else {
+        return (config.clone(), failing);
+    };
     let mut best = (config.clone(), failing);
     let mut tried = 0;
     // Cut half the operations while the failure stays; when it goes, cut half as many.
@@ -29,7 +34,7 @@ pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimCo
         let candidate = SimConfig { ops: best.0.ops - step, ..best.0.clone() };
         tried += 1;
         let report = run(&candidate);
-        if report.violation.as_ref().is_some_and(|v| v.check == check) {
+        if report.violation.as_ref().is_some_and(|v| v.check == check && v.images == images) {
             best = (candidate, report);
             step = best.0.ops / 2;
         } else {
