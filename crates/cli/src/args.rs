@@ -421,6 +421,10 @@ pub struct SimulateArgs {
     /// before its deadline) or `unlocked` (SQLite before the fix: flawed).
     #[arg(long, default_value = "sqlite-locked", value_parser = ["sqlite-locked", "postgres-bounded", "unlocked"])]
     pub store_protocol: String,
+    /// Let one process's clock (the seed picks which, and which way) go this far
+    /// beyond the skew bound: a fault the timing rules do not cover.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub clock_beyond_bound: Option<Duration>,
     /// How long cleaners run after writes stop before orphans count. [default: long
     /// enough by the timings]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

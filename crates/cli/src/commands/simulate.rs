@@ -123,7 +123,10 @@ fn config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
         users: args.users,
         ops: args.ops,
         timings,
-        faults: if args.no_faults { FaultRates::none() } else { FaultRates::default() },
+        faults: FaultRates {
+            clock_beyond_bound: args.clock_beyond_bound.unwrap_or_default(),
+            ..if args.no_faults { FaultRates::none() } else { FaultRates::default() }
+        },
         drain: args.drain,
         protocol: StoreProtocol::from_name(&args.store_protocol)
             .ok_or_else(|| anyhow::anyhow!("unknown --store-protocol {}", args.store_protocol))?,

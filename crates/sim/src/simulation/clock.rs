@@ -56,6 +56,9 @@ pub struct ClockModel {
     pub step_interval: Duration,
 }
 
+/// How the log line naming a clock beyond the bound starts (the slicer keeps it).
+pub const BEYOND_BOUND: &str = "clock beyond the bound: ";
+
 /// One clock let beyond the bound: from `from` (true virtual time since the start)
 /// on, it reads `offset_ms` away from true time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -403,7 +403,11 @@ impl SimConfig {
         if let Some(drain) = self.drain {
             args.push(format!("--drain={}", flag_duration(drain)));
         }
-        if self.faults == FaultRates::none() {
+        let beyond = self.faults.clock_beyond_bound;
+        if !beyond.is_zero() {
+            args.push(format!("--clock-beyond-bound={}", flag_duration(beyond)));
+        }
+        if (FaultRates { clock_beyond_bound: Duration::ZERO, ..self.faults }) == FaultRates::none() {
             args.push("--no-faults".to_owned());
         }
         if self.unsafe_timings() {

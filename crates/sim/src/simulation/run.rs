@@ -12,7 +12,7 @@ use profilestore_core::error::ServiceError;
 use profilestore_core::ids::UserId;
 use profilestore_core::service::{NewProfile, ProfileService};
 
-use super::clock::{ClockModel, Origin, Rogue, SimClock, SimIds, fmt_elapsed};
+use super::clock::{BEYOND_BOUND, ClockModel, Origin, Rogue, SimClock, SimIds, fmt_elapsed};
 use super::log::{Actor, Counters, Journal, short};
 use super::rng::SimRng;
 use super::stores::{Faulty, REQUEST_DEADLINE, World};
@@ -57,10 +57,10 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
         journal.record(
             Actor::Chaos,
             format!(
-                "from {} on, {}'s clock runs {} {way} true time, beyond the bound of {}",
-                fmt_elapsed(r.from),
+                "{BEYOND_BOUND}{}'s clock runs {} {way} true time from {} on (the bound is {})",
                 process_name(config, who),
                 fmt_secs(Duration::from_millis(r.offset_ms.unsigned_abs())),
+                fmt_elapsed(r.from),
                 fmt_secs(skew / 2)
             ),
             None,

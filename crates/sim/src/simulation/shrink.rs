@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use profilestore_core::ids::{ImageId, UserId};
 
+use super::clock::BEYOND_BOUND;
 use super::log::{Actor, Event, Violation};
 use super::stores::{LIST_PAGE, QUERY, RECORD_CHANGES};
 use super::{SimConfig, SimReport, run};
@@ -44,9 +45,9 @@ pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimCo
     best
 }
 
-/// The events of `events` that matter to `violation`: those naming its images, and
-/// the changes to its users' records from one `window` before the first of them up
-/// to the violation.
+/// The events of `events` that matter to `violation`: those naming its images, the
+/// changes to its users' records from one `window` before the first of them up to
+/// the violation, and the clock that left the skew bound, if one did.
 pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -> Vec<&'a Event> {
     let images: HashSet<ImageId> = violation.images.iter().copied().collect();
     let end = violation.at;
@@ -61,6 +62,7 @@ pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -
         .filter(|e| {
             names_image(e)
                 || e.text.starts_with("VIOLATION")
+                || e.text.starts_with(BEYOND_BOUND)
                 || changes_record(e) && e.user.as_ref().is_some_and(|u| users.contains(u)) && e.at >= from
         })
         .collect();
