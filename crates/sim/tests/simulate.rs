@@ -167,6 +167,12 @@ fn an_unlocked_commit_protocol_loses_the_image_of_a_frozen_commit() {
         assert!(names(needle), "the trace lacks {needle:?} naming the lost image {short}:\n{text}");
     }
     assert!(text.contains(short), "the trace must name the lost image:\n{text}");
+
+    // The very same seed passes under either fixed protocol: the protocol is what lost it.
+    for protocol in [StoreProtocol::SqliteLocked, StoreProtocol::PostgresBounded] {
+        let fixed = run(&SimConfig { protocol, ..config.clone() });
+        assert!(fixed.violation.is_none(), "{protocol:?} on seed {}: {:?}", config.seed, fixed.violation);
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //!
 //! A real database separates the deadline check from the moment the row becomes
 //! visible: a process may freeze between its checked statement and `COMMIT`, or the
-//! commit itself may wait ([design](../../../../docs/design.md), "Check, then commit").
+//! commit itself may wait (`docs/design.md`, "Check, then commit").
 //! Here `put_before` checks the deadline against the database's own clock and the
 //! request's ticks, and then, if the check passed, leaves a pending commit that lands
 //! after a delay the writer's machine drew (milliseconds, or hours for a frozen
