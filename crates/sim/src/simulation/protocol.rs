@@ -169,3 +169,73 @@ impl World {
         self.db_clock.now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulation::FaultRates;
+    use crate::simulation::clock::{Origin, SimClock};
+    use crate::simulation::log::Journal;
+    use profilestore_core::time::Clock;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn image() -> ImageId {
+        ImageId::from_uuid(uuid::Builder::from_unix_timestamp_millis(1, &[3; 10]).into_uuid()).unwrap()
+    }
+
+    /// A write checked at once, one hour before its deadline, whose commit lands two
+    /// hours later; a cleaner asks about its image at one and a half hours. What the
+    /// question answers and when, and how the commit ends.
+    async fn frozen_commit_against_a_query(protocol: StoreProtocol) -> (Option<bool>, CommitOutcome, u64) {
+        let origin = Origin::now();
+        let world = Arc::new(World::new(
+            SimClock::new(origin, 0),
+            SimClock::new(origin, 0),
+            Journal::new(origin),
+            FaultRates::none(),
+            protocol,
+        ));
+        let server: Arc<dyn Clock> = Arc::new(SimClock::new(origin, 0));
+        let record = Record {
+            user_id: UserId::parse("user-1").unwrap(),
+            metadata: "{}".into(),
+            image_id: image(),
+            content_type: "image/png".into(),
+            image_size: 1,
+            updated_at: server.now(),
+        };
+        let deadline = Deadline::after(server, HOUR);
+        let writer = {
+            let world = world.clone();
+            tokio::spawn(async move { world.commit(Actor::Server(0), &record, &deadline, 2 * HOUR).await })
+        };
+        tokio::time::sleep(HOUR + HOUR / 2).await;
+        // Within ten minutes: the question is answered before the commit lands, or not.
+        let asked = tokio::time::timeout(Duration::from_secs(600), world.referenced(&[image()])).await;
+        let outcome = writer.await.unwrap().unwrap();
+        let answer = asked.ok().map(|found| found.unwrap().contains(&image()));
+        (answer, outcome, world.journal.counters.commits_past_deadline.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sqlite_locked_holds_the_query_until_the_frozen_commit_lands() {
+        let (answer, outcome, late) = frozen_commit_against_a_query(StoreProtocol::SqliteLocked).await;
+        assert_eq!(answer, None, "the query must wait for the pending commit");
+        assert_eq!((outcome, late), (CommitOutcome::Committed, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn postgres_bounded_refuses_a_commit_past_its_deadline() {
+        let (answer, outcome, late) = frozen_commit_against_a_query(StoreProtocol::PostgresBounded).await;
+        assert_eq!(answer, Some(false), "the query does not wait, and sees no record");
+        assert_eq!((outcome, late), (CommitOutcome::DeadlineExceeded, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlocked_answers_unreferenced_and_then_lands_the_commit() {
+        let (answer, outcome, late) = frozen_commit_against_a_query(StoreProtocol::Unlocked).await;
+        assert_eq!(answer, Some(false));
+        assert_eq!((outcome, late), (CommitOutcome::Committed, 1), "the flaw: it lands after the query");
+    }
+}
