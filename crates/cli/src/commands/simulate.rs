@@ -231,6 +231,10 @@ mod tests {
         let allowed = parse(&["--delete-delay", "0s", "--allow-unsafe-timing"]).unwrap();
         assert_eq!(allowed.timings.delete_delay, Duration::ZERO);
         assert_eq!(allowed.seed, 3);
+        assert_eq!(allowed.protocol, StoreProtocol::SqliteLocked, "the default protocol");
+        let unlocked = parse(&["--store-protocol", "unlocked", "--clock-beyond-bound", "3h"]).unwrap();
+        assert_eq!(unlocked.protocol, StoreProtocol::Unlocked);
+        assert_eq!(unlocked.faults.clock_beyond_bound, Duration::from_secs(3 * 3600));
         let zero = parse(&["--servers", "0"]).unwrap_err().to_string();
         assert!(zero.contains("servers must be at least 1"), "{zero}");
     }

@@ -591,4 +591,38 @@ mod tests {
         assert_eq!(SimConfig { faults, ..SimConfig::default() }.validate(), Err(SimConfigError::Rate(2.0)));
         assert_eq!(SimConfig::default().validate(), Ok(()));
     }
+
+    #[test]
+    fn replay_flags_name_the_protocol_and_the_clock_beyond_the_bound() {
+        let plain = SimConfig::default().replay_args();
+        assert!(!plain.iter().any(|a| a.starts_with("--store-protocol") || a.starts_with("--clock-beyond")));
+        let faults = FaultRates { clock_beyond_bound: Duration::from_secs(3 * 3600), ..FaultRates::none() };
+        let args = SimConfig { protocol: StoreProtocol::Unlocked, faults, ..SimConfig::default() }.replay_args();
+        for flag in ["--store-protocol=unlocked", "--clock-beyond-bound=3h", "--no-faults"] {
+            assert!(args.iter().any(|a| a == flag), "{flag} missing from {args:?}");
+        }
+        for p in [StoreProtocol::SqliteLocked, StoreProtocol::PostgresBounded, StoreProtocol::Unlocked] {
+            assert_eq!(StoreProtocol::from_name(p.name()), Some(p));
+        }
+    }
+
+    #[test]
+    fn swarm_mixes_vary_by_seed_and_stay_within_the_configured_rates() {
+        let base = FaultRates::default();
+        let mixes: Vec<FaultMix> = (0..200).map(|seed| FaultMix::draw(&base, seed, true)).collect();
+        let mut counts = MixCounts::default();
+        for mix in &mixes {
+            counts.add(mix);
+            let r = mix.rates;
+            assert!(r.slow <= base.slow * 2.0 && r.stall <= base.stall * 2.0 && r.freeze <= base.freeze * 2.0);
+            assert!(r.clock_drift_ppm <= base.clock_drift_ppm, "drift beyond the model: {}", r.clock_drift_ppm);
+        }
+        assert!(counts.with.iter().all(|&n| (60..=140).contains(&n)), "{counts}");
+        assert!(
+            counts.by_kinds[..=2].iter().sum::<u64>() > 10 && counts.by_kinds[6..].iter().sum::<u64>() > 5,
+            "{counts}"
+        );
+        assert_eq!(FaultMix::draw(&base, 7, false).rates, base, "without swarm every kind is on as configured");
+        assert!(FaultMix::draw(&FaultRates::none(), 7, true).kinds().is_empty());
+    }
 }
