@@ -67,14 +67,18 @@ pub enum Command {
     /// (4), `--delete-delay 0s` (5).
     CheckModel(CheckModelArgs),
     /// Run the real service and cleaner code, many servers, cleaners and clients, in
-    /// a deterministic simulation: one seed decides clocks (skewed within
-    /// `--clock-skew`), ids, scheduling and faults (store errors, latency, stalls of
-    /// hours, crashes). Checks consistent reads, no dangling reference and no vanished
-    /// blob throughout, and no orphans once writes stop. Exit status 1 on a violation,
-    /// with the command that replays the failing seed and a shrunk trace.
+    /// a deterministic simulation: one seed decides clocks (each drifting and stepped
+    /// within `--clock-skew`), ids, scheduling and faults (store errors, latency, stalls
+    /// of hours, commits frozen between check and commit, crashes; swarm testing picks
+    /// each seed's mix). Checks consistent reads, no dangling reference and no vanished
+    /// blob throughout, and no orphans once writes stop; counts the races reached. Exit
+    /// status 1 on a violation, with the command that replays the failing seed and a
+    /// shrunk trace.
     ///
     /// The case study's flawed timings, with `--allow-unsafe-timing`: `--min-blob-age
-    /// 0s` (3), `--request-timeout 1000h` (4), `--delete-delay 0s` (5).
+    /// 0s` (3), `--request-timeout 1000h` (4), `--delete-delay 0s` (5). Also flawed:
+    /// `--store-protocol unlocked`, and `--clock-beyond-bound` until processes check
+    /// their clock offsets.
     Simulate(SimulateArgs),
 }
 
@@ -430,6 +434,15 @@ pub struct SimulateArgs {
     /// Inject no faults (only millisecond latencies that shuffle the schedule).
     #[arg(long)]
     pub no_faults: bool,
+    /// The simulated database's commit protocol: `sqlite-locked` (the cleaner's query
+    /// waits for a checked write's commit), `postgres-bounded` (a commit lands only
+    /// before its deadline) or `unlocked` (SQLite before the fix: flawed).
+    #[arg(long, default_value = "sqlite-locked", value_parser = ["sqlite-locked", "postgres-bounded", "unlocked"])]
+    pub store_protocol: String,
+    /// Let one process's clock (the seed picks which, and which way) go this far
+    /// beyond the skew bound: a fault the timing rules do not cover.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub clock_beyond_bound: Option<Duration>,
     /// How long cleaners run after writes stop before orphans count. [default: long
     /// enough by the timings]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

@@ -201,6 +201,8 @@ fn simulate_passes_the_working_design_and_prints_a_replayable_shrunk_failure_for
     let out = stdout(&pass);
     assert!(out.contains("pass:") && out.contains("3 seeds run"), "{out}");
     assert!(out.contains("faults") && out.contains("checks") && out.contains("operations 900"), "{out}");
+    assert!(out.contains("store protocol sqlite-locked") && out.contains("races reached: "), "{out}");
+    assert!(out.contains("fault mix (seeds with each kind on)"), "{out}");
 
     let refused = bin().args(small).args(["--delete-delay", "0s"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2), "unsafe timings need --allow-unsafe-timing");

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use profilestore_core::settings::{Timings, fmt_duration};
-use profilestore_sim::simulation::{self, Failure, FaultRates, SimConfig, Summary, run_seeds};
+use profilestore_sim::simulation::{self, Failure, FaultRates, SimConfig, StoreProtocol, Summary, run_seeds};
 
 use crate::args::SimulateArgs;
 use crate::stores::checked;
@@ -27,7 +27,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let t = &config.timings;
     println!(
         "simulating {} seeds from {} on {threads} threads: {} servers, {} cleaners, {} clients, {} users, {} operations per seed; \
-         request-timeout {}, min-blob-age {}, delete-delay {}, clock-skew {}{}",
+         request-timeout {}, min-blob-age {}, delete-delay {}, clock-skew {}; store protocol {}{}",
         args.seeds,
         config.seed,
         config.servers,
@@ -39,6 +39,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         fmt_duration(t.min_blob_age),
         fmt_duration(t.delete_delay),
         fmt_duration(t.clock_skew),
+        config.protocol.name(),
         if args.no_faults { "; no faults" } else { "" }
     );
     let started = WallClock::start();
@@ -55,6 +56,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         summary.virtual_time.as_secs() / 3600
     );
     println!("{}", summary.counts);
+    println!("{}", summary.mixes);
     let Some((failing, _)) = summary.failure else {
         if summary.seeds_run < args.seeds {
             println!("pass: every check held on every seed run (the time budget stopped the run early)");
@@ -121,8 +123,13 @@ fn config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
         users: args.users,
         ops: args.ops,
         timings,
-        faults: if args.no_faults { FaultRates::none() } else { FaultRates::default() },
+        faults: FaultRates {
+            clock_beyond_bound: args.clock_beyond_bound.unwrap_or_default(),
+            ..if args.no_faults { FaultRates::none() } else { FaultRates::default() }
+        },
         drain: args.drain,
+        protocol: StoreProtocol::from_name(&args.store_protocol)
+            .ok_or_else(|| anyhow::anyhow!("unknown --store-protocol {}", args.store_protocol))?,
         ..SimConfig::default()
     };
     config.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
@@ -224,6 +231,10 @@ mod tests {
         let allowed = parse(&["--delete-delay", "0s", "--allow-unsafe-timing"]).unwrap();
         assert_eq!(allowed.timings.delete_delay, Duration::ZERO);
         assert_eq!(allowed.seed, 3);
+        assert_eq!(allowed.protocol, StoreProtocol::SqliteLocked, "the default protocol");
+        let unlocked = parse(&["--store-protocol", "unlocked", "--clock-beyond-bound", "3h"]).unwrap();
+        assert_eq!(unlocked.protocol, StoreProtocol::Unlocked);
+        assert_eq!(unlocked.faults.clock_beyond_bound, Duration::from_secs(3 * 3600));
         let zero = parse(&["--servers", "0"]).unwrap_err().to_string();
         assert!(zero.contains("servers must be at least 1"), "{zero}");
     }

@@ -3,14 +3,13 @@
 //! after each commit and blob delete, and every image after the drain.
 
 use std::collections::HashSet;
-
-use profilestore_core::error::ServiceError;
-use profilestore_core::ids::{BlobKey, ImageId, UserId};
-use profilestore_core::service::Profile;
-use profilestore_core::time::Timestamp;
+use std::time::Duration;
 
 use super::log::{Actor, Check, Counters, Journal, short, shorts};
 use super::stores::World;
+use profilestore_core::error::ServiceError;
+use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::service::Profile;
 
 impl World {
     /// Checks that every record names an existing blob; records a violation if not.
@@ -32,10 +31,19 @@ impl World {
     }
 
     /// Checks a read's blob fetch the store answered at `now`: before the read's
-    /// `deadline`, the blob its record named must not be `missing`; records a
-    /// violation if it was.
-    pub fn check_fetch(&self, actor: Actor, id: ImageId, missing: bool, now: Timestamp, deadline: Timestamp) {
-        Counters::bump(&self.journal.counters.vanish_checks);
+    /// `deadline` (both true virtual time since the start), the blob its record named
+    /// must not be `missing`; records a violation if it was. Counts the fetches that
+    /// raced a cleaner: of a blob some cleaner's query had already found unreferenced
+    /// (it is on its way out), and of a blob found missing.
+    pub fn check_fetch(&self, actor: Actor, id: ImageId, missing: bool, now: Duration, deadline: Duration) {
+        let counters = &self.journal.counters;
+        Counters::bump(&counters.vanish_checks);
+        if self.condemned.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+            Counters::bump(&counters.reads_of_condemned);
+        }
+        if missing {
+            Counters::bump(&counters.reads_missing_blob);
+        }
         if missing && now < deadline {
             self.journal.violate(
                 actor,
@@ -44,7 +52,7 @@ impl World {
                 &[id],
                 format!(
                     "a read within its deadline (still {} to go) found {}'s blob missing",
-                    super::stores::fmt_wait(deadline.saturating_since(now)),
+                    super::stores::fmt_wait(deadline.saturating_sub(now)),
                     short(&id)
                 ),
             );

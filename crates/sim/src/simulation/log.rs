@@ -178,6 +178,20 @@ counters! {
         vanish_checks,
         /// Images checked for being orphans after the drain.
         orphan_checks,
+        /// Record writes frozen between the database's check and their commit.
+        frozen_commits,
+        /// Race: cleaner queries made while some commit was pending (under SQLite's
+        /// lock, the queries that had to wait for it).
+        queries_during_commit,
+        /// Race: pending commits whose deadline passed (by the database's clock or
+        /// the request's ticks) before they landed or were refused.
+        commits_past_deadline,
+        /// Race: blob fetches of reads for an image some cleaner's query had already
+        /// found unreferenced (the delete delay is what keeps it there).
+        reads_of_condemned,
+        /// Blob fetches of reads that found the blob missing (the read path then
+        /// re-reads the record; within the deadline, a violation).
+        reads_missing_blob,
     }
 }
 
@@ -202,7 +216,21 @@ impl Counts {
 
     /// Faults injected of every kind.
     pub fn faults(&self) -> u64 {
-        self.injected_errors + self.injected_slow + self.injected_stalls + self.server_crashes + self.cleaner_crashes
+        self.injected_errors
+            + self.injected_slow
+            + self.injected_stalls
+            + self.frozen_commits
+            + self.server_crashes
+            + self.cleaner_crashes
+    }
+
+    /// The race counters, named, in the order summaries print them.
+    pub fn races(&self) -> [(&'static str, u64); 3] {
+        [
+            ("cleaner queries while a commit was pending", self.queries_during_commit),
+            ("pending commits past their deadline", self.commits_past_deadline),
+            ("reads fetching a blob a cleaner had found unreferenced", self.reads_of_condemned),
+        ]
     }
 
     /// Checks made of every kind.
@@ -227,14 +255,22 @@ impl fmt::Display for Counts {
         )?;
         writeln!(
             f,
-            "faults {}: store errors {}, slow calls {}, stalls of hours {}, server crashes {} ({} requests killed), cleaner crashes {}",
+            "faults {}: store errors {}, slow calls {}, stalls of hours {}, commits frozen between check and commit {}, server crashes {} ({} requests killed), cleaner crashes {}",
             self.faults(),
             self.injected_errors,
             self.injected_slow,
             self.injected_stalls,
+            self.frozen_commits,
             self.server_crashes,
             self.requests_killed,
             self.cleaner_crashes
+        )?;
+        let races: Vec<String> = self.races().iter().map(|(name, n)| format!("{name} {n}")).collect();
+        writeln!(
+            f,
+            "races reached: {}; reads that found their blob missing {}",
+            races.join(", "),
+            self.reads_missing_blob
         )?;
         write!(
             f,

@@ -3,11 +3,14 @@
 //!
 //! A run is a single-threaded Tokio runtime with paused time, so the runtime jumps to
 //! the next timer whenever every task waits and nothing but the seed decides what
-//! happens. The seed drives every machine's clock offset (within the configured skew),
-//! the image ids, the clients' requests and pauses, and the faults: store errors
-//! (before or after the store acted), latency of milliseconds to minutes, stalls of
-//! hours, and crashes of servers (killing their requests) and cleaners (abandoning
-//! their cycle), which come back later.
+//! happens. The seed drives every process's wall clock (each drifts and is stepped,
+//! within the configured skew), the image ids, the clients' requests and pauses, and
+//! the faults: store errors (before or after the store acted), latency of
+//! milliseconds to minutes, stalls of hours, commits frozen for hours between the
+//! database's check and their visibility, and crashes of servers (killing their
+//! requests) and cleaners (abandoning their cycle), which come back later. Swarm
+//! testing draws from each seed which kinds of fault are on ([`FaultMix`]). The
+//! database follows one of the stores' commit protocols ([`StoreProtocol`]).
 //!
 //! Checked continuously: consistent reads (every answered profile's metadata and
 //! image come from one write), no dangling reference (every record names a stored
@@ -19,8 +22,9 @@
 //! | module | holds |
 //! |---|---|
 //! | `rng` | [`SimRng`]: one seeded stream per actor |
-//! | `clock` | [`SimClock`], [`SimIds`]: virtual time with skew, seeded ids |
+//! | `clock` | [`SimClock`], [`SimIds`]: per-process wall clocks that drift and step, seeded ids |
 //! | `stores` | the per-machine fault-injecting, logging store view |
+//! | `protocol` | the database's commit protocols: check, then a commit visible later |
 //! | `checks` | the four promises, each checked where it can first break |
 //! | `run` | the machines, clients, chaos and drain of one run |
 //! | `log` | [`Event`], [`Counts`], [`Violation`] |
@@ -29,6 +33,7 @@
 mod checks;
 mod clock;
 mod log;
+mod protocol;
 mod rng;
 mod run;
 mod shrink;
@@ -40,12 +45,15 @@ use std::time::Duration;
 
 use profilestore_core::settings::Timings;
 
-pub use clock::{EPOCH, SimClock, SimIds, fmt_elapsed};
+pub use clock::{ClockModel, EPOCH, Rogue, SimClock, SimIds, fmt_elapsed};
 pub use log::{Actor, Check, Counts, Event, Violation};
+pub use protocol::StoreProtocol;
 pub use rng::SimRng;
 pub use shrink::{shrink, slice};
 
-/// What faults a run injects, and how often.
+/// What faults a run injects, and how often. With swarm testing on (the default),
+/// these are the largest rates: each seed enables only some kinds, at a fraction of
+/// these ([`FaultMix`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaultRates {
     /// Every store call waits up to this long (it also shuffles concurrent calls).
@@ -64,6 +72,22 @@ pub struct FaultRates {
     pub crash_interval: Duration,
     /// The longest a crashed machine stays down.
     pub crash_downtime: Duration,
+    /// Chance a record write freezes between the database's deadline check and the
+    /// moment its commit becomes visible (a process frozen between its checked
+    /// statement and `COMMIT`), for `freeze_max / 8` to `freeze_max`.
+    pub freeze: f64,
+    /// The longest freeze between check and commit.
+    pub freeze_max: Duration,
+    /// The largest drift of a clock, in parts per million.
+    pub clock_drift_ppm: u32,
+    /// The mean time between steps of a clock by its time daemon (zero: never), each
+    /// to anywhere within the bound.
+    pub clock_steps: Duration,
+    /// How far beyond the skew bound one process's clock goes, from some moment on
+    /// (zero: no clock leaves the bound). The seed picks the process and the direction.
+    /// Not a fault the timing rules cover: the planned offset checks are what would
+    /// make processes refuse to act on such a clock.
+    pub clock_beyond_bound: Duration,
 }
 
 impl Default for FaultRates {
@@ -77,14 +101,165 @@ impl Default for FaultRates {
             error: 0.02,
             crash_interval: Duration::from_secs(3600),
             crash_downtime: Duration::from_secs(20 * 60),
+            freeze: 0.003,
+            freeze_max: Duration::from_secs(6 * 3600),
+            clock_drift_ppm: 300,
+            clock_steps: Duration::from_secs(4 * 3600),
+            clock_beyond_bound: Duration::ZERO,
         }
     }
 }
 
 impl FaultRates {
-    /// No faults at all beyond the small scheduling latency.
+    /// No faults at all beyond the small scheduling latency: clocks at fixed offsets.
     pub fn none() -> Self {
-        FaultRates { slow: 0.0, stall: 0.0, error: 0.0, crash_interval: Duration::ZERO, ..FaultRates::default() }
+        FaultRates {
+            slow: 0.0,
+            stall: 0.0,
+            error: 0.0,
+            crash_interval: Duration::ZERO,
+            freeze: 0.0,
+            clock_drift_ppm: 0,
+            clock_steps: Duration::ZERO,
+            ..FaultRates::default()
+        }
+    }
+
+    /// Whether fault `kind` is on at all.
+    pub fn has(&self, kind: FaultKind) -> bool {
+        match kind {
+            FaultKind::Slow => self.slow > 0.0,
+            FaultKind::Stall => self.stall > 0.0,
+            FaultKind::Error => self.error > 0.0,
+            FaultKind::Crash => !self.crash_interval.is_zero(),
+            FaultKind::Freeze => self.freeze > 0.0,
+            FaultKind::Drift => self.clock_drift_ppm > 0,
+            FaultKind::Steps => !self.clock_steps.is_zero(),
+        }
+    }
+}
+
+/// The kinds of fault swarm testing switches on and off per seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// Store calls slowed by minutes.
+    Slow,
+    /// Store calls stalled for hours.
+    Stall,
+    /// Store calls failing.
+    Error,
+    /// Servers and cleaners crashing.
+    Crash,
+    /// Record writes frozen between check and commit.
+    Freeze,
+    /// Clocks drifting.
+    Drift,
+    /// Clocks stepped.
+    Steps,
+}
+
+impl FaultKind {
+    /// Every kind, in the order summaries print them.
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Slow,
+        FaultKind::Stall,
+        FaultKind::Error,
+        FaultKind::Crash,
+        FaultKind::Freeze,
+        FaultKind::Drift,
+        FaultKind::Steps,
+    ];
+
+    /// A short name for summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Slow => "slow calls",
+            FaultKind::Stall => "stalls",
+            FaultKind::Error => "errors",
+            FaultKind::Crash => "crashes",
+            FaultKind::Freeze => "frozen commits",
+            FaultKind::Drift => "clock drift",
+            FaultKind::Steps => "clock steps",
+        }
+    }
+}
+
+/// The faults one seed runs with: swarm testing draws from the seed which kinds are
+/// on and how often each strikes (a quarter to twice the configured rate), so some
+/// seeds run with one or two kinds of fault, undisturbed by the others, and some with
+/// all of them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FaultMix {
+    /// The rates in force; a kind that is off has rate zero.
+    pub rates: FaultRates,
+}
+
+impl FaultMix {
+    /// The mix of seed `seed`: with `swarm`, drawn from the seed's own stream; without,
+    /// every kind of `base` at its configured rate.
+    pub fn draw(base: &FaultRates, seed: u64, swarm: bool) -> Self {
+        let mut rates = *base;
+        if !swarm {
+            return FaultMix { rates };
+        }
+        let mut rng = SimRng::derive(seed, "swarm");
+        for kind in FaultKind::ALL {
+            let on = rng.chance(0.5);
+            // A quarter to twice the configured rate, evenly on a log scale.
+            let factor = 2f64.powf(3.0 * rng.unit() - 2.0);
+            match kind {
+                FaultKind::Slow => rates.slow = if on { (base.slow * factor).min(1.0) } else { 0.0 },
+                FaultKind::Stall => rates.stall = if on { (base.stall * factor).min(1.0) } else { 0.0 },
+                FaultKind::Error => rates.error = if on { (base.error * factor).min(1.0) } else { 0.0 },
+                FaultKind::Crash => {
+                    rates.crash_interval = if on { base.crash_interval.div_f64(factor) } else { Duration::ZERO }
+                }
+                FaultKind::Freeze => rates.freeze = if on { (base.freeze * factor).min(1.0) } else { 0.0 },
+                FaultKind::Drift => {
+                    rates.clock_drift_ppm = if on { (f64::from(base.clock_drift_ppm) * factor / 2.0) as u32 } else { 0 }
+                }
+                FaultKind::Steps => {
+                    rates.clock_steps = if on { base.clock_steps.div_f64(factor) } else { Duration::ZERO }
+                }
+            }
+        }
+        FaultMix { rates }
+    }
+
+    /// The kinds this mix has on.
+    pub fn kinds(&self) -> Vec<FaultKind> {
+        FaultKind::ALL.into_iter().filter(|k| self.rates.has(*k)).collect()
+    }
+}
+
+/// How many seeds ran with each kind of fault on, and with how many kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MixCounts {
+    /// Seeds with each kind on, in the order of [`FaultKind::ALL`].
+    pub with: [u64; 7],
+    /// Seeds by how many kinds they had on (0 to 7).
+    pub by_kinds: [u64; 8],
+}
+
+impl MixCounts {
+    /// Counts one seed's mix.
+    pub fn add(&mut self, mix: &FaultMix) {
+        let kinds = mix.kinds();
+        for (i, kind) in FaultKind::ALL.iter().enumerate() {
+            if kinds.contains(kind) {
+                self.with[i] += 1;
+            }
+        }
+        self.by_kinds[kinds.len()] += 1;
+    }
+}
+
+impl std::fmt::Display for MixCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let with: Vec<String> =
+            FaultKind::ALL.iter().zip(self.with).map(|(k, n)| format!("{} {n}", k.name())).collect();
+        let by: Vec<String> = self.by_kinds.iter().enumerate().map(|(k, n)| format!("{k}: {n}")).collect();
+        write!(f, "fault mix (seeds with each kind on): {}; seeds by kinds on: {}", with.join(", "), by.join(", "))
     }
 }
 
@@ -105,8 +280,12 @@ pub struct SimConfig {
     pub ops: usize,
     /// The cluster's timings (not validated here; see [`SimConfig::unsafe_timings`]).
     pub timings: Timings,
-    /// Faults to inject.
+    /// Faults to inject (the largest rates, when `swarm` is on).
     pub faults: FaultRates,
+    /// Swarm testing: each seed draws which kinds of fault are on, and how often.
+    pub swarm: bool,
+    /// The database's commit protocol.
+    pub protocol: StoreProtocol,
     /// Rest between a cleaner's cycles.
     pub cleaner_interval: Duration,
     /// Objects per listing page (small, so cycles take many pages).
@@ -129,6 +308,8 @@ impl Default for SimConfig {
             ops: 2000,
             timings: Timings::CASE_STUDY,
             faults: FaultRates::default(),
+            swarm: true,
+            protocol: StoreProtocol::SqliteLocked,
             cleaner_interval: Duration::from_secs(10 * 60),
             page_size: 5,
             think_time: Duration::from_secs(60 * 60),
@@ -168,7 +349,7 @@ impl SimConfig {
         if !(1..=1000).contains(&self.page_size) {
             return Err(SimConfigError::PageSize(self.page_size));
         }
-        for p in [self.faults.slow, self.faults.stall, self.faults.error] {
+        for p in [self.faults.slow, self.faults.stall, self.faults.error, self.faults.freeze] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(SimConfigError::Rate(p));
             }
@@ -179,13 +360,15 @@ impl SimConfig {
     /// How long the calm phase lasts: as configured, or long enough for an image
     /// that was just written to look old enough to a cleaner whose clock lags the blob
     /// store's by the whole skew, then be found by a cycle that starts after that,
-    /// waited on and deleted, twice over.
+    /// waited on and deleted, twice over; plus the longest a commit drawn before the
+    /// calm may stay pending (under SQLite's lock, it holds up the cleaners' queries).
     pub fn drain(&self) -> Duration {
         self.drain.unwrap_or_else(|| {
             let t = &self.timings;
             let call_timeout = profilestore_cleaner::CleanerConfig::default().call_timeout;
             let cycle = t.delete_delay + self.cleaner_interval + call_timeout;
-            t.cleaner_min_age() + t.clock_skew + cycle * 2 + Duration::from_secs(600)
+            let pending = self.faults.freeze_max.max(self.faults.slow_max);
+            t.cleaner_min_age() + t.clock_skew + cycle * 2 + pending + Duration::from_secs(600)
         })
     }
 
@@ -195,9 +378,9 @@ impl SimConfig {
     }
 
     /// The `profilestore simulate` flags that replay this run. The command line has
-    /// no flags for the page size, cleaner interval, think time or fault rates (other
-    /// than `--no-faults`): a run with other values than the defaults of those is
-    /// replayed through the library, not by these flags.
+    /// no flags for the page size, cleaner interval, think time, swarm testing or fault
+    /// rates (other than `--no-faults`): a run with other values than the defaults of
+    /// those is replayed through the library, not by these flags.
     pub fn replay_args(&self) -> Vec<String> {
         let t = &self.timings;
         let mut args = vec![
@@ -214,10 +397,17 @@ impl SimConfig {
             format!("--delete-delay={}", flag_duration(t.delete_delay)),
             format!("--clock-skew={}", flag_duration(t.clock_skew)),
         ];
+        if self.protocol != StoreProtocol::SqliteLocked {
+            args.push(format!("--store-protocol={}", self.protocol.name()));
+        }
         if let Some(drain) = self.drain {
             args.push(format!("--drain={}", flag_duration(drain)));
         }
-        if self.faults == FaultRates::none() {
+        let beyond = self.faults.clock_beyond_bound;
+        if !beyond.is_zero() {
+            args.push(format!("--clock-beyond-bound={}", flag_duration(beyond)));
+        }
+        if (FaultRates { clock_beyond_bound: Duration::ZERO, ..self.faults }) == FaultRates::none() {
             args.push("--no-faults".to_owned());
         }
         if self.unsafe_timings() {
@@ -248,6 +438,8 @@ fn flag_duration(d: Duration) -> String {
 pub struct SimReport {
     /// The run's seed.
     pub seed: u64,
+    /// The faults it ran with.
+    pub mix: FaultMix,
     /// Operations, faults and checks.
     pub counts: Counts,
     /// Virtual time the run covered.
@@ -318,6 +510,8 @@ pub struct Summary {
     pub seeds_run: u64,
     /// Totals over those runs.
     pub counts: Counts,
+    /// The fault mixes of those runs.
+    pub mixes: MixCounts,
     /// Virtual time covered in all.
     pub virtual_time: Duration,
     /// The failing run with the lowest seed, if any.
@@ -356,6 +550,7 @@ pub fn run_seeds(
                     let mut s = summary.lock().unwrap_or_else(|p| p.into_inner());
                     s.seeds_run += 1;
                     s.counts.add(&report.counts);
+                    s.mixes.add(&report.mix);
                     s.virtual_time += report.virtual_time;
                     if report.violation.is_some() {
                         stop.store(true, Ordering::Relaxed);
@@ -395,5 +590,39 @@ mod tests {
         let faults = FaultRates { error: 2.0, ..FaultRates::default() };
         assert_eq!(SimConfig { faults, ..SimConfig::default() }.validate(), Err(SimConfigError::Rate(2.0)));
         assert_eq!(SimConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn replay_flags_name_the_protocol_and_the_clock_beyond_the_bound() {
+        let plain = SimConfig::default().replay_args();
+        assert!(!plain.iter().any(|a| a.starts_with("--store-protocol") || a.starts_with("--clock-beyond")));
+        let faults = FaultRates { clock_beyond_bound: Duration::from_secs(3 * 3600), ..FaultRates::none() };
+        let args = SimConfig { protocol: StoreProtocol::Unlocked, faults, ..SimConfig::default() }.replay_args();
+        for flag in ["--store-protocol=unlocked", "--clock-beyond-bound=3h", "--no-faults"] {
+            assert!(args.iter().any(|a| a == flag), "{flag} missing from {args:?}");
+        }
+        for p in [StoreProtocol::SqliteLocked, StoreProtocol::PostgresBounded, StoreProtocol::Unlocked] {
+            assert_eq!(StoreProtocol::from_name(p.name()), Some(p));
+        }
+    }
+
+    #[test]
+    fn swarm_mixes_vary_by_seed_and_stay_within_the_configured_rates() {
+        let base = FaultRates::default();
+        let mixes: Vec<FaultMix> = (0..200).map(|seed| FaultMix::draw(&base, seed, true)).collect();
+        let mut counts = MixCounts::default();
+        for mix in &mixes {
+            counts.add(mix);
+            let r = mix.rates;
+            assert!(r.slow <= base.slow * 2.0 && r.stall <= base.stall * 2.0 && r.freeze <= base.freeze * 2.0);
+            assert!(r.clock_drift_ppm <= base.clock_drift_ppm, "drift beyond the model: {}", r.clock_drift_ppm);
+        }
+        assert!(counts.with.iter().all(|&n| (60..=140).contains(&n)), "{counts}");
+        assert!(
+            counts.by_kinds[..=2].iter().sum::<u64>() > 10 && counts.by_kinds[6..].iter().sum::<u64>() > 5,
+            "{counts}"
+        );
+        assert_eq!(FaultMix::draw(&base, 7, false).rates, base, "without swarm every kind is on as configured");
+        assert!(FaultMix::draw(&FaultRates::none(), 7, true).kinds().is_empty());
     }
 }

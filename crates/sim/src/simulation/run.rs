@@ -10,21 +10,18 @@ use tokio::task::{AbortHandle, JoinHandle};
 use profilestore_cleaner::{Cleaner, CleanerConfig};
 use profilestore_core::error::ServiceError;
 use profilestore_core::ids::UserId;
-use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::{NewProfile, ProfileService};
-use profilestore_core::time::{Clock, Time};
 
-use super::clock::{Origin, SimClock, SimIds};
+use super::clock::{BEYOND_BOUND, ClockModel, Origin, Rogue, SimClock, SimIds, fmt_elapsed};
 use super::log::{Actor, Counters, Journal, short};
 use super::rng::SimRng;
 use super::stores::{Faulty, REQUEST_DEADLINE, World};
-use super::{SimConfig, SimReport};
+use super::{FaultMix, FaultRates, SimConfig, SimReport};
 
 /// A server: its service (stateless, so it survives a crash unchanged) and the
 /// requests in flight that a crash kills.
 struct Server {
     service: ProfileService,
-    clock: SimClock,
     up: bool,
     in_flight: Vec<AbortHandle>,
 }
@@ -51,18 +48,35 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
     let origin = Origin::now();
     let seed = config.seed;
     let skew = config.timings.clock_skew;
-    let mut setup = SimRng::derive(seed, "setup");
-    let db_clock = SimClock::skewed(origin, skew, &mut setup);
-    let blob_clock = SimClock::skewed(origin, skew, &mut setup);
-    let world = Arc::new(World::new(
-        Arc::new(MemoryMetadataStore::new(Arc::new(db_clock))),
-        Arc::new(MemoryBlobStore::new(Arc::new(blob_clock))),
-        Journal::new(origin),
-        config.faults,
-    ));
+    let mix = FaultMix::draw(&config.faults, seed, config.swarm);
+    let rates = mix.rates;
+    let journal = Journal::new(origin);
+    let rogue = rogue_clock(config, &rates);
+    if let Some((who, r)) = rogue {
+        let way = if r.offset_ms >= 0 { "ahead of" } else { "behind" };
+        journal.record(
+            Actor::Chaos,
+            format!(
+                "{BEYOND_BOUND}{}'s clock runs {} {way} true time from {} on (the bound is {})",
+                process_name(config, who),
+                fmt_secs(Duration::from_millis(r.offset_ms.unsigned_abs())),
+                fmt_elapsed(r.from),
+                fmt_secs(skew / 2)
+            ),
+            None,
+            &[],
+        );
+    }
+    let model = ClockModel { bound: skew / 2, drift_ppm: rates.clock_drift_ppm, step_interval: rates.clock_steps };
+    let clock = |process: usize| {
+        let rng = SimRng::derive(seed, &format!("clock of {}", process_name(config, process)));
+        let rogue = rogue.filter(|(who, _)| *who == process).map(|(_, r)| r);
+        SimClock::wandering(origin, model, rng, rogue)
+    };
+    let world = Arc::new(World::new(clock(0), clock(1), journal, rates, config.protocol));
     let servers = (0..config.servers)
         .map(|i| {
-            let clock = SimClock::skewed(origin, skew, &mut setup);
+            let clock = clock(2 + i);
             let store = Faulty::new(
                 world.clone(),
                 Actor::Server(i),
@@ -72,12 +86,12 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
             let ids = SimIds::new(clock.clone(), SimRng::derive(seed, &format!("server {i} ids")));
             let service =
                 ProfileService::new(store.clone(), store, Arc::new(clock.clone()), Arc::new(ids), config.timings);
-            Server { service, clock, up: true, in_flight: Vec::new() }
+            Server { service, up: true, in_flight: Vec::new() }
         })
         .collect();
     let cleaners = (0..config.cleaners)
         .map(|i| {
-            let clock = SimClock::skewed(origin, skew, &mut setup);
+            let clock = clock(2 + config.servers + i);
             let store = Faulty::new(
                 world.clone(),
                 Actor::Cleaner(i),
@@ -121,6 +135,7 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
     let (events, violation) = journal.finish();
     SimReport {
         seed,
+        mix,
         counts: journal.counters.snapshot(),
         virtual_time: origin.elapsed(),
         records_left: world.records().len(),
@@ -245,7 +260,7 @@ impl Cluster {
                     journal.record(me, format!("server {server} is down; {user}'s request refused"), Some(&user), &[]);
                     continue;
                 }
-                (s.service.clone(), s.clock.now().plus(self.config.timings.request_timeout))
+                (s.service.clone(), journal.elapsed() + self.config.timings.request_timeout)
             };
             if kind < 45 {
                 let n = self.next_write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -287,7 +302,7 @@ impl Cluster {
     async fn serve<T: Send + 'static>(
         &self,
         server: usize,
-        deadline: profilestore_core::time::Timestamp,
+        deadline: Duration,
         request: impl Future<Output = T> + Send + 'static,
     ) -> Option<T> {
         let task = tokio::spawn(REQUEST_DEADLINE.scope(deadline, request));
@@ -362,6 +377,31 @@ impl Cluster {
         );
         tokio::time::sleep(drain).await;
         self.world.check_no_orphans();
+    }
+}
+
+/// The process whose clock leaves the bound, and how, when the fault is on: any
+/// process, either way, from some moment in the first 12 hours on.
+fn rogue_clock(config: &SimConfig, rates: &FaultRates) -> Option<(usize, Rogue)> {
+    if rates.clock_beyond_bound.is_zero() {
+        return None;
+    }
+    let mut rng = SimRng::derive(config.seed, "rogue clock");
+    let who = rng.below((2 + config.servers + config.cleaners) as u64) as usize;
+    let beyond = config.timings.clock_skew / 2 + rates.clock_beyond_bound;
+    let offset = i64::try_from(beyond.as_millis()).unwrap_or(i64::MAX / 4);
+    let offset_ms = if rng.chance(0.5) { offset } else { -offset };
+    let from = rng.millis_up_to(Duration::from_secs(12 * 3600));
+    Some((who, Rogue { from, offset_ms }))
+}
+
+/// Process `i`: the database, the blob store, the servers, then the cleaners.
+fn process_name(config: &SimConfig, i: usize) -> String {
+    match i {
+        0 => "the database".into(),
+        1 => "the blob store".into(),
+        i if i < 2 + config.servers => format!("server {}", i - 2),
+        i => format!("cleaner {}", i - 2 - config.servers),
     }
 }
 

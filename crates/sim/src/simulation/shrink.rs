@@ -2,8 +2,11 @@
 //! that touch the violation.
 //!
 //! Shrinking re-runs the same seed with fewer client operations while the same check
-//! still breaks: every actor draws from its own stream, so cutting operations keeps
-//! each client's early choices and usually the failure with them. Slicing then keeps
+//! still breaks on the same images: every actor draws from its own stream, so cutting
+//! operations keeps each client's early choices and usually the failure with them.
+//! A cut run that breaks the check on other images tells another story (often a loss
+//! the earlier end of the clients made possible in the calm phase), so it does not
+//! count as the same failure. Slicing then keeps
 //! the events that name the violation's images (puts, reads, listings, queries,
 //! deletes, commits) and the changes to its users' records meanwhile, which is where
 //! every flaw of the case study lives.
@@ -13,14 +16,17 @@ use std::time::Duration;
 
 use profilestore_core::ids::{ImageId, UserId};
 
+use super::clock::BEYOND_BOUND;
 use super::log::{Actor, Event, Violation};
 use super::stores::{LIST_PAGE, QUERY, RECORD_CHANGES};
 use super::{SimConfig, SimReport, run};
 
-/// The smallest run found that breaks the same check as `failing`, with its config.
-/// At most `attempts` extra runs.
+/// The smallest run found that breaks the same check as `failing` on the same images,
+/// with its config. At most `attempts` extra runs.
 pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimConfig, SimReport) {
-    let Some(check) = failing.violation.as_ref().map(|v| v.check) else { return (config.clone(), failing) };
+    let Some((check, images)) = failing.violation.as_ref().map(|v| (v.check, v.images.clone())) else {
+        return (config.clone(), failing);
+    };
     let mut best = (config.clone(), failing);
     let mut tried = 0;
     // Cut half the operations while the failure stays; when it goes, cut half as many.
@@ -29,7 +35,7 @@ pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimCo
         let candidate = SimConfig { ops: best.0.ops - step, ..best.0.clone() };
         tried += 1;
         let report = run(&candidate);
-        if report.violation.as_ref().is_some_and(|v| v.check == check) {
+        if report.violation.as_ref().is_some_and(|v| v.check == check && v.images == images) {
             best = (candidate, report);
             step = best.0.ops / 2;
         } else {
@@ -39,9 +45,9 @@ pub fn shrink(config: &SimConfig, failing: SimReport, attempts: usize) -> (SimCo
     best
 }
 
-/// The events of `events` that matter to `violation`: those naming its images, and
-/// the changes to its users' records from one `window` before the first of them up
-/// to the violation.
+/// The events of `events` that matter to `violation`: those naming its images, the
+/// changes to its users' records from one `window` before the first of them up to
+/// the violation, and the clock that left the skew bound, if one did.
 pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -> Vec<&'a Event> {
     let images: HashSet<ImageId> = violation.images.iter().copied().collect();
     let end = violation.at;
@@ -56,6 +62,7 @@ pub fn slice<'a>(events: &'a [Event], violation: &Violation, window: Duration) -
         .filter(|e| {
             names_image(e)
                 || e.text.starts_with("VIOLATION")
+                || e.text.starts_with(BEYOND_BOUND)
                 || changes_record(e) && e.user.as_ref().is_some_and(|u| users.contains(u)) && e.at >= from
         })
         .collect();

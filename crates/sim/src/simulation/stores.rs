@@ -9,7 +9,7 @@
 //! of a run only the short waits remain.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,17 +22,20 @@ use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Deadline, Timestamp};
+use profilestore_core::time::{Clock, Deadline};
 
 use super::FaultRates;
 use super::clock::SimClock;
 use super::log::{Actor, Counters, Journal, short, shorts};
+use super::protocol::StoreProtocol;
 use super::rng::SimRng;
 
 tokio::task_local! {
-    /// The deadline of the request a server task is serving, by that server's clock:
-    /// how the blob wrapper tells a vanished blob (within the deadline) from a late one.
-    pub static REQUEST_DEADLINE: Timestamp;
+    /// The deadline of the request a server task is serving, in true virtual time
+    /// since the start of the run (the request's time runs out on its server's ticks,
+    /// which are true time): how the blob wrapper tells a vanished blob (within the
+    /// deadline) from a late one, whatever the server's wall clock did meanwhile.
+    pub static REQUEST_DEADLINE: Duration;
 }
 
 /// How a listing call starts in the log (the slicer recognises it).
@@ -50,20 +53,44 @@ pub struct World {
     pub blobs: Arc<MemoryBlobStore>,
     /// The run's log, counters and violation.
     pub journal: Journal,
-    /// The fault rates of the run.
+    /// The fault rates of the run (its seed's mix).
     pub faults: FaultRates,
+    /// The database's commit protocol.
+    pub protocol: StoreProtocol,
+    /// The database's own clock.
+    pub(super) db_clock: Arc<dyn Clock>,
+    /// The database's write lock (taken as the protocol says).
+    pub(super) lock: Arc<tokio::sync::Mutex<()>>,
+    /// Commits checked and not yet landed or refused.
+    pub(super) pending: AtomicUsize,
+    /// Images some cleaner's query found unreferenced: each will be deleted.
+    pub(super) condemned: Mutex<HashSet<ImageId>>,
     calm: AtomicBool,
 }
 
 impl World {
-    /// A world over these stores.
+    /// A world over a database whose clock is `db_clock` and a blob store that
+    /// stamps creation times with `blob_clock`.
     pub fn new(
-        metadata: Arc<MemoryMetadataStore>,
-        blobs: Arc<MemoryBlobStore>,
+        db_clock: SimClock,
+        blob_clock: SimClock,
         journal: Journal,
         faults: FaultRates,
+        protocol: StoreProtocol,
     ) -> Self {
-        World { metadata, blobs, journal, faults, calm: AtomicBool::new(false) }
+        let db_clock: Arc<dyn Clock> = Arc::new(db_clock);
+        World {
+            metadata: Arc::new(MemoryMetadataStore::new(db_clock.clone())),
+            blobs: Arc::new(MemoryBlobStore::new(Arc::new(blob_clock))),
+            journal,
+            faults,
+            protocol,
+            db_clock,
+            lock: Arc::default(),
+            pending: AtomicUsize::new(0),
+            condemned: Mutex::default(),
+            calm: AtomicBool::new(false),
+        }
     }
 
     /// From now on inject only short waits.
@@ -161,6 +188,20 @@ impl Faulty {
             }
         }
         plan
+    }
+
+    /// How long a record write's commit stays pending after its check: a few
+    /// milliseconds, or, for a process frozen between its checked statement and
+    /// `COMMIT`, `freeze_max / 8` to `freeze_max`.
+    fn commit_delay(&self) -> Duration {
+        let rates = &self.world.faults;
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let mut delay = rng.millis_up_to(rates.latency);
+        if !self.world.calm.load(Ordering::Relaxed) && rng.chance(rates.freeze) {
+            Counters::bump(&self.world.journal.counters.frozen_commits);
+            delay += rng.millis_between(rates.freeze_max / 8, rates.freeze_max);
+        }
+        delay
     }
 
     fn log(&self, text: String, user: Option<&UserId>, images: &[ImageId]) {
@@ -264,11 +305,12 @@ impl MetadataStore for Faulty {
             short(&record.image_id),
             fmt_wait(deadline.at().saturating_since(self.clock.now()))
         );
+        let delay = self.commit_delay();
         self.call(
             what,
             Some(&record.user_id),
             &[record.image_id],
-            || self.world.metadata.put_before(record, deadline),
+            || self.world.commit(self.actor, record, deadline, delay),
             |r| {
                 Described::text(match r {
                     Ok(CommitOutcome::Committed) => "committed".into(),
@@ -276,11 +318,8 @@ impl MetadataStore for Faulty {
                     Err(e) => format!("error: {e}"),
                 })
             },
-            |r| {
-                if matches!(r, Ok(CommitOutcome::Committed)) {
-                    self.world.check_no_dangling(self.actor);
-                }
-            },
+            // The commit checks for dangling references itself, when it lands.
+            no_check,
         )
         .await
     }
@@ -290,7 +329,7 @@ impl MetadataStore for Faulty {
             format!("{}{user}", RECORD_CHANGES[1]),
             Some(user),
             &[],
-            || self.world.metadata.delete_before(user, deadline),
+            || self.world.delete(user, deadline),
             |r| {
                 Described::text(match r {
                     Ok(DeleteOutcome::Deleted) => "deleted".into(),
@@ -309,7 +348,7 @@ impl MetadataStore for Faulty {
             format!("{QUERY}{}] are referenced", shorts(ids)),
             None,
             ids,
-            || self.world.metadata.referenced(ids),
+            || self.world.referenced(ids),
             |r| match r {
                 Ok(set) => {
                     let named: Vec<ImageId> = ids.iter().filter(|i| set.contains(i)).copied().collect();
@@ -393,7 +432,7 @@ impl BlobStore for Faulty {
                 // reading the record that names them.
                 if let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) {
                     let missing = matches!(found, Ok(None));
-                    self.world.check_fetch(self.actor, id, missing, self.clock.now(), deadline);
+                    self.world.check_fetch(self.actor, id, missing, self.world.journal.elapsed(), deadline);
                 }
             },
         )
