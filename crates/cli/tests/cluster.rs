@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::fs::File;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use support::traffic::Traffic;
-use support::{S3Env, Server, audit_json, bin, fresh_database, service_env, signal, unique_suffix};
+use support::{
+    Daemon, Server, audit_until_no_orphans, bin, deleted_by, orphans, postgres_and_s3, signal, start_cleaner,
+};
 
 /// Compressed timings in whole seconds (ten processes share two cores). S3 keeps
 /// whole-second timestamps, so a clock skew under 2 s could not be checked.
@@ -23,40 +23,9 @@ const TRAFFIC: Duration = Duration::from_secs(20);
 const CLIENTS: usize = 6;
 const USERS_PER_CLIENT: usize = 3;
 
-struct Cleaner {
-    child: Child,
-}
-
-fn start_cleaner(stores: &[String], log_dir: &std::path::Path, n: usize) -> Cleaner {
-    let log = log_dir.join(format!("cleaner-{n}.log"));
-    let child = bin()
-        .args(["clean", "--every", "1s", "--log-format", "json"])
-        .args(stores)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .expect("clean starts");
-    Cleaner { child }
-}
-
-/// Sums the `deleted` counters of the cycle lines a cleaner logged.
-fn deleted_by(log: &std::path::Path) -> u64 {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|j| j["message"] == "cleaner cycle finished")
-        .map(|j| j["deleted"].as_u64().unwrap_or(0))
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_and_two_cleaners_on_postgres_and_s3_survive_kills() {
-    let Some(admin) = service_env("PROFILESTORE_TEST_POSTGRES_URL") else { return };
-    let Some(s3) = S3Env::from_env() else { return };
-    let suffix = unique_suffix();
-    let mut stores = vec!["--database".to_owned(), fresh_database(&admin, &format!("cluster_{suffix}"))];
-    stores.extend(s3.flags(&format!("cluster-{suffix}")));
+    let Some(stores) = postgres_and_s3("cluster") else { return };
     let logs = tempfile::tempdir().unwrap();
 
     let init = bin().arg("init").args(&stores).args(TIMINGS).output().unwrap();
@@ -64,7 +33,8 @@ async fn three_servers_and_two_cleaners_on_postgres_and_s3_survive_kills() {
 
     // Servers and cleaners start without timing flags: they adopt the cluster's.
     let mut servers: Vec<Server> = (0..3).map(|_| Server::start(&stores)).collect();
-    let mut cleaners: Vec<Cleaner> = (0..2).map(|n| start_cleaner(&stores, logs.path(), n)).collect();
+    let cleaner_log = |n: usize| logs.path().join(format!("cleaner-{n}.log"));
+    let mut cleaners: Vec<Daemon> = (0..2).map(|n| start_cleaner(&stores, "1s", &cleaner_log(n))).collect();
     let traffic = Traffic::new(servers.iter().map(|s| s.base.clone()).collect());
 
     let started = Instant::now();
@@ -92,11 +62,11 @@ async fn three_servers_and_two_cleaners_on_postgres_and_s3_survive_kills() {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut victim = cleaners.remove(0);
-    signal(&victim.child, "KILL");
-    victim.child.wait().unwrap();
+    signal(&victim.0, "KILL");
+    victim.0.wait().unwrap();
     events.push(format!("{:.1}s: SIGKILL cleaner 0", started.elapsed().as_secs_f64()));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    cleaners.push(start_cleaner(&stores, logs.path(), 2));
+    cleaners.push(start_cleaner(&stores, "1s", &cleaner_log(2)));
     events.push(format!("{:.1}s: cleaner 0 restarted", started.elapsed().as_secs_f64()));
 
     for client in clients {
@@ -105,25 +75,15 @@ async fn three_servers_and_two_cleaners_on_postgres_and_s3_survive_kills() {
     events.push(format!("{:.1}s: writes stopped", started.elapsed().as_secs_f64()));
 
     // The cleaners keep running: every orphan must go (min age 5 s + skew 1 s + delay 2 s + cycles).
-    let settle_until = Instant::now() + Duration::from_secs(60);
-    let (status, report) = loop {
-        let (status, report) = audit_json(&stores);
-        let orphans =
-            report["orphans"]["in_flight"].as_u64().unwrap() + report["orphans"]["collectable"].as_u64().unwrap();
-        if orphans == 0 || Instant::now() > settle_until {
-            break (status, report);
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
+    let (status, report) = audit_until_no_orphans(&stores, Duration::from_secs(60)).await;
     events.push(format!("{:.1}s: audit settled", started.elapsed().as_secs_f64()));
     let final_problems = traffic.check_final(&servers[0].base).await;
 
-    for mut c in cleaners.drain(..) {
-        signal(&c.child, "TERM");
-        let status = c.child.wait().unwrap();
+    for c in cleaners.drain(..) {
+        let status = c.terminate();
         assert!(status.success(), "a cleaner daemon exits 0 on SIGTERM: {status}");
     }
-    let deleted: u64 = (0..3).map(|n| deleted_by(&logs.path().join(format!("cleaner-{n}.log")))).sum();
+    let deleted: u64 = (0..3).map(|n| deleted_by(&cleaner_log(n))).sum();
     for s in servers.drain(..) {
         assert!(s.terminate().success(), "a server exits 0 on SIGTERM");
     }
@@ -139,7 +99,7 @@ async fn three_servers_and_two_cleaners_on_postgres_and_s3_survive_kills() {
         tally.reads_failed,
         report["records"],
         report["images"],
-        report["orphans"]["in_flight"].as_u64().unwrap() + report["orphans"]["collectable"].as_u64().unwrap(),
+        orphans(&report),
         events.join("\n  "),
     );
     assert!(tally.problems.is_empty(), "inconsistent answers: {:?}", tally.problems);

@@ -15,10 +15,13 @@ mod support;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{PNG, audit_json, bin, fresh_database, service_env, signal, unique_suffix};
+use support::{
+    Daemon, PNG, audit_json, bin, fresh_database, log_lines, service_env, signal, start_cleaner, unique_suffix,
+    wait_for,
+};
 
 /// Compressed timings: a blob is collectable 3.5 s after its write started, and a
 /// cycle waits 2 s between its query and its deletes.
@@ -27,29 +30,6 @@ const TIMINGS: [&str; 8] =
 /// How long the write stays frozen: past `min_blob_age + clock_skew + delete_delay`
 /// (5.5 s) with room for several cleaner cycles after it.
 const FREEZE: Duration = Duration::from_secs(9);
-
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-/// Waits for `done` to hold, checking every 20 ms, for at most `limit`.
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "gave up after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn log_lines(path: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
 
 /// Cycle lines in which some image was old enough to be asked about.
 fn cycles_that_asked(log: &Path) -> Vec<serde_json::Value> {
@@ -98,7 +78,7 @@ async fn frozen_commit_leaves_nothing_dangling(stores: Vec<String>, blob_dir: Pa
         std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
         line.trim().strip_prefix("profilestore listening on ").unwrap_or_else(|| panic!("serve: {line:?}")).to_owned()
     };
-    let server = Process(server);
+    let server = Daemon(server);
     let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
 
     // An acknowledged profile, which also keeps the cleaners' empty-database guard quiet.
@@ -106,21 +86,7 @@ async fn frozen_commit_leaves_nothing_dangling(stores: Vec<String>, blob_dir: Pa
     assert_eq!(kept.status(), 200, "the first write is acknowledged");
 
     let cleaner_logs: Vec<PathBuf> = (0..2).map(|n| work.join(format!("clean-{n}.log"))).collect();
-    let _cleaners: Vec<Process> = cleaner_logs
-        .iter()
-        .map(|log| {
-            Process(
-                bin()
-                    .args(["clean", "--every", "200ms", "--log-format", "json"])
-                    .args(&stores)
-                    .env("RUST_LOG", "info")
-                    .stdout(Stdio::null())
-                    .stderr(File::create(log).unwrap())
-                    .spawn()
-                    .expect("clean starts"),
-            )
-        })
-        .collect();
+    let _cleaners: Vec<Daemon> = cleaner_logs.iter().map(|log| start_cleaner(&stores, "200ms", log)).collect();
 
     // The next record write parks between its deadline check and its commit.
     let before: Vec<String> = blob_ids(&blob_dir);

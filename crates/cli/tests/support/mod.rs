@@ -38,34 +38,34 @@ pub struct Server {
 impl Server {
     /// Starts `serve --listen 127.0.0.1:0` with `args` and waits for its address.
     pub fn start(args: &[String]) -> Server {
+        Server::try_start(args, Stdio::inherit()).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Like [`Server::start`], with the server's standard error going to `stderr`;
+    /// a server that exits before printing its address is an error, not a panic.
+    pub fn try_start(args: &[String], stderr: Stdio) -> Result<Server, String> {
         let mut child = bin()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("serve starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("serve prints its address");
-        let base = line
-            .trim()
-            .strip_prefix("profilestore listening on ")
-            .unwrap_or_else(|| panic!("serve did not start: first line {line:?}"))
-            .to_owned();
-        Server { child, base }
+        match line.trim().strip_prefix("profilestore listening on ") {
+            Some(base) => Ok(Server { base: base.to_owned(), child }),
+            None => {
+                child.kill().ok();
+                let status = child.wait().ok();
+                Err(format!("serve did not start ({status:?}): first line {line:?}"))
+            }
+        }
     }
 
     /// Sends SIGTERM and returns the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
-        signal(&self.child, "TERM");
-        for _ in 0..200 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child.kill().ok();
-        panic!("serve did not stop on SIGTERM");
+        terminate(&mut self.child, "serve")
     }
 }
 
@@ -73,6 +73,79 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.child.kill().ok();
         self.child.wait().ok();
+    }
+}
+
+/// Sends SIGTERM to `child` (a `what` process) and waits up to 10 s for it to exit.
+fn terminate(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    signal(child, "TERM");
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().ok();
+    panic!("{what} did not stop on SIGTERM");
+}
+
+/// A child process killed and reaped when dropped (a panicking test leaves none behind).
+pub struct Daemon(pub Child);
+
+impl Daemon {
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        terminate(&mut self.0, "daemon")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+/// Where a process's standard error goes: appended to `log` (restarts add to it).
+pub fn log_to(log: &Path) -> Stdio {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file opens");
+    Stdio::from(file)
+}
+
+/// Starts a `clean --every <every>` daemon on `stores`, logging JSON at level info to `log`.
+pub fn start_cleaner(stores: &[String], every: &str, log: &Path) -> Daemon {
+    let child = bin()
+        .args(["clean", "--every", every, "--log-format", "json"])
+        .args(stores)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log_to(log))
+        .spawn()
+        .expect("clean starts");
+    Daemon(child)
+}
+
+/// The JSON lines of a log written with `--log-format json`.
+pub fn log_lines(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+/// Sums the `deleted` counters of the cycle lines a cleaner logged.
+pub fn deleted_by(log: &Path) -> u64 {
+    log_lines(log)
+        .iter()
+        .filter(|j| j["message"] == "cleaner cycle finished")
+        .map(|j| j["deleted"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Waits for `done` to hold, checking every 20 ms, for at most `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "gave up after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -185,6 +258,18 @@ pub fn fresh_database(admin_url: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Store flags for a fresh database on the test PostgreSQL server and a fresh prefix
+/// of the test S3 bucket, both named after `name` and a unique suffix; `None` when
+/// the test servers are not configured (see [`service_env`]).
+pub fn postgres_and_s3(name: &str) -> Option<Vec<String>> {
+    let admin = service_env("PROFILESTORE_TEST_POSTGRES_URL")?;
+    let s3 = S3Env::from_env()?;
+    let suffix = unique_suffix();
+    let mut stores = vec!["--database".to_owned(), fresh_database(&admin, &format!("{name}_{suffix}"))];
+    stores.extend(s3.flags(&format!("{name}-{suffix}")));
+    Some(stores)
+}
+
 /// A short random lowercase name part, unique per test run.
 pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -193,10 +278,35 @@ pub fn unique_suffix() -> String {
 
 /// Runs `profilestore audit --json` with `args` and returns its exit code and report.
 pub fn audit_json(args: &[String]) -> (Option<i32>, serde_json::Value) {
+    try_audit_json(args).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Like [`audit_json`], but an audit that prints no report (a store it could not
+/// reach) is an error, not a panic.
+pub fn try_audit_json(args: &[String]) -> Result<(Option<i32>, serde_json::Value), String> {
     let out = bin().arg("audit").arg("--json").args(args).output().unwrap();
-    let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("audit printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code(), report)
+    match serde_json::from_slice(&out.stdout) {
+        Ok(report) => Ok((out.status.code(), report)),
+        Err(e) => Err(format!("audit printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stderr))),
+    }
+}
+
+/// The orphans (in flight and collectable) an audit report counts.
+pub fn orphans(report: &serde_json::Value) -> u64 {
+    report["orphans"]["in_flight"].as_u64().unwrap() + report["orphans"]["collectable"].as_u64().unwrap()
+}
+
+/// Audits every half second, while cleaners run, until no orphan is left or `limit`
+/// has passed; returns the last audit.
+pub async fn audit_until_no_orphans(args: &[String], limit: Duration) -> (Option<i32>, serde_json::Value) {
+    let give_up = std::time::Instant::now() + limit;
+    loop {
+        let (code, report) = audit_json(args);
+        if orphans(&report) == 0 || std::time::Instant::now() > give_up {
+            return (code, report);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Whether `path` exists; a small wrapper so tests read plainly.
