@@ -8,42 +8,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use profilestore_testkit::postgres::PrivateServer;
 use support::traffic::Traffic;
-use support::{Server, audit_json, bin, services_required};
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services/postgres.sh")
-}
-
-fn postgres_installed() -> bool {
-    std::fs::read_dir("/usr/lib/postgresql").is_ok_and(|mut d| d.next().is_some())
-}
-
-/// Runs the PostgreSQL service script; returns its stdout.
-fn postgres(command: &str, dir: &Path) -> String {
-    let out = Command::new("bash").arg(script()).args([command, &dir.display().to_string()]).output().unwrap();
-    assert!(out.status.success(), "postgres.sh {command}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{Server, audit_json, bin};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_fail_with_503_while_postgres_is_down_and_recover_when_it_returns() {
-    if !postgres_installed() {
-        assert!(!services_required(), "PostgreSQL is not installed but PROFILESTORE_REQUIRE_SERVICES=1");
-        eprintln!("skipping: PostgreSQL is not installed (run scripts/test.sh)");
-        return;
-    }
+    let Some(pg) = PrivateServer::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let pg = dir.path().join("pg");
-    let url = postgres("start", &pg)
-        .lines()
-        .find_map(|l| l.strip_prefix("PROFILESTORE_TEST_POSTGRES_URL=").map(str::to_owned))
-        .expect("the script prints the URL");
+    let url = pg.url.clone();
     let stores = vec![
         "--database".to_owned(),
         url,
@@ -68,7 +43,7 @@ async fn requests_fail_with_503_while_postgres_is_down_and_recover_when_it_retur
 
     tokio::time::sleep(Duration::from_secs(4)).await;
     let before = traffic.tally.lock().unwrap().writes_ok;
-    postgres("stop", &pg);
+    pg.stop();
     let stopped_at = started.elapsed();
     // While it is down, readiness says so and requests get 503.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -81,7 +56,7 @@ async fn requests_fail_with_503_while_postgres_is_down_and_recover_when_it_retur
             t.reads_failed.get("status 503").copied().unwrap_or(0),
         )
     };
-    postgres("resume", &pg);
+    pg.resume();
     let resumed_at = started.elapsed();
 
     for client in clients {
@@ -119,7 +94,7 @@ async fn requests_fail_with_503_while_postgres_is_down_and_recover_when_it_retur
     assert!(unexpected.is_empty(), "failures other than 503/504: {unexpected:?}");
     drop(tally);
     drop(servers);
-    postgres("stop", &pg);
+    pg.stop();
 }
 
 #[test]

@@ -509,3 +509,43 @@ async fn a_server_that_goes_away_is_unavailable_until_it_returns() {
     back.cut();
     scratch.drop(&server).await;
 }
+
+/// `statement_timeout` does not cut a `COMMIT`'s wait for a synchronous standby, and
+/// while it waits the row is invisible though its deadline check passed. The store
+/// cancels that wait at the request's deadline, so the record is visible (committed
+/// locally) by then, and the caller is never told nothing was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_waiting_for_a_synchronous_standby_is_visible_by_its_deadline() {
+    let Some(pg) = profilestore_testkit::postgres::PrivateServer::start() else { return };
+    let store = PostgresMetadataStore::open(&pg.url, OpenMode::Migrate).await.unwrap();
+    let mut admin = PgConnection::connect(&pg.url).await.unwrap();
+    let set_standbys = async |admin: &mut PgConnection, names: &str| {
+        let sql = format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *admin).await.unwrap();
+        sqlx::query("SELECT pg_reload_conf()").execute(&mut *admin).await.unwrap();
+    };
+    // A standby that never answers: every commit waits for it.
+    set_standbys(&mut admin, "nobody").await;
+
+    let r = record("standby", "{}");
+    let started = std::time::Instant::now();
+    let deadline = test_deadline(FAR, Duration::from_secs(1));
+    let outcome = tokio::time::timeout(Duration::from_secs(10), store.put_before(&r, &deadline)).await;
+    let outcome = outcome.expect("put_before outlived its request by far");
+    match &outcome {
+        Ok(CommitOutcome::Committed) => {}
+        Err(e) if e.kind() == StoreErrorKind::CommitUnknown => {}
+        other => panic!("a commit waiting for a standby answered {other:?}"),
+    }
+    loop {
+        if store.get(&r.user_id).await.unwrap().is_some() {
+            break;
+        }
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_secs(3), "the record is still invisible {waited:?} after a 1 s request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    set_standbys(&mut admin, "").await;
+    store.close().await;
+    admin.close().await.ok();
+}

@@ -117,7 +117,7 @@ const REFERENCED: &str = "SELECT DISTINCT image_id::text FROM profiles WHERE ima
 /// (`$1`, whole milliseconds): sent again just before `COMMIT`, so the commit, its
 /// trigger and any synchronous-standby wait end by the request's deadline.
 const SET_COMMIT_LIMITS: &str = "SELECT set_config('statement_timeout', $1, true), \
-     set_config('idle_in_transaction_session_timeout', $1, true)";
+     set_config('idle_in_transaction_session_timeout', $1, true), pg_backend_pid()";
 
 const READ_PAIRING: &str =
     "SELECT cluster_id::text AS cluster_id, timings::text AS timings FROM pairing WHERE singleton = 1";
@@ -312,6 +312,7 @@ async fn roll_back_unchanged(tx: sqlx::Transaction<'static, sqlx::Postgres>) {
 /// committed locally with a warning, and `COMMIT` succeeds: that counts as committed,
 /// which it is on the primary the cleaners query.
 async fn commit_guarded(
+    pool: &PgPool,
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     deadline: &Deadline,
     commit_sent: &AtomicBool,
@@ -320,13 +321,18 @@ async fn commit_guarded(
         roll_back_unchanged(tx).await;
         return Ok(false);
     }
-    sqlx::query(SET_COMMIT_LIMITS)
+    let (_, _, backend): (String, String, i32) = sqlx::query_as(SET_COMMIT_LIMITS)
         .bind(timeout_millis(deadline.remaining()).to_string())
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(not_written("bounding the commit by the request's time left"))?;
     commit_sent.store(true, Ordering::SeqCst);
-    match tx.commit().await {
+    let settled = Arc::new(AtomicBool::new(false));
+    let watchdog = cancel_wait_at_deadline(pool.clone(), backend, deadline.remaining(), settled.clone());
+    let committed = tx.commit().await;
+    settled.store(true, Ordering::SeqCst);
+    watchdog.abort();
+    match committed {
         Ok(()) => Ok(true),
         // The commit-time trigger: the database's clock reached the deadline during a
         // wait after the statement's own checks; the commit failed.
@@ -340,6 +346,40 @@ async fn commit_guarded(
         )
         .with_source(e)),
     }
+}
+
+/// Cancels `backend`'s wait at the request's deadline unless the commit has settled.
+///
+/// Why: `statement_timeout` does not cover a `COMMIT`'s wait for a synchronous
+/// standby (PostgreSQL disables it before committing; seen here on PostgreSQL 15: a
+/// commit waited 10 s under a 500 ms timeout), and until that wait ends the row is
+/// invisible to the cleaners though its deadline check passed. A cancel ends the wait
+/// with a warning and the transaction is then visible, committed locally. The task is
+/// detached, so a caller that gave up on the commit does not take the bound with it;
+/// only a frozen or dead client process leaves the wait unbounded (see
+/// `docs/decisions.md`).
+fn cancel_wait_at_deadline(
+    pool: PgPool,
+    backend: i32,
+    left: Duration,
+    settled: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(left).await;
+        if settled.load(Ordering::SeqCst) {
+            return;
+        }
+        // Only our own commit can be running on that backend: the connection is not
+        // back in the pool before the commit settles, and a cancel of an idle backend
+        // does nothing.
+        match sqlx::query("SELECT pg_cancel_backend($1)").bind(backend).execute(&pool).await {
+            Ok(_) => tracing::warn!(
+                backend,
+                "a commit was still waiting at its deadline (a synchronous standby?): cancelled its wait, it is visible locally"
+            ),
+            Err(e) => tracing::error!(backend, error = %e, "could not cancel a commit still waiting at its deadline"),
+        }
+    })
 }
 
 /// Fails a new pooled connection that reached a standby (a DNS name moved to a replica
@@ -404,10 +444,10 @@ impl MetadataStore for PostgresMetadataStore {
                 // A frozen process: the commit survives the caller's timeouts.
                 commit_sent.store(true, Ordering::SeqCst);
                 let parked = tokio::spawn({
-                    let deadline = deadline.clone();
+                    let (deadline, pool) = (deadline.clone(), self.pool.clone());
                     async move {
                         crate::failpoint::park().await;
-                        let committed = commit_guarded(tx, &deadline, &AtomicBool::new(false)).await;
+                        let committed = commit_guarded(&pool, tx, &deadline, &AtomicBool::new(false)).await;
                         tracing::warn!(outcome = ?committed, "failpoint: the parked commit finished");
                         committed
                     }
@@ -415,7 +455,7 @@ impl MetadataStore for PostgresMetadataStore {
                 let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
                 return Ok(if committed? { CommitOutcome::Committed } else { CommitOutcome::DeadlineExceeded });
             }
-            let committed = commit_guarded(tx, deadline, &commit_sent).await?;
+            let committed = commit_guarded(&self.pool, tx, deadline, &commit_sent).await?;
             Ok(if committed { CommitOutcome::Committed } else { CommitOutcome::DeadlineExceeded })
         };
         // On timeout, dropping the transaction queued its ROLLBACK behind the running
@@ -450,7 +490,7 @@ impl MetadataStore for PostgresMetadataStore {
                 roll_back_unchanged(tx).await;
                 return Ok(if late { DeleteOutcome::DeadlineExceeded } else { DeleteOutcome::NotFound });
             }
-            let committed = commit_guarded(tx, deadline, &commit_sent).await?;
+            let committed = commit_guarded(&self.pool, tx, deadline, &commit_sent).await?;
             Ok(if committed { DeleteOutcome::Deleted } else { DeleteOutcome::DeadlineExceeded })
         };
         DECODE.within_request(deadline, &commit_sent, attempt).await
