@@ -528,6 +528,7 @@ async fn a_commit_waiting_for_a_synchronous_standby_is_visible_by_its_deadline()
     set_standbys(&mut admin, "nobody").await;
 
     let r = record("standby", "{}");
+    #[allow(clippy::disallowed_methods)] // real time against a real server
     let started = std::time::Instant::now();
     let deadline = test_deadline(FAR, Duration::from_secs(1));
     let outcome = tokio::time::timeout(Duration::from_secs(10), store.put_before(&r, &deadline)).await;
