@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use profilestore_core::settings::Timings;
-use profilestore_sim::{CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, StoreProtocol, Verdict, check};
+use profilestore_modelcheck::{
+    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, StoreProtocol, Verdict, check,
+};
 
 use crate::args::{CheckModelArgs, ModelVariant};
 use crate::stores::checked;

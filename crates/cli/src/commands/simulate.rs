@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use profilestore_core::settings::{Timings, fmt_duration};
-use profilestore_sim::simulation::{self, Failure, FaultRates, SimConfig, StoreProtocol, Summary, run_seeds};
+use profilestore_simulation::{self as simulation, Failure, FaultRates, SimConfig, StoreProtocol, Summary, run_seeds};
 
 use crate::args::SimulateArgs;
 use crate::stores::checked;

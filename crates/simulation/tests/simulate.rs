@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use profilestore_core::settings::Timings;
-use profilestore_sim::simulation::{Check, Failure, FaultRates, SimConfig, StoreProtocol, run, run_seeds};
+use profilestore_simulation::{Check, Failure, FaultRates, SimConfig, StoreProtocol, run, run_seeds};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -112,7 +112,7 @@ fn a_failure_replays_from_its_seed_and_shrinks_to_the_events_that_matter() {
     }
     assert!(text.contains(short), "the trace must name the lost image:\n{text}");
     // Every line of the story is about that image, or a change to its user's record.
-    let about = |e: &&profilestore_sim::simulation::Event| {
+    let about = |e: &&profilestore_simulation::Event| {
         e.images.contains(&lost) || e.text.starts_with("commit ") || e.text.starts_with("delete record of ")
     };
     assert!(trace.iter().all(about), "the trace strays from the lost image:\n{text}");

@@ -80,7 +80,7 @@ pub enum Server {
 /// nothing until it lists, exactly like an idle cleaner that has not started one, so
 /// the two are one state (fewer states, same behaviours).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct World {
+pub struct ModelWorld {
     /// The database, indexed by user.
     pub records: ArrayVec<Option<Record>, MAX_USERS>,
     /// The blob store, sorted by id.
@@ -101,11 +101,11 @@ pub struct World {
     pub cleaners: ArrayVec<CleanerSlot, MAX_ACTORS>,
 }
 
-impl World {
+impl ModelWorld {
     /// The initial state: empty stores, every actor idle, hour 0. Counts beyond the
     /// capacities are cut off; [`ModelConfig::validate`] refuses them first.
-    pub fn initial(config: &ModelConfig) -> World {
-        World {
+    pub fn initial(config: &ModelConfig) -> ModelWorld {
+        ModelWorld {
             records: std::iter::repeat_n(None, usize::from(config.users)).take(MAX_USERS).collect(),
             blobs: ArrayVec::new(),
             clock: Hour(0),
@@ -283,10 +283,10 @@ mod tests {
     #[test]
     fn fingerprints_ignore_which_server_holds_which_request_but_nothing_else() {
         let config = ModelConfig::case_study();
-        let mut a = World::initial(&config);
+        let mut a = ModelWorld::initial(&config);
         let read = Server::Reading { user: 0, machine: ReadMachine::start(Hour(0), Hours(1)), seen: None };
         a.servers[0] = read.clone();
-        let mut b = World::initial(&config);
+        let mut b = ModelWorld::initial(&config);
         b.servers[1] = read;
         assert_ne!(a, b);
         assert_eq!(a.fingerprint(), b.fingerprint());
@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn a_record_naming_a_missing_blob_is_dangling_and_a_blob_without_record_an_orphan() {
         let config = ModelConfig::case_study();
-        let mut w = World::initial(&config);
+        let mut w = ModelWorld::initial(&config);
         w.records[0] = Some(Record { metadata: 0, image_id: 3 });
         assert_eq!(w.dangling(), Some(0));
         assert!(w.put_blob(Blob { id: 3, image: 0, created: Hour(0) }));

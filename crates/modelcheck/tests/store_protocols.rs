@@ -8,9 +8,11 @@
 //! numbers are asserted so that any change to what the model explores is noticed.
 
 use profilestore_core::machine::{CleanerAction, WriteAction, WriteEvent, WriteMachine};
-use profilestore_sim::step::{Action, cleaner_step, successors};
-use profilestore_sim::world::{Blob, Record, Server, World};
-use profilestore_sim::{Hour, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check};
+use profilestore_modelcheck::step::{Action, cleaner_step, successors};
+use profilestore_modelcheck::world::{Blob, ModelWorld, Record, Server};
+use profilestore_modelcheck::{
+    Hour, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check,
+};
 
 fn at_case_study_size(store: StoreProtocol) -> ModelConfig {
     ModelConfig { store, ..ModelConfig::case_study() }
@@ -135,7 +137,7 @@ fn each_protocol_guards_the_steps_around_a_pending_commit() {
         [StoreProtocol::SqliteUnlockedQuery, StoreProtocol::SqliteLockedQuery, StoreProtocol::PostgresBoundedCommit]
     {
         let config = ModelConfig { servers: 1, cleaners: 1, ..at_case_study_size(store) };
-        let mut w = World::initial(&config);
+        let mut w = ModelWorld::initial(&config);
         assert!(w.put_blob(Blob { id: 0, image: 0, created: Hour(0) }));
         (w.next_id, w.ops, w.clock) = (1, 1, Hour(2));
         let record = Record { metadata: 0, image_id: 0 };

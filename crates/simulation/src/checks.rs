@@ -6,12 +6,12 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::log::{Actor, Check, Counters, Journal, short, shorts};
-use super::stores::World;
+use super::stores::SimWorld;
 use profilestore_core::error::ServiceError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::service::Profile;
 
-impl World {
+impl SimWorld {
     /// Checks that every record names an existing blob; records a violation if not.
     pub fn check_no_dangling(&self, actor: Actor) {
         Counters::bump(&self.journal.counters.dangling_checks);
@@ -157,7 +157,7 @@ pub(super) fn write_tag(user: &UserId, n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulation::clock::Origin;
+    use crate::clock::Origin;
     use bytes::Bytes;
     use profilestore_core::service::Profile;
     use profilestore_core::store::Record;

@@ -93,7 +93,7 @@ fn without_idle_listings(events: Vec<&Event>) -> Vec<&Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulation::log::Check;
+    use crate::log::Check;
 
     fn event(at: u64, user: Option<&str>, images: &[ImageId], text: &str) -> Event {
         Event {

@@ -9,7 +9,7 @@ use profilestore_core::machine::{ReadOutcome, WriteOutcome};
 use crate::config::ModelConfig;
 use crate::step::{Action, Actor, Finished, Property, Step, successors};
 use crate::time::Hour;
-use crate::world::World;
+use crate::world::ModelWorld;
 
 /// One row of a trace: the step and the state after it.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -43,7 +43,7 @@ impl Trace {
         self.rows.len().saturating_sub(1)
     }
 
-    pub(crate) fn start(world: &World) -> Trace {
+    pub(crate) fn start(world: &ModelWorld) -> Trace {
         Trace {
             rows: vec![TraceRow {
                 step: 0,
@@ -57,7 +57,7 @@ impl Trace {
         }
     }
 
-    pub(crate) fn push(&mut self, step: &Step, after: &World) {
+    pub(crate) fn push(&mut self, step: &Step, after: &ModelWorld) {
         let actor = match step.actor {
             Actor::Server(i) => format!("server {i}"),
             Actor::Cleaner(i) => format!("cleaner {i}"),
@@ -170,7 +170,7 @@ pub(crate) fn rebuild<S: BuildHasher>(
     config: &ModelConfig,
     parents: &HashMap<u64, u64, S>,
     target: u64,
-) -> Option<(Trace, World)> {
+) -> Option<(Trace, ModelWorld)> {
     let mut path = vec![target];
     let mut at = target;
     while let Some(&parent) = parents.get(&at) {
@@ -184,7 +184,7 @@ pub(crate) fn rebuild<S: BuildHasher>(
         }
     }
     path.reverse();
-    let mut world = World::initial(config);
+    let mut world = ModelWorld::initial(config);
     if path.first() != Some(&world.fingerprint()) {
         return None;
     }
@@ -208,7 +208,7 @@ pub(crate) fn rebuild<S: BuildHasher>(
 pub(crate) fn push_violation(
     config: &ModelConfig,
     trace: &mut Trace,
-    world: &World,
+    world: &ModelWorld,
     child: u64,
     property: Property,
 ) -> bool {

@@ -1,5 +1,6 @@
-//! Exhaustive model checking of profilestore's production step machines, and (in
-//! [`simulation`]) deterministic simulation of the running service and cleaner.
+//! Exhaustive model checking of profilestore's production step machines and store
+//! commit protocols. Its sibling `profilestore-simulation` runs the real service and
+//! cleaner under seeded faults instead.
 //!
 //! The checker does not re-model the design: it steps the very `WriteMachine`,
 //! `ReadMachine` and `CleanerCycle` the service runs, against a model world of two
@@ -16,7 +17,6 @@
 //! | [`liveness`] | the drain schedule behind "eventually no orphans" |
 //! | [`trace`] | counterexample traces |
 //! | [`checker`] | the breadth-first search and its [`Report`] |
-//! | [`simulation`] | seeded runs of the real `ProfileService` and cleaner daemon under faults |
 //!
 //! # What one step is
 //!
@@ -53,7 +53,6 @@
 pub mod checker;
 pub mod config;
 pub mod liveness;
-pub mod simulation;
 pub mod step;
 pub mod time;
 pub mod trace;

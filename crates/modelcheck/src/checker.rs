@@ -17,7 +17,7 @@ use crate::config::{ConfigError, ModelConfig};
 use crate::liveness::drain;
 use crate::step::{Property, Step, successors};
 use crate::trace::{Trace, push_violation, rebuild};
-use crate::world::{Server, World};
+use crate::world::{ModelWorld, Server};
 
 /// States expanded between two merges: bounds the successors held at once.
 const BLOCK: usize = 1 << 16;
@@ -90,7 +90,7 @@ pub struct Coverage {
 
 impl Coverage {
     /// The races open in `world`.
-    pub fn of(world: &World) -> Coverage {
+    pub fn of(world: &ModelWorld) -> Coverage {
         let mut c = Coverage::default();
         let now = world.clock;
         for server in &world.servers {
@@ -153,11 +153,11 @@ type Parents = HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
 
 enum Found {
     Safety { parent: u64, child: u64, property: Property },
-    Liveness { state: u64, world: Box<World> },
+    Liveness { state: u64, world: Box<ModelWorld> },
 }
 
 /// A state on the frontier: its fingerprint, its parent's, and the state itself.
-type Node = (u64, u64, World);
+type Node = (u64, u64, ModelWorld);
 
 struct Expansion {
     children: Vec<Node>,
@@ -182,7 +182,7 @@ fn expand(config: &ModelConfig, chunk: &[Node], seen: &Parents) -> Expansion {
             return out;
         }
         let mut violation = None;
-        successors(config, world, &mut |_step: Step, child: World, broke: Option<Property>| {
+        successors(config, world, &mut |_step: Step, child: ModelWorld, broke: Option<Property>| {
             out.transitions += 1;
             let child_fp = child.fingerprint();
             if let (Some(property), None) = (broke, &violation) {
@@ -207,7 +207,7 @@ pub fn check(config: &ModelConfig, mut progress: impl FnMut(&Progress)) -> Resul
     // Measures the checker's own run time for the report; model time is `Hour`.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
-    let initial = World::initial(config);
+    let initial = ModelWorld::initial(config);
     let initial_fp = initial.fingerprint();
     let mut seen = Parents::default();
     seen.insert(initial_fp, initial_fp);

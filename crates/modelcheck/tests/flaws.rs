@@ -1,7 +1,7 @@
 //! The checker must catch every flawed design of docs/design.md with a trace of the expected
 //! shape, and pass the working design. Configurations are tiny: tests run unoptimised.
 
-use profilestore_sim::{
+use profilestore_modelcheck::{
     CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check,
 };
 

@@ -15,7 +15,7 @@ use profilestore_core::service::{NewProfile, ProfileService};
 use super::clock::{BEYOND_BOUND, ClockModel, Origin, Rogue, SimClock, SimIds, fmt_elapsed};
 use super::log::{Actor, Counters, Journal, short};
 use super::rng::SimRng;
-use super::stores::{Faulty, REQUEST_DEADLINE, World};
+use super::stores::{Faulty, REQUEST_DEADLINE, SimWorld};
 use super::{FaultMix, FaultRates, SimConfig, SimReport};
 
 /// A server: its service (stateless, so it survives a crash unchanged) and the
@@ -36,7 +36,7 @@ struct CleanerMachine {
 
 struct Cluster {
     config: SimConfig,
-    world: Arc<World>,
+    world: Arc<SimWorld>,
     servers: Mutex<Vec<Server>>,
     cleaners: Mutex<Vec<CleanerMachine>>,
     next_write: std::sync::atomic::AtomicU64,
@@ -73,7 +73,7 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
         let rogue = rogue.filter(|(who, _)| *who == process).map(|(_, r)| r);
         SimClock::wandering(origin, model, rng, rogue)
     };
-    let world = Arc::new(World::new(clock(0), clock(1), journal, rates, config.protocol));
+    let world = Arc::new(SimWorld::new(clock(0), clock(1), journal, rates, config.protocol));
     let servers = (0..config.servers)
         .map(|i| {
             let clock = clock(2 + i);

@@ -14,7 +14,7 @@ use profilestore_core::machine::{
 
 use crate::config::{Design, ModelConfig};
 use crate::time::Hour;
-use crate::world::{Blob, ImageId, Record, Server, World, fresh_cycle, triple_bit};
+use crate::world::{Blob, ImageId, ModelWorld, Record, Server, fresh_cycle, triple_bit};
 
 /// Who acted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -163,8 +163,8 @@ impl std::fmt::Display for Property {
 
 /// Calls `emit` with every successor of `world`, its label and the property the step
 /// broke, if any. The order is fixed (servers, cleaners, clock) so traces are stable.
-pub fn successors(config: &ModelConfig, world: &World, emit: &mut impl FnMut(Step, World, Option<Property>)) {
-    let mut emit_checked = |step: Step, w: World, violation: Option<Property>| {
+pub fn successors(config: &ModelConfig, world: &ModelWorld, emit: &mut impl FnMut(Step, ModelWorld, Option<Property>)) {
+    let mut emit_checked = |step: Step, w: ModelWorld, violation: Option<Property>| {
         let violation = violation.or_else(|| {
             (config.properties.no_dangling_reference && w.dangling().is_some()).then_some(Property::NoDanglingReference)
         });
@@ -222,7 +222,12 @@ pub fn successors(config: &ModelConfig, world: &World, emit: &mut impl FnMut(Ste
     }
 }
 
-fn start_requests(config: &ModelConfig, world: &World, i: usize, emit: &mut impl FnMut(Step, World, Option<Property>)) {
+fn start_requests(
+    config: &ModelConfig,
+    world: &ModelWorld,
+    i: usize,
+    emit: &mut impl FnMut(Step, ModelWorld, Option<Property>),
+) {
     let now = world.clock;
     let actor = Actor::Server(index_u8(i));
     // A write of the working design takes a fresh id at its start: none once they
@@ -264,7 +269,7 @@ fn start_requests(config: &ModelConfig, world: &World, i: usize, emit: &mut impl
 
 /// Performs server `i`'s next step on `w` (failing the store operation when `fail`).
 /// `None` when there is nothing to do or nothing that could fail (a kill).
-pub fn server_step(config: &ModelConfig, w: &mut World, i: usize, fail: bool) -> Option<(Step, Option<Property>)> {
+pub fn server_step(config: &ModelConfig, w: &mut ModelWorld, i: usize, fail: bool) -> Option<(Step, Option<Property>)> {
     let actor = Actor::Server(index_u8(i));
     let mut server = std::mem::replace(&mut w.servers[i], Server::Idle);
     let result = match &mut server {
@@ -306,7 +311,7 @@ pub fn server_step(config: &ModelConfig, w: &mut World, i: usize, fail: bool) ->
 
 fn write_step(
     config: &ModelConfig,
-    w: &mut World,
+    w: &mut ModelWorld,
     (user, metadata, image): (u8, u8, u8),
     machine: &mut WriteMachine<Hour, ImageId>,
     fail: bool,
@@ -381,7 +386,7 @@ fn write_step(
 /// its process is frozen inside the commit.
 fn commit_step(
     config: &ModelConfig,
-    w: &mut World,
+    w: &mut ModelWorld,
     user: u8,
     record: Record,
     machine: &mut WriteMachine<Hour, ImageId>,
@@ -405,7 +410,7 @@ fn commit_step(
 
 fn read_step(
     config: &ModelConfig,
-    w: &World,
+    w: &ModelWorld,
     user: u8,
     machine: &mut ReadMachine<Hour, ImageId>,
     seen: &mut Option<Record>,
@@ -471,7 +476,7 @@ fn read_step(
 /// cycle; a finished cycle is replaced by a fresh one (the cleaner runs again).
 pub fn cleaner_step(
     config: &ModelConfig,
-    w: &mut World,
+    w: &mut ModelWorld,
     c: usize,
     action: &CleanerAction<ImageId>,
     fail: bool,

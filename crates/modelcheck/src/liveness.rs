@@ -16,7 +16,7 @@ use profilestore_core::time::Time;
 
 use crate::config::ModelConfig;
 use crate::step::{Action, Actor, Step, cleaner_step, server_step};
-use crate::world::{CleanerSlot, World, fresh_cycle};
+use crate::world::{CleanerSlot, ModelWorld, fresh_cycle};
 
 /// Bound on any one loop of the drain; the machines end far sooner, so hitting it
 /// means a machine that never ends, reported as a liveness failure.
@@ -25,13 +25,13 @@ const MAX_DRAIN_STEPS: usize = 256;
 /// Runs the drain schedule from `world`. `Ok` when it ends with no orphan; otherwise
 /// every step taken, with the state after it, for the trace. With no cleaner nothing
 /// can reclaim an orphan, so the property is not checked (`Ok`).
-pub fn drain(config: &ModelConfig, world: &World, record: bool) -> Result<(), Vec<(Step, World)>> {
+pub fn drain(config: &ModelConfig, world: &ModelWorld, record: bool) -> Result<(), Vec<(Step, ModelWorld)>> {
     if world.cleaners.is_empty() {
         return Ok(());
     }
     let mut w = world.clone();
     let mut steps = Vec::new();
-    let log = |steps: &mut Vec<(Step, World)>, step: Step, w: &World| {
+    let log = |steps: &mut Vec<(Step, ModelWorld)>, step: Step, w: &ModelWorld| {
         if record {
             steps.push((step, w.clone()));
         }
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn the_drain_reclaims_an_orphan_and_keeps_referenced_blobs() {
         let config = config();
-        let mut w = World::initial(&config);
+        let mut w = ModelWorld::initial(&config);
         assert!(w.put_blob(Blob { id: 0, image: 0, created: Hour(0) }));
         assert!(w.put_blob(Blob { id: 1, image: 1, created: Hour(1) }));
         w.records[0] = Some(Record { metadata: 0, image_id: 1 });
@@ -110,7 +110,7 @@ mod tests {
         // A blob stamped far in the future never looks old enough to the cleaner: the
         // check must fail rather than pass vacuously.
         let config = config();
-        let mut w = World::initial(&config);
+        let mut w = ModelWorld::initial(&config);
         assert!(w.put_blob(Blob { id: 0, image: 0, created: Hour(250) }));
         let steps = drain(&config, &w, true).err().unwrap_or_default();
         assert!(!steps.is_empty(), "the failing drain shows what it did");
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn with_no_cleaner_the_property_is_not_checked() {
         let config = ModelConfig { cleaners: 0, ..config() };
-        let mut w = World::initial(&config);
+        let mut w = ModelWorld::initial(&config);
         assert!(w.put_blob(Blob { id: 0, image: 0, created: Hour(0) }));
         assert_eq!(drain(&config, &w, false), Ok(()));
     }

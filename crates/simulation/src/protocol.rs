@@ -27,7 +27,7 @@ use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Reco
 use profilestore_core::time::{Deadline, Timestamp};
 
 use super::log::{Actor, Counters, short};
-use super::stores::{RECORD_CHANGES, World, fmt_wait};
+use super::stores::{RECORD_CHANGES, SimWorld, fmt_wait};
 
 /// How the simulated database orders a record's commit against everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -69,7 +69,7 @@ impl StoreProtocol {
 /// A pending commit longer than this is logged when checked and when it lands.
 const NOTABLE: Duration = Duration::from_secs(1);
 
-impl World {
+impl SimWorld {
     /// A record write under the run's protocol: the check, then a commit that lands
     /// `delay` later (see the module's documentation). Answers when it has landed or
     /// was refused; the commit goes on if the caller stops waiting.
@@ -173,9 +173,9 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulation::FaultRates;
-    use crate::simulation::clock::{Origin, SimClock};
-    use crate::simulation::log::Journal;
+    use crate::FaultRates;
+    use crate::clock::{Origin, SimClock};
+    use crate::log::Journal;
     use profilestore_core::time::Clock;
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -189,7 +189,7 @@ mod tests {
     /// question answers and when, and how the commit ends.
     async fn frozen_commit_against_a_query(protocol: StoreProtocol) -> (Option<bool>, CommitOutcome, u64) {
         let origin = Origin::now();
-        let world = Arc::new(World::new(
+        let world = Arc::new(SimWorld::new(
             SimClock::new(origin, 0),
             SimClock::new(origin, 0),
             Journal::new(origin),

@@ -46,7 +46,7 @@ pub const QUERY: &str = "which of [";
 pub const RECORD_CHANGES: [&str; 2] = ["commit ", "delete record of "];
 
 /// The one pair of stores every machine shares, and the run's journal.
-pub struct World {
+pub struct SimWorld {
     /// The database, unwrapped.
     pub metadata: Arc<MemoryMetadataStore>,
     /// The blob store, unwrapped.
@@ -68,7 +68,7 @@ pub struct World {
     calm: AtomicBool,
 }
 
-impl World {
+impl SimWorld {
     /// A world over a database whose clock is `db_clock` and a blob store that
     /// stamps creation times with `blob_clock`.
     pub fn new(
@@ -79,7 +79,7 @@ impl World {
         protocol: StoreProtocol,
     ) -> Self {
         let db_clock: Arc<dyn Clock> = Arc::new(db_clock);
-        World {
+        SimWorld {
             metadata: Arc::new(MemoryMetadataStore::new(db_clock.clone())),
             blobs: Arc::new(MemoryBlobStore::new(Arc::new(blob_clock))),
             journal,
@@ -142,7 +142,7 @@ pub(super) fn fmt_wait(d: Duration) -> String {
 
 /// One machine's view of the shared stores.
 pub struct Faulty {
-    world: Arc<World>,
+    world: Arc<SimWorld>,
     actor: Actor,
     clock: SimClock,
     rng: Mutex<SimRng>,
@@ -150,7 +150,7 @@ pub struct Faulty {
 
 impl Faulty {
     /// `actor`'s view, drawing faults from `rng` and reading time from `clock`.
-    pub fn new(world: Arc<World>, actor: Actor, clock: SimClock, rng: SimRng) -> Arc<Self> {
+    pub fn new(world: Arc<SimWorld>, actor: Actor, clock: SimClock, rng: SimRng) -> Arc<Self> {
         Arc::new(Faulty { world, actor, clock, rng: Mutex::new(rng) })
     }
 

@@ -30,6 +30,8 @@
 //! | `log` | [`Event`], [`Counts`], [`Violation`] |
 //! | `shrink` | fewer operations, then the events that matter |
 
+#![warn(missing_docs)]
+
 mod checks;
 mod clock;
 mod log;
