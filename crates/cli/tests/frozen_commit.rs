@@ -13,6 +13,8 @@
 
 mod support;
 
+use profilestore_testkit::failpoint::Failpoints;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use support::{
     Daemon, PNG, audit_json, bin, fresh_database, log_lines, service_env, signal, start_cleaner, unique_suffix,
-    wait_for,
 };
 
 /// Compressed timings: a blob is collectable 3.5 s after its write started, and a
@@ -61,13 +62,12 @@ async fn put(http: &reqwest::Client, base: &str, user: &str) -> reqwest::Respons
 async fn frozen_commit_leaves_nothing_dangling(stores: Vec<String>, blob_dir: PathBuf, work: &Path) -> bool {
     let init = bin().arg("init").args(&stores).args(TIMINGS).output().unwrap();
     assert!(init.status.success(), "init: {}", String::from_utf8_lossy(&init.stderr));
-    let failpoints = work.join("failpoints");
-    std::fs::create_dir_all(&failpoints).unwrap();
+    let failpoints = Failpoints::new(work);
     let server_log = work.join("serve.log");
-    let mut server = bin()
+    let mut server = failpoints
+        .apply(&mut bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(&stores)
-        .env("PROFILESTORE_FAILPOINT_DIR", &failpoints)
         .stdout(Stdio::piped())
         .stderr(File::create(&server_log).unwrap())
         .spawn()
@@ -90,7 +90,7 @@ async fn frozen_commit_leaves_nothing_dangling(stores: Vec<String>, blob_dir: Pa
 
     // The next record write parks between its deadline check and its commit.
     let before: Vec<String> = blob_ids(&blob_dir);
-    File::create(failpoints.join("park-before-commit")).unwrap();
+    failpoints.arm_park_before_commit();
     let frozen = tokio::spawn({
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -98,7 +98,7 @@ async fn frozen_commit_leaves_nothing_dangling(stores: Vec<String>, blob_dir: Pa
             (answer.status().as_u16(), answer.text().await.unwrap_or_default())
         }
     });
-    wait_for("the write to park", Duration::from_secs(20), || failpoints.join("parked").exists());
+    failpoints.wait_parked(Duration::from_secs(20));
     let frozen_blob =
         blob_ids(&blob_dir).into_iter().find(|id| !before.contains(id)).expect("the frozen write put its blob");
     let (status, body) = frozen.await.unwrap();
@@ -116,7 +116,7 @@ async fn frozen_commit_leaves_nothing_dangling(stores: Vec<String>, blob_dir: Pa
     let asked: usize = cleaner_logs.iter().map(|l| cycles_that_asked(l).len()).sum();
     assert!(asked > 0, "no cleaner cycle found the frozen write's blob old enough: the freeze tested nothing");
 
-    File::create(failpoints.join("release")).unwrap();
+    failpoints.release();
     let finished = || std::fs::read_to_string(&server_log).unwrap_or_default();
     let released = Instant::now();
     while !finished().contains("failpoint: the parked commit finished") {

@@ -12,6 +12,8 @@
 //!   the failpoint consumes that file (so exactly one write parks per arming);
 //! - the parked write creates `parked` (the test waits for it);
 //! - the test creates `release`; the write then goes on to commit.
+//!
+//! `profilestore_testkit::failpoint` is the test side of this file protocol.
 
 use std::path::PathBuf;
 use std::time::Duration;

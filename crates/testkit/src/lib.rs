@@ -6,12 +6,14 @@
 //! | module | holds |
 //! |---|---|
 //! | [`conformance`] | the metadata-store and blob-store suites every backend runs, in-memory fakes included |
+//! | [`failpoint`] | the test side of the stores' failpoints: arm, wait for and release a parked write in another process |
 //! | [`hooked`] | stores seen through a hook before every call: failures, stalls, gates and recorded calls |
 //! | [`postgres`] | a private PostgreSQL server for a test that changes server-wide settings or stops it |
 //! | [`services`] | "this test needs a real server": skip with a message, or fail when the suite requires servers |
 //! | this crate's root | small fixtures: deadlines chosen side by side |
 
 pub mod conformance;
+pub mod failpoint;
 pub mod hooked;
 pub mod postgres;
 pub mod services;
