@@ -44,8 +44,11 @@ pub struct Offset {
     pub offset_ms: i64,
     /// Half the interval's width, in milliseconds.
     pub error_ms: i64,
-    /// When it was measured, by our clock.
+    /// When it was measured, by our wall clock.
     pub measured_at: Timestamp,
+    /// When it was measured, by our tick clock: a measurement's age is judged on it,
+    /// so no wall-clock step can make an old one look fresh.
+    pub measured_ticks: Duration,
 }
 
 impl Offset {
@@ -55,7 +58,12 @@ impl Offset {
         let precision = i64::try_from(precision.as_millis()).unwrap_or(i64::MAX / 4).max(1);
         let low = peer.as_millis() - t1.as_millis();
         let high = peer.as_millis() + precision - t0.as_millis();
-        Offset { offset_ms: (low + high).div_euclid(2), error_ms: (high - low + 1) / 2, measured_at: t1 }
+        Offset {
+            offset_ms: (low + high).div_euclid(2),
+            error_ms: (high - low + 1) / 2,
+            measured_at: t1,
+            measured_ticks: Duration::ZERO,
+        }
     }
 
     /// The largest distance from zero the offset may have.
@@ -106,7 +114,8 @@ pub struct ClockCheck {
     metadata: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
     clock: Arc<dyn Clock>,
-    bound: Duration,
+    /// The bound, `clock_skew`, in milliseconds; a timings change moves it.
+    bound_ms: std::sync::atomic::AtomicU64,
     /// A measurement older than this no longer vouches for the clocks.
     max_age: Duration,
     readings: Mutex<ClockReadings>,
@@ -139,7 +148,18 @@ impl ClockCheck {
         bound: Duration,
         max_age: Duration,
     ) -> ClockCheck {
-        ClockCheck { metadata, blobs, clock, bound, max_age, readings: Mutex::new(ClockReadings::default()) }
+        let bound_ms = std::sync::atomic::AtomicU64::new(u64::try_from(bound.as_millis()).unwrap_or(u64::MAX));
+        ClockCheck { metadata, blobs, clock, bound_ms, max_age, readings: Mutex::new(ClockReadings::default()) }
+    }
+
+    /// Judges offsets against `bound` from now on (the cluster's `clock_skew` changed).
+    pub fn set_bound(&self, bound: Duration) {
+        let ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+        self.bound_ms.store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn bound(&self) -> Duration {
+        Duration::from_millis(self.bound_ms.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Measures both offsets now, keeps them, logs any change of verdict, and returns
@@ -150,7 +170,7 @@ impl ClockCheck {
         let database = self.measure_database().await.map_err(|e| e.to_string());
         let probe = self.measure_blob_store().await;
         if let Ok((_, precision)) = &probe {
-            let bound_ms = millis(self.bound);
+            let bound_ms = millis(self.bound());
             let precision_ms = millis(*precision);
             if bound_ms < 2 * precision_ms {
                 return Err(SkewTooFine { bound_ms, precision_ms, needed_ms: 2 * precision_ms });
@@ -178,7 +198,7 @@ impl ClockCheck {
     /// and both offsets surely within the bound.
     pub fn verdict(&self) -> Result<(), ClockFault> {
         let readings = self.readings.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let now = self.clock.now();
+        let (ticks, bound_ms) = (self.clock.ticks(), millis(self.bound()));
         for (clock, reading) in [(PeerClock::Database, readings.database), (PeerClock::BlobStore, readings.blob_store)]
         {
             let offset = match reading {
@@ -186,12 +206,12 @@ impl ClockCheck {
                 Some(Err(why)) => return Err(ClockFault::Unmeasured { clock, why }),
                 Some(Ok(offset)) => offset,
             };
-            if now.saturating_since(offset.measured_at) > self.max_age || now < offset.measured_at {
+            if ticks.saturating_sub(offset.measured_ticks) > self.max_age {
                 let why = format!("the last measurement is older than {} ms", millis(self.max_age));
                 return Err(ClockFault::Unmeasured { clock, why });
             }
-            if offset.worst_ms() > millis(self.bound) {
-                return Err(ClockFault::OutOfBounds { clock, offset, bound_ms: millis(self.bound) });
+            if offset.worst_ms() > bound_ms {
+                return Err(ClockFault::OutOfBounds { clock, offset, bound_ms });
             }
         }
         Ok(())
@@ -220,16 +240,30 @@ impl ClockCheck {
 
     async fn measure_database(&self) -> Result<Offset, StoreError> {
         let t0 = self.clock.now();
-        let peer = self.metadata.clock().await?;
+        let peer = self.bounded(self.metadata.clock()).await?;
         let t1 = self.clock.now();
-        Ok(Offset::between(t0, peer, Duration::from_millis(1), t1))
+        Ok(Offset { measured_ticks: self.clock.ticks(), ..Offset::between(t0, peer, Duration::from_millis(1), t1) })
     }
 
     async fn measure_blob_store(&self) -> Result<(Offset, Duration), StoreError> {
         let t0 = self.clock.now();
-        let probe = self.blobs.probe_clock().await?;
+        let probe = self.bounded(self.blobs.probe_clock()).await?;
         let t1 = self.clock.now();
-        Ok((Offset::between(t0, probe.created, probe.precision, t1), probe.precision))
+        let offset = Offset::between(t0, probe.created, probe.precision, t1);
+        Ok((Offset { measured_ticks: self.clock.ticks(), ..offset }, probe.precision))
+    }
+
+    /// A measurement that takes longer than a measurement vouches for is no use (and a
+    /// hung store must not hang the check).
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::select! {
+            biased;
+            out = call => out,
+            () = self.clock.sleep(self.max_age) => Err(StoreError::unavailable("measuring a clock took too long")),
+        }
     }
 }
 

@@ -37,8 +37,9 @@ struct MetadataState {
 
 impl MetadataState {
     /// The store contract's timings check, under the one lock every call takes.
-    fn check_timings(&self) -> Result<(), StoreError> {
-        match (&self.bound, &self.pairing) {
+    fn check_timings(&self, request: Option<&Timings>) -> Result<(), StoreError> {
+        let ours = self.bound.as_ref().map(|bound| request.unwrap_or(bound));
+        match (ours, &self.pairing) {
             (Some(ours), Some(pairing)) if pairing.timings != *ours => {
                 Err(StoreError::new(StoreErrorKind::TimingsChanged, "the cluster's timings changed; nothing was done"))
             }
@@ -62,7 +63,7 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
         let mut state = lock(&self.state);
-        state.check_timings()?;
+        state.check_timings(deadline.timings())?;
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
@@ -76,7 +77,7 @@ impl MetadataStore for MemoryMetadataStore {
 
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         let mut state = lock(&self.state);
-        state.check_timings()?;
+        state.check_timings(deadline.timings())?;
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
         }
@@ -86,7 +87,7 @@ impl MetadataStore for MemoryMetadataStore {
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         let wanted: HashSet<ImageId> = ids.iter().copied().collect();
         let state = lock(&self.state);
-        state.check_timings()?;
+        state.check_timings(None)?;
         Ok(state.records.values().map(|r| r.image_id).filter(|id| wanted.contains(id)).collect())
     }
 

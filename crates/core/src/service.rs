@@ -102,6 +102,9 @@ impl ProfileService {
                 if old != pairing.timings {
                     self.metadata.run_under_timings(&pairing.timings);
                     *self.timings.write().unwrap_or_else(|p| p.into_inner()) = pairing.timings;
+                    if let Some(check) = &self.clock_check {
+                        check.set_bound(pairing.timings.clock_skew);
+                    }
                     tracing::warn!(old = ?old, new = ?pairing.timings, "the cluster's timings changed: adopted the stored ones");
                 }
             }
@@ -280,7 +283,8 @@ impl ProfileService {
 
     /// A new request's deadline, `request_timeout` from now.
     fn start_request(&self) -> Deadline {
-        Deadline::after(self.clock.clone(), self.timings().request_timeout)
+        let timings = self.timings();
+        Deadline::after(self.clock.clone(), timings.request_timeout).under(timings)
     }
 }
 

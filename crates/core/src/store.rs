@@ -91,7 +91,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// guarded write ([`put_before`](MetadataStore::put_before),
     /// [`delete_before`](MetadataStore::delete_before)) and every
     /// [`referenced`](MetadataStore::referenced) query checks, in its own transaction,
-    /// that the cluster's stored timings are still these, and fails with
+    /// that the cluster's stored timings are still these (for a write whose deadline
+    /// names the timings its request started under, those), and fails with
     /// [`TimingsChanged`](crate::error::StoreErrorKind::TimingsChanged) (doing nothing)
     /// otherwise; changing the stored timings waits for the guarded writes in flight.
     /// So no process commits or asks under timings the cluster no longer has. Stores

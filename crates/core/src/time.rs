@@ -119,6 +119,7 @@ pub struct Deadline {
     ends: Duration,
     timeout: Duration,
     clock: std::sync::Arc<dyn Clock>,
+    timings: Option<crate::settings::Timings>,
 }
 
 impl Deadline {
@@ -132,7 +133,20 @@ impl Deadline {
     /// on `clock`'s ticks, whichever comes first.
     pub fn new(clock: std::sync::Arc<dyn Clock>, at: Timestamp, remaining: Duration) -> Deadline {
         let ends = clock.ticks().saturating_add(remaining);
-        Deadline { at, ends, timeout: remaining, clock }
+        Deadline { at, ends, timeout: remaining, clock, timings: None }
+    }
+
+    /// The same deadline for a request started under `timings`: a store bound to the
+    /// cluster's timings refuses its writes once the stored timings are other than
+    /// these, whatever the process has adopted since.
+    pub fn under(mut self, timings: crate::settings::Timings) -> Deadline {
+        self.timings = Some(timings);
+        self
+    }
+
+    /// The timings the request started under, when known.
+    pub fn timings(&self) -> Option<&crate::settings::Timings> {
+        self.timings.as_ref()
     }
 
     /// The time the request was given when the deadline was made.

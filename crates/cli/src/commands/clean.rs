@@ -63,9 +63,24 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
             biased;
             () = cleaner.run_every(interval, &mut shutdown) => return Ok(ExitCode::SUCCESS),
             () = changed.notified() => {
-                let pairing = verify(opened.metadata.as_ref(), opened.blobs.as_ref()).await?;
+                // A store that fails here is retried: only timings this process was
+                // explicitly told to differ from end it.
+                let pairing = loop {
+                    match verify(opened.metadata.as_ref(), opened.blobs.as_ref()).await {
+                        Ok(pairing) => break pairing,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reloading the cluster's timings failed; retrying");
+                            tokio::select! {
+                                biased;
+                                () = &mut shutdown => return Ok(ExitCode::SUCCESS),
+                                () = tokio::time::sleep(interval.max(std::time::Duration::from_secs(1))) => {}
+                            }
+                        }
+                    }
+                };
                 let timings = crate::stores::adopt_timings(&pairing, &args.timings)?;
                 tracing::warn!(old = ?opened.timings, new = ?timings, "the cluster's timings changed: the cleaner runs under the stored ones");
+                clock_check.set_bound(timings.clock_skew);
                 opened.timings = timings;
             }
         }

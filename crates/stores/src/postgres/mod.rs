@@ -91,8 +91,12 @@ const DECODE: Decoder = Decoder { backend: "PostgreSQL" };
 /// both built from integers.
 const SET_WRITE_LIMITS: &str = "SELECT set_config('statement_timeout', $1, true), \
      set_config('idle_in_transaction_session_timeout', $1, true), \
-     set_config('profilestore.put_deadline_ms', $2, true), \
-     pg_advisory_xact_lock_shared($3)";
+     set_config('profilestore.put_deadline_ms', $2, true)";
+
+/// Guarded writes and cleaner questions check the timings in a statement after the one
+/// that took the timings lock, which needs a fresh snapshot per statement whatever the
+/// database's default isolation is.
+const READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
 /// The advisory lock that orders guarded writes and cleaner queries (shared) against
 /// changes of the cluster's timings (exclusive): a change waits for the writes in
@@ -255,7 +259,7 @@ impl PostgresMetadataStore {
         &self,
         deadline: &Deadline,
     ) -> Result<Option<sqlx::Transaction<'static, sqlx::Postgres>>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(not_written("starting a transaction"))?;
+        let mut tx = self.pool.begin_with(READ_COMMITTED).await.map_err(not_written("starting a transaction"))?;
         if deadline.passed() {
             roll_back_unchanged(tx).await;
             return Ok(None);
@@ -263,11 +267,16 @@ impl PostgresMetadataStore {
         sqlx::query(SET_WRITE_LIMITS)
             .bind(timeout_millis(deadline.remaining()).to_string())
             .bind(deadline.at().as_millis().to_string())
-            .bind(TIMINGS_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(not_written("setting the write's timeout and deadline"))?;
-        if let Err(e) = self.check_timings(&mut tx).await {
+        // In a statement of its own, so the statement timeout just set bounds the wait.
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(TIMINGS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(not_written("taking the timings lock"))?;
+        if let Err(e) = self.check_timings(&mut tx, deadline.timings()).await {
             roll_back_unchanged(tx).await;
             return Err(e);
         }
@@ -277,8 +286,11 @@ impl PostgresMetadataStore {
     /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
     /// process runs under. Called holding the timings lock (shared), in a statement
     /// after the one that took it, so its snapshot sees any change committed before.
-    async fn check_timings(&self, tx: &mut PgConnection) -> Result<(), StoreError> {
-        let Some(ours) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+    async fn check_timings(&self, tx: &mut PgConnection, request: Option<&Timings>) -> Result<(), StoreError> {
+        let Some(bound) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        // A write is judged by the timings its request started under, not by what the
+        // process may have adopted since.
+        let ours = request.copied().unwrap_or(bound);
         let row =
             sqlx::query(READ_PAIRING).fetch_optional(&mut *tx).await.map_err(not_written("reading the timings"))?;
         let stored = row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?;
@@ -328,15 +340,26 @@ async fn commit_guarded(
         .map_err(not_written("bounding the commit by the request's time left"))?;
     commit_sent.store(true, Ordering::SeqCst);
     let settled = Arc::new(AtomicBool::new(false));
-    let watchdog = cancel_wait_at_deadline(pool.clone(), backend, deadline.remaining(), settled.clone());
+    let watchdog = cancel_wait_at_deadline(pool.connect_options(), backend, deadline.remaining(), settled.clone());
     let committed = tx.commit().await;
-    settled.store(true, Ordering::SeqCst);
-    watchdog.abort();
+    // Only an answer from the server settles the commit; after a lost connection the
+    // backend may still be waiting for its standby, so the watchdog stays.
+    if matches!(committed, Ok(()) | Err(sqlx::Error::Database(_))) {
+        settled.store(true, Ordering::SeqCst);
+        watchdog.abort();
+    }
     match committed {
         Ok(()) => Ok(true),
         // The commit-time trigger: the database's clock reached the deadline during a
         // wait after the statement's own checks; the commit failed.
         Err(e) if sqlstate(&e).as_deref() == Some(DEADLINE_PASSED) => Ok(false),
+        // Operator intervention (a terminated backend, a shutdown) can strike after the
+        // transaction committed locally, during its standby wait.
+        Err(e) if sqlstate(&e).is_some_and(|code| code.starts_with("57P")) => Err(StoreError::new(
+            StoreErrorKind::CommitUnknown,
+            format!("PostgreSQL, committing: {e}; the change may or may not have been made"),
+        )
+        .with_source(e)),
         // The server answered COMMIT with an error: it rolled back.
         Err(e @ sqlx::Error::Database(_)) => Err(store_error("committing; the server refused, nothing was written", e)),
         // No answer to COMMIT: it may or may not have happened.
@@ -348,39 +371,76 @@ async fn commit_guarded(
     }
 }
 
-/// Cancels `backend`'s wait at the request's deadline unless the commit has settled.
+/// From the request's deadline on, until the commit has settled (the server answered,
+/// or the backend is idle or gone), cancels `backend`'s wait for a synchronous
+/// standby whenever it is in one, looking every 250 ms for up to 2 minutes on a
+/// connection of its own.
 ///
 /// Why: `statement_timeout` does not cover a `COMMIT`'s wait for a synchronous
 /// standby (PostgreSQL disables it before committing; seen here on PostgreSQL 15: a
 /// commit waited 10 s under a 500 ms timeout), and until that wait ends the row is
 /// invisible to the cleaners though its deadline check passed. A cancel ends the wait
 /// with a warning and the transaction is then visible, committed locally. The task is
-/// detached, so a caller that gave up on the commit does not take the bound with it;
-/// only a frozen or dead client process leaves the wait unbounded (see
-/// `docs/decisions.md`).
+/// detached, so a caller that gave up on the commit does not take the bound with it,
+/// and it only ever cancels a standby wait, so a reused connection's next statement is
+/// never hit. A frozen, killed or shut-down client process leaves the wait unbounded
+/// (see `docs/decisions.md`).
 fn cancel_wait_at_deadline(
-    pool: PgPool,
+    options: Arc<PgConnectOptions>,
     backend: i32,
     left: Duration,
     settled: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<()> {
+    /// How often the watchdog looks, and for how long at most.
+    const EVERY: Duration = Duration::from_millis(250);
+    const LOOKS: u32 = 480;
     tokio::spawn(async move {
         tokio::time::sleep(left).await;
-        if settled.load(Ordering::SeqCst) {
-            return;
+        // A connection of its own: the pool may be full of commits waiting the same way.
+        let mut conn: Option<PgConnection> = None;
+        for _ in 0..LOOKS {
+            if settled.load(Ordering::SeqCst) {
+                return;
+            }
+            if conn.is_none() {
+                conn = PgConnection::connect_with(&options).await.ok();
+            }
+            if let Some(c) = conn.as_mut() {
+                match sqlx::query_as::<_, (Option<String>, Option<bool>)>(WAITING_COMMIT)
+                    .bind(backend)
+                    .fetch_optional(c)
+                    .await
+                {
+                    // Gone, or idle: the commit has settled on the server.
+                    Ok(None) | Ok(Some((Some(_), None))) => return,
+                    Ok(Some((_, Some(true)))) => tracing::warn!(
+                        backend,
+                        "a commit was still waiting for a synchronous standby at its deadline: cancelled the wait, it is visible locally"
+                    ),
+                    // Still committing (flushing, in its trigger): look again.
+                    Ok(Some(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(backend, error = %e, "watching a commit past its deadline failed; retrying");
+                        conn = None;
+                    }
+                }
+            }
+            tokio::time::sleep(EVERY).await;
         }
-        // Only our own commit can be running on that backend: the connection is not
-        // back in the pool before the commit settles, and a cancel of an idle backend
-        // does nothing.
-        match sqlx::query("SELECT pg_cancel_backend($1)").bind(backend).execute(&pool).await {
-            Ok(_) => tracing::warn!(
-                backend,
-                "a commit was still waiting at its deadline (a synchronous standby?): cancelled its wait, it is visible locally"
-            ),
-            Err(e) => tracing::error!(backend, error = %e, "could not cancel a commit still waiting at its deadline"),
-        }
+        tracing::error!(
+            backend,
+            "a commit still waits for its standby long after its deadline: cancel it and run `profilestore audit`"
+        );
     })
 }
+
+/// `$1`'s state: `(Some('idle'…), None)` once it is idle; `(_, Some(true))` when it was
+/// waiting for a synchronous standby and that wait was just cancelled (cancelling any
+/// other wait, or any statement, is never done here).
+const WAITING_COMMIT: &str = "SELECT CASE WHEN state LIKE 'idle%' THEN state END, \
+     CASE WHEN wait_event = 'SyncRep' THEN pg_cancel_backend(pid) \
+          WHEN state LIKE 'idle%' THEN NULL ELSE false END \
+     FROM pg_stat_activity WHERE pid = $1";
 
 /// Fails a new pooled connection that reached a standby (a DNS name moved to a replica
 /// after open), so no query is ever answered from a replica's older view.
@@ -502,15 +562,15 @@ impl MetadataStore for PostgresMetadataStore {
         }
         let wanted: HashSet<&ImageId> = ids.iter().collect();
         let wanted: Vec<String> = wanted.into_iter().map(ImageId::to_string).collect();
-        let mut tx = self.pool.begin().await.map_err(failed("starting a transaction"))?;
         // Read committed: each statement below takes a fresh snapshot when it starts,
         // after the timings lock is held.
+        let mut tx = self.pool.begin_with(READ_COMMITTED).await.map_err(failed("starting a transaction"))?;
         sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
             .bind(TIMINGS_LOCK)
             .execute(&mut *tx)
             .await
             .map_err(failed("taking the timings lock"))?;
-        self.check_timings(&mut tx).await?;
+        self.check_timings(&mut tx, None).await?;
         let found: Vec<String> = sqlx::query_scalar(REFERENCED)
             .bind(wanted)
             .fetch_all(&mut *tx)
@@ -603,11 +663,17 @@ impl MetadataStore for PostgresMetadataStore {
         // Exclusive: waits for every guarded write and cleaner query in flight, and
         // everything after it sees the new timings.
         let mut tx = self.pool.begin().await.map_err(failed("starting a transaction"))?;
+        // A commit stuck in flight must not queue this (and every write behind it)
+        // for ever: give up after a while and say so.
+        sqlx::query("SET LOCAL lock_timeout = '30s'")
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("bounding the lock wait"))?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(TIMINGS_LOCK)
             .execute(&mut *tx)
             .await
-            .map_err(failed("taking the timings lock"))?;
+            .map_err(failed("taking the timings lock (waiting for the writes in flight)"))?;
         let done = sqlx::query("UPDATE pairing SET timings = $1::jsonb WHERE singleton = 1 AND cluster_id = $2::uuid")
             .bind(DECODE.timings_json(timings)?)
             .bind(cluster_id.hyphenated().to_string())

@@ -199,7 +199,7 @@ impl SqliteMetadataStore {
             roll_back_unchanged(tx).await;
             return Ok(None);
         }
-        if let Err(e) = self.check_timings(&mut tx).await {
+        if let Err(e) = self.check_timings(&mut tx, deadline.timings()).await {
             roll_back_unchanged(tx).await;
             return Err(e);
         }
@@ -209,8 +209,15 @@ impl SqliteMetadataStore {
     /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
     /// process runs under. Called holding the write lock, which `update_timings` needs
     /// too: no change can land between this check and the commit.
-    async fn check_timings(&self, tx: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
-        let Some(ours) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+    async fn check_timings(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        request: Option<&Timings>,
+    ) -> Result<(), StoreError> {
+        let Some(bound) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
+        // A write is judged by the timings its request started under, not by what the
+        // process may have adopted since.
+        let ours = request.copied().unwrap_or(bound);
         let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
             .fetch_optional(&mut *tx)
             .await
@@ -229,6 +236,16 @@ impl SqliteMetadataStore {
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// A failed `COMMIT`: an I/O error can strike after the commit frames reached the
+/// WAL, so the outcome is unknown (a later recovery may or may not keep them).
+fn commit_failed(e: sqlx::Error) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::CommitUnknown,
+        format!("SQLite, committing: {e}; the change may or may not have been made"),
+    )
+    .with_source(e)
 }
 
 /// Rolls back a transaction that changed nothing: the outcome is settled whether or
@@ -321,10 +338,10 @@ impl MetadataStore for SqliteMetadataStore {
                     committed
                 });
                 let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
-                committed.map_err(failed("committing a profile record"))?;
+                committed.map_err(commit_failed)?;
                 return Ok(CommitOutcome::Committed);
             }
-            tx.commit().await.map_err(failed("committing a profile record"))?;
+            tx.commit().await.map_err(commit_failed)?;
             Ok(CommitOutcome::Committed)
         };
         // On timeout the transaction is dropped, and sqlx queues its ROLLBACK behind
@@ -358,7 +375,7 @@ impl MetadataStore for SqliteMetadataStore {
                 return Ok(if late { DeleteOutcome::DeadlineExceeded } else { DeleteOutcome::NotFound });
             }
             commit_sent.store(true, Ordering::SeqCst);
-            tx.commit().await.map_err(failed("committing a profile delete"))?;
+            tx.commit().await.map_err(commit_failed)?;
             Ok(DeleteOutcome::Deleted)
         };
         DECODE.within_request(deadline, &commit_sent, attempt).await
@@ -384,7 +401,7 @@ impl MetadataStore for SqliteMetadataStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(failed("taking the write lock to ask which images are referenced"))?;
-        self.check_timings(&mut tx).await?;
+        self.check_timings(&mut tx, None).await?;
         sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
             .execute(&mut *tx)
             .await

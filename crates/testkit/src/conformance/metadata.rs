@@ -393,8 +393,17 @@ async fn bound_timings_refuse_every_guarded_call_once_changed(t: &MetadataUnderT
     let got = t.store.get(&original.user_id).await.doing("get")?;
     ensure!(got.as_ref() == Some(&original), "a refused call changed the record to {got:?}");
 
+    // The process adopts the stored timings; a request that started under the old
+    // ones is still refused, and one under the new ones commits.
     t.store.run_under_timings(&timings(60_000));
-    put(t, &late).await?;
+    let started_before = later(t, Duration::from_secs(3600)).under(paired.timings);
+    changed(
+        "put_before of a request started under the old timings",
+        t.store.put_before(&late, &started_before).await.err().map(|e| e.kind()),
+    )?;
+    let started_after = later(t, Duration::from_secs(3600)).under(timings(60_000));
+    let outcome = t.store.put_before(&late, &started_after).await.doing("put_before")?;
+    ensure!(outcome == CommitOutcome::Committed, "a write under the adopted timings answered {outcome:?}");
     Ok(())
 }
 
