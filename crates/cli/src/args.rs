@@ -77,8 +77,8 @@ pub enum Command {
     ///
     /// The case study's flawed timings, with `--allow-unsafe-timing`: `--min-blob-age
     /// 0s` (3), `--request-timeout 1000h` (4), `--delete-delay 0s` (5). Also flawed:
-    /// `--store-protocol unlocked`, and `--clock-beyond-bound` until processes check
-    /// their clock offsets.
+    /// `--store-protocol unlocked`, and `--clock-beyond-bound` unless `--clock-check`
+    /// has every process check its clock offsets as production does.
     Simulate(SimulateArgs),
 }
 
@@ -443,6 +443,10 @@ pub struct SimulateArgs {
     /// beyond the skew bound: a fault the timing rules do not cover.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub clock_beyond_bound: Option<Duration>,
+    /// Every server and cleaner runs the production clock check (measuring its
+    /// offsets to the stores' clocks, refusing to write or clean beyond the bound).
+    #[arg(long)]
+    pub clock_check: bool,
     /// How long cleaners run after writes stop before orphans count. [default: long
     /// enough by the timings]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

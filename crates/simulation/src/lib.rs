@@ -297,6 +297,11 @@ pub struct SimConfig {
     /// How long cleaners run calmly after the clients stop before orphans are
     /// counted; `None` for long enough by the timings (see [`SimConfig::drain`]).
     pub drain: Option<Duration>,
+    /// Whether every server and cleaner runs the production clock check (measuring
+    /// its offsets to the database's and the blob store's clocks, refusing to write
+    /// or clean beyond the bound). With it on, the wandering clocks keep a margin
+    /// below the bound for the measurement's error.
+    pub clock_check: bool,
 }
 
 impl Default for SimConfig {
@@ -316,6 +321,7 @@ impl Default for SimConfig {
             page_size: 5,
             think_time: Duration::from_secs(60 * 60),
             drain: None,
+            clock_check: false,
         }
     }
 }
@@ -408,6 +414,9 @@ impl SimConfig {
         let beyond = self.faults.clock_beyond_bound;
         if !beyond.is_zero() {
             args.push(format!("--clock-beyond-bound={}", flag_duration(beyond)));
+        }
+        if self.clock_check {
+            args.push("--clock-check".to_owned());
         }
         if (FaultRates { clock_beyond_bound: Duration::ZERO, ..self.faults }) == FaultRates::none() {
             args.push("--no-faults".to_owned());

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use profilestore_cleaner::{Cleaner, CleanerConfig};
+use profilestore_core::clocks::ClockCheck;
 use profilestore_core::error::ServiceError;
 use profilestore_core::ids::UserId;
 use profilestore_core::service::{NewProfile, ProfileService};
@@ -31,7 +32,31 @@ struct CleanerMachine {
     metadata: Arc<Faulty>,
     blobs: Arc<Faulty>,
     clock: SimClock,
+    clock_check: Option<Arc<ClockCheck>>,
     daemon: Option<JoinHandle<()>>,
+}
+
+/// How often a simulated process measures its clock offsets, and how long one
+/// measurement vouches for them (virtual time).
+const CLOCK_CHECK_EVERY: Duration = Duration::from_secs(60);
+const CLOCK_CHECK_VOUCHES: Duration = Duration::from_secs(3 * 60);
+
+/// With `config.clock_check`, a clock check over `store` on `clock`, measuring for the
+/// rest of the run; `None` otherwise.
+fn clock_check(config: &SimConfig, store: &Arc<Faulty>, clock: &SimClock) -> Option<Arc<ClockCheck>> {
+    if !config.clock_check {
+        return None;
+    }
+    let check = Arc::new(ClockCheck::new(
+        store.clone(),
+        store.clone(),
+        Arc::new(clock.clone()),
+        config.timings.clock_skew,
+        CLOCK_CHECK_VOUCHES,
+    ));
+    let measuring = check.clone();
+    tokio::spawn(async move { measuring.run_every(CLOCK_CHECK_EVERY, std::future::pending()).await });
+    Some(check)
 }
 
 struct Cluster {
@@ -67,7 +92,14 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
             &[],
         );
     }
-    let model = ClockModel { bound: skew / 2, drift_ppm: rates.clock_drift_ppm, step_interval: rates.clock_steps };
+    // The clock check adds its measurement's error (a millisecond here) to an offset:
+    // clocks that may sit a whole skew apart would look beyond it.
+    let margin = if config.clock_check { (skew / 100).max(Duration::from_millis(2)) } else { Duration::ZERO };
+    let model = ClockModel {
+        bound: (skew / 2).saturating_sub(margin),
+        drift_ppm: rates.clock_drift_ppm,
+        step_interval: rates.clock_steps,
+    };
     let clock = |process: usize| {
         let rng = SimRng::derive(seed, &format!("clock of {}", process_name(config, process)));
         let rogue = rogue.filter(|(who, _)| *who == process).map(|(_, r)| r);
@@ -84,8 +116,12 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
                 SimRng::derive(seed, &format!("server {i} faults")),
             );
             let ids = SimIds::new(clock.clone(), SimRng::derive(seed, &format!("server {i} ids")));
-            let service =
+            let check = clock_check(config, &store, &clock);
+            let mut service =
                 ProfileService::new(store.clone(), store, Arc::new(clock.clone()), Arc::new(ids), config.timings);
+            if let Some(check) = check {
+                service = service.with_clock_check(check);
+            }
             Server { service, up: true, in_flight: Vec::new() }
         })
         .collect();
@@ -98,7 +134,8 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
                 clock.clone(),
                 SimRng::derive(seed, &format!("cleaner {i} faults")),
             );
-            CleanerMachine { metadata: store.clone(), blobs: store, clock, daemon: None }
+            let clock_check = clock_check(config, &store, &clock);
+            CleanerMachine { metadata: store.clone(), blobs: store, clock, clock_check, daemon: None }
         })
         .collect();
     let cluster = Arc::new(Cluster {
@@ -168,7 +205,10 @@ impl Cluster {
             Arc::new(machine.clock.clone()),
             config,
         ) {
-            Ok(cleaner) => cleaner,
+            Ok(cleaner) => match &machine.clock_check {
+                Some(check) => cleaner.with_clock_check(check.clone()),
+                None => cleaner,
+            },
             Err(e) => {
                 self.world.journal.record(Actor::Cleaner(i), format!("refused to start: {e}"), None, &[]);
                 return;

@@ -386,6 +386,10 @@ impl MetadataStore for Faulty {
         self.world.metadata.ping().await
     }
 
+    async fn clock(&self) -> Result<profilestore_core::time::Timestamp, StoreError> {
+        self.world.metadata.clock().await
+    }
+
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
         self.world.metadata.read_pairing().await
     }
@@ -493,6 +497,10 @@ impl BlobStore for Faulty {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.world.blobs.ping().await
+    }
+
+    async fn probe_clock(&self) -> Result<profilestore_core::store::ClockProbe, StoreError> {
+        self.world.blobs.probe_clock().await
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {

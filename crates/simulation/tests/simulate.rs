@@ -209,8 +209,8 @@ fn a_budgeted_run_reaches_every_race_that_matters() {
 #[test]
 fn a_clock_beyond_the_skew_bound_loses_an_image() {
     // One process's clock leaves the bound by three hours; every timing rule holds
-    // otherwise. The offset checks that would make processes refuse to act on such a
-    // clock are not built yet: until they are, the simulation finds the loss.
+    // otherwise. With the simulated processes' clock checks off, the simulation finds
+    // the loss the check exists for (the next test turns them on).
     let faults = FaultRates { clock_beyond_bound: 3 * HOUR, ..FaultRates::default() };
     let found = (0..60).find_map(|seed| {
         let config = SimConfig { faults, ..config(seed, Timings::CASE_STUDY) };
@@ -226,4 +226,35 @@ fn a_clock_beyond_the_skew_bound_loses_an_image() {
     // The story names the clock that left the bound, and how far.
     assert!(trace.contains("clock beyond the bound: ") && trace.contains("3h 2m 30s"), "{trace}");
     assert!(trace.contains("delete blobs") && trace.contains("VIOLATION"), "{trace}");
+}
+
+#[test]
+fn with_the_clock_check_on_a_clock_beyond_the_bound_loses_nothing() {
+    // The same fault, and the same seeds, with every server and cleaner running the
+    // production clock check. A store's clock beyond the bound stops all cleaning for
+    // good (safety first), so orphans may be left: only the safety checks must hold.
+    let faults = FaultRates { clock_beyond_bound: 3 * HOUR, ..FaultRates::default() };
+    let mut lost_without = Vec::new();
+    for seed in 0..24 {
+        let off = SimConfig { faults, ..config(seed, Timings::CASE_STUDY) };
+        if run(&off).violation.is_some_and(|v| v.check == Check::NoDanglingReference) {
+            lost_without.push(seed);
+        }
+        let on = SimConfig { clock_check: true, ..off };
+        if let Some(v) = run(&on).violation {
+            assert_eq!(v.check, Check::EventuallyNoOrphans, "seed {seed} with the clock check on: {v:?}");
+        }
+    }
+    assert!(!lost_without.is_empty(), "no seed of 24 lost an image without the check: the test shows nothing");
+    eprintln!("seeds that lost an image without the clock check, and none with it: {lost_without:?}");
+}
+
+#[test]
+fn the_clock_check_stops_nothing_while_clocks_stay_within_the_bound() {
+    // Drifting, stepped clocks within the bound: the check never refuses for good, so
+    // every promise holds, "eventually no orphans" included.
+    for seed in 0..8 {
+        let report = run(&SimConfig { clock_check: true, ..config(seed, Timings::CASE_STUDY) });
+        assert!(report.violation.is_none(), "seed {seed}: {:?}", report.violation);
+    }
 }

@@ -128,6 +128,7 @@ fn config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
             ..if args.no_faults { FaultRates::none() } else { FaultRates::default() }
         },
         drain: args.drain,
+        clock_check: args.clock_check,
         protocol: StoreProtocol::from_name(&args.store_protocol)
             .ok_or_else(|| anyhow::anyhow!("unknown --store-protocol {}", args.store_protocol))?,
         ..SimConfig::default()
