@@ -263,7 +263,8 @@ impl BlobStore for LocalBlobStore {
 
     async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
         // The kernel stamps the file with its coarse clock: creation times here have
-        // the granularity of a scheduler tick, at most 10 ms.
+        // the granularity of a scheduler tick, at most 10 ms, on a filesystem that
+        // keeps fractions of a second.
         let path = self.root.join(CLOCK_PROBE_KEY);
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent)
@@ -275,7 +276,14 @@ impl BlobStore for LocalBlobStore {
         let modified = meta.modified().map_err(|e| io_error("reading the clock probe's time", &e))?;
         let since_epoch = modified.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let created = Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX));
-        Ok(ClockProbe { created, precision: std::time::Duration::from_millis(10) })
+        // A filesystem that keeps whole seconds (some network and FAT-like ones) shows
+        // no fraction: a nanosecond clock lands exactly on a second once in 10^9.
+        let precision = if since_epoch.subsec_nanos() == 0 {
+            std::time::Duration::from_secs(1)
+        } else {
+            std::time::Duration::from_millis(10)
+        };
+        Ok(ClockProbe { created, precision })
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
