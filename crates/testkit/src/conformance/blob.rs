@@ -28,7 +28,7 @@ type Check = Result<(), String>;
 const CLOCK_TOLERANCE: Duration = Duration::from_millis(20);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 10;
+const CHECKS: usize = 11;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -51,6 +51,7 @@ where
         list_reports_creation_times_and_sizes,
         marker_is_create_only,
         sweep_staging_keeps_every_object,
+        probe_clock_reports_the_time_of_its_put,
         ping_answers,
     );
     report
@@ -237,6 +238,30 @@ async fn sweep_staging_keeps_every_object(t: &BlobUnderTest) -> Check {
     ensure!(t.store.read_marker().await.doing("read_marker")?.is_some(), "sweep_staging removed the pairing marker");
     let listed: HashSet<String> = list_all(t, 1000).await?.into_iter().flatten().map(|b| b.key).collect();
     ensure!(listed.len() == stored.len() + 1, "after sweep_staging the listing holds {listed:?}");
+    Ok(())
+}
+
+async fn probe_clock_reports_the_time_of_its_put(t: &BlobUnderTest) -> Check {
+    for _ in 0..2 {
+        let before = t.clock.now();
+        let probe = t.store.probe_clock().await.doing("probe_clock")?;
+        let after = t.clock.now();
+        ensure!(probe.precision <= Duration::from_secs(1), "a probe precision of {:?} is too coarse", probe.precision);
+        // The store's clock truncates to its precision; the stores under test share
+        // this machine's clock, so allow that and a little scheduling.
+        let slack = probe.precision + Duration::from_millis(50);
+        let earliest = Timestamp::from_millis(before.as_millis() - i64::try_from(slack.as_millis()).unwrap_or(0));
+        ensure!(
+            earliest <= probe.created && probe.created <= after.plus(Duration::from_millis(50)),
+            "the probe was stamped {} for a put between {before} and {after}",
+            probe.created
+        );
+    }
+    let listed: Vec<String> = list_all(t, 100).await?.into_iter().flatten().map(|b| b.key).collect();
+    ensure!(
+        listed.iter().filter(|k| *k == profilestore_core::store::CLOCK_PROBE_KEY).count() == 1,
+        "probing twice left {listed:?}, not one probe object"
+    );
     Ok(())
 }
 

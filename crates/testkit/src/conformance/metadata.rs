@@ -20,7 +20,7 @@ type Check = Result<(), String>;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 20;
+const CHECKS: usize = 21;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -53,6 +53,7 @@ where
         bound_timings_refuse_every_guarded_call_once_changed,
         concurrent_writes_to_distinct_users_all_land,
         concurrent_writes_to_one_user_leave_one_whole_record,
+        clock_reads_the_databases_time,
         ping_answers,
     );
     report
@@ -439,6 +440,20 @@ async fn concurrent_writes_to_one_user_leave_one_whole_record(t: &MetadataUnderT
     ensure!(
         got.as_ref().is_some_and(|g| records.contains(g)),
         "after concurrent writes of one user the record is {got:?}, which no single write submitted"
+    );
+    Ok(())
+}
+
+async fn clock_reads_the_databases_time(t: &MetadataUnderTest) -> Check {
+    // The databases under test run on this machine (or share its clock), so their
+    // clock reads within a round trip of ours.
+    let before = t.clock.now();
+    let db = t.store.clock().await.doing("clock")?;
+    let after = t.clock.now();
+    let earliest = Timestamp::from_millis(before.as_millis() - 50);
+    ensure!(
+        earliest <= db && db <= after.plus(Duration::from_millis(50)),
+        "the database read {db} between {before} and {after}"
     );
     Ok(())
 }
