@@ -44,7 +44,7 @@ async fn a_consistent_pair_of_stores_is_healthy_and_counted_right() {
     assert_eq!(report.orphans.collectable_samples, vec![collectable]);
     assert_eq!(report.orphans.collectable_bytes, 3);
     assert_eq!(w.keys(), before, "the audit wrote nothing");
-    assert_eq!(w.metadata.inner.count_records().await.unwrap(), 1200);
+    assert_eq!(w.metadata_store.count_records().await.unwrap(), 1200);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["orphans"]["in_flight"], 2);
     assert!(report.to_string().contains("healthy"), "{report}");
@@ -69,7 +69,7 @@ async fn a_record_whose_blob_was_deleted_by_hand_is_a_dangling_reference() {
     let w = World::new();
     let lost = w.profile(1, OLD).await;
     w.profile(2, OLD).await;
-    w.blobs.inner.delete_many(&[BlobKey::original(lost)]).await.unwrap();
+    w.blob_store.delete_many(&[BlobKey::original(lost)]).await.unwrap();
 
     let report = run(&w).await;
 
@@ -86,10 +86,10 @@ async fn a_record_replaced_between_the_scan_and_the_confirmation_is_no_false_ala
     let first = w.profile(1, OLD).await;
     // As the audit checks user 1's blob, a write moves the record to a new image and
     // the old image's blob disappears: the scan's view is stale, not dangling.
-    let (metadata, blobs, now) = (w.metadata.inner.clone(), w.blobs.inner.clone(), w.now());
+    let (metadata, blobs, now) = (w.metadata_store.clone(), w.blob_store.clone(), w.now());
     let second = image(2);
     blobs.put_new(&BlobKey::original(second), bytes::Bytes::from_static(b"new")).await.unwrap();
-    *w.blobs.before_first_exists.lock().unwrap() = Some(Box::new(move || {
+    *w.hook.before_first_exists.lock().unwrap() = Some(Box::new(move || {
         async move {
             write_record(metadata.as_ref(), now, 1, second).await;
             blobs.delete_many(&[BlobKey::original(first)]).await.unwrap();

@@ -13,7 +13,7 @@ use profilestore_cleaner::{CleanerConfig, ConfigError, Outcome};
 use profilestore_core::ids::BlobKey;
 use profilestore_core::machine::CycleLimits;
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{MetadataStore, PAIRING_MARKER_KEY};
+use profilestore_core::store::{BlobStore, MetadataStore, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 
 const OLD: Duration = Duration::from_secs(3 * 3600);
@@ -40,8 +40,8 @@ async fn an_old_unreferenced_blob_is_deleted_exactly_one_delete_delay_after_the_
     assert!(w.has(kept), "a referenced blob is never deleted");
     assert!(w.has(young), "a blob younger than min_blob_age + clock_skew is not deleted");
 
-    let queries = w.metadata.referenced_calls.lock().unwrap().clone();
-    let deletes = w.blobs.deletes.lock().unwrap().clone();
+    let queries = w.hook.referenced_calls.lock().unwrap().clone();
+    let deletes = w.hook.deletes.lock().unwrap().clone();
     assert_eq!(queries.len(), 1);
     assert_eq!(queries[0].1.len(), 2, "only the two old-enough images are asked about: {queries:?}");
     assert_eq!(deletes.len(), 1);
@@ -61,9 +61,9 @@ async fn a_blob_whose_record_is_written_after_the_listing_but_before_the_query_i
     let other = w.profile(2, OLD).await;
     // The listing sees `id` unreferenced and old enough; a record naming it lands
     // before the query asks. The query, not the listing, decides.
-    let metadata = w.metadata.inner.clone();
+    let metadata = w.metadata_store.clone();
     let now = w.now();
-    *w.metadata.before_first_referenced.lock().unwrap() =
+    *w.hook.before_first_referenced.lock().unwrap() =
         Some(Box::new(move || async move { write_record(metadata.as_ref(), now, 1, id).await }.boxed()));
 
     let report = w.cleaner(config(1000)).run_cycle().await;
@@ -71,7 +71,7 @@ async fn a_blob_whose_record_is_written_after_the_listing_but_before_the_query_i
     assert_eq!(report.outcome, Outcome::Completed);
     assert!(w.has(id) && w.has(other));
     assert_eq!(report.deleted, 0);
-    assert!(w.blobs.deletes.lock().unwrap().is_empty());
+    assert!(w.hook.deletes.lock().unwrap().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -79,7 +79,7 @@ async fn a_cycle_of_many_pages_takes_one_delete_delay_not_one_per_page() {
     let w = World::new();
     let orphans: Vec<_> = (0..50).map(|n| w.orphan(n, OLD)).collect();
     w.profile(100, OLD).await;
-    *w.blobs.list_latency.lock().unwrap() = MIN;
+    *w.hook.list_latency.lock().unwrap() = MIN;
 
     let start = w.now();
     let report = w.cleaner(config(5)).run_cycle().await;
@@ -88,7 +88,7 @@ async fn a_cycle_of_many_pages_takes_one_delete_delay_not_one_per_page() {
     assert_eq!(report.outcome, Outcome::Completed);
     assert!(orphans.iter().all(|&id| !w.has(id)), "every orphan is deleted");
     assert_eq!(report.deleted, 50);
-    assert!(w.blobs.deletes.lock().unwrap().len() >= 10, "one delete per page's batch");
+    assert!(w.hook.deletes.lock().unwrap().len() >= 10, "one delete per page's batch");
     // 11 pages of one minute each, then the last batch's delay: listing + one delay,
     // where a page-by-page cycle would take 11 delays.
     assert!(took >= H + 10 * MIN, "took {took:?}");
@@ -133,11 +133,18 @@ async fn keys_outside_the_layout_are_never_deleted() {
 #[tokio::test(start_paused = true)]
 async fn staging_files_as_old_as_a_collectable_blob_are_swept_at_the_start() {
     let w = World::new();
-    *w.blobs.staging_files.lock().unwrap() = 4;
+    // Four staging files as old as a collectable blob (2 h + 5 min), and one a
+    // minute younger, which must stay.
+    let cutoff = Timestamp::from_millis(T0.as_millis() - (2 * 3600 + 5 * 60) * 1000);
+    for age_ms in [0, 1, 60_000, 3_600_000] {
+        w.blob_store.insert_staging(Timestamp::from_millis(cutoff.as_millis() - age_ms));
+    }
+    w.blob_store.insert_staging(Timestamp::from_millis(cutoff.as_millis() + 60_000));
     let report = w.cleaner(config(1000)).run_cycle().await;
     assert_eq!(report.staging_files_removed, 4);
+    assert_eq!(w.blob_store.sweep_staging(Timestamp::from_millis(i64::MAX)).await.unwrap(), 1, "the young one stayed");
     assert_eq!(
-        *w.blobs.sweeps.lock().unwrap(),
+        *w.hook.sweeps.lock().unwrap(),
         vec![Timestamp::from_millis(T0.as_millis() - (2 * 3600 + 5 * 60) * 1000)]
     );
 }
@@ -175,7 +182,7 @@ async fn a_record_moved_to_a_new_image_frees_the_old_one_for_the_next_cycle_only
     assert_eq!(report.deleted, 1);
     assert!(!w.has(old_image));
     assert!(w.has(new_image), "the new image is young and referenced");
-    assert_eq!(w.metadata.inner.get(&user(1)).await.unwrap().unwrap().image_id, new_image);
+    assert_eq!(w.metadata_store.get(&user(1)).await.unwrap().unwrap().image_id, new_image);
 }
 
 #[tokio::test(start_paused = true)]
@@ -183,7 +190,7 @@ async fn the_daemon_retries_a_failed_cycle_at_the_next_interval_and_stops_on_shu
     let w = World::new();
     let orphan = w.orphan(1, OLD);
     w.profile(2, OLD).await;
-    w.blobs.failing_listings.store(1, std::sync::atomic::Ordering::SeqCst);
+    w.hook.failing_listings.store(1, std::sync::atomic::Ordering::SeqCst);
     let cleaner = w.cleaner(config(1000));
 
     let start = w.now();
@@ -191,9 +198,9 @@ async fn the_daemon_retries_a_failed_cycle_at_the_next_interval_and_stops_on_shu
 
     assert_eq!(w.now().saturating_since(start), 3 * H, "returns when shutdown completes");
     assert!(!w.has(orphan), "the second cycle deleted it");
-    let deleted_at = w.blobs.deletes.lock().unwrap()[0].0;
+    let deleted_at = w.hook.deletes.lock().unwrap()[0].0;
     assert_eq!(deleted_at.saturating_since(start), 10 * MIN + H, "one interval after the failure, plus the delay");
-    assert!(w.blobs.list_calls.load(std::sync::atomic::Ordering::SeqCst) >= 3, "cycles went on after the success");
+    assert!(w.hook.list_calls.load(std::sync::atomic::Ordering::SeqCst) >= 3, "cycles went on after the success");
 }
 
 #[tokio::test(start_paused = true)]
@@ -205,7 +212,7 @@ async fn shutdown_abandons_a_waiting_cycle_without_deleting() {
     w.cleaner(config(1000)).run_every(H, tokio::time::sleep(10 * MIN)).await;
     assert_eq!(w.now().saturating_since(start), 10 * MIN, "shutdown does not wait out the delete delay");
     assert!(w.has(orphan));
-    assert!(w.blobs.deletes.lock().unwrap().is_empty());
+    assert!(w.hook.deletes.lock().unwrap().is_empty());
 }
 
 #[test]

@@ -29,8 +29,8 @@ async fn an_empty_database_refuses_to_delete_and_says_how_to_override() {
          pass --allow-empty-database if that is really so"
     );
     assert!(orphans.iter().all(|&id| w.has(id)));
-    assert!(w.metadata.referenced_calls.lock().unwrap().is_empty(), "not even asked");
-    assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 0);
+    assert!(w.hook.referenced_calls.lock().unwrap().is_empty(), "not even asked");
+    assert_eq!(w.hook.delete_attempts.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -69,7 +69,7 @@ async fn the_fraction_guard_stops_the_cycle_before_it_deletes() {
     assert!(reason.contains("deleting 9 of the 10 old-enough images seen so far (90.0%)"), "{reason}");
     assert!(reason.contains("--max-unreferenced-fraction"), "{reason}");
     assert!(orphans.iter().all(|&id| w.has(id)));
-    assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(w.hook.delete_attempts.load(Ordering::SeqCst), 0);
     assert_eq!(report.deleted, 0);
 }
 
@@ -100,8 +100,8 @@ async fn a_dry_run_deletes_nothing_waits_for_nothing_and_names_what_it_would_del
 
     assert_eq!(report.outcome, Outcome::Completed);
     assert_eq!(w.keys(), before, "nothing deleted");
-    assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 0);
-    assert!(w.blobs.sweeps.lock().unwrap().is_empty(), "no staging sweep either");
+    assert_eq!(w.hook.delete_attempts.load(Ordering::SeqCst), 0);
+    assert!(w.hook.sweeps.lock().unwrap().is_empty(), "no staging sweep either");
     assert_eq!(w.now(), start, "no delete delay in a dry run");
     assert_eq!(report.would_delete.iter().copied().collect::<HashSet<_>>(), orphans);
     assert_eq!((report.would_delete_count, report.deleted), (5, 0));
@@ -115,7 +115,7 @@ async fn a_failed_query_fails_the_cycle_and_drops_the_batches_already_found() {
     let orphans: Vec<_> = (0..10).map(|n| w.orphan(n, OLD)).collect();
     w.profile(100, OLD).await;
     // Page 1's query succeeds (its batch waits for the delay); page 2's fails.
-    *w.metadata.fail_referenced_call.lock().unwrap() = Some(1);
+    *w.hook.fail_referenced_call.lock().unwrap() = Some(1);
 
     let start = w.now();
     let report = w.cleaner(config(5)).run_cycle().await;
@@ -123,7 +123,7 @@ async fn a_failed_query_fails_the_cycle_and_drops_the_batches_already_found() {
     let Outcome::Failed(reason) = &report.outcome else { panic!("not failed: {report}") };
     assert!(reason.contains("which of") && reason.contains("injected failure: referenced"), "{reason}");
     assert!(orphans.iter().all(|&id| w.has(id)), "the waiting batch was dropped");
-    assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(w.hook.delete_attempts.load(Ordering::SeqCst), 0);
     assert!(w.now().saturating_since(start) < H, "the failure ends the cycle at once");
 }
 
@@ -132,7 +132,7 @@ async fn a_failed_delete_fails_the_cycle_and_nothing_more_is_deleted() {
     let w = World::new();
     let orphans: Vec<_> = (0..15).map(|n| w.orphan(n, OLD)).collect();
     w.profile(100, OLD).await;
-    *w.blobs.fail_delete_call.lock().unwrap() = Some(1);
+    *w.hook.fail_delete_call.lock().unwrap() = Some(1);
     let one_at_a_time =
         CleanerConfig { limits: CycleLimits { max_concurrent_deletes: 1, ..CycleLimits::default() }, ..config(5) };
 
@@ -140,8 +140,8 @@ async fn a_failed_delete_fails_the_cycle_and_nothing_more_is_deleted() {
 
     let Outcome::Failed(reason) = &report.outcome else { panic!("not failed: {report}") };
     assert!(reason.contains("injected failure: delete_many"), "{reason}");
-    assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 2, "the third batch is never attempted");
-    let first_batch = w.blobs.deletes.lock().unwrap()[0].1.len();
+    assert_eq!(w.hook.delete_attempts.load(Ordering::SeqCst), 2, "the third batch is never attempted");
+    let first_batch = w.hook.deletes.lock().unwrap()[0].1.len();
     assert!(first_batch > 0);
     let remaining = orphans.iter().filter(|&&id| w.has(id)).count();
     assert_eq!(remaining, orphans.len() - first_batch, "only the first batch is gone");
@@ -153,15 +153,15 @@ async fn a_failed_listing_fails_the_cycle_before_any_delete() {
     let w = World::new();
     let orphans: Vec<_> = (0..20).map(|n| w.orphan(n, OLD)).collect();
     w.profile(100, OLD).await;
-    *w.blobs.fail_list_page.lock().unwrap() = Some(2);
+    *w.hook.fail_list_page.lock().unwrap() = Some(2);
 
     let report = w.cleaner(config(5)).run_cycle().await;
 
     let Outcome::Failed(reason) = &report.outcome else { panic!("not failed: {report}") };
     assert!(reason.starts_with("listing the blob store failed"), "{reason}");
-    assert!(!w.metadata.referenced_calls.lock().unwrap().is_empty(), "earlier pages were asked about");
+    assert!(!w.hook.referenced_calls.lock().unwrap().is_empty(), "earlier pages were asked about");
     assert!(orphans.iter().all(|&id| w.has(id)));
-    assert_eq!(w.blobs.delete_attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(w.hook.delete_attempts.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,7 +174,7 @@ async fn a_failing_preflight_refuses_the_cycle_before_it_touches_a_store() {
     let report = w.cleaner(config(1000)).with_preflight(check).run_cycle().await;
     assert_eq!(report.outcome, Outcome::Refused("the cluster's timings changed".into()));
     assert!(w.has(orphan));
-    assert_eq!(w.blobs.list_calls.load(Ordering::SeqCst), 0, "nothing listed");
+    assert_eq!(w.hook.list_calls.load(Ordering::SeqCst), 0, "nothing listed");
 }
 
 /// Runs one cycle with a 1-minute call timeout over a profile and an old orphan,
@@ -199,14 +199,14 @@ async fn cycle_with_a_hung_call(hang: impl FnOnce(&World), preflight: Option<Pre
 
 #[tokio::test(start_paused = true)]
 async fn a_store_call_that_hangs_fails_the_cycle_at_the_call_timeout() {
-    let outcome = cycle_with_a_hung_call(|w| *w.blobs.list_latency.lock().unwrap() = 10 * MIN, None).await;
+    let outcome = cycle_with_a_hung_call(|w| *w.hook.list_latency.lock().unwrap() = 10 * MIN, None).await;
     let Outcome::Failed(reason) = &outcome else { panic!("not failed: {outcome:?}") };
     assert!(reason.contains("listing a page took longer than 1m"), "{reason}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_hung_count_or_pre_cycle_check_fails_the_cycle_at_the_call_timeout_instead_of_hanging_the_daemon() {
-    let outcome = cycle_with_a_hung_call(|w| *w.metadata.count_latency.lock().unwrap() = 10 * MIN, None).await;
+    let outcome = cycle_with_a_hung_call(|w| *w.hook.count_latency.lock().unwrap() = 10 * MIN, None).await;
     let Outcome::Failed(reason) = &outcome else { panic!("not failed: {outcome:?}") };
     assert!(reason.contains("asking whether the database holds records took longer than 1m"), "{reason}");
 

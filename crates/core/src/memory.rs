@@ -132,18 +132,26 @@ impl MetadataStore for MemoryMetadataStore {
 pub struct MemoryBlobStore {
     clock: Arc<dyn Clock>,
     objects: Mutex<BTreeMap<String, (Bytes, Timestamp)>>,
+    /// Staging files an interrupted put left behind: when each was last modified.
+    staging: Mutex<Vec<Timestamp>>,
 }
 
 impl MemoryBlobStore {
     /// An empty store whose "blob store clock" is `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        MemoryBlobStore { clock, objects: Mutex::new(BTreeMap::new()) }
+        MemoryBlobStore { clock, objects: Mutex::new(BTreeMap::new()), staging: Mutex::new(Vec::new()) }
     }
 
     /// Test hook: stores an object under any raw `key` with the given creation time,
     /// overwriting; the way to plant foreign keys or backdated blobs.
     pub fn insert_raw(&self, key: &str, bytes: Bytes, created: Timestamp) {
         lock(&self.objects).insert(key.to_owned(), (bytes, created));
+    }
+
+    /// Test hook: a staging file an interrupted put left behind, last modified at
+    /// `modified`; never listed, removed by [`sweep_staging`](BlobStore::sweep_staging).
+    pub fn insert_staging(&self, modified: Timestamp) {
+        lock(&self.staging).push(modified);
     }
 
     /// Test hook: every key currently stored.
@@ -210,6 +218,13 @@ impl BlobStore for MemoryBlobStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
+        let mut staging = lock(&self.staging);
+        let before = staging.len();
+        staging.retain(|modified| *modified > older_than);
+        Ok((before - staging.len()) as u64)
     }
 
     async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {

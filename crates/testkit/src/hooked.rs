@@ -54,15 +54,74 @@ pub enum StoreCall {
     Marker,
 }
 
+/// A call as a hook sees it: its kind, with the arguments tests look at.
+#[derive(Debug, Clone, Copy)]
+pub enum Call<'a> {
+    /// [`MetadataStore::referenced`] of these ids.
+    Referenced(&'a [ImageId]),
+    /// [`BlobStore::delete_many`] of these keys.
+    DeleteBlobs(&'a [BlobKey]),
+    /// [`BlobStore::sweep_staging`] of files modified at or before this time.
+    SweepStaging(Timestamp),
+    /// Page `page` (0: the first) of one [`BlobStore::list`].
+    ListPage {
+        /// The page's index within its listing.
+        page: usize,
+    },
+    /// Any other call, by kind.
+    Other(StoreCall),
+}
+
+impl Call<'_> {
+    /// The kind of call.
+    pub fn kind(&self) -> StoreCall {
+        match self {
+            Call::Referenced(_) => StoreCall::Referenced,
+            Call::DeleteBlobs(_) => StoreCall::DeleteBlobs,
+            Call::SweepStaging(_) => StoreCall::SweepStaging,
+            Call::ListPage { .. } => StoreCall::ListPage,
+            Call::Other(kind) => *kind,
+        }
+    }
+}
+
 /// What runs around the calls of a [`Hooked`] store.
 #[async_trait::async_trait]
 pub trait CallHook: Send + Sync + 'static {
-    /// Runs before `call` reaches the store (it may wait); an error fails the call
-    /// without it reaching the store.
-    async fn before(&self, call: StoreCall) -> Result<(), StoreError>;
+    /// Runs before a call of kind `call` reaches the store (it may wait); an error
+    /// fails the call without it reaching the store.
+    async fn before(&self, _call: StoreCall) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Like [`before`](CallHook::before), seeing the call's arguments; by default it
+    /// is `before` of the call's kind.
+    async fn before_call(&self, call: &Call<'_>) -> Result<(), StoreError> {
+        self.before(call.kind()).await
+    }
+
+    /// Runs after the store answered `call` successfully.
+    fn after(&self, _call: &Call<'_>) {}
 
     /// Runs after a blob fetch the store answered, with whether the blob was there.
     fn fetched(&self, _found: bool) {}
+}
+
+/// A hook shared between several stores (a metadata and a blob store seen by one
+/// test) is a hook too.
+#[async_trait::async_trait]
+impl<H: CallHook> CallHook for Arc<H> {
+    async fn before_call(&self, call: &Call<'_>) -> Result<(), StoreError> {
+        self.as_ref().before_call(call).await
+    }
+
+    fn after(&self, call: &Call<'_>) {
+        self.as_ref().after(call);
+    }
+
+    fn fetched(&self, found: bool) {
+        self.as_ref().fetched(found);
+    }
 }
 
 /// A store whose every call passes a [`CallHook`] first. Keeps the inner store's
@@ -87,12 +146,12 @@ impl<S: ?Sized, H> Hooked<S, H> {
 #[async_trait::async_trait]
 impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        self.hook.before(StoreCall::GetRecord).await?;
+        self.hook.before_call(&Call::Other(StoreCall::GetRecord)).await?;
         self.inner.get(user).await
     }
 
     async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
-        self.hook.before(StoreCall::CommitRecord).await?;
+        self.hook.before_call(&Call::Other(StoreCall::CommitRecord)).await?;
         self.inner.put_before(record, deadline).await
     }
 
@@ -101,52 +160,55 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
     }
 
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
-        self.hook.before(StoreCall::DeleteRecord).await?;
+        self.hook.before_call(&Call::Other(StoreCall::DeleteRecord)).await?;
         self.inner.delete_before(user, deadline).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
-        self.hook.before(StoreCall::Referenced).await?;
-        self.inner.referenced(ids).await
+        let call = Call::Referenced(ids);
+        self.hook.before_call(&call).await?;
+        let answer = self.inner.referenced(ids).await?;
+        self.hook.after(&call);
+        Ok(answer)
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {
-        self.hook.before(StoreCall::CountRecords).await?;
+        self.hook.before_call(&Call::Other(StoreCall::CountRecords)).await?;
         self.inner.count_records().await
     }
 
     async fn has_records(&self) -> Result<bool, StoreError> {
-        self.hook.before(StoreCall::CountRecords).await?;
+        self.hook.before_call(&Call::Other(StoreCall::CountRecords)).await?;
         self.inner.has_records().await
     }
 
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.hook.before(StoreCall::RecordsAfter).await?;
+        self.hook.before_call(&Call::Other(StoreCall::RecordsAfter)).await?;
         self.inner.records_after(after, limit).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.hook.before(StoreCall::PingMetadata).await?;
+        self.hook.before_call(&Call::Other(StoreCall::PingMetadata)).await?;
         self.inner.ping().await
     }
 
     async fn clock(&self) -> Result<Timestamp, StoreError> {
-        self.hook.before(StoreCall::PingMetadata).await?;
+        self.hook.before_call(&Call::Other(StoreCall::PingMetadata)).await?;
         self.inner.clock().await
     }
 
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        self.hook.before(StoreCall::Pairing).await?;
+        self.hook.before_call(&Call::Other(StoreCall::Pairing)).await?;
         self.inner.read_pairing().await
     }
 
     async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
-        self.hook.before(StoreCall::Pairing).await?;
+        self.hook.before_call(&Call::Other(StoreCall::Pairing)).await?;
         self.inner.create_pairing(pairing).await
     }
 
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
-        self.hook.before(StoreCall::Pairing).await?;
+        self.hook.before_call(&Call::Other(StoreCall::Pairing)).await?;
         self.inner.update_timings(cluster_id, timings).await
     }
 }
@@ -154,63 +216,69 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
 #[async_trait::async_trait]
 impl<H: CallHook> BlobStore for Hooked<dyn BlobStore, H> {
     async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.hook.before(StoreCall::PutBlob).await?;
+        self.hook.before_call(&Call::Other(StoreCall::PutBlob)).await?;
         self.inner.put_new(key, bytes).await
     }
 
     async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        self.hook.before(StoreCall::GetBlob).await?;
+        self.hook.before_call(&Call::Other(StoreCall::GetBlob)).await?;
         let found = self.inner.get(key).await?;
         self.hook.fetched(found.is_some());
         Ok(found)
     }
 
     async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.hook.before(StoreCall::BlobExists).await?;
+        self.hook.before_call(&Call::Other(StoreCall::BlobExists)).await?;
         self.inner.exists(key).await
     }
 
     async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        self.hook.before(StoreCall::DeleteBlobs).await?;
-        self.inner.delete_many(keys).await
+        let call = Call::DeleteBlobs(keys);
+        self.hook.before_call(&call).await?;
+        self.inner.delete_many(keys).await?;
+        self.hook.after(&call);
+        Ok(())
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
         let pages = self.inner.list(page_size);
-        stream::unfold(Some(pages), move |pages| async move {
-            let mut pages = pages?;
-            if let Err(e) = self.hook.before(StoreCall::ListPage).await {
+        stream::unfold(Some((pages, 0)), move |state| async move {
+            let (mut pages, page) = state?;
+            if let Err(e) = self.hook.before_call(&Call::ListPage { page }).await {
                 // A failed page ends the listing, as a failing store's would.
                 return Some((Err(e), None));
             }
-            let page = pages.next().await?;
-            Some((page, Some(pages)))
+            let next = pages.next().await?;
+            Some((next, Some((pages, page + 1))))
         })
         .boxed()
     }
 
     async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
-        self.hook.before(StoreCall::SweepStaging).await?;
-        self.inner.sweep_staging(older_than).await
+        let call = Call::SweepStaging(older_than);
+        self.hook.before_call(&call).await?;
+        let swept = self.inner.sweep_staging(older_than).await?;
+        self.hook.after(&call);
+        Ok(swept)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.hook.before(StoreCall::PingBlobs).await?;
+        self.hook.before_call(&Call::Other(StoreCall::PingBlobs)).await?;
         self.inner.ping().await
     }
 
     async fn probe_clock(&self) -> Result<ClockProbe, StoreError> {
-        self.hook.before(StoreCall::PingBlobs).await?;
+        self.hook.before_call(&Call::Other(StoreCall::PingBlobs)).await?;
         self.inner.probe_clock().await
     }
 
     async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.hook.before(StoreCall::Marker).await?;
+        self.hook.before_call(&Call::Other(StoreCall::Marker)).await?;
         self.inner.read_marker().await
     }
 
     async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.hook.before(StoreCall::Marker).await?;
+        self.hook.before_call(&Call::Other(StoreCall::Marker)).await?;
         self.inner.create_marker(contents).await
     }
 }
@@ -289,5 +357,47 @@ mod tests {
         let pages: Vec<_> = failing.list(10).collect().await;
         assert_eq!(pages.len(), 1, "one error, then the end");
         assert!(pages[0].is_err());
+    }
+
+    /// Sees arguments before a call and notes which calls the store answered.
+    #[derive(Default)]
+    struct Arguments {
+        seen: Mutex<Vec<String>>,
+        answered: Mutex<Vec<StoreCall>>,
+    }
+
+    #[async_trait::async_trait]
+    impl CallHook for Arguments {
+        async fn before_call(&self, call: &Call<'_>) -> Result<(), StoreError> {
+            let seen = match call {
+                Call::Referenced(ids) => format!("referenced {}", ids.len()),
+                Call::DeleteBlobs(keys) => format!("delete {}", keys.len()),
+                Call::SweepStaging(t) => format!("sweep {}", t.as_millis()),
+                Call::ListPage { page } => format!("page {page}"),
+                Call::Other(kind) => format!("{kind:?}"),
+            };
+            self.seen.lock().unwrap().push(seen);
+            if matches!(call, Call::DeleteBlobs(_)) { Err(StoreError::unavailable("injected")) } else { Ok(()) }
+        }
+        fn after(&self, call: &Call<'_>) {
+            self.answered.lock().unwrap().push(call.kind());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_hook_sees_the_arguments_and_what_was_answered() {
+        let clock = clock();
+        let hook = Arc::new(Arguments::default());
+        let metadata =
+            Hooked::new(Arc::new(MemoryMetadataStore::new(clock.clone())) as Arc<dyn MetadataStore>, hook.clone());
+        let blobs = Hooked::new(Arc::new(MemoryBlobStore::new(clock)) as Arc<dyn BlobStore>, hook.clone());
+        let id: ImageId = "01900000-0000-7000-8000-000000000001".parse().unwrap();
+        metadata.referenced(&[id, id]).await.unwrap();
+        assert!(blobs.delete_many(&[BlobKey::original(id)]).await.is_err(), "the hook fails deletes");
+        blobs.sweep_staging(Timestamp::from_millis(7)).await.unwrap();
+        let pages: Vec<_> = blobs.list(10).collect().await;
+        assert!(pages.is_empty());
+        assert_eq!(*hook.seen.lock().unwrap(), ["referenced 2", "delete 1", "sweep 7", "page 0"]);
+        assert_eq!(*hook.answered.lock().unwrap(), [StoreCall::Referenced, StoreCall::SweepStaging]);
     }
 }

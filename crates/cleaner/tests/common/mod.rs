@@ -1,25 +1,24 @@
-//! Test support: the core's in-memory stores behind thin wrappers that can fail on
-//! cue, add latency, run a hook at a chosen moment, and note when calls happened.
-//! Wrappers only inject and observe; the behaviour under test is the stores' own.
+//! Test support: the core's in-memory stores seen through one hook of the testkit's
+//! hook layer that can fail calls on cue, add latency, run a closure at a chosen
+//! moment, and note what was asked and when. The behaviour under test is the
+//! stores' own.
 #![allow(dead_code)] // each test file uses a different part
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::stream::{BoxStream, StreamExt};
 
 use profilestore_cleaner::{Cleaner, CleanerConfig};
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
-use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::store::{BlobStore, CommitOutcome, MetadataStore, Record};
 use profilestore_core::time::{Clock, Deadline, Time, Timestamp};
 use profilestore_runtime::TokioClock;
+use profilestore_testkit::hooked::{Call, CallHook, Hooked, StoreCall};
 
 pub const H: Duration = Duration::from_secs(3600);
 pub const MIN: Duration = Duration::from_secs(60);
@@ -45,73 +44,20 @@ fn injected(what: &str) -> StoreError {
     StoreError::unavailable(format!("injected failure: {what}"))
 }
 
-/// A metadata store whose `referenced` can fail, run a hook first, and is timed.
-pub struct TestMetadata {
-    pub inner: Arc<MemoryMetadataStore>,
+/// The hook both stores of a test are seen through: it fails chosen calls, adds
+/// latency, runs a closure at a chosen moment, and notes what was asked and when.
+/// It only injects and observes; the behaviour under test is the stores' own.
+pub struct CleanerHook {
     clock: Arc<dyn Clock>,
     /// The 0-based `referenced` call that fails.
     pub fail_referenced_call: Mutex<Option<usize>>,
     /// Runs at the start of the first `referenced` call.
     pub before_first_referenced: Mutex<Option<Hook>>,
-    /// Each `referenced` call: when it finished, and what it was asked.
+    /// Each `referenced` call that answered: when it finished, and what it was asked.
     pub referenced_calls: Mutex<Vec<(Timestamp, Vec<ImageId>)>>,
-    /// How long `count_records` takes.
+    /// How long counting records takes.
     pub count_latency: Mutex<Duration>,
-    calls: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl MetadataStore for TestMetadata {
-    async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        self.inner.get(user).await
-    }
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
-        self.inner.put_before(record, deadline).await
-    }
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
-        self.inner.delete_before(user, deadline).await
-    }
-    async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        let hook = lock(&self.before_first_referenced).take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
-        if *lock(&self.fail_referenced_call) == Some(call) {
-            return Err(injected("referenced"));
-        }
-        let answer = self.inner.referenced(ids).await;
-        lock(&self.referenced_calls).push((self.clock.now(), ids.to_vec()));
-        answer
-    }
-    async fn count_records(&self) -> Result<u64, StoreError> {
-        let latency = *lock(&self.count_latency);
-        self.clock.sleep_until(self.clock.now().plus(latency)).await;
-        self.inner.count_records().await
-    }
-    async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
-        self.inner.records_after(after, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        self.inner.read_pairing().await
-    }
-    async fn create_pairing(&self, pairing: &Pairing) -> Result<Pairing, StoreError> {
-        self.inner.create_pairing(pairing).await
-    }
-    async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
-        self.inner.update_timings(cluster_id, timings).await
-    }
-}
-
-/// A blob store whose listing can fail or be slow, whose deletes can fail, with a
-/// hook on `exists`, and which notes deletes and staging sweeps.
-pub struct TestBlobs {
-    pub inner: Arc<MemoryBlobStore>,
-    clock: Arc<dyn Clock>,
-    /// This many `list` calls (the first ones) fail at their first page.
+    /// This many listings (the first ones) fail at their first page.
     pub failing_listings: AtomicUsize,
     /// Every listing fails at this 0-based page.
     pub fail_list_page: Mutex<Option<usize>>,
@@ -125,90 +71,23 @@ pub struct TestBlobs {
     pub delete_attempts: AtomicUsize,
     /// Each `sweep_staging` call's cutoff.
     pub sweeps: Mutex<Vec<Timestamp>>,
-    /// What `sweep_staging` answers.
-    pub staging_files: Mutex<u64>,
     /// Runs at the start of the first `exists` call.
     pub before_first_exists: Mutex<Option<Hook>>,
+    /// Listings started.
     pub list_calls: AtomicUsize,
+    referenced_attempts: AtomicUsize,
+    /// Whether the listing in progress fails at its first page.
+    listing_fails: std::sync::atomic::AtomicBool,
 }
 
-#[async_trait::async_trait]
-impl BlobStore for TestBlobs {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.inner.put_new(key, bytes).await
-    }
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get(key).await
-    }
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        let hook = lock(&self.before_first_exists).take();
-        if let Some(hook) = hook {
-            hook().await;
-        }
-        self.inner.exists(key).await
-    }
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        let call = self.delete_attempts.fetch_add(1, Ordering::SeqCst);
-        if *lock(&self.fail_delete_call) == Some(call) {
-            return Err(injected("delete_many"));
-        }
-        lock(&self.deletes).push((self.clock.now(), keys.iter().map(|k| k.to_string()).collect()));
-        self.inner.delete_many(keys).await
-    }
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.list_calls.fetch_add(1, Ordering::SeqCst);
-        let fail_first =
-            self.failing_listings.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-        let fail_at = if fail_first { Some(0) } else { *lock(&self.fail_list_page) };
-        let latency = *lock(&self.list_latency);
-        self.inner
-            .list(page_size)
-            .enumerate()
-            .then(move |(i, page)| async move {
-                tokio::time::sleep(latency).await;
-                if fail_at == Some(i) { Err(injected("list")) } else { page }
-            })
-            .boxed()
-    }
-    async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
-        lock(&self.sweeps).push(older_than);
-        Ok(*lock(&self.staging_files))
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.inner.read_marker().await
-    }
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.inner.create_marker(contents).await
-    }
-}
-
-/// Two wrapped in-memory stores sharing one clock that starts at [`T0`].
-pub struct World {
-    pub clock: Arc<TokioClock>,
-    pub metadata: Arc<TestMetadata>,
-    pub blobs: Arc<TestBlobs>,
-}
-
-impl World {
-    /// Must run inside a Tokio runtime (the clock follows Tokio's time).
-    pub fn new() -> Self {
-        let clock = Arc::new(TokioClock::starting_at(T0));
-        let dyn_clock: Arc<dyn Clock> = clock.clone();
-        let metadata = Arc::new(TestMetadata {
-            inner: Arc::new(MemoryMetadataStore::new(dyn_clock.clone())),
-            clock: dyn_clock.clone(),
+impl CleanerHook {
+    fn new(clock: Arc<dyn Clock>) -> Self {
+        CleanerHook {
+            clock,
             fail_referenced_call: Mutex::new(None),
             before_first_referenced: Mutex::new(None),
             referenced_calls: Mutex::new(Vec::new()),
             count_latency: Mutex::new(Duration::ZERO),
-            calls: AtomicUsize::new(0),
-        });
-        let blobs = Arc::new(TestBlobs {
-            inner: Arc::new(MemoryBlobStore::new(dyn_clock.clone())),
-            clock: dyn_clock,
             failing_listings: AtomicUsize::new(0),
             fail_list_page: Mutex::new(None),
             list_latency: Mutex::new(Duration::ZERO),
@@ -216,11 +95,96 @@ impl World {
             deletes: Mutex::new(Vec::new()),
             delete_attempts: AtomicUsize::new(0),
             sweeps: Mutex::new(Vec::new()),
-            staging_files: Mutex::new(0),
             before_first_exists: Mutex::new(None),
             list_calls: AtomicUsize::new(0),
-        });
-        World { clock, metadata, blobs }
+            referenced_attempts: AtomicUsize::new(0),
+            listing_fails: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl CallHook for CleanerHook {
+    async fn before_call(&self, call: &Call<'_>) -> Result<(), StoreError> {
+        match call {
+            Call::Referenced(_) => {
+                let n = self.referenced_attempts.fetch_add(1, Ordering::SeqCst);
+                let hook = lock(&self.before_first_referenced).take();
+                if let Some(hook) = hook {
+                    hook().await;
+                }
+                if *lock(&self.fail_referenced_call) == Some(n) {
+                    return Err(injected("referenced"));
+                }
+            }
+            Call::Other(StoreCall::CountRecords) => {
+                let latency = *lock(&self.count_latency);
+                tokio::time::sleep(latency).await;
+            }
+            Call::ListPage { page } => {
+                if *page == 0 {
+                    self.list_calls.fetch_add(1, Ordering::SeqCst);
+                    let fails =
+                        self.failing_listings.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                    self.listing_fails.store(fails.is_ok(), Ordering::SeqCst);
+                }
+                let latency = *lock(&self.list_latency);
+                tokio::time::sleep(latency).await;
+                let fail_first = *page == 0 && self.listing_fails.load(Ordering::SeqCst);
+                if fail_first || *lock(&self.fail_list_page) == Some(*page) {
+                    return Err(injected("list"));
+                }
+            }
+            Call::DeleteBlobs(keys) => {
+                let n = self.delete_attempts.fetch_add(1, Ordering::SeqCst);
+                if *lock(&self.fail_delete_call) == Some(n) {
+                    return Err(injected("delete_many"));
+                }
+                lock(&self.deletes).push((self.clock.now(), keys.iter().map(|k| k.to_string()).collect()));
+            }
+            Call::SweepStaging(older_than) => lock(&self.sweeps).push(*older_than),
+            Call::Other(StoreCall::BlobExists) => {
+                let hook = lock(&self.before_first_exists).take();
+                if let Some(hook) = hook {
+                    hook().await;
+                }
+            }
+            Call::Other(_) => {}
+        }
+        Ok(())
+    }
+
+    fn after(&self, call: &Call<'_>) {
+        if let Call::Referenced(ids) = call {
+            lock(&self.referenced_calls).push((self.clock.now(), ids.to_vec()));
+        }
+    }
+}
+
+/// Two in-memory stores seen through one [`CleanerHook`], sharing one clock that
+/// starts at [`T0`].
+pub struct World {
+    pub clock: Arc<TokioClock>,
+    /// What the cleaner uses.
+    pub metadata: Arc<dyn MetadataStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    /// The stores themselves, for planting and inspecting.
+    pub metadata_store: Arc<MemoryMetadataStore>,
+    pub blob_store: Arc<MemoryBlobStore>,
+    pub hook: Arc<CleanerHook>,
+}
+
+impl World {
+    /// Must run inside a Tokio runtime (the clock follows Tokio's time).
+    pub fn new() -> Self {
+        let clock = Arc::new(TokioClock::starting_at(T0));
+        let dyn_clock: Arc<dyn Clock> = clock.clone();
+        let metadata_store = Arc::new(MemoryMetadataStore::new(dyn_clock.clone()));
+        let blob_store = Arc::new(MemoryBlobStore::new(dyn_clock.clone()));
+        let hook = Arc::new(CleanerHook::new(dyn_clock));
+        let metadata = Hooked::new(metadata_store.clone() as Arc<dyn MetadataStore>, hook.clone());
+        let blobs = Hooked::new(blob_store.clone() as Arc<dyn BlobStore>, hook.clone());
+        World { clock, metadata, blobs, metadata_store, blob_store, hook }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -234,7 +198,7 @@ impl World {
     /// Plants an object under a raw key, created `age` ago.
     pub fn plant_raw(&self, key: &str, age: Duration) {
         let created = Timestamp::from_millis(self.now().as_millis() - age.as_millis() as i64);
-        self.blobs.inner.insert_raw(key, Bytes::from_static(b"img"), created);
+        self.blob_store.insert_raw(key, Bytes::from_static(b"img"), created);
     }
 
     /// Plants the blob of image `n`, created `age` ago, with no record.
@@ -253,15 +217,15 @@ impl World {
 
     /// Writes user `u`'s record, naming image `id`.
     pub async fn point(&self, u: u32, id: ImageId) {
-        write_record(self.metadata.inner.as_ref(), self.now(), u, id).await;
+        write_record(self.metadata_store.as_ref(), self.now(), u, id).await;
     }
 
     pub fn has(&self, id: ImageId) -> bool {
-        self.blobs.inner.keys().contains(&BlobKey::original(id).to_string())
+        self.blob_store.keys().contains(&BlobKey::original(id).to_string())
     }
 
     pub fn keys(&self) -> Vec<String> {
-        self.blobs.inner.keys()
+        self.blob_store.keys()
     }
 }
 
