@@ -192,3 +192,21 @@ impl From<StoreError> for ServiceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_store_failure_tells_the_caller_what_to_do() {
+        let service = |kind| ServiceError::from(StoreError::new(kind, "x"));
+        // A fresh id that "already exists" can only be our own put, retried by the
+        // client library after its first attempt landed: retry, not an internal error.
+        assert_eq!(service(StoreErrorKind::AlreadyExists).code(), "store_unavailable");
+        assert_eq!(service(StoreErrorKind::AlreadyExists).kind(), ErrorKind::Unavailable);
+        assert_eq!(service(StoreErrorKind::CommitUnknown).code(), "commit_unknown");
+        assert_eq!(service(StoreErrorKind::TimingsChanged).code(), "timings_changed");
+        assert_eq!(service(StoreErrorKind::Corrupt).kind(), ErrorKind::Internal);
+        assert_eq!(service(StoreErrorKind::Unavailable).kind(), ErrorKind::Unavailable);
+    }
+}
