@@ -11,9 +11,9 @@ mod support;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Server, bin, fresh_database, service_env, tagged_png, unique_suffix};
+use support::{Server, bin, fresh_database, service_env, tagged_png, unique_suffix, wait_for};
 
 const TIMINGS: [&str; 8] =
     ["--request-timeout", "1s", "--min-blob-age", "3s", "--delete-delay", "1s", "--clock-skew", "500ms"];
@@ -55,7 +55,7 @@ async fn running_processes_adopt_changed_timings(stores: Vec<String>, logs: &Pat
     let http = reqwest::Client::new();
     assert_eq!(put(&http, &server.base, "before").await.0, 200);
     // The cleaner must be running under the old timings before they change.
-    wait_for_line(&cleaner_log, "cleaner cycle finished").await;
+    wait_for_line(&cleaner_log, "cleaner cycle finished");
 
     let set = bin().arg("set-timings").args(&stores).args(["--delete-delay", "2s"]).output().unwrap();
     assert!(set.status.success(), "set-timings: {}", String::from_utf8_lossy(&set.stderr));
@@ -66,20 +66,12 @@ async fn running_processes_adopt_changed_timings(stores: Vec<String>, logs: &Pat
     let (status, body) = put(&http, &server.base, "after").await;
     assert_eq!(status, 200, "the server adopted the stored timings: {body}");
 
-    wait_for_line(&cleaner_log, "the cluster's timings changed: the cleaner runs under the stored ones").await;
+    wait_for_line(&cleaner_log, "the cluster's timings changed: the cleaner runs under the stored ones");
 }
 
 /// Waits until `log` contains `line`, for at most 20 s.
-async fn wait_for_line(log: &Path, line: &str) {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(line) {
-            return;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no {line:?} in the log: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+fn wait_for_line(log: &Path, line: &str) {
+    wait_for(line, Duration::from_secs(20), || std::fs::read_to_string(log).unwrap_or_default().contains(line));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
