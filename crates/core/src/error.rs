@@ -90,6 +90,17 @@ impl StoreError {
     pub fn kind(&self) -> StoreErrorKind {
         self.kind
     }
+
+    /// What failed, in words, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same failure for another caller who shares it (one failed batch answers
+    /// each of its jobs); the backend error stays with the original.
+    pub fn shared(&self) -> StoreError {
+        StoreError::new(self.kind, self.message.clone())
+    }
 }
 
 /// Coarse class of a [`ServiceError`], telling the caller what to do.

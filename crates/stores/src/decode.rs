@@ -151,3 +151,27 @@ pub(crate) fn timings_changed(ours: &Timings, stored: &Timings) -> StoreError {
         format!("the cluster's timings changed since this process started ({}); nothing was done", changes.join(", ")),
     )
 }
+
+/// `query` with a guarded record write's seven parameters bound, in the order both
+/// backends' statements take them: user id, metadata, image id, content type, image
+/// size, update time, then the deadline (milliseconds since the epoch).
+pub(crate) fn bind_record_write<'q, DB>(
+    query: sqlx::query::Query<'q, DB, DB::Arguments>,
+    record: &profilestore_core::store::Record,
+    image_size: i64,
+    deadline: profilestore_core::time::Timestamp,
+) -> sqlx::query::Query<'q, DB, DB::Arguments>
+where
+    DB: sqlx::Database,
+    String: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    i64: for<'t> sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(record.user_id.as_str().to_owned())
+        .bind(record.metadata.clone())
+        .bind(record.image_id.to_string())
+        .bind(record.content_type.clone())
+        .bind(image_size)
+        .bind(record.updated_at.as_millis())
+        .bind(deadline.as_millis())
+}

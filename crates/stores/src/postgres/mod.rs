@@ -45,7 +45,7 @@
 //! unknown, and the error says so.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -81,7 +81,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use crate::decode::{Decoder, timings_changed};
+use crate::decode::{Decoder, bind_record_write, timings_changed};
 use commit::{commit_guarded, not_written, roll_back_unchanged};
 use errors::{corrupt, failed, store_error};
 
@@ -341,14 +341,7 @@ impl MetadataStore for PostgresMetadataStore {
             let Some(mut tx) = self.begin_guarded(deadline).await? else {
                 return Ok(CommitOutcome::DeadlineExceeded);
             };
-            let done = sqlx::query(PUT_BEFORE)
-                .bind(record.user_id.as_str())
-                .bind(&record.metadata)
-                .bind(record.image_id.to_string())
-                .bind(&record.content_type)
-                .bind(image_size)
-                .bind(record.updated_at.as_millis())
-                .bind(deadline.at().as_millis())
+            let done = bind_record_write(sqlx::query(PUT_BEFORE), record, image_size, deadline.at())
                 .execute(&mut *tx)
                 .await
                 .map_err(not_written("writing a profile record"))?;
@@ -359,7 +352,7 @@ impl MetadataStore for PostgresMetadataStore {
             #[cfg(feature = "failpoints")]
             if crate::failpoint::take_park_before_commit() {
                 // A frozen process: the commit survives the caller's timeouts.
-                commit_sent.store(true, Ordering::SeqCst);
+                commit_sent.store(true, std::sync::atomic::Ordering::SeqCst);
                 let parked = tokio::spawn({
                     let (deadline, pool) = (deadline.clone(), self.pool.clone());
                     async move {

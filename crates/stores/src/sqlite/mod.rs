@@ -41,7 +41,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -68,12 +67,16 @@ macro_rules! db_now_ms {
 
 mod errors;
 #[cfg(test)]
+mod group_commit_tests;
+#[cfg(test)]
 mod protocol_tests;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use errors::{corrupt, failed};
+use writer::Writer;
 
 use crate::decode::{Decoder, timings_changed};
 
@@ -97,6 +100,12 @@ const PUT_BEFORE: &str = concat!(
     "content_type = excluded.content_type, image_size = excluded.image_size, updated_at_ms = excluded.updated_at_ms"
 );
 
+/// Deletes the user's record, but only while SQLite's clock is before `?2`.
+const DELETE_BEFORE: &str = concat!("DELETE FROM profiles WHERE user_id = ?1 AND ", db_now_ms!(), " < ?2");
+
+/// Whether SQLite's clock has reached `?1`.
+const PAST_DEADLINE: &str = concat!("SELECT ", db_now_ms!(), " >= ?1");
+
 /// Profile records and the pairing in a SQLite database file.
 ///
 /// Promises: every [`MetadataStore`] contract, with each method one short transaction on
@@ -104,6 +113,8 @@ const PUT_BEFORE: &str = concat!(
 #[derive(Debug, Clone)]
 pub struct SqliteMetadataStore {
     pool: SqlitePool,
+    /// Every record write and delete goes through it (group commit).
+    writer: Writer,
     path: PathBuf,
     /// The timings this process runs under, once bound (see `run_under_timings`).
     timings: Arc<RwLock<Option<Timings>>>,
@@ -153,7 +164,7 @@ impl SqliteMetadataStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| store_failed(errors::store_error("connecting", e)))?;
 
@@ -168,7 +179,15 @@ impl SqliteMetadataStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(SqliteMetadataStore { pool, path, timings: Arc::default() })
+        let timings = Arc::default();
+        let writer = match Writer::start(options, Arc::clone(&timings)).await {
+            Ok(writer) => writer,
+            Err(e) => {
+                pool.close().await;
+                return Err(store_failed(errors::store_error("connecting the writer", e)));
+            }
+        };
+        Ok(SqliteMetadataStore { pool, writer, path, timings })
     }
 
     /// The database file this store reads and writes.
@@ -176,58 +195,28 @@ impl SqliteMetadataStore {
         &self.path
     }
 
+    /// How many write transactions (each one fsync) this store has committed for its
+    /// record writes and deletes: fewer than the changes when concurrent changes
+    /// shared a commit.
+    pub fn write_transactions(&self) -> u64 {
+        self.writer.commits()
+    }
+
     /// Closes every connection, waiting for statements in flight. Later calls fail as
     /// [`Unavailable`](StoreErrorKind::Unavailable).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
-    }
-
-    /// Takes SQLite's write lock for a deadline-guarded write; `None` (lock released)
-    /// when the request's time on the writing process's tick clock has run out by the
-    /// time the lock is ours.
-    ///
-    /// Why the tick clock too: the statement compares SQLite's clock, the host's wall
-    /// clock, with the deadline; a wall clock stepped backwards after the request began
-    /// would let that comparison pass late. Both checks are made under the lock, which
-    /// the cleaner's query also takes.
-    async fn lock_for_write(
-        &self,
-        deadline: &Deadline,
-    ) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed("taking the write lock"))?;
-        if deadline.passed() {
-            roll_back_unchanged(tx).await;
-            return Ok(None);
-        }
-        if let Err(e) = self.check_timings(&mut tx, deadline.timings()).await {
-            roll_back_unchanged(tx).await;
-            return Err(e);
-        }
-        Ok(Some(tx))
     }
 
     /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
     /// process runs under. Called holding the write lock, which `update_timings` needs
-    /// too: no change can land between this check and the commit.
-    async fn check_timings(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        request: Option<&Timings>,
-    ) -> Result<(), StoreError> {
+    /// too: no change can land between this check and the cleaner's question.
+    async fn check_timings(&self, tx: &mut SqliteConnection) -> Result<(), StoreError> {
         let Some(bound) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
-        // A write is judged by the timings its request started under, not by what the
-        // process may have adopted since.
-        let ours = request.copied().unwrap_or(bound);
-        let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(failed("reading the cluster's timings"))?;
-        let stored = row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?;
-        match stored {
-            Some(pairing) if pairing.timings == ours => Ok(()),
-            Some(pairing) => Err(timings_changed(&ours, &pairing.timings)),
-            // Not paired (yet): nothing to compare; opening refuses unpaired stores.
-            None => Ok(()),
+        match stored_timings(tx).await? {
+            Some(stored) if stored != bound => Err(timings_changed(&bound, &stored)),
+            _ => Ok(()),
         }
     }
 
@@ -238,6 +227,16 @@ impl SqliteMetadataStore {
     }
 }
 
+/// The timings the database holds; `None` before the store is paired (opening refuses
+/// unpaired stores, so there is nothing to compare with).
+async fn stored_timings(tx: &mut SqliteConnection) -> Result<Option<Timings>, StoreError> {
+    let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed("reading the cluster's timings"))?;
+    Ok(row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?.map(|p| p.timings))
+}
+
 /// A failed `COMMIT`: an I/O error can strike after the commit frames reached the
 /// WAL, so the outcome is unknown (a later recovery may or may not keep them).
 fn commit_failed(e: sqlx::Error) -> StoreError {
@@ -246,14 +245,6 @@ fn commit_failed(e: sqlx::Error) -> StoreError {
         format!("SQLite, committing: {e}; the change may or may not have been made"),
     )
     .with_source(e)
-}
-
-/// Rolls back a transaction that changed nothing: the outcome is settled whether or
-/// not the rollback succeeds.
-async fn roll_back_unchanged(tx: sqlx::Transaction<'static, sqlx::Sqlite>) {
-    if let Err(e) = tx.rollback().await {
-        tracing::warn!(error = %e, "rolling back an empty transaction failed");
-    }
 }
 
 /// Puts the database file into WAL mode (creating it when `options` say so), retrying
@@ -305,80 +296,14 @@ impl MetadataStore for SqliteMetadataStore {
                 format!("image size {} does not fit SQLite's integers; nothing was written", record.image_size),
             )
         })?;
-        // Set just before COMMIT is sent: from then on a timeout cannot tell whether
-        // the commit happened.
-        let commit_sent = AtomicBool::new(false);
-        let attempt = async {
-            let Some(mut tx) = self.lock_for_write(deadline).await? else {
-                return Ok(CommitOutcome::DeadlineExceeded);
-            };
-            let done = sqlx::query(PUT_BEFORE)
-                .bind(record.user_id.as_str())
-                .bind(&record.metadata)
-                .bind(record.image_id.to_string())
-                .bind(&record.content_type)
-                .bind(image_size)
-                .bind(record.updated_at.as_millis())
-                .bind(deadline.at().as_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("writing a profile record"))?;
-            if done.rows_affected() == 0 {
-                roll_back_unchanged(tx).await;
-                return Ok(CommitOutcome::DeadlineExceeded);
-            }
-            commit_sent.store(true, Ordering::SeqCst);
-            #[cfg(feature = "failpoints")]
-            if crate::failpoint::take_park_before_commit() {
-                // A frozen process: the commit survives the caller's timeouts.
-                let parked = tokio::spawn(async move {
-                    crate::failpoint::park().await;
-                    let committed = tx.commit().await;
-                    tracing::warn!(outcome = ?committed, "failpoint: the parked commit finished");
-                    committed
-                });
-                let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
-                committed.map_err(commit_failed)?;
-                return Ok(CommitOutcome::Committed);
-            }
-            tx.commit().await.map_err(commit_failed)?;
-            Ok(CommitOutcome::Committed)
-        };
-        // On timeout the transaction is dropped, and sqlx queues its ROLLBACK behind
-        // the statement still running on the connection's worker thread: nothing is
-        // written unless COMMIT had already been sent.
-        DECODE.within_request(deadline, &commit_sent, attempt).await
+        self.writer.put(record.clone(), image_size, deadline).await
     }
 
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         if deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
         }
-        let commit_sent = AtomicBool::new(false);
-        let attempt = async {
-            let Some(mut tx) = self.lock_for_write(deadline).await? else {
-                return Ok(DeleteOutcome::DeadlineExceeded);
-            };
-            let done = sqlx::query(concat!("DELETE FROM profiles WHERE user_id = ?1 AND ", db_now_ms!(), " < ?2"))
-                .bind(user.as_str())
-                .bind(deadline.at().as_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("deleting a profile record"))?;
-            if done.rows_affected() == 0 {
-                let late: bool = sqlx::query_scalar(concat!("SELECT ", db_now_ms!(), " >= ?"))
-                    .bind(deadline.at().as_millis())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(failed("reading the database's clock"))?;
-                roll_back_unchanged(tx).await;
-                return Ok(if late { DeleteOutcome::DeadlineExceeded } else { DeleteOutcome::NotFound });
-            }
-            commit_sent.store(true, Ordering::SeqCst);
-            tx.commit().await.map_err(commit_failed)?;
-            Ok(DeleteOutcome::Deleted)
-        };
-        DECODE.within_request(deadline, &commit_sent, attempt).await
+        self.writer.delete(user.clone(), deadline).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
@@ -401,7 +326,7 @@ impl MetadataStore for SqliteMetadataStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(failed("taking the write lock to ask which images are referenced"))?;
-        self.check_timings(&mut tx, None).await?;
+        self.check_timings(&mut tx).await?;
         sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
             .execute(&mut *tx)
             .await

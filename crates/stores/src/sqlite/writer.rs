@@ -1,0 +1,460 @@
+//! Group commit: every record write and delete of one [`SqliteMetadataStore`] goes
+//! through one writer task that owns a connection of its own.
+//!
+//! Why: SQLite has one write lock per file, and a commit in `synchronous=FULL` costs
+//! an fsync. Writers that each take the lock wait for each other by sleeping on
+//! `SQLITE_BUSY` (its busy handler polls), so under load they queue badly and every
+//! commit pays its own fsync. Here they queue in the process instead: the writer
+//! takes whatever jobs are waiting (up to [`MAX_BATCH`]), applies them in one
+//! `BEGIN IMMEDIATE` transaction and commits them with one fsync.
+//!
+//! The store protocol (see the parent module) holds for every job of a batch:
+//! - each job's checks (its request's time on the tick clock, the stored timings, and
+//!   SQLite's clock against its deadline, in its statement) run under the write lock,
+//!   which is held until the batch's commit lands, so a checked, uncommitted record
+//!   still keeps the cleaner's question from being asked;
+//! - a job past its deadline is refused alone: its statement writes nothing and the
+//!   others of its batch go on.
+//!
+//! A caller whose request time runs out while its job waits in the queue withdraws
+//! it, and nothing of it is written; once the writer has claimed the job, the caller
+//! can no longer know, and says the outcome is unknown.
+//!
+//! [`SqliteMetadataStore`]: super::SqliteMetadataStore
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::UserId;
+use profilestore_core::settings::Timings;
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, Record};
+use profilestore_core::time::Deadline;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::errors::failed;
+use super::{DECODE, DELETE_BEFORE, PAST_DEADLINE, PUT_BEFORE, commit_failed, stored_timings};
+use crate::decode::{bind_record_write, timings_changed};
+
+/// The most jobs one transaction carries: enough to share an fsync among every
+/// client of a busy server, few enough that the lock is held for a short while.
+pub(super) const MAX_BATCH: usize = 128;
+/// Jobs waiting for the writer before callers wait to enqueue.
+const QUEUE: usize = 1024;
+
+/// Where a job is; only the caller moves it out of `QUEUED` (to `WITHDRAWN`), only the
+/// writer moves it on from there (to `CLAIMED`, then `COMMIT_SENT`).
+const QUEUED: u8 = 0;
+const CLAIMED: u8 = 1;
+const COMMIT_SENT: u8 = 2;
+const WITHDRAWN: u8 = 3;
+
+/// One change the writer makes.
+#[derive(Debug)]
+enum Change {
+    /// Insert or replace the record (its image size already checked to fit SQLite).
+    Put(Record, i64),
+    /// Delete the user's record.
+    Delete(UserId),
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Put(CommitOutcome),
+    Delete(DeleteOutcome),
+}
+
+impl Done {
+    /// The outcome of a change refused because its deadline had passed.
+    fn deadline_exceeded(change: &Change) -> Done {
+        match change {
+            Change::Put(..) => Done::Put(CommitOutcome::DeadlineExceeded),
+            Change::Delete(_) => Done::Delete(DeleteOutcome::DeadlineExceeded),
+        }
+    }
+}
+
+struct Job {
+    change: Change,
+    deadline: Deadline,
+    state: Arc<AtomicU8>,
+    reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+impl Job {
+    fn answer(self, outcome: Result<Done, StoreError>) {
+        // The caller may have stopped waiting; its answer then goes nowhere.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+enum Message {
+    Job(Box<Job>),
+    /// Stop after the jobs before this one, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// The handle of a store's writer task; clones share the task.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    queue: mpsc::Sender<Message>,
+    /// Transactions committed so far: fewer than the changes when batches share commits.
+    commits: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Job(_) => "Job",
+            Message::Close(_) => "Close",
+        })
+    }
+}
+
+impl Writer {
+    /// Starts the writer task on its own connection, opened from `options`; it checks
+    /// each job against the timings `bound` holds (when bound).
+    pub(super) async fn start(
+        options: SqliteConnectOptions,
+        bound: Arc<RwLock<Option<Timings>>>,
+    ) -> Result<Writer, sqlx::Error> {
+        let connection = SqliteConnection::connect_with(&options).await?;
+        let (queue, jobs) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let task = WriterTask { connection: Some(connection), options, bound, commits: Arc::clone(&commits) };
+        tokio::spawn(task.run(jobs));
+        Ok(Writer { queue, commits })
+    }
+
+    /// Inserts or replaces `record` (whose image size fits SQLite) unless `deadline`
+    /// has passed, as [`apply`](Self::apply) does.
+    pub(super) async fn put(
+        &self,
+        record: Record,
+        image_size: i64,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
+        match self.apply(Change::Put(record, image_size), deadline).await? {
+            Done::Put(outcome) => Ok(outcome),
+            Done::Delete(_) => Err(mixed_up()),
+        }
+    }
+
+    /// Deletes `user`'s record unless `deadline` has passed, as [`apply`](Self::apply) does.
+    pub(super) async fn delete(&self, user: UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        match self.apply(Change::Delete(user), deadline).await? {
+            Done::Delete(outcome) => Ok(outcome),
+            Done::Put(_) => Err(mixed_up()),
+        }
+    }
+
+    /// Applies `change` under `deadline`, in a batch with whatever other changes are
+    /// waiting, and answers once its batch has committed or the request's time has run
+    /// out (then: nothing written while the job was still queued, unknown after).
+    async fn apply(&self, change: Change, deadline: &Deadline) -> Result<Done, StoreError> {
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let (reply, answer) = oneshot::channel();
+        let job = Job { change, deadline: deadline.clone(), state: state.clone(), reply };
+        let time_left = deadline.remaining();
+        let waited = tokio::time::timeout(time_left, async {
+            if self.queue.send(Message::Job(Box::new(job))).await.is_err() {
+                return Err(closed());
+            }
+            answer.await.unwrap_or_else(|_| Err(lost(&state)))
+        })
+        .await;
+        match waited {
+            Ok(outcome) => outcome,
+            Err(_) => match state.compare_exchange(QUEUED, WITHDRAWN, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) | Err(WITHDRAWN) => Err(DECODE.write_timed_out(time_left, false)),
+                Err(_) => Err(DECODE.write_timed_out(time_left, true)),
+            },
+        }
+    }
+
+    /// How many transactions the writer has committed.
+    pub(super) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Stops the writer once the jobs queued before this call are done, and closes its
+    /// connection; later changes fail as unavailable.
+    pub(super) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.queue.send(Message::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
+
+/// A change answered with another kind's outcome: a bug of this module, never a guess.
+fn mixed_up() -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, "SQLite writer: a change was answered with another kind's outcome")
+}
+
+fn closed() -> StoreError {
+    StoreError::unavailable("SQLite: the store is closed; nothing was written")
+}
+
+/// The answer when the writer dropped a job without answering (its task ended): a job
+/// it had not sent to commit was rolled back with its transaction.
+fn lost(state: &AtomicU8) -> StoreError {
+    match state.load(Ordering::SeqCst) {
+        COMMIT_SENT => StoreError::new(
+            StoreErrorKind::CommitUnknown,
+            "SQLite: the writer stopped while the record's commit was under way; it may or may not have been made",
+        ),
+        _ => StoreError::unavailable("SQLite: the writer stopped before the change was committed; nothing was written"),
+    }
+}
+
+struct WriterTask {
+    /// `None` after a failure left it unusable, until the next batch reconnects.
+    connection: Option<SqliteConnection>,
+    options: SqliteConnectOptions,
+    bound: Arc<RwLock<Option<Timings>>>,
+    commits: Arc<AtomicU64>,
+}
+
+impl WriterTask {
+    async fn run(mut self, mut queue: mpsc::Receiver<Message>) {
+        let mut carried: Vec<Job> = Vec::new();
+        loop {
+            let mut batch = std::mem::take(&mut carried);
+            let mut closing = None;
+            if batch.is_empty() {
+                match queue.recv().await {
+                    Some(Message::Job(job)) => batch.push(*job),
+                    Some(Message::Close(done)) => closing = Some(done),
+                    None => break,
+                }
+            }
+            while closing.is_none() && batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(Message::Job(job)) => batch.push(*job),
+                    Ok(Message::Close(done)) => closing = Some(done),
+                    Err(_) => break,
+                }
+            }
+            batch.retain(|job| job.state.load(Ordering::SeqCst) == QUEUED);
+            if !batch.is_empty() {
+                carried = self.commit_batch(batch).await;
+            }
+            if let Some(done) = closing {
+                // Jobs carried past a failed statement are answered before closing.
+                for job in carried.drain(..) {
+                    job.answer(Err(closed()));
+                }
+                queue.close();
+                while let Some(message) = queue.recv().await {
+                    match message {
+                        Message::Job(job) => job.answer(Err(closed())),
+                        Message::Close(other) => drop(other.send(())),
+                    }
+                }
+                self.disconnect().await;
+                let _ = done.send(());
+                return;
+            }
+        }
+        self.disconnect().await;
+    }
+
+    async fn disconnect(&mut self) {
+        if let Some(connection) = self.connection.take()
+            && let Err(e) = connection.close().await
+        {
+            tracing::warn!(error = %e, "closing the SQLite writer's connection failed");
+        }
+    }
+
+    /// Applies and commits `batch`; returns the jobs it did not reach because a
+    /// statement failed (the writer runs them in the next batch).
+    async fn commit_batch(&mut self, batch: Vec<Job>) -> Vec<Job> {
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => match SqliteConnection::connect_with(&self.options).await {
+                Ok(connection) => connection,
+                Err(e) => {
+                    let error = failed("reconnecting the writer")(e);
+                    batch.into_iter().for_each(|job| job.answer(Err(error.shared())));
+                    return Vec::new();
+                }
+            },
+        };
+        let bound = *self.bound.read().unwrap_or_else(|p| p.into_inner());
+        let Ran { carried, clean, committed } = run_batch(&mut connection, batch, bound).await;
+        if committed {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+        }
+        if clean || is_usable(&mut connection).await {
+            self.connection = Some(connection);
+        } else if let Err(e) = connection.close().await {
+            tracing::warn!(error = %e, "closing the SQLite writer's broken connection failed");
+        }
+        carried
+    }
+}
+
+/// Whether a connection a failure struck can serve the next batch: it must answer, and
+/// outside any transaction (a failed statement or `COMMIT` can leave one open;
+/// `ROLLBACK` fails harmlessly when there is none).
+async fn is_usable(connection: &mut SqliteConnection) -> bool {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+    connection.ping().await.is_ok()
+}
+
+/// What one batch came to.
+struct Ran {
+    /// Jobs not reached because a statement failed: they go into the next batch.
+    carried: Vec<Job>,
+    /// Everything went cleanly: the connection is outside any transaction.
+    clean: bool,
+    /// A `COMMIT` succeeded.
+    committed: bool,
+}
+
+/// Runs `batch` in one transaction on `connection` and answers its jobs.
+async fn run_batch(connection: &mut SqliteConnection, batch: Vec<Job>, bound: Option<Timings>) -> Ran {
+    let fail_all = |batch: Vec<Job>, error: StoreError| {
+        batch.into_iter().for_each(|job| job.answer(Err(error.shared())));
+        Ran { carried: Vec::new(), clean: false, committed: false }
+    };
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await {
+        return fail_all(batch, failed("taking the write lock")(e));
+    }
+    let stored = match bound {
+        Some(_) => match stored_timings(connection).await {
+            Ok(stored) => stored,
+            Err(e) => return fail_all(batch, e),
+        },
+        None => None,
+    };
+
+    let mut written: Vec<(Job, Done)> = Vec::with_capacity(batch.len());
+    let mut jobs = batch.into_iter();
+    while let Some(job) = jobs.next() {
+        if job.state.compare_exchange(QUEUED, CLAIMED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            continue; // withdrawn while the lock was being taken
+        }
+        // Under the lock: the request's time on the tick clock (a wall clock stepped
+        // back cannot stretch it), then the timings it started under.
+        if job.deadline.passed() {
+            let refused = Done::deadline_exceeded(&job.change);
+            job.answer(Ok(refused));
+            continue;
+        }
+        if let (Some(bound), Some(stored)) = (bound, stored) {
+            let ours = job.deadline.timings().copied().unwrap_or(bound);
+            if ours != stored {
+                job.answer(Err(timings_changed(&ours, &stored)));
+                continue;
+            }
+        }
+        match apply(connection, &job).await {
+            Ok(Applied::Wrote(done)) => written.push((job, done)),
+            Ok(Applied::Refused(done)) => job.answer(Ok(done)),
+            Err(e) => {
+                // A failed statement may have ended the transaction: the batch is
+                // rolled back (by the caller's check of the connection), its jobs are
+                // answered (nothing of theirs was written), and the jobs not yet
+                // reached wait for the next batch.
+                let rolled_back = StoreError::new(
+                    e.kind(),
+                    format!(
+                        "SQLite: another change in the same transaction failed ({}); nothing was written",
+                        e.message()
+                    ),
+                );
+                job.answer(Err(e));
+                written.into_iter().for_each(|(job, _)| job.answer(Err(rolled_back.shared())));
+                return Ran { carried: jobs.collect(), clean: false, committed: false };
+            }
+        }
+    }
+    if written.is_empty() {
+        let rolled_back = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+        return Ran { carried: Vec::new(), clean: rolled_back.is_ok(), committed: false };
+    }
+    for (job, _) in &written {
+        job.state.store(COMMIT_SENT, Ordering::SeqCst);
+    }
+    #[cfg(feature = "failpoints")]
+    if crate::failpoint::take_park_before_commit() {
+        // A frozen process: the whole writer stalls holding the lock, as a real freeze
+        // would stall it; the callers' timeouts still fire.
+        crate::failpoint::park().await;
+        let committed = sqlx::query("COMMIT").execute(&mut *connection).await;
+        tracing::warn!(outcome = ?committed.as_ref().map(drop), "failpoint: the parked commit finished");
+        let committed = answer_commit(written, committed.map(drop));
+        return Ran { carried: Vec::new(), clean: committed, committed };
+    }
+    let committed = sqlx::query("COMMIT").execute(&mut *connection).await;
+    let committed = answer_commit(written, committed.map(drop));
+    Ran { carried: Vec::new(), clean: committed, committed }
+}
+
+/// Answers the jobs of a batch whose `COMMIT` returned `committed`; `true` if it
+/// succeeded.
+fn answer_commit(written: Vec<(Job, Done)>, committed: Result<(), sqlx::Error>) -> bool {
+    match committed {
+        Ok(()) => {
+            written.into_iter().for_each(|(job, done)| job.answer(Ok(done)));
+            true
+        }
+        Err(e) => {
+            let error = commit_failed(e);
+            written.into_iter().for_each(|(job, _)| job.answer(Err(error.shared())));
+            false
+        }
+    }
+}
+
+/// What one job's statement did.
+enum Applied {
+    /// It changed a row: the job's outcome once the batch commits.
+    Wrote(Done),
+    /// It changed nothing, for a reason final whatever the batch does.
+    Refused(Done),
+}
+
+async fn apply(tx: &mut SqliteConnection, job: &Job) -> Result<Applied, StoreError> {
+    let deadline_ms = job.deadline.at().as_millis();
+    match &job.change {
+        Change::Put(record, image_size) => {
+            let done = bind_record_write(sqlx::query(PUT_BEFORE), record, *image_size, job.deadline.at())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("writing a profile record"))?;
+            Ok(if done.rows_affected() == 0 {
+                Applied::Refused(Done::Put(CommitOutcome::DeadlineExceeded))
+            } else {
+                Applied::Wrote(Done::Put(CommitOutcome::Committed))
+            })
+        }
+        Change::Delete(user) => {
+            let done = sqlx::query(DELETE_BEFORE)
+                .bind(user.as_str())
+                .bind(deadline_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("deleting a profile record"))?;
+            if done.rows_affected() > 0 {
+                return Ok(Applied::Wrote(Done::Delete(DeleteOutcome::Deleted)));
+            }
+            let late: bool = sqlx::query_scalar(PAST_DEADLINE)
+                .bind(deadline_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(failed("reading the database's clock"))?;
+            Ok(Applied::Refused(Done::Delete(if late {
+                DeleteOutcome::DeadlineExceeded
+            } else {
+                DeleteOutcome::NotFound
+            })))
+        }
+    }
+}
