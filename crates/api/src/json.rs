@@ -1,6 +1,10 @@
 //! The JSON bodies of successful answers.
 
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use base64::Engine as _;
+use bytes::Bytes;
 use profilestore_core::ids::ImageId;
 use profilestore_core::store::Record;
 
@@ -24,18 +28,15 @@ pub(crate) struct ProfileBody {
     image_size: u64,
     /// RFC 3339, UTC, millisecond precision.
     updated_at: String,
-    /// The image in standard base64; only on reads, which answer metadata and image
-    /// together.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    image: Option<String>,
 }
 
 impl ProfileBody {
-    /// The body for `record`, with `image` (its bytes) embedded when given.
+    /// The body for `record`, without its image (a `PUT`'s answer; a read's answer is
+    /// [`profile_response`], which adds it).
     ///
     /// Fails only when the stored metadata is not JSON, which the API never stores:
     /// that is corrupt data, logged and answered as an internal error.
-    pub(crate) fn new(record: &Record, image: Option<&[u8]>) -> Result<Self, ApiError> {
+    pub(crate) fn new(record: &Record) -> Result<Self, ApiError> {
         let metadata = serde_json::from_str(&record.metadata).map_err(|e| {
             tracing::error!(user = %record.user_id, error = %e, "stored metadata is not valid JSON");
             ApiError::internal()
@@ -48,9 +49,41 @@ impl ProfileBody {
             content_type: record.content_type.clone(),
             image_size: record.image_size,
             updated_at: record.updated_at.to_rfc3339(),
-            image: image.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes)),
         })
     }
+}
+
+/// Image bytes encoded per piece of a streamed answer: a multiple of 3, so only the
+/// last piece carries base64 padding.
+const IMAGE_PIECE: usize = 48 * 1024;
+
+/// A read's answer: `record`'s body with `"image"`, its bytes in standard base64, as
+/// the last member, written as a stream so that the answer holds the image once plus
+/// one encoded piece, never the whole base64 text or a second copy of the JSON.
+///
+/// The length is known in advance and sent as `Content-Length`.
+pub(crate) fn profile_response(record: &Record, image: Bytes) -> Result<Response, ApiError> {
+    let mut head = serde_json::to_vec(&ProfileBody::new(record)?).map_err(|e| {
+        tracing::error!(user = %record.user_id, error = %e, "a profile did not serialise");
+        ApiError::internal()
+    })?;
+    // The serialised object ends with its closing brace; the image goes before it.
+    head.pop();
+    head.extend_from_slice(br#","image":""#);
+    const TAIL: &[u8] = br#""}"#;
+    let encoded_len = image.len().div_ceil(3) * 4;
+    let length = head.len() + encoded_len + TAIL.len();
+    let pieces = (0..image.len().div_ceil(IMAGE_PIECE)).map(move |n| {
+        let piece = &image[n * IMAGE_PIECE..image.len().min((n + 1) * IMAGE_PIECE)];
+        Bytes::from(base64::engine::general_purpose::STANDARD.encode(piece))
+    });
+    let parts = std::iter::once(Bytes::from(head)).chain(pieces).chain(std::iter::once(Bytes::from_static(TAIL)));
+    let body = Body::from_stream(futures::stream::iter(parts.map(Ok::<_, std::convert::Infallible>)));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    Ok(response)
 }
 
 /// `{"status": "..."}`, the body of the health and readiness probes.
@@ -58,4 +91,38 @@ impl ProfileBody {
 pub(crate) struct StatusBody {
     /// `ok` for liveness, `ready` for readiness.
     pub(crate) status: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use profilestore_core::ids::UserId;
+    use profilestore_core::time::Timestamp;
+
+    fn record() -> Record {
+        Record {
+            user_id: UserId::parse("alice").unwrap(),
+            metadata: r#"{"name":"Alice \"A\"","tags":[1,2]}"#.into(),
+            image_id: "01900000-0000-7000-8000-000000000001".parse().unwrap(),
+            content_type: "image/png".into(),
+            image_size: 0,
+            updated_at: Timestamp::from_millis(1_700_000_000_123),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_streamed_profile_is_the_json_of_the_whole_profile_at_every_size() {
+        let record = record();
+        for size in [0, 1, 2, 3, 4, IMAGE_PIECE - 1, IMAGE_PIECE, IMAGE_PIECE + 1, 3 * IMAGE_PIECE + 2] {
+            let image: Vec<u8> = (0..size).map(|n| (n * 7 + n / 251) as u8).collect();
+            let response = profile_response(&record, Bytes::from(image.clone())).unwrap();
+            let length: usize = response.headers()[header::CONTENT_LENGTH].to_str().unwrap().parse().unwrap();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            assert_eq!(body.len(), length, "Content-Length at {size} bytes");
+            let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let mut expected = serde_json::to_value(ProfileBody::new(&record).unwrap()).unwrap();
+            expected["image"] = base64::engine::general_purpose::STANDARD.encode(&image).into();
+            assert_eq!(got, expected, "at {size} bytes");
+        }
+    }
 }

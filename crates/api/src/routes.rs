@@ -16,7 +16,7 @@ use profilestore_core::service::{NewProfile, ProfileService};
 use crate::ApiConfig;
 use crate::error::ApiError;
 use crate::image::ImageFormat;
-use crate::json::{ProfileBody, StatusBody};
+use crate::json::{ProfileBody, StatusBody, profile_response};
 use crate::middleware::{json_errors, log_request};
 use crate::upload::{self, UploadError};
 
@@ -106,13 +106,13 @@ async fn put_profile(
         content_type: upload.format.content_type().to_owned(),
     };
     let record = state.service.write(user, profile).await?;
-    Ok(Json(ProfileBody::new(&record, None)?))
+    Ok(Json(ProfileBody::new(&record)?))
 }
 
 /// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.
-async fn get_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<Json<ProfileBody>, ApiError> {
+async fn get_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<Response, ApiError> {
     let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
-    Ok(Json(ProfileBody::new(&profile.record, Some(&profile.image))?))
+    profile_response(&profile.record, profile.image)
 }
 
 /// `GET /v1/profiles/{user_id}/image`: the current image's bytes with the type
