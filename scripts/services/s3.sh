@@ -18,6 +18,9 @@ start)
   trap 'echo "error: s3.sh start failed at line $LINENO ($BASH_COMMAND)" >&2; tail -n 15 "$root"/log/*.log >&2 2>/dev/null' ERR
   mon_port=$(free_port); rgw_port=$(free_port)
   fsid=$(cat /proc/sys/kernel/random/uuid)
+  # tcp_nodelay=1: beast writes a response's headers and body separately; with Nagle
+  # on, the body waits for the client's delayed ACK, ~40 ms on every request after the
+  # first on a kept-alive connection (docs/deploy.md, "Running your own gateway").
   cat >"$root/ceph.conf" <<CONF
 [global]
 fsid = $fsid
@@ -50,7 +53,7 @@ memstore device bytes = 2147483648
 osd max object name len = 460
 osd max object namespace len = 64
 [client.rgw.a]
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw data = $root/rgw
 CONF
   c=(-c "$root/ceph.conf")

@@ -5,8 +5,14 @@ use std::time::Duration;
 use profilestore_core::machine::CycleLimits;
 use profilestore_core::settings::{TimingViolations, Timings};
 
-/// The largest listing page (and delete request) the cleaner uses: what S3 allows.
+use crate::pacing::DeleteRate;
+
+/// The largest listing page the cleaner uses: what one S3 listing request returns.
 pub const MAX_PAGE_SIZE: usize = 1000;
+
+/// The most keys one delete request (`BlobStore::delete_many` call) names: what one
+/// S3 `DeleteObjects` request allows.
+pub const MAX_DELETE_BATCH: usize = 1000;
 
 /// How a [`Cleaner`](crate::Cleaner) runs its cycles.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,11 +38,17 @@ pub struct CleanerConfig {
     /// Longest wait for any one store call (a listing page, a query, a delete batch);
     /// a call that takes longer fails the cycle, which deletes nothing more.
     pub call_timeout: Duration,
+    /// Keys per delete request, 1 to [`MAX_DELETE_BATCH`].
+    pub delete_batch_size: usize,
+    /// The most keys deleted per unit of time, on average, over the whole cycle
+    /// (concurrent batches share it; the first request goes at once); `None` for no
+    /// limit. Delete requests wait their turn before their call timeout starts.
+    pub delete_rate: Option<DeleteRate>,
 }
 
 impl Default for CleanerConfig {
-    /// The case study's timings, full pages, real deletes, every guard on, no
-    /// fraction limit.
+    /// The case study's timings, full pages and delete requests, no delete rate
+    /// limit, real deletes, every guard on, no fraction limit.
     fn default() -> Self {
         CleanerConfig {
             timings: Timings::CASE_STUDY,
@@ -47,6 +59,8 @@ impl Default for CleanerConfig {
             limits: CycleLimits::default(),
             allow_unsafe_timing: false,
             call_timeout: Duration::from_secs(300),
+            delete_batch_size: MAX_DELETE_BATCH,
+            delete_rate: None,
         }
     }
 }
@@ -66,6 +80,9 @@ pub enum ConfigError {
     /// `call_timeout` is zero, which would fail every call.
     #[error("the store call timeout must be longer than zero")]
     CallTimeout,
+    /// `delete_batch_size` is 0 or above [`MAX_DELETE_BATCH`].
+    #[error("delete batch size {0} is out of range: it must be 1 to {MAX_DELETE_BATCH}")]
+    DeleteBatchSize(usize),
     /// A cycle limit is 0, which would stall every cycle.
     #[error("cycle limits must all be at least 1, got {0:?}")]
     Limits(CycleLimits),
@@ -85,6 +102,9 @@ impl CleanerConfig {
             && !(0.0..=1.0).contains(&f)
         {
             return Err(ConfigError::Fraction(f));
+        }
+        if !(1..=MAX_DELETE_BATCH).contains(&self.delete_batch_size) {
+            return Err(ConfigError::DeleteBatchSize(self.delete_batch_size));
         }
         if self.call_timeout.is_zero() {
             return Err(ConfigError::CallTimeout);

@@ -14,7 +14,9 @@
 //! The listing stream is lent to its `ListPage` operation and handed back with the
 //! page, so pages are taken one at a time, in order, while queries and waiting
 //! deletes of earlier pages proceed; a cycle takes about the listing time plus one
-//! `delete_delay`. A failure drops every operation in flight with the cycle.
+//! `delete_delay` (or, with a `delete_rate`, at least the deleted keys' time at that
+//! rate: each delete request waits for the turn `pacing` booked for it). A failure
+//! drops every operation in flight with the cycle.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -27,16 +29,17 @@ use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 
 use profilestore_core::clocks::ClockCheck;
 use profilestore_core::error::StoreError;
-use profilestore_core::ids::{BlobKey, ImageId, Variant};
+use profilestore_core::ids::{BlobKey, ImageId};
 use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleOutcome, CycleStatus};
 use profilestore_core::settings::old_enough;
 use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore};
 use profilestore_core::time::{Clock, Time, Timestamp};
 
 use crate::clock::CycleClock;
-use crate::config::{CleanerConfig, ConfigError, MAX_PAGE_SIZE};
+use crate::config::{CleanerConfig, ConfigError};
 use crate::guards::{DeleteBudget, empty_database_refusal};
 use crate::listing::{ImageGrouper, PageImages};
+use crate::pacing::DeletePacer;
 use crate::report::{CycleReport, Outcome, SKIP_NOT_IN_LAYOUT, SKIP_REFERENCED, SKIP_TOO_YOUNG};
 
 /// The storage cleaner over one metadata store and one blob store.
@@ -71,6 +74,7 @@ struct CycleState<'a> {
     report: CycleReport,
     grouper: ImageGrouper,
     budget: DeleteBudget,
+    pacer: DeletePacer,
     stream: Option<PageStream<'a>>,
     failure: Option<String>,
     /// The database was empty at the start and that is not allowed.
@@ -135,6 +139,7 @@ impl Cleaner {
             report: CycleReport::new(started, self.config.dry_run),
             grouper: ImageGrouper::default(),
             budget: DeleteBudget::new(self.config.max_unreferenced_fraction),
+            pacer: DeletePacer::new(self.config.delete_rate),
             stream: None,
             failure: None,
             refuse_images: false,
@@ -411,24 +416,37 @@ impl Cleaner {
             CleanerAction::Delete { batch, ids } if self.config.dry_run => {
                 futures::future::ready(Completion::Deleted { batch, ids, result: Ok(()) }).boxed()
             }
-            CleanerAction::Delete { batch, ids } => async move {
-                // The clocks are checked again at the last moment: a clock that left
-                // its bound during the delay must not delete what it found.
-                let result = match self.clocks_agree() {
-                    Err(reason) => Err(StoreError::unavailable(reason)),
-                    Ok(()) => {
-                        tracing::debug!(batch = batch.0, ids = ?ids, "deleting unreferenced images");
-                        self.bounded("deleting a batch", delete_images(self.blobs.as_ref(), &ids)).await
-                    }
-                };
-                Completion::Deleted { batch, ids, result }
+            CleanerAction::Delete { batch, ids } => {
+                // Each request's turn is booked now, in the order the machine starts
+                // batches, so concurrent batches share one rate.
+                let requests = state.pacer.plan(&ids, self.config.delete_batch_size, self.clock.now());
+                async move {
+                    tracing::debug!(batch = batch.0, ids = ?ids, "deleting unreferenced images");
+                    let result = self.delete_paced(requests).await;
+                    Completion::Deleted { batch, ids, result }
+                }
+                .boxed()
             }
-            .boxed(),
         })
     }
 }
 
 impl Cleaner {
+    /// Sends each delete request at its booked start (by the cleaner's clock), one
+    /// after the other; stops at the first failure.
+    async fn delete_paced(&self, requests: Vec<(Timestamp, Vec<BlobKey>)>) -> Result<(), StoreError> {
+        for (start, keys) in requests {
+            // Waiting for our turn is not a store call: the call timeout starts after.
+            self.clock.sleep_until(start).await;
+            // The clocks are checked again at the last moment: a clock that left its
+            // bound during the delay (or the wait for our turn) must not delete what
+            // it found.
+            self.clocks_agree().map_err(StoreError::unavailable)?;
+            self.bounded("deleting a batch", self.blobs.delete_many(&keys)).await?;
+        }
+        Ok(())
+    }
+
     /// `call`'s result, or an Unavailable error once `call_timeout` has passed by the
     /// cleaner's clock (the call is abandoned; a hung store fails the cycle instead of
     /// hanging the daemon).
@@ -450,16 +468,6 @@ impl Cleaner {
             () = self.clock.sleep_until(deadline) => None,
         }
     }
-}
-
-/// Deletes every variant of every image in `ids`, at most [`MAX_PAGE_SIZE`] keys per
-/// request. Only keys built from an [`ImageId`] are ever named.
-async fn delete_images(blobs: &dyn BlobStore, ids: &[ImageId]) -> Result<(), StoreError> {
-    let keys: Vec<BlobKey> = ids.iter().flat_map(|&id| Variant::ALL.map(|v| BlobKey::new(id, v))).collect();
-    for chunk in keys.chunks(MAX_PAGE_SIZE) {
-        blobs.delete_many(chunk).await?;
-    }
-    Ok(())
 }
 
 /// Feeds a query's answer back; a failed query fails the cycle, which drops the batch.

@@ -15,6 +15,7 @@
 //! | [`report`] | [`CycleReport`]: what a cycle saw and did, for people and for scripts |
 //! | [`mod@audit`] | [`audit()`]: record and blob counts, orphans by age, confirmed dangling references |
 //! | `guards` | the empty-database refusal and the unreferenced-fraction budget |
+//! | [`pacing`] | [`DeleteRate`] and the pacer that spaces delete requests to keep to it |
 //! | `listing` | listed keys parsed into the layout and merged per image, page by page |
 
 pub mod audit;
@@ -23,9 +24,11 @@ pub mod config;
 pub mod cycle;
 mod guards;
 mod listing;
+pub mod pacing;
 pub mod report;
 
 pub use audit::{AuditReport, DanglingReference, OrphanCounts, audit};
-pub use config::{CleanerConfig, ConfigError, MAX_PAGE_SIZE};
+pub use config::{CleanerConfig, ConfigError, MAX_DELETE_BATCH, MAX_PAGE_SIZE};
 pub use cycle::{Cleaner, Preflight};
+pub use pacing::DeleteRate;
 pub use report::{CycleReport, Outcome};

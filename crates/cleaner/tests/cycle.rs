@@ -228,5 +228,9 @@ fn unsafe_configurations_are_refused_by_name() {
     let limits =
         CleanerConfig { limits: CycleLimits { max_concurrent_deletes: 0, ..CycleLimits::default() }, ..config(1000) };
     assert!(matches!(limits.validate(), Err(ConfigError::Limits(_))));
+    for size in [0, 1001] {
+        let batch = CleanerConfig { delete_batch_size: size, ..config(1000) };
+        assert!(matches!(batch.validate(), Err(ConfigError::DeleteBatchSize(n)) if n == size));
+    }
     assert!(CleanerConfig::default().validate().is_ok());
 }

@@ -3,10 +3,12 @@
 //! (precedence: flag, then environment, then file, then the built-in default).
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use profilestore_cleaner::DeleteRate;
 
 /// User profiles split across a database and a blob store, with a storage cleaner
 /// that reclaims images nobody references.
@@ -131,6 +133,11 @@ pub struct S3Args {
     /// Send unsigned requests (a bucket that allows anonymous access); no credentials.
     #[arg(long, env = "PROFILESTORE_S3_SKIP_SIGNATURE")]
     pub s3_skip_signature: bool,
+
+    /// How many key prefixes (shards) a listing lists at once, 1 to 64; 1 lists with
+    /// one sequential walk. [default: 8]
+    #[arg(long, env = "PROFILESTORE_S3_LIST_CONCURRENCY", value_parser = parse_positive, value_name = "N")]
+    pub s3_list_concurrency: Option<NonZeroUsize>,
 }
 
 impl S3Args {
@@ -143,6 +150,7 @@ impl S3Args {
             secret_access_key: self.s3_secret_access_key.clone(),
             session_token: self.s3_session_token.clone(),
             skip_signature: self.s3_skip_signature,
+            list_concurrency: self.s3_list_concurrency,
         }
     }
 }
@@ -245,6 +253,15 @@ pub struct CleanArgs {
     #[arg(long, env = "PROFILESTORE_MAX_UNREFERENCED_FRACTION", value_parser = parse_fraction, value_name = "FRACTION")]
     pub max_unreferenced_fraction: Option<f64>,
 
+    /// Delete at most this many keys per unit of time, on average (e.g. `500/s`,
+    /// `30000/min`, `1000/10s`; a bare number is per second). [default: no limit]
+    #[arg(long, env = "PROFILESTORE_DELETE_RATE", value_parser = parse_delete_rate, value_name = "RATE")]
+    pub delete_rate: Option<DeleteRate>,
+
+    /// Keys per delete request, 1 to 1000. [default: 1000]
+    #[arg(long, env = "PROFILESTORE_DELETE_BATCH_SIZE", value_name = "N")]
+    pub delete_batch_size: Option<usize>,
+
     /// Print the cycle summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -286,6 +303,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .map_err(|e| format!("{e} (expected a size such as 10MiB, 512KiB or 1000000)"))
 }
 
+/// Parses a whole number of at least 1.
+pub fn parse_positive(s: &str) -> Result<NonZeroUsize, String> {
+    s.trim().parse().map_err(|_| "expected a whole number of at least 1".to_owned())
+}
+
+/// Parses a delete rate such as `500/s`, `30000/min` or `500` (per second).
+pub fn parse_delete_rate(s: &str) -> Result<DeleteRate, String> {
+    s.parse().map_err(|e: profilestore_cleaner::pacing::RateError| e.to_string())
+}
+
 /// Parses a fraction between 0 and 1.
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -309,6 +336,10 @@ mod tests {
         assert!(parse_size("big").is_err());
         assert_eq!(parse_fraction("0.25"), Ok(0.25));
         assert!(parse_fraction("1.5").is_err());
+        assert_eq!(parse_positive("8").map(NonZeroUsize::get), Ok(8));
+        assert!(parse_positive("0").is_err());
+        assert_eq!(parse_delete_rate("30000/min").map(|r| r.to_string()), Ok("30000/1m".to_owned()));
+        assert!(parse_delete_rate("fast").unwrap_err().contains("500/s"));
     }
 
     #[test]

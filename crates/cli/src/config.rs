@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::args::{LogFormat, StoreArgs, TimingArgs, parse_duration, parse_size};
+use crate::args::{LogFormat, StoreArgs, TimingArgs, parse_delete_rate, parse_duration, parse_size};
 
 /// Every setting the file may hold; keys are the long flag names. Unknown keys are
 /// an error, so a typo never silently falls back to a default.
@@ -18,6 +18,7 @@ pub struct FileSettings {
     s3_endpoint: Option<String>,
     s3_region: Option<String>,
     s3_skip_signature: Option<bool>,
+    s3_list_concurrency: Option<std::num::NonZeroUsize>,
     request_timeout: Option<String>,
     min_blob_age: Option<String>,
     delete_delay: Option<String>,
@@ -33,6 +34,9 @@ pub struct FileSettings {
     pub allow_empty_database: Option<bool>,
     /// Stop a cycle that would delete more than this share of the old blobs.
     pub max_unreferenced_fraction: Option<f64>,
+    delete_rate: Option<String>,
+    /// Keys per delete request.
+    pub delete_batch_size: Option<usize>,
     /// Log format.
     pub log_format: Option<LogFormat>,
 }
@@ -62,6 +66,16 @@ impl FileSettings {
         fill(&mut args.s3.s3_endpoint, &self.s3_endpoint);
         fill(&mut args.s3.s3_region, &self.s3_region);
         args.s3.s3_skip_signature |= self.s3_skip_signature.unwrap_or(false);
+        fill(&mut args.s3.s3_list_concurrency, &self.s3_list_concurrency);
+    }
+
+    /// `delete-rate`, if the file sets it.
+    pub fn delete_rate(&self) -> anyhow::Result<Option<profilestore_cleaner::DeleteRate>> {
+        self.delete_rate
+            .as_deref()
+            .map(parse_delete_rate)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("config file key delete-rate: {e}"))
     }
 
     /// Fills every timing setting `args` lacks from this file.
@@ -118,6 +132,8 @@ mod tests {
             delete-delay = "90m"
             database = "sqlite://from-file.db"
             max-image-size = "2MiB"
+            delete-rate = "100/s"
+            s3-list-concurrency = 4
             "#,
         )
         .unwrap();
@@ -130,6 +146,8 @@ mod tests {
         file.fill_stores(&mut stores);
         assert_eq!(stores.database.as_deref(), Some("sqlite://flag.db"));
         assert_eq!(file.max_image_size().unwrap(), Some(2 * 1024 * 1024));
+        assert_eq!(file.delete_rate().unwrap().map(|r| r.to_string()), Some("100/1s".to_owned()));
+        assert_eq!(stores.s3.s3_list_concurrency.map(|n| n.get()), Some(4));
     }
 
     #[test]

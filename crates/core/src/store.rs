@@ -181,7 +181,12 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError>;
 
     /// Every object in the store (including keys outside the layout), in pages of at
-    /// most `page_size`. The stream holds one page in memory at a time.
+    /// most `page_size`. For every `d` ending in `/`, the keys starting with `d` come
+    /// one after another (a sorted listing and a depth-first walk both do this): the
+    /// cleaner relies on an image's keys being adjacent. The stream holds a bounded
+    /// number of pages in memory whatever the store's size: one page, or for a store
+    /// that lists ahead in parallel, a few per listing task (each store says how many).
+    /// After an error the stream ends; dropping it stops any work it started.
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>>;
 
     /// Removes staging files an interrupted put left behind, when they were last

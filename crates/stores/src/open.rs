@@ -181,4 +181,8 @@ pub struct S3Options {
     pub session_token: Option<String>,
     /// Send unsigned requests (a public or test bucket); no credentials needed.
     pub skip_signature: bool,
+    /// How many key prefixes (shards) a listing lists at once, 1 to
+    /// `s3::MAX_LIST_CONCURRENCY`; 1 lists with one sequential walk. `None` for
+    /// `s3::DEFAULT_LIST_CONCURRENCY`.
+    pub list_concurrency: Option<std::num::NonZeroUsize>,
 }

@@ -14,107 +14,25 @@
 // elapsed time: these tests read both clocks directly.
 #![allow(clippy::disallowed_methods)]
 
+mod s3_support;
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use profilestore_core::error::{StoreError, StoreErrorKind};
-use profilestore_core::ids::{BlobKey, IdSource};
+use profilestore_core::ids::IdSource;
 use profilestore_core::store::{BlobStore, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 use profilestore_stores::s3::S3BlobStore;
 use profilestore_stores::{OpenError, OpenMode, S3Options, open_blobs};
 use profilestore_testkit::conformance::{BlobUnderTest, blob_store_conformance};
-use tokio::net::{TcpListener, TcpStream};
-
-const VARS: [&str; 4] = [
-    "PROFILESTORE_TEST_S3_ENDPOINT",
-    "PROFILESTORE_TEST_S3_BUCKET",
-    "PROFILESTORE_TEST_S3_ACCESS_KEY_ID",
-    "PROFILESTORE_TEST_S3_SECRET_ACCESS_KEY",
-];
-
-struct Server {
-    endpoint: String,
-    bucket: String,
-    key: String,
-    secret: String,
-}
-
-/// The test server, or `None` after saying (outside the test harness's output capture,
-/// so it shows in a passing run) that the test is skipped.
-fn server() -> Option<Server> {
-    let values: Vec<Option<String>> =
-        VARS.iter().map(|var| std::env::var(var).ok().filter(|v| !v.is_empty())).collect();
-    if let [Some(endpoint), Some(bucket), Some(key), Some(secret)] = values.as_slice() {
-        return Some(Server {
-            endpoint: endpoint.clone(),
-            bucket: bucket.clone(),
-            key: key.clone(),
-            secret: secret.clone(),
-        });
-    }
-    let unset: Vec<&str> = VARS.iter().zip(&values).filter(|(_, v)| v.is_none()).map(|(var, _)| *var).collect();
-    let unset =
-        if unset.len() == VARS.len() { "PROFILESTORE_TEST_S3_* are".to_owned() } else { unset.join(", ") + " is" };
-    profilestore_testkit::services::missing(&format!("{unset} not set (run scripts/test.sh to start the S3 server)"))
-}
-
-impl Server {
-    fn options(&self) -> S3Options {
-        S3Options {
-            endpoint: Some(self.endpoint.clone()),
-            region: None,
-            access_key_id: Some(self.key.clone()),
-            secret_access_key: Some(self.secret.clone()),
-            session_token: None,
-            skip_signature: false,
-        }
-    }
-
-    /// `bucket/test-<uuid>`: a prefix no other test (or run) uses.
-    fn fresh_location(&self) -> String {
-        format!("{}/test-{}", self.bucket, UuidV7Ids.next_image_id())
-    }
-
-    async fn open(&self, bucket_and_prefix: &str) -> S3BlobStore {
-        S3BlobStore::open(bucket_and_prefix, format!("s3://{bucket_and_prefix}"), OpenMode::Migrate, &self.options())
-            .await
-            .expect("open the S3 test store")
-    }
-
-    async fn fresh(&self) -> S3BlobStore {
-        self.open(&self.fresh_location()).await
-    }
-}
-
-fn key() -> BlobKey {
-    BlobKey::original(UuidV7Ids.next_image_id())
-}
-
-/// Stores `n` small blobs, 32 at a time; returns their keys.
-async fn put_many(store: &S3BlobStore, n: usize) -> Vec<BlobKey> {
-    let keys: Vec<BlobKey> = (0..n).map(|_| key()).collect();
-    futures::stream::iter(keys.iter())
-        .map(|k| async move { store.put_new(k, Bytes::from(k.to_string())).await })
-        .buffer_unordered(32)
-        .try_collect::<Vec<()>>()
-        .await
-        .expect("put_new");
-    keys
-}
-
-async fn list_pages(store: &S3BlobStore, page_size: usize) -> Vec<Vec<ListedBlob>> {
-    store.list(page_size).try_collect().await.expect("list")
-}
-
-async fn listed_keys(store: &S3BlobStore) -> HashSet<String> {
-    list_pages(store, 1000).await.into_iter().flatten().map(|b| b.key).collect()
-}
+use s3_support::{forwarder, key, list_pages, listed_keys, put_many, server};
+use tokio::net::TcpListener;
 
 fn options_at(endpoint: String) -> S3Options {
     S3Options {
@@ -124,6 +42,7 @@ fn options_at(endpoint: String) -> S3Options {
         secret_access_key: Some("wrong".into()),
         session_token: None,
         skip_signature: false,
+        list_concurrency: None,
     }
 }
 
@@ -282,11 +201,13 @@ async fn delete_many_spans_several_batches_and_ignores_missing_keys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn listings_page_through_more_than_one_server_page() {
     let Some(server) = server() else { return };
-    let store = server.fresh().await;
+    let location = server.fresh_location();
+    let store = server.open_listing(&location, 1).await;
+    let parallel = server.open_listing(&location, 8).await;
     let stored = put_many(&store, 1100).await;
     let expected: HashSet<String> = stored.iter().map(ToString::to_string).collect();
-    for page_size in [1000usize, 333] {
-        let pages = list_pages(&store, page_size).await;
+    for (store, page_size) in [(&store, 1000usize), (&store, 333), (&parallel, 1000), (&parallel, 333)] {
+        let pages = list_pages(store, page_size).await;
         let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
         let mut want = vec![page_size; 1100 / page_size];
         want.push(1100 % page_size);
@@ -353,24 +274,6 @@ async fn keys_outside_the_prefix_are_never_touched() {
     // The same prefix spelled with extra slashes is the same store.
     let respelled = server.open(&format!("{}//{}/a/", server.bucket, run.split_once('/').unwrap().1)).await;
     assert_eq!(respelled.get(&in_a).await.unwrap(), Some(Bytes::from_static(b"a")));
-}
-
-/// A TCP forwarder to `target`, to take a server away mid-test: dropping the returned
-/// handle's task closes the port and every forwarded connection.
-async fn forwarder(target: SocketAddr) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut connections = tokio::task::JoinSet::new();
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            connections.spawn(async move {
-                if let Ok(mut outbound) = TcpStream::connect(target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (addr, task)
 }
 
 #[tokio::test]

@@ -23,6 +23,11 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         allow_empty_database: args.allow_empty_database || file.allow_empty_database.unwrap_or(false),
         max_unreferenced_fraction: args.max_unreferenced_fraction.or(file.max_unreferenced_fraction),
         allow_unsafe_timing: args.timings.allow_unsafe_timing,
+        delete_rate: args.delete_rate.or(file.delete_rate()?),
+        delete_batch_size: args
+            .delete_batch_size
+            .or(file.delete_batch_size)
+            .unwrap_or(CleanerConfig::default().delete_batch_size),
         ..CleanerConfig::default()
     };
     // The slack min_blob_age - request_timeout - clock_skew bounds any stall no store

@@ -13,16 +13,22 @@
 //!   put after a 5xx answer, so a put the server stored but answered with a 5xx can come
 //!   back as `AlreadyExists` on its retry: nothing is overwritten, the write fails and
 //!   its blob is an orphan for the cleaner, as the design allows;
-//! - deletes use `DeleteObjects` in batches of up to 1000 keys; S3 reports a missing
-//!   key as deleted;
-//! - listings are `ListObjectsV2` under `{prefix}/`, one server page (≤ 1000 keys) at
-//!   a time; `LastModified` becomes the creation time, rounded up to the next second.
+//! - deletes use `DeleteObjects`, one request per [`MAX_DELETE_BATCH`] keys, one
+//!   request at a time; S3 reports a missing key as deleted. How fast the cleaner
+//!   deletes is its own setting (`CleanerConfig::delete_rate`), not the store's;
+//! - listings are `ListObjectsV2` under `{prefix}/`; `LastModified` becomes the
+//!   creation time, rounded up to the next second. With a list concurrency of 1 that
+//!   is one walk, a server page (≤ 1000 keys) at a time; above 1 (the default is
+//!   [`DEFAULT_LIST_CONCURRENCY`]) the common prefixes below `{prefix}/` (the 256
+//!   shards) are listed in parallel and put back in key order (module `listing`), so
+//!   the result is the same, in the same order, in a fraction of the time.
 //!
 //! The client is built from [`S3Options`] alone: explicit credentials or explicitly
 //! unsigned requests, never the environment and never a cloud metadata endpoint.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -39,15 +45,23 @@ use crate::open::{OpenError, OpenMode, S3Options};
 
 mod client;
 mod errors;
+mod listing;
 mod location;
+mod measure;
 #[cfg(test)]
 mod tests;
+
+pub use listing::{DEFAULT_LIST_CONCURRENCY, ListingStats, MAX_LIST_CONCURRENCY, PREFETCH_PAGES, max_pages_held};
+pub use measure::{ListingRun, time_listing};
 
 use errors::{created_rounded_up, is_missing_key, is_no_such_bucket, store_error};
 use location::Location;
 
 /// What an [`OpenError`] calls this kind of store.
 const WHAT: &str = "S3 bucket";
+
+/// The most keys one `DeleteObjects` request names: S3's limit.
+pub const MAX_DELETE_BATCH: usize = 1000;
 
 /// Opens the S3 blob store at `bucket_and_prefix` (the URL after `s3://`) as
 /// [`S3BlobStore::open`] does, as a shared [`BlobStore`].
@@ -73,6 +87,9 @@ pub struct S3BlobStore {
     location: Location,
     /// The store's URL with secrets redacted, for messages.
     url: String,
+    /// How many common prefixes a listing lists at once; 1 for one sequential walk.
+    list_concurrency: usize,
+    stats: Arc<ListingStats>,
 }
 
 impl fmt::Debug for S3BlobStore {
@@ -85,8 +102,9 @@ impl S3BlobStore {
     /// Opens `bucket[/prefix]` (the URL after `s3://`; `redacted` is the URL to name in
     /// messages) on the server `options` describe.
     ///
-    /// Refuses, before any request, a malformed bucket name or prefix and options that
-    /// neither give credentials nor skip signing. Then checks with one small request
+    /// Refuses, before any request, a malformed bucket name or prefix, options that
+    /// neither give credentials nor skip signing, and a list concurrency above
+    /// [`MAX_LIST_CONCURRENCY`]. Then checks with one small request
     /// that the bucket exists and answers us, in both modes: buckets are never created
     /// ([`OpenMode::Migrate`] has nothing to create; the prefix needs no creating), and
     /// whether the store is ours is decided by its pairing marker, not by its prefix.
@@ -100,7 +118,9 @@ impl S3BlobStore {
             .map_err(|reason| OpenError::InvalidUrl { url: redacted.clone(), reason })?;
         let failed = |source| OpenError::Store { what: WHAT, location: redacted.clone(), source };
         let s3 = client::build(&location.bucket, options).map_err(failed)?;
-        let store = S3BlobStore { s3: Arc::new(s3), location, url: redacted.clone() };
+        let list_concurrency = list_concurrency(options.list_concurrency).map_err(failed)?;
+        let store =
+            S3BlobStore { s3: Arc::new(s3), location, url: redacted.clone(), list_concurrency, stats: Arc::default() };
         match mode {
             OpenMode::Migrate | OpenMode::Existing => store.check_bucket().await.map_err(failed)?,
         }
@@ -116,6 +136,30 @@ impl S3BlobStore {
     /// end; empty for the bucket's root.
     pub fn prefix(&self) -> &str {
         self.location.prefix.as_ref().map_or("", |p| p.as_ref())
+    }
+
+    /// How many common prefixes a listing lists at once (1: one sequential walk).
+    pub fn list_concurrency(&self) -> usize {
+        self.list_concurrency
+    }
+
+    /// What this store's parallel listings have done: pages held, tasks running, and
+    /// their peaks. Sequential listings (concurrency 1) leave it untouched.
+    pub fn listing_stats(&self) -> &ListingStats {
+        &self.stats
+    }
+
+    /// Every object under the prefix, one item at a time, by one sequential walk.
+    fn list_sequential(&self) -> BoxStream<'_, Result<ListedBlob, StoreError>> {
+        // object_store fetches one ListObjectsV2 page (≤ 1000 keys) at a time as the
+        // stream is polled.
+        self.s3
+            .list(self.location.prefix.as_ref())
+            .map(move |item| match item {
+                Ok(meta) => self.listed(meta),
+                Err(e) => Err(self.error("listing blobs", e)),
+            })
+            .boxed()
     }
 
     fn error(&self, doing: &str, e: object_store::Error) -> StoreError {
@@ -201,17 +245,23 @@ impl BlobStore for S3BlobStore {
                 paths.push(self.path(&key.to_string())?);
             }
         }
-        // object_store batches these into DeleteObjects requests of up to 1000 keys.
-        // Every batch is tried even after a failure; the first failure is reported.
-        let mut results = self.s3.delete_stream(stream::iter(paths.into_iter().map(Ok)).boxed());
+        // One DeleteObjects request per batch, one batch at a time (object_store would
+        // send up to 20 at once): the caller paces deletes by keys, and a batch is what
+        // a request costs. Every batch is tried even after a failure; the first failure
+        // is reported.
         let (mut failures, mut first) = (0usize, None);
-        while let Some(result) = results.next().await {
-            match result {
-                Ok(_) => {}
-                Err(e) if is_missing_key(&e) => {}
-                Err(e) => {
-                    failures += 1;
-                    first.get_or_insert(e);
+        let mut paths = paths.into_iter().peekable();
+        while paths.peek().is_some() {
+            let batch: Vec<Path> = paths.by_ref().take(MAX_DELETE_BATCH).collect();
+            let mut results = self.s3.delete_stream(stream::iter(batch.into_iter().map(Ok)).boxed());
+            while let Some(result) = results.next().await {
+                match result {
+                    Ok(_) => {}
+                    Err(e) if is_missing_key(&e) => {}
+                    Err(e) => {
+                        failures += 1;
+                        first.get_or_insert(e);
+                    }
                 }
             }
         }
@@ -224,16 +274,23 @@ impl BlobStore for S3BlobStore {
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        // object_store fetches one ListObjectsV2 page (≤ 1000 keys) at a time as the
-        // stream is polled; one page of ours is collected from it.
-        self.s3
-            .list(self.location.prefix.as_ref())
-            .map(move |item| match item {
-                Ok(meta) => self.listed(meta),
-                Err(e) => Err(self.error("listing blobs", e)),
-            })
+        let blobs = if self.list_concurrency <= 1 {
+            self.list_sequential()
+        } else {
+            listing::parallel(Arc::new(self.clone()), self.list_concurrency)
+                .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+                .try_flatten()
+                .boxed()
+        };
+        // Our pages are cut from the keys in order, whatever the server's pages were;
+        // the first error ends the listing.
+        blobs
             .try_chunks(page_size.max(1))
             .map_err(|failed| failed.1)
+            .scan(false, |failed, page| {
+                let stop = std::mem::replace(failed, page.is_err());
+                futures::future::ready((!stop).then_some(page))
+            })
             .boxed()
     }
 
@@ -258,4 +315,16 @@ impl BlobStore for S3BlobStore {
     async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
         self.put_create(PAIRING_MARKER_KEY, contents, "writing the pairing marker").await
     }
+}
+
+/// The list concurrency `asked` for (the default when `None`), or why it is refused.
+fn list_concurrency(asked: Option<NonZeroUsize>) -> Result<usize, StoreError> {
+    let n = asked.map_or(DEFAULT_LIST_CONCURRENCY, NonZeroUsize::get);
+    if n > MAX_LIST_CONCURRENCY {
+        return Err(StoreError::new(
+            StoreErrorKind::Misconfigured,
+            format!("an S3 list concurrency of {n} is too high: it must be 1 to {MAX_LIST_CONCURRENCY}"),
+        ));
+    }
+    Ok(n)
 }

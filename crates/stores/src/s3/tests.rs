@@ -73,6 +73,7 @@ fn options(key: Option<&str>, secret: Option<&str>, token: Option<&str>, skip: b
         secret_access_key: secret.map(Into::into),
         session_token: token.map(Into::into),
         skip_signature: skip,
+        list_concurrency: None,
     }
 }
 
@@ -161,4 +162,15 @@ fn missing_keys_and_missing_buckets_are_told_apart() {
     assert!(!is_missing_key(&generic("DeleteObjects request failed for key k: no (code: AccessDenied)")));
     assert_eq!(s3_code("x <Code>SlowDown</Code> y"), Some("SlowDown"));
     assert_eq!(s3_code("no code here"), None);
+}
+
+#[test]
+fn list_concurrency_defaults_to_eight_and_is_capped() {
+    use std::num::NonZeroUsize;
+    assert_eq!(super::list_concurrency(None).unwrap(), super::DEFAULT_LIST_CONCURRENCY);
+    assert_eq!(super::list_concurrency(NonZeroUsize::new(1)).unwrap(), 1);
+    assert_eq!(super::list_concurrency(NonZeroUsize::new(64)).unwrap(), 64);
+    let err = super::list_concurrency(NonZeroUsize::new(65)).unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Misconfigured);
+    assert!(err.to_string().contains("1 to 64"), "{err}");
 }
