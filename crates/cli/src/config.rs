@@ -39,6 +39,7 @@ pub struct FileSettings {
     pub delete_batch_size: Option<usize>,
     /// Log format.
     pub log_format: Option<LogFormat>,
+    progress_interval: Option<String>,
 }
 
 /// A size written either as a number of bytes or as a string such as `"10MiB"`.
@@ -110,6 +111,18 @@ impl FileSettings {
     /// `every`, if the file sets it.
     pub fn every(&self) -> anyhow::Result<Option<std::time::Duration>> {
         self.every.as_deref().map(parse_duration).transpose().map_err(|e| anyhow::anyhow!("config file key every: {e}"))
+    }
+}
+
+impl FileSettings {
+    /// How often `clean` and `audit` log progress: the flag, else the file, else the
+    /// default; never zero.
+    pub fn progress_interval(&self, args: &crate::args::ProgressArgs) -> anyhow::Result<std::time::Duration> {
+        let from_file = self.progress_interval.as_deref().map(parse_duration).transpose();
+        let from_file = from_file.map_err(|e| anyhow::anyhow!("config file key progress-interval: {e}"))?;
+        let interval = args.progress_interval.or(from_file).unwrap_or(crate::progress::DEFAULT_INTERVAL);
+        anyhow::ensure!(!interval.is_zero(), "progress-interval must be more than zero");
+        Ok(interval)
     }
 }
 
