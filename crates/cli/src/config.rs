@@ -164,6 +164,19 @@ mod tests {
     }
 
     #[test]
+    fn the_progress_interval_comes_from_the_flag_then_the_file_and_is_never_zero() {
+        use crate::args::ProgressArgs;
+        let file: FileSettings = toml::from_str("progress-interval = \"30s\"").unwrap();
+        assert_eq!(file.progress_interval(&ProgressArgs::default()).unwrap(), Duration::from_secs(30));
+        let flag = ProgressArgs { progress_interval: Some(Duration::from_secs(2)) };
+        assert_eq!(file.progress_interval(&flag).unwrap(), Duration::from_secs(2));
+        let default = FileSettings::default().progress_interval(&ProgressArgs::default()).unwrap();
+        assert_eq!(default, crate::progress::DEFAULT_INTERVAL);
+        let zero = ProgressArgs { progress_interval: Some(Duration::ZERO) };
+        assert!(file.progress_interval(&zero).unwrap_err().to_string().contains("progress-interval"));
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_errors_that_name_the_key() {
         assert!(toml::from_str::<FileSettings>("min-blob-ag = \"2h\"").is_err());
         let file: FileSettings = toml::from_str("clock-skew = \"a while\"").unwrap();
