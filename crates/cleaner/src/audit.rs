@@ -16,6 +16,7 @@ use profilestore_core::store::{BlobStore, MetadataStore, Record};
 use profilestore_core::time::{Clock, Timestamp};
 
 use crate::listing::ImageGrouper;
+use crate::progress::Progress;
 
 /// Records fetched per `records_after` call, and objects per listing page.
 const PAGE: usize = 1000;
@@ -107,6 +108,27 @@ pub async fn audit(
     clock: &dyn Clock,
     timings: &Timings,
 ) -> Result<AuditReport, StoreError> {
+    audit_with_progress(metadata, blobs, clock, timings, &Progress::new()).await
+}
+
+/// [`audit()`], counting on `progress` as it goes: records checked (out of a total
+/// counted first) and objects listed.
+///
+/// Counting the records is one more store call, made only for the total; if it fails
+/// the total stays unknown and the audit goes on, since progress must never change
+/// what an audit finds.
+pub async fn audit_with_progress(
+    metadata: &dyn MetadataStore,
+    blobs: &dyn BlobStore,
+    clock: &dyn Clock,
+    timings: &Timings,
+    progress: &Progress,
+) -> Result<AuditReport, StoreError> {
+    progress.start();
+    match metadata.count_records().await {
+        Ok(n) => progress.set_total(n),
+        Err(e) => tracing::debug!(error = %e, "counting records for the progress total failed; going on without it"),
+    }
     let mut report = AuditReport {
         audited_at: clock.now(),
         records: 0,
@@ -120,14 +142,19 @@ pub async fn audit(
         dangling_count: 0,
         dangling: Vec::new(),
     };
-    scan_records(metadata, blobs, &mut report).await?;
-    scan_blobs(metadata, blobs, clock, timings, &mut report).await?;
-    Ok(report)
+    let scanned = async {
+        scan_records(metadata, blobs, progress, &mut report).await?;
+        scan_blobs(metadata, blobs, clock, timings, progress, &mut report).await
+    }
+    .await;
+    progress.finish();
+    scanned.map(|()| report)
 }
 
 async fn scan_records(
     metadata: &dyn MetadataStore,
     blobs: &dyn BlobStore,
+    progress: &Progress,
     report: &mut AuditReport,
 ) -> Result<(), StoreError> {
     let mut after: Option<UserId> = None;
@@ -139,6 +166,7 @@ async fn scan_records(
         let checks: Vec<Result<Option<Record>, StoreError>> = stream::iter(page)
             .map(|record| async move {
                 let present = blobs.exists(&BlobKey::original(record.image_id)).await?;
+                progress.checked(1);
                 Ok((!present).then_some(record))
             })
             .buffer_unordered(CONCURRENT_CHECKS)
@@ -185,6 +213,7 @@ async fn scan_blobs(
     blobs: &dyn BlobStore,
     clock: &dyn Clock,
     timings: &Timings,
+    progress: &Progress,
     report: &mut AuditReport,
 ) -> Result<(), StoreError> {
     let mut grouper = ImageGrouper::default();
@@ -196,6 +225,7 @@ async fn scan_blobs(
         };
         let listed_at = clock.now();
         report.blob_objects += page.objects;
+        progress.listed(page.objects);
         report.pairing_marker |= page.markers > 0;
         report.foreign_keys += page.foreign.len() as u64;
         let room = MAX_SAMPLES.saturating_sub(report.foreign_key_samples.len());

@@ -16,6 +16,7 @@
 //! | [`mod@audit`] | [`audit()`]: record and blob counts, orphans by age, confirmed dangling references |
 //! | `guards` | the empty-database refusal and the unreferenced-fraction budget |
 //! | [`pacing`] | [`DeleteRate`] and the pacer that spaces delete requests to keep to it |
+//! | [`progress`] | [`Progress`]: live counters a cycle or an audit updates, for a caller to show |
 //! | `listing` | listed keys parsed into the layout and merged per image, page by page |
 
 pub mod audit;
@@ -25,10 +26,12 @@ pub mod cycle;
 mod guards;
 mod listing;
 pub mod pacing;
+pub mod progress;
 pub mod report;
 
-pub use audit::{AuditReport, DanglingReference, OrphanCounts, audit};
+pub use audit::{AuditReport, DanglingReference, OrphanCounts, audit, audit_with_progress};
 pub use config::{CleanerConfig, ConfigError, MAX_DELETE_BATCH, MAX_PAGE_SIZE};
 pub use cycle::{Cleaner, Preflight};
 pub use pacing::DeleteRate;
+pub use progress::{Progress, ProgressSnapshot};
 pub use report::{CycleReport, Outcome};

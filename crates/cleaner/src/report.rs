@@ -146,6 +146,37 @@ impl CycleReport {
         let room = MAX_LISTED_IDS.saturating_sub(self.would_delete.len());
         self.would_delete.extend(ids.iter().take(room));
     }
+
+    /// Logs the cycle's one line: outcome, duration and counters (a warning when the
+    /// cycle did not complete).
+    pub(crate) fn log(&self) {
+        let r = self;
+        macro_rules! cycle_line {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    outcome = r.outcome.kind(),
+                    reason = r.outcome.reason(),
+                    dry_run = r.dry_run,
+                    duration_ms = r.duration_ms,
+                    listed_objects = r.listed_objects,
+                    images_listed = r.images_listed,
+                    old_enough = r.old_enough,
+                    unreferenced = r.unreferenced,
+                    deleted = r.deleted,
+                    would_delete = r.would_delete_count,
+                    not_in_layout = r.skipped_for(SKIP_NOT_IN_LAYOUT),
+                    staging_files_removed = r.staging_files_removed,
+                    "cleaner cycle finished"
+                )
+            };
+        }
+        if r.completed() {
+            cycle_line!(tracing::Level::INFO);
+        } else {
+            cycle_line!(tracing::Level::WARN);
+        }
+    }
 }
 
 fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {

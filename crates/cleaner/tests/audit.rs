@@ -102,3 +102,38 @@ async fn a_record_replaced_between_the_scan_and_the_confirmation_is_no_false_ala
     assert!(report.healthy(), "{report}");
     assert_eq!(report.dangling_count, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_progress_counts_records_against_their_total_and_every_listed_object() {
+    let w = World::new();
+    for n in 0..1100 {
+        w.profile(n, OLD).await;
+    }
+    w.orphan(5000, OLD);
+    w.plant_raw("foo/bar", OLD);
+    let progress = std::sync::Arc::new(profilestore_cleaner::Progress::new());
+    // At the first existence check the records have been counted but none checked.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    *w.hook.before_first_exists.lock().unwrap() = Some(Box::new({
+        let (progress, seen) = (progress.clone(), seen.clone());
+        move || async move { *seen.lock().unwrap() = Some(progress.snapshot()) }.boxed()
+    }));
+
+    let report = profilestore_cleaner::audit_with_progress(
+        w.metadata.as_ref(),
+        w.blobs.as_ref(),
+        w.clock.as_ref(),
+        &Timings::CASE_STUDY,
+        &progress,
+    )
+    .await
+    .unwrap();
+
+    let first = seen.lock().unwrap().expect("the audit checked a blob");
+    assert_eq!((first.total, first.checked, first.listed, first.running), (Some(1100), 0, 0, true));
+    let last = progress.snapshot();
+    assert_eq!((last.total, last.checked, last.running), (Some(1100), 1100, false));
+    assert_eq!(last.listed, report.blob_objects);
+    assert_eq!(last.listed, 1102);
+    assert_eq!((last.waiting, last.deleted, last.kept), (0, 0, 0), "an audit deletes and keeps nothing");
+}

@@ -234,3 +234,42 @@ fn unsafe_configurations_are_refused_by_name() {
     }
     assert!(CleanerConfig::default().validate().is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_progress_shows_an_image_waiting_for_the_delay_then_deleted_and_starts_over_each_cycle() {
+    let w = World::new();
+    let orphan = w.orphan(1, OLD);
+    w.profile(2, OLD).await;
+    w.orphan(3, MIN);
+    w.plant_raw("foo/bar", OLD);
+    let progress = Arc::new(profilestore_cleaner::Progress::new());
+    let cleaner = Arc::new(w.cleaner(config(1000)).with_progress(progress.clone()));
+
+    let cycle = tokio::spawn({
+        let cleaner = cleaner.clone();
+        async move { cleaner.run_cycle().await }
+    });
+    tokio::time::sleep(H / 2).await;
+    let mid = progress.snapshot();
+    assert!(mid.running);
+    // Four objects; two old-enough images asked about; the young one and the
+    // referenced one kept; the orphan waits out the delete delay.
+    assert_eq!((mid.listed, mid.checked, mid.kept, mid.waiting, mid.deleted), (4, 2, 2, 1, 0));
+    assert_eq!(mid.total, None, "a listing's length is never known");
+
+    let report = cycle.await.unwrap();
+    assert_eq!(report.outcome, Outcome::Completed);
+    assert!(!w.has(orphan));
+    let end = progress.snapshot();
+    assert!(!end.running);
+    assert_eq!((end.listed, end.checked, end.kept, end.waiting, end.deleted), (4, 2, 2, 0, 1));
+    assert_eq!(end.deleted, report.deleted);
+
+    // A cycle whose delete fails waits for nothing once it has ended.
+    w.orphan(4, OLD);
+    *w.hook.fail_delete_call.lock().unwrap() = Some(1);
+    let failed = cleaner.run_cycle().await;
+    assert!(matches!(failed.outcome, Outcome::Failed(_)), "{:?}", failed.outcome);
+    let end = progress.snapshot();
+    assert_eq!((end.listed, end.checked, end.kept, end.waiting, end.deleted), (4, 2, 2, 0, 0), "counted anew");
+}

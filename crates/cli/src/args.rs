@@ -194,6 +194,16 @@ pub struct ClockCheckArgs {
     pub clock_check_interval: Option<Duration>,
 }
 
+/// How `clean` and `audit` show their progress on standard error: a bar at a terminal,
+/// else a log line with the same counters every interval.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ProgressArgs {
+    /// How often to log a progress line when standard error is not a terminal (and
+    /// always for `clean --every`). [default: 10s]
+    #[arg(long, env = "PROFILESTORE_PROGRESS_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub progress_interval: Option<Duration>,
+}
+
 /// Flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -235,6 +245,8 @@ pub struct CleanArgs {
     pub timings: TimingArgs,
     #[command(flatten)]
     pub clocks: ClockCheckArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// Run as a daemon: a cycle every DURATION (e.g. `10m`) until SIGINT/SIGTERM.
     #[arg(long, env = "PROFILESTORE_EVERY", value_parser = parse_duration, value_name = "DURATION")]
@@ -274,6 +286,8 @@ pub struct AuditArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub timings: TimingArgs,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// Print the report as JSON.
     #[arg(long)]

@@ -39,6 +39,7 @@ pub struct FileSettings {
     pub delete_batch_size: Option<usize>,
     /// Log format.
     pub log_format: Option<LogFormat>,
+    progress_interval: Option<String>,
 }
 
 /// A size written either as a number of bytes or as a string such as `"10MiB"`.
@@ -113,6 +114,18 @@ impl FileSettings {
     }
 }
 
+impl FileSettings {
+    /// How often `clean` and `audit` log progress: the flag, else the file, else the
+    /// default; never zero.
+    pub fn progress_interval(&self, args: &crate::args::ProgressArgs) -> anyhow::Result<std::time::Duration> {
+        let from_file = self.progress_interval.as_deref().map(parse_duration).transpose();
+        let from_file = from_file.map_err(|e| anyhow::anyhow!("config file key progress-interval: {e}"))?;
+        let interval = args.progress_interval.or(from_file).unwrap_or(crate::progress::DEFAULT_INTERVAL);
+        anyhow::ensure!(!interval.is_zero(), "progress-interval must be more than zero");
+        Ok(interval)
+    }
+}
+
 fn fill<T: Clone>(slot: &mut Option<T>, value: &Option<T>) {
     if slot.is_none() {
         slot.clone_from(value);
@@ -148,6 +161,19 @@ mod tests {
         assert_eq!(file.max_image_size().unwrap(), Some(2 * 1024 * 1024));
         assert_eq!(file.delete_rate().unwrap().map(|r| r.to_string()), Some("100/1s".to_owned()));
         assert_eq!(stores.s3.s3_list_concurrency.map(|n| n.get()), Some(4));
+    }
+
+    #[test]
+    fn the_progress_interval_comes_from_the_flag_then_the_file_and_is_never_zero() {
+        use crate::args::ProgressArgs;
+        let file: FileSettings = toml::from_str("progress-interval = \"30s\"").unwrap();
+        assert_eq!(file.progress_interval(&ProgressArgs::default()).unwrap(), Duration::from_secs(30));
+        let flag = ProgressArgs { progress_interval: Some(Duration::from_secs(2)) };
+        assert_eq!(file.progress_interval(&flag).unwrap(), Duration::from_secs(2));
+        let default = FileSettings::default().progress_interval(&ProgressArgs::default()).unwrap();
+        assert_eq!(default, crate::progress::DEFAULT_INTERVAL);
+        let zero = ProgressArgs { progress_interval: Some(Duration::ZERO) };
+        assert!(file.progress_interval(&zero).unwrap_err().to_string().contains("progress-interval"));
     }
 
     #[test]

@@ -3,9 +3,10 @@
 mod support;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use support::{PNG, Server, bin};
+use support::{Daemon, PNG, Server, audit_json, bin, log_lines, log_to, wait_for};
 
 fn run(args: &[&str], dir: &Path) -> Output {
     bin().args(args).arg("--data-dir").arg(dir).output().expect("binary runs")
@@ -227,4 +228,83 @@ fn simulate_passes_the_working_design_and_prints_a_replayable_shrunk_failure_for
     assert_eq!(again.status.code(), Some(1), "{}", stdout(&again));
     let again_out = stdout(&again);
     assert!(again_out.lines().any(|l| l == broke), "the replay must break the same way:\n{broke}\n{again_out}");
+}
+
+/// Timings under which an orphan is collectable within seconds, and a cycle that
+/// found one then waits an hour to delete it: long enough to watch its progress.
+const WATCHABLE: [&str; 8] =
+    ["--request-timeout", "1s", "--min-blob-age", "2s", "--delete-delay", "1h", "--clock-skew", "500ms"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_shows_its_counters_as_a_log_line_off_a_terminal_and_as_a_bar_on_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir_args(dir.path());
+    let init = run(&[&["init"][..], &WATCHABLE].concat(), dir.path());
+    assert!(init.status.success(), "{}", stderr(&init));
+    let server = Server::start(&data);
+    let http = reqwest::Client::new();
+    for user in ["alice", "bob"] {
+        let url = format!("{}/v1/profiles/{user}", server.base);
+        assert_eq!(http.put(url).multipart(upload_form("{}")).send().await.unwrap().status(), 200);
+    }
+    let alice = format!("{}/v1/profiles/alice", server.base);
+    assert_eq!(http.delete(alice).send().await.unwrap().status(), 204);
+    drop(server);
+    wait_for("alice's image to be collectable", Duration::from_secs(30), || {
+        audit_json(&data).1["orphans"]["collectable"] == 1
+    });
+
+    // Standard error is a file: one JSON line of counters every interval.
+    let log = dir.path().join("clean.log");
+    let clean = Daemon(
+        bin()
+            .args(["clean", "--log-format", "json", "--progress-interval", "100ms"])
+            .args(&data)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_to(&log))
+            .spawn()
+            .unwrap(),
+    );
+    let waiting = |j: &serde_json::Value| j["message"] == "clean progress" && j["waiting"] == 1;
+    wait_for("a progress line with alice's image waiting", Duration::from_secs(30), || {
+        log_lines(&log).iter().any(waiting)
+    });
+    let lines = log_lines(&log);
+    let line = lines.iter().find(|j| waiting(j)).unwrap();
+    // Bob's image is referenced; the pairing marker and clock probe are listed too.
+    assert_eq!((&line["checked"], &line["kept"], &line["deleted"]), (&2.into(), &1.into(), &0.into()), "{line}");
+    assert!(line["listed"].as_u64().unwrap() >= 2, "{line}");
+    assert!(line["keys_per_second"].is_number(), "{line}");
+    drop(clean);
+
+    // On a terminal (a pseudo-terminal from util-linux's `script`) a bar shows them.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping the terminal half: util-linux's `script` is not installed");
+        return;
+    }
+    let transcript = dir.path().join("terminal");
+    let command = format!("{} clean --data-dir {}", env!("CARGO_BIN_EXE_profilestore"), dir.path().display());
+    let mut script = Command::new("script");
+    // The same environment as the binary's own, the developer's settings removed.
+    for (key, value) in bin().get_envs() {
+        match value {
+            Some(value) => script.env(key, value),
+            None => script.env_remove(key),
+        };
+    }
+    let _terminal = Daemon(
+        script
+            .args(["-qfc", &command])
+            .arg(&transcript)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the bar to show alice's image waiting", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&transcript).unwrap_or_default();
+        text.contains("keys listed") && text.contains("1 waiting · 0 deleted · 1 kept")
+    });
 }

@@ -3,18 +3,20 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight};
+use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight, Progress};
 use profilestore_core::pairing::verify;
 use profilestore_runtime::SystemClock;
 
 use crate::args::CleanArgs;
 use crate::config::FileSettings;
+use crate::progress::{self, Mode, Work};
 use crate::stores::{Opened, open_paired};
 
 /// Runs the cleaner; a single cycle exits 1 unless it completed.
 pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
     file.fill_stores(&mut args.stores);
     file.fill_timings(&mut args.timings)?;
+    let progress_interval = file.progress_interval(&args.progress)?;
     let clock = Arc::new(SystemClock::new());
     let opened = open_paired(&args.stores, &args.timings, clock.clone()).await?;
     let config = CleanerConfig {
@@ -38,11 +40,17 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         "cleaner starting"
     );
     let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
+    let progress = Arc::new(Progress::new());
+    let work = Work::Clean { dry_run: config.dry_run };
     let Some(interval) = args.every.or(file.every()?) else {
         let cleaner = Cleaner::new(opened.metadata.clone(), opened.blobs.clone(), clock, config)?
             .with_preflight(still_paired(&opened, Arc::default()))
-            .with_clock_check(clock_check);
+            .with_clock_check(clock_check)
+            .with_progress(progress.clone());
+        let shown = progress::show(progress, work, Mode::for_stderr(progress_interval));
         let report = cleaner.run_cycle().await;
+        // The bar is cleared before the report is printed.
+        shown.finish().await;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -53,6 +61,10 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
     // A daemon outlives timing changes: when the cluster's timings change, the cycle
     // in progress is refused, and the cleaner is rebuilt under the stored ones.
     let mut opened = opened;
+    // A daemon logs its progress, terminal or not: nobody waits at a daemon's bar,
+    // which would be redrawn for days between the cycle lines, while the log line
+    // lands where the rest of the daemon's log goes. It says nothing between cycles.
+    let _shown = progress::show(progress.clone(), work, Mode::Log(progress_interval));
     let mut shutdown = std::pin::pin!(super::shutdown_signal());
     loop {
         let changed = Arc::new(tokio::sync::Notify::new());
@@ -63,7 +75,8 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
             CleanerConfig { timings: opened.timings, ..config.clone() },
         )?
         .with_preflight(still_paired(&opened, changed.clone()))
-        .with_clock_check(clock_check.clone());
+        .with_clock_check(clock_check.clone())
+        .with_progress(progress.clone());
         tokio::select! {
             biased;
             () = cleaner.run_every(interval, &mut shutdown) => return Ok(ExitCode::SUCCESS),

@@ -2,7 +2,7 @@
 //! virtual time, each checked throughout; a failing seed is replayable and shrunk.
 
 use std::hash::{BuildHasher, Hasher};
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use profilestore_core::settings::{Timings, fmt_duration};
 use profilestore_simulation::{self as simulation, Failure, FaultRates, SimConfig, StoreProtocol, Summary, run_seeds};
 
 use crate::args::SimulateArgs;
+use crate::progress::{self, ActiveBar};
 use crate::stores::checked;
 
 /// Re-runs spent shrinking a failure.
@@ -46,7 +47,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let keep_going = || args.time_budget.is_none_or(|budget| started.elapsed() < budget);
     let bar = ProgressBar::new(args.seeds);
     let summary = run_seeds(&config, args.seeds, threads, &keep_going, &|s| bar.show(s, started.elapsed()));
-    bar.finish();
+    // A bar is cleared: the summary below says where the run ended.
+    drop(bar);
     let elapsed = started.elapsed();
     println!(
         "{} seeds run in {:.1?} ({:.1} seeds/s), {} h of virtual time",
@@ -161,48 +163,46 @@ impl WallClock {
     }
 }
 
-/// Progress on standard error: a redrawn bar at a terminal, a line per tenth of the
-/// seeds otherwise.
-struct ProgressBar {
-    total: u64,
-    terminal: bool,
-    shown: Mutex<(u64, Duration)>,
+/// Progress on standard error: a bar at a terminal, a line per tenth of the seeds
+/// otherwise (the same counters: seeds, operations, faults, checks, seconds).
+enum ProgressBar {
+    Bar(ActiveBar),
+    Lines { total: u64, shown: Mutex<u64> },
 }
 
 impl ProgressBar {
     fn new(total: u64) -> Self {
-        ProgressBar { total, terminal: std::io::stderr().is_terminal(), shown: Mutex::new((0, Duration::ZERO)) }
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(total)
+                .with_style(progress::style("[{bar:30}] {pos}/{len} seeds ({rate}) · {msg} · {elapsed} · ETA {eta}"));
+            ProgressBar::Bar(ActiveBar::start(bar))
+        } else {
+            ProgressBar::Lines { total, shown: Mutex::new(0) }
+        }
     }
 
     fn show(&self, s: &Summary, elapsed: Duration) {
-        let mut shown = self.shown.lock().unwrap_or_else(|p| p.into_inner());
         let done = s.seeds_run;
-        let line = format!(
-            "{done}/{} seeds · {} operations · {} faults · {} checks · {}s",
-            self.total,
+        let counts = format!(
+            "{} operations · {} faults · {} checks",
             s.counts.operations(),
             s.counts.faults(),
-            s.counts.checks(),
-            elapsed.as_secs()
+            s.counts.checks()
         );
-        if self.terminal {
-            if elapsed.saturating_sub(shown.1) < Duration::from_millis(100) && done < self.total {
-                return;
+        match self {
+            // The bar limits its own redraws; updates from every thread are cheap.
+            ProgressBar::Bar(shown) => {
+                shown.bar().set_position(done);
+                shown.bar().set_message(counts);
             }
-            let width = 30;
-            let filled = (done * width / self.total.max(1)) as usize;
-            let bar = format!("{}{}", "#".repeat(filled), " ".repeat(width as usize - filled.min(width as usize)));
-            eprint!("\r[{bar}] {line}");
-            let _ = std::io::stderr().flush();
-        } else if done * 10 / self.total.max(1) > shown.0 * 10 / self.total.max(1) || done == self.total {
-            eprintln!("{line}");
-        }
-        *shown = (done, elapsed);
-    }
-
-    fn finish(&self) {
-        if self.terminal {
-            eprintln!();
+            ProgressBar::Lines { total, shown } => {
+                let mut shown = shown.lock().unwrap_or_else(|p| p.into_inner());
+                let tenth = |n: u64| n * 10 / (*total).max(1);
+                if tenth(done) > tenth(*shown) || done == *total {
+                    eprintln!("{done}/{total} seeds · {counts} · {}s", elapsed.as_secs());
+                }
+                *shown = done;
+            }
         }
     }
 }

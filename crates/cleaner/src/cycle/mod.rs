@@ -29,7 +29,7 @@ use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 
 use profilestore_core::clocks::ClockCheck;
 use profilestore_core::error::StoreError;
-use profilestore_core::ids::{BlobKey, ImageId};
+use profilestore_core::ids::ImageId;
 use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleOutcome, CycleStatus};
 use profilestore_core::settings::old_enough;
 use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore};
@@ -40,7 +40,10 @@ use crate::config::{CleanerConfig, ConfigError};
 use crate::guards::{DeleteBudget, empty_database_refusal};
 use crate::listing::{ImageGrouper, PageImages};
 use crate::pacing::DeletePacer;
+use crate::progress::Progress;
 use crate::report::{CycleReport, Outcome, SKIP_NOT_IN_LAYOUT, SKIP_REFERENCED, SKIP_TOO_YOUNG};
+
+mod calls;
 
 /// The storage cleaner over one metadata store and one blob store.
 ///
@@ -55,6 +58,7 @@ pub struct Cleaner {
     config: CleanerConfig,
     preflight: Option<Preflight>,
     clock_check: Option<Arc<ClockCheck>>,
+    progress: Arc<Progress>,
 }
 
 /// A check run before every cycle; `Err(reason)` refuses the cycle.
@@ -74,6 +78,7 @@ struct CycleState<'a> {
     report: CycleReport,
     grouper: ImageGrouper,
     budget: DeleteBudget,
+    progress: Arc<Progress>,
     pacer: DeletePacer,
     stream: Option<PageStream<'a>>,
     failure: Option<String>,
@@ -98,6 +103,7 @@ impl Cleaner {
             config,
             preflight: None,
             clock_check: None,
+            progress: Arc::default(),
         })
     }
 
@@ -114,6 +120,13 @@ impl Cleaner {
     /// older than they are.
     pub fn with_clock_check(mut self, check: Arc<ClockCheck>) -> Self {
         self.clock_check = Some(check);
+        self
+    }
+
+    /// Has every cycle count what it does on `progress` (see [`Progress`]), for a caller
+    /// that shows it; each cycle starts the counters over.
+    pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = progress;
         self
     }
 
@@ -134,21 +147,24 @@ impl Cleaner {
     /// next cycle starts over from the listing.
     pub async fn run_cycle(&self) -> CycleReport {
         self.clock.reanchor();
+        self.progress.start();
         let started = self.clock.now();
         let mut state = CycleState {
             report: CycleReport::new(started, self.config.dry_run),
             grouper: ImageGrouper::default(),
             budget: DeleteBudget::new(self.config.max_unreferenced_fraction),
+            progress: self.progress.clone(),
             pacer: DeletePacer::new(self.config.delete_rate),
             stream: None,
             failure: None,
             refuse_images: false,
         };
         let outcome = self.drive(&mut state).await;
+        self.progress.finish();
         let mut report = state.report;
         report.outcome = outcome;
         report.duration_ms = u64::try_from(self.clock.now().saturating_since(started).as_millis()).unwrap_or(u64::MAX);
-        log_cycle(&report);
+        report.log();
         report
     }
 
@@ -330,6 +346,7 @@ impl Cleaner {
         state.budget.saw_old_enough(old);
         state.report.old_enough += old;
         state.report.skip(SKIP_TOO_YOUNG, page.images.len() as u64 - old);
+        state.progress.kept(page.images.len() as u64 - old);
         Ok(CleanerEvent::Listed { page: page.images.into_iter().map(|i| (i.id, i.created)).collect(), last })
     }
 
@@ -375,11 +392,13 @@ impl Cleaner {
                 tracing::info!(batch = batch.0, images = n, "dry run: would delete unreferenced images");
                 tracing::debug!(batch = batch.0, ids = ?ids, "dry run: would delete these images");
                 state.report.would_delete(&ids);
+                state.progress.deleted(n);
                 CleanerEvent::Deleted { batch }
             }
             Ok(()) => {
                 tracing::info!(batch = batch.0, images = n, "deleted unreferenced images");
                 state.report.deleted += n;
+                state.progress.deleted(n);
                 CleanerEvent::Deleted { batch }
             }
             Err(e) => {
@@ -431,45 +450,6 @@ impl Cleaner {
     }
 }
 
-impl Cleaner {
-    /// Sends each delete request at its booked start (by the cleaner's clock), one
-    /// after the other; stops at the first failure.
-    async fn delete_paced(&self, requests: Vec<(Timestamp, Vec<BlobKey>)>) -> Result<(), StoreError> {
-        for (start, keys) in requests {
-            // Waiting for our turn is not a store call: the call timeout starts after.
-            self.clock.sleep_until(start).await;
-            // The clocks are checked again at the last moment: a clock that left its
-            // bound during the delay (or the wait for our turn) must not delete what
-            // it found.
-            self.clocks_agree().map_err(StoreError::unavailable)?;
-            self.bounded("deleting a batch", self.blobs.delete_many(&keys)).await?;
-        }
-        Ok(())
-    }
-
-    /// `call`'s result, or an Unavailable error once `call_timeout` has passed by the
-    /// cleaner's clock (the call is abandoned; a hung store fails the cycle instead of
-    /// hanging the daemon).
-    async fn bounded<T>(&self, what: &str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
-        self.within_call_timeout(call).await.unwrap_or_else(|| {
-            Err(StoreError::unavailable(format!(
-                "{what} took longer than {}",
-                profilestore_core::settings::fmt_duration(self.config.call_timeout)
-            )))
-        })
-    }
-
-    /// `call`'s output, or `None` once `call_timeout` has passed by the cleaner's clock.
-    async fn within_call_timeout<T>(&self, call: impl Future<Output = T>) -> Option<T> {
-        let deadline = self.clock.now().plus(self.config.call_timeout);
-        tokio::select! {
-            biased;
-            result = call => Some(result),
-            () = self.clock.sleep_until(deadline) => None,
-        }
-    }
-}
-
 /// Feeds a query's answer back; a failed query fails the cycle, which drops the batch.
 fn on_queried(
     state: &mut CycleState<'_>,
@@ -481,8 +461,12 @@ fn on_queried(
         Ok(set) => {
             // Only ids of this batch count, whatever else the store answered.
             let referenced: Vec<ImageId> = ids.iter().copied().filter(|id| set.contains(id)).collect();
-            state.report.unreferenced += (ids.len() - referenced.len()) as u64;
+            let unreferenced = (ids.len() - referenced.len()) as u64;
+            state.report.unreferenced += unreferenced;
             state.report.skip(SKIP_REFERENCED, referenced.len() as u64);
+            state.progress.checked(ids.len() as u64);
+            state.progress.kept(referenced.len() as u64);
+            state.progress.waiting(unreferenced);
             CleanerEvent::Queried { batch, referenced }
         }
         Err(e) => {
@@ -496,39 +480,11 @@ fn on_queried(
 impl CycleState<'_> {
     fn count_page(&mut self, page: &PageImages) {
         self.report.listed_objects += page.objects;
+        self.progress.listed(page.objects);
         self.report.images_listed += page.images.len() as u64;
         self.report.skip(SKIP_NOT_IN_LAYOUT, page.foreign.len() as u64);
         if !page.foreign.is_empty() {
             tracing::debug!(keys = ?page.foreign, "listed keys outside the layout; left alone");
         }
-    }
-}
-
-/// The cycle's one log line: outcome, duration and counters.
-fn log_cycle(r: &CycleReport) {
-    macro_rules! cycle_line {
-        ($level:expr) => {
-            tracing::event!(
-                $level,
-                outcome = r.outcome.kind(),
-                reason = r.outcome.reason(),
-                dry_run = r.dry_run,
-                duration_ms = r.duration_ms,
-                listed_objects = r.listed_objects,
-                images_listed = r.images_listed,
-                old_enough = r.old_enough,
-                unreferenced = r.unreferenced,
-                deleted = r.deleted,
-                would_delete = r.would_delete_count,
-                not_in_layout = r.skipped_for(SKIP_NOT_IN_LAYOUT),
-                staging_files_removed = r.staging_files_removed,
-                "cleaner cycle finished"
-            )
-        };
-    }
-    if r.completed() {
-        cycle_line!(tracing::Level::INFO);
-    } else {
-        cycle_line!(tracing::Level::WARN);
     }
 }
