@@ -15,6 +15,20 @@ pub enum Bound {
     AtLeast,
 }
 
+/// What a goal's ratio compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measure {
+    /// The pair's own ratio: product p50 over floor p50.
+    P50Ratio,
+    /// Product throughput at N clients over the floor's at one client.
+    Scaling,
+    /// The product's p99 over its p50.
+    Tail,
+    /// Product throughput at N clients over its throughput at the next lower count.
+    NoFall,
+}
+
 /// One goal, judged on the median of its ratio across runs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Goal {
@@ -24,6 +38,8 @@ pub struct Goal {
     pub scenario: Scenario,
     /// The client count it is about.
     pub clients: usize,
+    /// What the ratio compares.
+    pub measure: Measure,
     /// The ratio measured.
     pub ratio: Option<Spread>,
     /// Which way it must lie.
@@ -35,12 +51,19 @@ pub struct Goal {
 }
 
 impl Goal {
-    fn judge(goal: String, pair: &PairResult, ratio: Option<Spread>, bound: Bound, limit: f64) -> Goal {
+    fn judge(
+        goal: String,
+        pair: &PairResult,
+        measure: Measure,
+        ratio: Option<Spread>,
+        bound: Bound,
+        limit: f64,
+    ) -> Goal {
         let met = ratio.is_some_and(|r| match bound {
             Bound::AtMost => r.median <= limit,
             Bound::AtLeast => r.median >= limit,
         });
-        Goal { goal, scenario: pair.scenario, clients: pair.clients, ratio, bound, limit, met }
+        Goal { goal, scenario: pair.scenario, clients: pair.clients, measure, ratio, bound, limit, met }
     }
 }
 
@@ -59,6 +82,7 @@ pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
             (Scenario::WriteLibrary, 1) => goals.push(Goal::judge(
                 "library write p50 ≤ 1.1× the floor (put + commit) at 1 client".into(),
                 pair,
+                Measure::P50Ratio,
                 pair.latency_ratio,
                 Bound::AtMost,
                 1.1,
@@ -66,6 +90,7 @@ pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
             (Scenario::WriteHttp, 1) => goals.push(Goal::judge(
                 "HTTP write p50 ≤ 1.3× the library write at 1 client".into(),
                 pair,
+                Measure::P50Ratio,
                 pair.latency_ratio,
                 Bound::AtMost,
                 1.3,
@@ -73,6 +98,7 @@ pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
             (Scenario::ReadHttp, 1) => goals.push(Goal::judge(
                 "profile GET p50 ≤ 1.5× the image GET at 1 client".into(),
                 pair,
+                Measure::P50Ratio,
                 pair.latency_ratio,
                 Bound::AtMost,
                 1.5,
@@ -86,13 +112,21 @@ pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
                 goals.push(Goal::judge(
                     format!("{s} throughput ≥ 2× the one-client floor ({}) at {c} clients", s.floor_name()),
                     pair,
+                    Measure::Scaling,
                     Spread::of(per_run),
                     Bound::AtLeast,
                     2.0,
                 ));
             }
             let tail = Spread::of(pair.runs.product.iter().map(|r| ratio(r.p99_us, r.p50_us)));
-            goals.push(Goal::judge(format!("{s} p99 ≤ 5× p50 at {c} clients"), pair, tail, Bound::AtMost, 5.0));
+            goals.push(Goal::judge(
+                format!("{s} p99 ≤ 5× p50 at {c} clients"),
+                pair,
+                Measure::Tail,
+                tail,
+                Bound::AtMost,
+                5.0,
+            ));
         }
         if matches!(s, Scenario::ReadLibrary | Scenario::ReadHttp) && c > 1 {
             // The next lower client count above one, if measured: 8 for 64.
@@ -104,6 +138,7 @@ pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
                 goals.push(Goal::judge(
                     format!("{s} throughput does not fall from {} to {c} clients (≥ {NO_FALL}×)", lower.clients),
                     pair,
+                    Measure::NoFall,
                     Spread::of(per_run),
                     Bound::AtLeast,
                     NO_FALL,

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::goals::{Bound, Goal};
+use crate::goals::{Goal, Measure};
 use crate::results::Results;
 use crate::stats::Spread;
 
@@ -30,9 +30,7 @@ fn escape(text: &str) -> String {
 fn direct_goal(goals: &[Goal], label_scenario: crate::config::Scenario, clients: usize) -> Option<(f64, bool)> {
     goals
         .iter()
-        .find(|g| {
-            g.scenario == label_scenario && g.clients == clients && g.bound == Bound::AtMost && g.goal.contains("p50")
-        })
+        .find(|g| g.scenario == label_scenario && g.clients == clients && g.measure == Measure::P50Ratio)
         .map(|g| (g.limit, g.met))
 }
 
