@@ -82,6 +82,14 @@ pub enum Command {
     /// `--store-protocol unlocked`, and `--clock-beyond-bound` unless `--clock-check`
     /// has every process check its clock offsets as production does.
     Simulate(SimulateArgs),
+    /// Measure writes, reads (library and HTTP), the cleaner's sweep and the model
+    /// checker, each beside a floor measured in the same run (the same store
+    /// operations issued directly), as ratios: a table on the terminal, and
+    /// results.json and latest.svg under `--out` (docs/performance.md).
+    ///
+    /// Exit status 0 whether goals are met or missed (the table says which); 2 when
+    /// the harness could not measure.
+    Bench(BenchArgs),
 }
 
 /// Where the stores are.
@@ -301,6 +309,84 @@ pub struct SetTimingsArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub timings: TimingArgs,
+}
+
+/// Flags of `bench`. The stores are given by flag only (no environment variable or
+/// config file): a benchmark writes thousands of profiles, and must never land in a
+/// deployment's stores by accident.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Scenarios, repeatable or comma-separated: write-library, write-http,
+    /// read-library, read-http, sweep, model. [default: all]
+    #[arg(long, value_delimiter = ',', value_parser = parse_scenario, value_name = "NAME")]
+    pub scenario: Vec<profilestore_bench::Scenario>,
+    /// Timed runs of each side (floor and product alternate).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Length of one timed run.
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    pub run_time: Duration,
+    /// Concurrent clients of the write and read scenarios, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64", value_name = "N,..")]
+    pub clients: Vec<usize>,
+    /// Users the operations are spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub users: usize,
+    /// Size of the uploaded image (the example PNG, padded).
+    #[arg(long, value_parser = parse_size, default_value = "20KiB", value_name = "SIZE")]
+    pub image_size: u64,
+    /// Metadata database URL for the write and read scenarios. [default: a fresh
+    /// SQLite file in a temporary directory]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Blob store URL for the write and read scenarios; an `s3://` URL also moves the
+    /// sweep's blobs to a fresh prefix under it. [default: a fresh temporary directory]
+    #[arg(long, value_name = "URL")]
+    pub blobs: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Blobs in the sweep's store, comma-separated for several sizes.
+    #[arg(long, value_delimiter = ',', default_value = "10000", value_name = "N,..")]
+    pub blobs_count: Vec<u64>,
+    /// Model-checker configurations, comma-separated: small, case-study, larger.
+    #[arg(long, value_delimiter = ',', default_value = "case-study,larger", value_enum, value_name = "SIZE,..")]
+    pub model_size: Vec<ModelSizeArg>,
+    /// Directory for results.json and latest.svg.
+    #[arg(long, default_value = "target/bench", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Print the results as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: run one task read from standard input (a sweep side or a model
+    /// exploration) and print its outcome, for the parent's memory measurement.
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+/// A model-checker configuration `bench` explores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelSizeArg {
+    /// The case study with at most 2 operations (about a second).
+    Small,
+    /// The case study's configuration.
+    CaseStudy,
+    /// The case study's with the clock bounded at 4 h.
+    Larger,
+}
+
+impl From<ModelSizeArg> for profilestore_bench::ModelSize {
+    fn from(a: ModelSizeArg) -> Self {
+        match a {
+            ModelSizeArg::Small => profilestore_bench::ModelSize::Small,
+            ModelSizeArg::CaseStudy => profilestore_bench::ModelSize::CaseStudy,
+            ModelSizeArg::Larger => profilestore_bench::ModelSize::Larger,
+        }
+    }
+}
+
+/// Parses a `bench` scenario name.
+fn parse_scenario(s: &str) -> Result<profilestore_bench::Scenario, String> {
+    s.parse().map_err(|e: profilestore_bench::BenchError| e.to_string())
 }
 
 /// Parses a human duration such as `2h`, `10m`, `1h 5m` or `250ms`.

@@ -22,7 +22,9 @@ fn main() -> ExitCode {
         Ok(file) => file.unwrap_or_default(),
         Err(e) => return fail(&e),
     };
-    init_logging(cli.log_format.or(file.log_format).unwrap_or(LogFormat::Text));
+    // A benchmark's server would log every request it answers: warnings only.
+    let default_filter = if matches!(cli.command, Command::Bench(_)) { "warn" } else { "info,sqlx=warn" };
+    init_logging(cli.log_format.or(file.log_format).unwrap_or(LogFormat::Text), default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&e.into()),
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
             Command::SetTimings(args) => commands::set_timings::run(args, &file).await,
             Command::CheckModel(args) => commands::check_model::run(args).await,
             // CPU-bound, on runtimes of its own (one per seed): off the async threads.
+            Command::Bench(args) => commands::bench::run(args).await,
             Command::Simulate(args) => tokio::task::spawn_blocking(move || commands::simulate::run(args)).await?,
         }
     });
@@ -47,9 +50,9 @@ fn fail(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     // Colours only for a person at a terminal, never into a log file or collector.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder =

@@ -1,6 +1,7 @@
 //! One module per subcommand. Each returns the process's exit status.
 
 pub mod audit;
+pub mod bench;
 pub mod check_model;
 pub mod clean;
 pub mod init;

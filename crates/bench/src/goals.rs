@@ -1,0 +1,150 @@
+//! The goals, each a ratio within one run, judged from the results.
+
+use crate::config::Scenario;
+use crate::scenarios::PairResult;
+use crate::stats::{Spread, ratio};
+
+/// Which way a goal's ratio must lie from its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Bound {
+    /// The ratio's median must be at most the limit.
+    #[serde(rename = "<=")]
+    AtMost,
+    /// The ratio's median must be at least the limit.
+    #[serde(rename = ">=")]
+    AtLeast,
+}
+
+/// What a goal's ratio compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measure {
+    /// The pair's own ratio: product p50 over floor p50.
+    P50Ratio,
+    /// Product throughput at N clients over the floor's at one client.
+    Scaling,
+    /// The product's p99 over its p50.
+    Tail,
+    /// Product throughput at N clients over its throughput at the next lower count.
+    NoFall,
+}
+
+/// One goal, judged on the median of its ratio across runs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Goal {
+    /// What the goal says, in words.
+    pub goal: String,
+    /// The scenario it is about.
+    pub scenario: Scenario,
+    /// The client count it is about.
+    pub clients: usize,
+    /// What the ratio compares.
+    pub measure: Measure,
+    /// The ratio measured.
+    pub ratio: Option<Spread>,
+    /// Which way it must lie.
+    pub bound: Bound,
+    /// The limit.
+    pub limit: f64,
+    /// Whether the median lies within the limit (false when nothing was measured).
+    pub met: bool,
+}
+
+impl Goal {
+    fn judge(
+        goal: String,
+        pair: &PairResult,
+        measure: Measure,
+        ratio: Option<Spread>,
+        bound: Bound,
+        limit: f64,
+    ) -> Goal {
+        let met = ratio.is_some_and(|r| match bound {
+            Bound::AtMost => r.median <= limit,
+            Bound::AtLeast => r.median >= limit,
+        });
+        Goal { goal, scenario: pair.scenario, clients: pair.clients, measure, ratio, bound, limit, met }
+    }
+}
+
+/// Throughput "does not fall" from one client count to a higher one: a median ratio
+/// of at least this, as closer than 5 % is within the noise of a shared machine.
+pub const NO_FALL: f64 = 0.95;
+
+/// Every goal the measured pairs allow judging. Goals about client counts that were
+/// not measured are left out.
+pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    let find = |s: Scenario, c: usize| pairs.iter().find(|p| p.scenario == s && p.clients == c);
+    for pair in pairs {
+        let (s, c) = (pair.scenario, pair.clients);
+        match (s, c) {
+            (Scenario::WriteLibrary, 1) => goals.push(Goal::judge(
+                "library write p50 ≤ 1.1× the floor (put + commit) at 1 client".into(),
+                pair,
+                Measure::P50Ratio,
+                pair.latency_ratio,
+                Bound::AtMost,
+                1.1,
+            )),
+            (Scenario::WriteHttp, 1) => goals.push(Goal::judge(
+                "HTTP write p50 ≤ 1.3× the library write at 1 client".into(),
+                pair,
+                Measure::P50Ratio,
+                pair.latency_ratio,
+                Bound::AtMost,
+                1.3,
+            )),
+            (Scenario::ReadHttp, 1) => goals.push(Goal::judge(
+                "profile GET p50 ≤ 1.5× the image GET at 1 client".into(),
+                pair,
+                Measure::P50Ratio,
+                pair.latency_ratio,
+                Bound::AtMost,
+                1.5,
+            )),
+            _ => {}
+        }
+        if c > 1 {
+            if let Some(one) = find(s, 1) {
+                let per_run =
+                    pair.runs.product.iter().zip(&one.runs.floor).map(|(p, f)| ratio(p.throughput, f.throughput));
+                goals.push(Goal::judge(
+                    format!("{s} throughput ≥ 2× the one-client floor ({}) at {c} clients", s.floor_name()),
+                    pair,
+                    Measure::Scaling,
+                    Spread::of(per_run),
+                    Bound::AtLeast,
+                    2.0,
+                ));
+            }
+            let tail = Spread::of(pair.runs.product.iter().map(|r| ratio(r.p99_us, r.p50_us)));
+            goals.push(Goal::judge(
+                format!("{s} p99 ≤ 5× p50 at {c} clients"),
+                pair,
+                Measure::Tail,
+                tail,
+                Bound::AtMost,
+                5.0,
+            ));
+        }
+        if matches!(s, Scenario::ReadLibrary | Scenario::ReadHttp) && c > 1 {
+            // The next lower client count above one, if measured: 8 for 64.
+            let lower =
+                pairs.iter().filter(|p| p.scenario == s && p.clients > 1 && p.clients < c).max_by_key(|p| p.clients);
+            if let Some(lower) = lower {
+                let per_run =
+                    pair.runs.product.iter().zip(&lower.runs.product).map(|(h, l)| ratio(h.throughput, l.throughput));
+                goals.push(Goal::judge(
+                    format!("{s} throughput does not fall from {} to {c} clients (≥ {NO_FALL}×)", lower.clients),
+                    pair,
+                    Measure::NoFall,
+                    Spread::of(per_run),
+                    Bound::AtLeast,
+                    NO_FALL,
+                ));
+            }
+        }
+    }
+    goals
+}

@@ -1,0 +1,74 @@
+//! The profilestore benchmark suite (`profilestore bench`, docs/performance.md).
+//!
+//! Every figure is measured beside a baseline in the same run and reported as a
+//! ratio, because shared machines are noisy: the floor is the same store operations
+//! issued directly on the same stores (a write's blob put and record commit, a read's
+//! record read and blob get), and each ratio is the median of several runs, the
+//! floor's and the product's alternating, with its spread.
+//!
+//! # Layout
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`config`] | [`BenchConfig`]: scenarios, runs, run time, client counts, stores, sizes |
+//! | [`load`] | the closed-loop load generator and the floor/product [`interleave`](load::interleave)r |
+//! | [`stats`] | a run's throughput and percentiles ([`RunStats`]), a ratio's [`Spread`] |
+//! | [`fixture`] | opening and pairing the stores, the padded PNG, the bench's users |
+//! | `scenarios` | the library and HTTP paths and their floors, at each client count |
+//! | [`sweep`] | the cleaner cycle against listing plus one record scan |
+//! | [`model`] | the model checker's states, states/s and peak memory |
+//! | [`child`] | work run in a child process for its own peak memory |
+//! | [`goals`] | the goals, judged on the ratios |
+//! | [`results`] | [`Results`]: everything a run measured, written as JSON |
+//! | [`table`], [`svg`] | the Markdown table and the SVG plot |
+
+pub mod child;
+pub mod config;
+pub mod error;
+pub mod fixture;
+pub mod goals;
+pub mod load;
+pub mod model;
+pub mod results;
+mod scenarios;
+pub mod stats;
+pub mod svg;
+pub mod sweep;
+pub mod table;
+
+pub use config::{BenchConfig, ModelSize, Scenario, StoreTarget};
+pub use error::BenchError;
+pub use results::Results;
+pub use scenarios::PairResult;
+pub use stats::{RunStats, Spread};
+
+/// Runs every configured scenario in turn and judges the goals. Writes nothing:
+/// see [`Results::write`]. Progress goes to standard error.
+pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
+    config.validate()?;
+    let mut results = Results {
+        machine: results::Machine::this(),
+        settings: results::Settings::of(config),
+        pairs: Vec::new(),
+        sweeps: Vec::new(),
+        model: Vec::new(),
+        goals: Vec::new(),
+        not_yet_measured: results::NOT_YET_MEASURED.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    for scenario in Scenario::ALL.into_iter().filter(|s| config.scenarios.contains(s)) {
+        match scenario {
+            Scenario::Sweep => results.sweeps = sweep::run(config).await?,
+            Scenario::Model => {
+                for &size in &config.model_sizes {
+                    eprintln!("bench: model checker, {}", size.name());
+                    let task = child::ChildTask::Model { size };
+                    let outcome = child::run(config.child_exe.as_deref(), &task, &config.stores.s3).await?;
+                    results.model.push(model::ModelResult::new(size, &outcome));
+                }
+            }
+            _ => results.pairs.extend(scenarios::run(config, scenario).await?),
+        }
+    }
+    results.goals = goals::judge(&results.pairs);
+    Ok(results)
+}

@@ -1,0 +1,134 @@
+//! The results as Markdown tables: readable on a terminal, and pasted as they are
+//! into docs/performance.md.
+
+use std::fmt::Write;
+
+use crate::goals::Bound;
+use crate::results::Results;
+use crate::stats::Spread;
+
+/// A latency in the unit that keeps it short: `412 µs`, `3.10 ms`, `1.20 s`.
+pub fn latency(us: f64) -> String {
+    if !us.is_finite() {
+        "-".into()
+    } else if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1e6)
+    }
+}
+
+/// A size in MiB, or `-` when unknown.
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "-".into(), |b| format!("{:.0} MiB", b as f64 / (1024.0 * 1024.0)))
+}
+
+fn spread(s: Option<Spread>) -> String {
+    s.map_or_else(|| "-".into(), |s| s.to_string())
+}
+
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    Spread::of(values).map_or(f64::NAN, |s| s.median)
+}
+
+/// Every table of `results`, with a heading line for each.
+pub fn render(results: &Results) -> String {
+    let mut out = String::new();
+    let m = &results.machine;
+    let s = &results.settings;
+    let _ = writeln!(
+        out,
+        "Machine: {} cores, {} ({}). {} runs × {:.1} s per side, interleaved; image {} bytes; {} users; stores: {} + {}.\n",
+        m.cores, m.cpu, m.os, s.runs, s.run_time_s, s.image_size, s.users, s.database, s.blobs
+    );
+    if !results.pairs.is_empty() {
+        out.push_str("| product | floor | clients | floor ops/s | floor p50 / p99 | product ops/s | product p50 / p99 | p50 ratio (min–max) | throughput ratio (min–max) | errors |\n");
+        out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+        for p in &results.pairs {
+            let errors: u64 = p.runs.floor.iter().chain(&p.runs.product).map(|r| r.errors).sum();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {} / {} | {:.0} | {} / {} | {} | {} | {} |",
+                p.scenario,
+                p.floor,
+                p.clients,
+                p.median(false, |r| r.throughput),
+                latency(p.median(false, |r| r.p50_us)),
+                latency(p.median(false, |r| r.p99_us)),
+                p.median(true, |r| r.throughput),
+                latency(p.median(true, |r| r.p50_us)),
+                latency(p.median(true, |r| r.p99_us)),
+                spread(p.latency_ratio),
+                spread(p.throughput_ratio),
+                errors,
+            );
+        }
+        out.push('\n');
+    }
+    if !results.sweeps.is_empty() {
+        out.push_str("| sweep blobs | orphans | list+scan | cleaner cycle | time ratio (min–max) | peak RSS list+scan | peak RSS cleaner |\n");
+        out.push_str("|--:|--:|--:|--:|--:|--:|--:|\n");
+        for w in &results.sweeps {
+            let peak = |runs: &[crate::child::ChildOutcome]| runs.iter().filter_map(|r| r.peak_rss_bytes).max();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} s | {:.2} s | {} | {} | {} |",
+                w.blobs,
+                w.orphans,
+                median(w.runs.floor.iter().map(|r| r.seconds)),
+                median(w.runs.product.iter().map(|r| r.seconds)),
+                spread(w.time_ratio),
+                mib(peak(&w.runs.floor)),
+                mib(peak(&w.runs.product)),
+            );
+        }
+        out.push('\n');
+    }
+    if !results.model.is_empty() {
+        out.push_str("| model configuration | distinct states | time | states/s | peak RSS |\n|---|--:|--:|--:|--:|\n");
+        for r in &results.model {
+            let own = if r.own_process { "" } else { " (shared process)" };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} s | {:.0}k | {}{own} |",
+                r.name,
+                r.states,
+                r.seconds,
+                r.states_per_second / 1000.0,
+                mib(r.peak_rss_bytes)
+            );
+        }
+        out.push('\n');
+    }
+    if !results.goals.is_empty() {
+        out.push_str("| goal | measured (min–max) | limit | met |\n|---|--:|--:|---|\n");
+        for g in &results.goals {
+            let bound = match g.bound {
+                Bound::AtMost => "≤",
+                Bound::AtLeast => "≥",
+            };
+            let met = if g.met { "met" } else { "**missed**" };
+            let _ = writeln!(out, "| {} | {} | {bound} {} | {met} |", g.goal, spread(g.ratio), g.limit);
+        }
+        out.push('\n');
+    }
+    for todo in &results.not_yet_measured {
+        let _ = writeln!(out, "not yet measured: {todo}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latency;
+
+    #[test]
+    fn latencies_pick_a_short_unit() {
+        assert_eq!(latency(412.4), "412 µs");
+        assert_eq!(latency(3100.0), "3.10 ms");
+        assert_eq!(latency(1_200_000.0), "1.20 s");
+        assert_eq!(latency(f64::NAN), "-");
+    }
+}
