@@ -3,6 +3,7 @@
 //! (precedence: flag, then environment, then file, then the built-in default).
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -361,6 +362,10 @@ pub struct CheckModelArgs {
     /// Also check "eventually no orphans" from every explored state.
     #[arg(long)]
     pub liveness: bool,
+    /// Threads expanding each level of the search; the states, the verdict and the
+    /// trace are the same for every count. [default: the machine's cores]
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
     /// The timings to explore (whole hours).
     #[command(flatten)]
     pub timings: CheckedTimingArgs,
