@@ -76,10 +76,15 @@ struct ChunkOut {
     parents: Vec<u32>,
     ordinals: Vec<u16>,
     states: Vec<u8>,
-    /// Candidate indices grouped by shard: shard `s` owns `order[ends[s-1]..ends[s]]`.
+    /// Candidate indices grouped by shard: shard `s` owns positions
+    /// `ends[s-1]..ends[s]` of `order`.
     order: Vec<u32>,
     ends: Vec<u32>,
-    /// Set in the merge for candidates that won their state.
+    /// Where each candidate stands in `order`.
+    position: Vec<u32>,
+    /// Set in the merge, by position in `order`, for candidates that won their state.
+    /// By position, so that each shard's thread writes its own stretch of the vector
+    /// rather than bytes scattered over cache lines the other threads write too.
     fresh: Vec<AtomicBool>,
     transitions: u64,
     coverage: Coverage,
@@ -87,9 +92,15 @@ struct ChunkOut {
 }
 
 impl ChunkOut {
-    fn in_shard(&self, s: usize) -> &[u32] {
+    /// The positions in `order` that shard `s` owns.
+    fn in_shard(&self, s: usize) -> std::ops::Range<usize> {
         let start = if s == 0 { 0 } else { self.ends[s - 1] as usize };
-        &self.order[start..self.ends[s] as usize]
+        start..self.ends[s] as usize
+    }
+
+    /// Whether candidate `i` won its state in the merge.
+    fn won(&self, i: usize) -> bool {
+        self.fresh[self.position[i] as usize].load(Ordering::Relaxed)
     }
 
     /// Groups the candidates by shard, keeping generation order within each.
@@ -105,9 +116,12 @@ impl ChunkOut {
             sum += c;
         }
         self.order = vec![0; self.fps.len()];
+        self.position = vec![0; self.fps.len()];
+        // A chunk's candidates are far fewer than 2^32: the casts cannot truncate.
         for (i, &fp) in self.fps.iter().enumerate() {
             let slot = &mut next[shard_of(fp)];
             self.order[*slot as usize] = i as u32;
+            self.position[i] = *slot;
             *slot += 1;
         }
         self.ends = next;
@@ -277,9 +291,9 @@ fn merge_all(seen: &mut SeenSet, outs: &[ChunkOut], threads: usize) {
             // A poisoned queue means a sibling panicked; `on_threads` re-raises it.
             let Some((s, shard)) = shards.lock().ok().and_then(|mut q| q.next()) else { return };
             for out in outs {
-                for &i in out.in_shard(s) {
-                    if shard.insert(out.fps[i as usize]) {
-                        out.fresh[i as usize].store(true, Ordering::Relaxed);
+                for k in out.in_shard(s) {
+                    if shard.insert(out.fps[out.order[k] as usize]) {
+                        out.fresh[k].store(true, Ordering::Relaxed);
                     }
                 }
             }
@@ -294,8 +308,8 @@ fn number(out: &ChunkOut, tree: &mut Tree, stride: usize, next: &mut Vec<Segment
         return Ok(());
     }
     let mut segment = Segment { first: tree.len_u32()?, bytes: Vec::with_capacity(winners * stride) };
-    for (i, fresh) in out.fresh.iter().enumerate() {
-        if fresh.load(Ordering::Relaxed) {
+    for i in 0..out.fps.len() {
+        if out.won(i) {
             tree.push(out.parents[i], out.ordinals[i])?;
             segment.bytes.extend_from_slice(&out.states[i * stride..(i + 1) * stride]);
         }
