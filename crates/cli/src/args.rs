@@ -492,6 +492,10 @@ pub struct CheckModelArgs {
     /// Also check "eventually no orphans" from every explored state.
     #[arg(long)]
     pub liveness: bool,
+    /// Threads expanding each level of the search; the states, the verdict and the
+    /// trace are the same for every count. [default: the machine's cores]
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
     /// The timings to explore (whole hours).
     #[command(flatten)]
     pub timings: CheckedTimingArgs,

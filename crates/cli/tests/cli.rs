@@ -175,6 +175,14 @@ fn check_model_passes_the_working_design_and_prints_the_shortest_trace_of_a_flaw
     let pass = bin().args(small).output().unwrap();
     assert!(pass.status.success(), "{}{}", stdout(&pass), stderr(&pass));
     assert!(stdout(&pass).contains("pass:") && stdout(&pass).contains("distinct states"), "{}", stdout(&pass));
+    // The summary's counts do not depend on the threads; zero threads is refused.
+    let summary =
+        |out: &std::process::Output| stdout(out).lines().next().unwrap_or("").split(',').take(3).collect::<String>();
+    let one = bin().args(small).args(["--threads", "1"]).output().unwrap();
+    assert!(stdout(&one).contains("on 1 threads"), "{}", stdout(&one));
+    assert_eq!(summary(&one), summary(&pass));
+    let zero = bin().args(small).args(["--threads", "0"]).output().unwrap();
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
 
     let refused = bin().args(small).args(["--delete-delay", "0s"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2), "unsafe timings need --allow-unsafe-timing");

@@ -1,28 +1,19 @@
-//! Breadth-first exhaustive search over the model's states.
-//!
-//! Seen states are kept only as 64-bit fingerprints with their parent's fingerprint;
-//! full states live only on the frontier. Each level is expanded in parallel blocks
-//! (successor generation, fingerprinting and the liveness drain are the cost), then
-//! merged into the seen map on one thread.
+//! Breadth-first exhaustive search over the model's states: the public entry points
+//! and what they report. The search itself is in `search`; see it for the memory
+//! layout (a fingerprint, a parent index and a transition ordinal per seen state;
+//! full states only on the frontier) and the parallel levels.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use profilestore_core::machine::CleanerAction;
-use rayon::prelude::*;
 
+use crate::codec::EncodeError;
 use crate::config::{ConfigError, ModelConfig};
-use crate::liveness::drain;
-use crate::step::{Property, Step, successors};
-use crate::trace::{Trace, push_violation, rebuild};
+use crate::search::search;
+use crate::step::Property;
+use crate::trace::Trace;
 use crate::world::{ModelWorld, Server};
-
-/// States expanded between two merges: bounds the successors held at once.
-const BLOCK: usize = 1 << 16;
-/// States one parallel task expands.
-const CHUNK: usize = 512;
 
 /// Where the search stands; reported after every level.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -64,6 +55,8 @@ pub struct Report {
     pub depth: u32,
     /// Wall time of the search.
     pub elapsed: Duration,
+    /// Threads the search ran on.
+    pub threads: usize,
     /// The process's peak resident memory (`VmHWM`), where the OS reports it.
     pub peak_memory_bytes: Option<u64>,
     /// How often the races the store protocols are about were reached.
@@ -117,7 +110,7 @@ impl Coverage {
         c
     }
 
-    fn add(&mut self, other: Coverage) {
+    pub(crate) fn add(&mut self, other: Coverage) {
         self.pending_commit_with_query_ready += other.pending_commit_with_query_ready;
         self.pending_commit_past_deadline += other.pending_commit_past_deadline;
         self.deadline_at_check += other.deadline_at_check;
@@ -131,170 +124,86 @@ impl Report {
     }
 }
 
-/// The fingerprints are already uniformly mixed: hashing them again is wasted work.
-#[derive(Default)]
-struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+impl Report {
+    /// Peak resident memory divided by distinct states: an upper bound on what one
+    /// state costs, since the peak also holds the program and its fixed tables.
+    pub fn bytes_per_state(&self) -> Option<f64> {
+        self.peak_memory_bytes.map(|b| b as f64 / self.distinct_states.max(1) as f64)
     }
 }
 
-type Parents = HashMap<u64, u64, BuildHasherDefault<PassThrough>>;
-
-enum Found {
-    Safety { parent: u64, child: u64, property: Property },
-    Liveness { state: u64, world: Box<ModelWorld> },
+/// How the search runs; not what it explores (that is the [`ModelConfig`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct SearchOptions {
+    /// Threads expanding each level. The result (states, transitions, verdict and
+    /// trace) is the same for every value; only the time changes.
+    pub threads: NonZeroUsize,
 }
 
-/// A state on the frontier: its fingerprint, its parent's, and the state itself.
-type Node = (u64, u64, ModelWorld);
-
-struct Expansion {
-    children: Vec<Node>,
-    transitions: u64,
-    coverage: Coverage,
-    found: Option<Found>,
-}
-
-fn expand(config: &ModelConfig, chunk: &[Node], seen: &Parents) -> Expansion {
-    // Most states have a handful of successors; reserving avoids regrowing a vector
-    // of large values.
-    let mut out = Expansion {
-        children: Vec::with_capacity(chunk.len() * 4),
-        transitions: 0,
-        coverage: Coverage::default(),
-        found: None,
-    };
-    for (fp, _, world) in chunk {
-        out.coverage.add(Coverage::of(world));
-        if config.properties.eventually_no_orphans && drain(config, world, false).is_err() {
-            out.found = Some(Found::Liveness { state: *fp, world: Box::new(world.clone()) });
-            return out;
-        }
-        let mut violation = None;
-        successors(config, world, &mut |_step: Step, child: ModelWorld, broke: Option<Property>| {
-            out.transitions += 1;
-            let child_fp = child.fingerprint();
-            if let (Some(property), None) = (broke, &violation) {
-                violation = Some(Found::Safety { parent: *fp, child: child_fp, property });
-            }
-            if !seen.contains_key(&child_fp) {
-                out.children.push((child_fp, *fp, child));
-            }
-        });
-        if violation.is_some() {
-            out.found = violation;
-            return out;
-        }
+impl Default for SearchOptions {
+    /// As many threads as the machine offers this process.
+    fn default() -> Self {
+        SearchOptions { threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN) }
     }
-    out
+}
+
+/// Why a search could not run or finish.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The configuration is outside what the checker can encode.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A state did not fit the compact frontier encoding (a checker bug).
+    #[error("state encoding: {0}")]
+    Encoding(#[from] EncodeError),
+    /// More than 2^32 distinct states: state indices are 32 bits.
+    #[error("more than 2^32 distinct states; bound the configuration further")]
+    TooManyStates,
+    /// A state with more than 2^16 successors: transition ordinals are 16 bits.
+    #[error("a state has more than 65,536 successors")]
+    TooManySuccessors,
+    /// Re-running the recorded transitions did not reproduce the violation (a checker
+    /// bug: the search and the replay disagree).
+    #[error("the counterexample could not be replayed")]
+    TraceReplay,
+}
+
+/// Explores every state reachable under `config` on as many threads as the machine
+/// offers, calling `progress` after each BFS level. Stops at the first violation,
+/// whose trace is a shortest one. See [`check_with`].
+pub fn check(config: &ModelConfig, progress: impl FnMut(&Progress)) -> Result<Report, CheckError> {
+    check_with(config, &SearchOptions::default(), progress)
 }
 
 /// Explores every state reachable under `config`, calling `progress` after each BFS
-/// level. Stops at the first violation, whose trace is a shortest one.
-pub fn check(config: &ModelConfig, mut progress: impl FnMut(&Progress)) -> Result<Report, ConfigError> {
+/// level, and stops at the first violation.
+///
+/// Promises, for any number of threads: the same distinct states and transitions,
+/// the same verdict, and on a violation the same trace, a shortest one (breadth
+/// first; among shortest, the first in the fixed order of servers, cleaners, clock).
+/// A violation is reported with the states counted up to the violating state's
+/// successors, as a one-thread search would count them.
+pub fn check_with(
+    config: &ModelConfig,
+    options: &SearchOptions,
+    mut progress: impl FnMut(&Progress),
+) -> Result<Report, CheckError> {
     config.validate()?;
     // Measures the checker's own run time for the report; model time is `Hour`.
     #[allow(clippy::disallowed_methods)]
     let started = Instant::now();
-    let initial = ModelWorld::initial(config);
-    let initial_fp = initial.fingerprint();
-    let mut seen = Parents::default();
-    seen.insert(initial_fp, initial_fp);
-    // The frontier is kept as the filtered successor vectors themselves: new states
-    // are never moved again after generation.
-    let mut frontier: Vec<Vec<Node>> = vec![vec![(initial_fp, initial_fp, initial)]];
-    let mut transitions = 0u64;
-    let mut coverage = Coverage::default();
-    let mut depth = 0u32;
-    let report = |seen: &Parents, transitions, coverage, depth, verdict| Report {
-        distinct_states: seen.len() as u64,
-        transitions,
-        depth,
+    let threads = options.threads.get();
+    let outcome = search(config, threads, started, &mut progress)?;
+    Ok(Report {
+        distinct_states: outcome.distinct_states,
+        transitions: outcome.transitions,
+        depth: outcome.depth,
         elapsed: started.elapsed(),
+        threads,
         peak_memory_bytes: peak_memory_bytes(),
-        coverage,
-        verdict,
-    };
-    while !frontier.is_empty() {
-        let mut next: Vec<Vec<Node>> = Vec::new();
-        let mut level = frontier.into_iter().peekable();
-        while level.peek().is_some() {
-            // Expand about BLOCK states, then merge, to bound the successors held.
-            let mut block = Vec::new();
-            let mut size = 0;
-            while let Some(part) = level.next_if(|_| size < BLOCK) {
-                size += part.len();
-                block.push(part);
-            }
-            let expansions: Vec<Expansion> =
-                block.par_iter().flat_map_iter(|part| part.chunks(CHUNK)).map(|c| expand(config, c, &seen)).collect();
-            drop(block);
-            for mut e in expansions {
-                transitions += e.transitions;
-                coverage.add(e.coverage);
-                e.children.retain(|(fp, parent, _)| match seen.entry(*fp) {
-                    Entry::Vacant(slot) => {
-                        slot.insert(*parent);
-                        true
-                    }
-                    Entry::Occupied(_) => false,
-                });
-                if let Some(found) = e.found {
-                    let verdict = violation_verdict(config, &seen, found);
-                    return Ok(report(&seen, transitions, coverage, depth + 1, verdict));
-                }
-                if !e.children.is_empty() {
-                    // The reserve was a guess; the frontier should not carry its slack.
-                    e.children.shrink_to_fit();
-                    next.push(e.children);
-                }
-            }
-        }
-        frontier = next;
-        progress(&Progress {
-            depth,
-            distinct_states: seen.len() as u64,
-            transitions,
-            frontier: frontier.iter().map(Vec::len).sum(),
-            elapsed: started.elapsed(),
-        });
-        if !frontier.is_empty() {
-            depth += 1;
-        }
-    }
-    Ok(report(&seen, transitions, coverage, depth, Verdict::Pass))
-}
-
-fn violation_verdict(config: &ModelConfig, seen: &Parents, found: Found) -> Verdict {
-    match found {
-        Found::Safety { parent, child, property } => {
-            let trace = rebuild(config, seen, parent).map(|(mut trace, world)| {
-                push_violation(config, &mut trace, &world, child, property);
-                trace
-            });
-            Verdict::Violation { property, trace: trace.unwrap_or(Trace { rows: Vec::new() }) }
-        }
-        Found::Liveness { state, world } => {
-            let mut trace = rebuild(config, seen, state).map(|(t, _)| t).unwrap_or(Trace { rows: Vec::new() });
-            if let Err(steps) = drain(config, &world, true) {
-                for (step, after) in &steps {
-                    trace.push(step, after);
-                }
-            }
-            Verdict::Violation { property: Property::EventuallyNoOrphans, trace }
-        }
-    }
+        coverage: outcome.coverage,
+        verdict: outcome.verdict,
+    })
 }
 
 /// The peak resident set size from `/proc/self/status` (`VmHWM`), on Linux.

@@ -196,13 +196,6 @@ pub const MAX_USERS: usize = 8;
 pub const MAX_BLOBS: usize = 32;
 
 /// A configuration the checker cannot encode.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+#[error("invalid model configuration: {0}")]
 pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid model configuration: {}", self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}

@@ -1,12 +1,12 @@
 //! Counterexample traces: the shortest path to a violation, replayed and rendered.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasher;
 
 use profilestore_core::machine::{ReadOutcome, WriteOutcome};
 
+use crate::checker::CheckError;
 use crate::config::ModelConfig;
+use crate::liveness::drain;
 use crate::step::{Action, Actor, Finished, Property, Step, successors};
 use crate::time::Hour;
 use crate::world::ModelWorld;
@@ -163,66 +163,96 @@ impl fmt::Display for Trace {
     }
 }
 
-/// Rebuilds the shortest path to the state `target` by walking parent fingerprints,
-/// then replays it from the initial state, re-deriving each step's label by finding
-/// the successor whose fingerprint is the child's. Returns the trace and the last world.
-pub(crate) fn rebuild<S: BuildHasher>(
-    config: &ModelConfig,
-    parents: &HashMap<u64, u64, S>,
-    target: u64,
-) -> Option<(Trace, ModelWorld)> {
-    let mut path = vec![target];
-    let mut at = target;
-    while let Some(&parent) = parents.get(&at) {
-        if parent == at {
-            break;
-        }
-        path.push(parent);
-        at = parent;
-        if path.len() > parents.len() {
-            return None;
-        }
+/// How each state was first reached: its parent's index and the ordinal of the
+/// transition (in [`successors`]' fixed order) from the parent. State 0 is the initial
+/// state, its own parent. Six bytes a state; no fingerprint is needed, since a trace
+/// is rebuilt by re-running the transitions from the initial state.
+#[derive(Default, Debug)]
+pub(crate) struct Tree {
+    parents: Vec<u32>,
+    ordinals: Vec<u16>,
+}
+
+impl Tree {
+    /// Records the next state: reached from `parent` by transition `ordinal`.
+    pub(crate) fn push(&mut self, parent: u32, ordinal: u16) -> Result<(), CheckError> {
+        self.len_u32()?;
+        self.parents.push(parent);
+        self.ordinals.push(ordinal);
+        Ok(())
     }
-    path.reverse();
-    let mut world = ModelWorld::initial(config);
-    if path.first() != Some(&world.fingerprint()) {
-        return None;
+
+    /// States recorded.
+    pub(crate) fn len(&self) -> u64 {
+        self.parents.len() as u64
     }
-    let mut trace = Trace::start(&world);
-    for &child in &path[1..] {
-        let mut found = None;
-        successors(config, &world, &mut |step, w, _| {
-            if found.is_none() && w.fingerprint() == child {
-                found = Some((step, w));
+
+    /// States recorded, which is also the next state's index: refused once indices
+    /// no longer fit 32 bits.
+    pub(crate) fn len_u32(&self) -> Result<u32, CheckError> {
+        u32::try_from(self.parents.len()).map_err(|_| CheckError::TooManyStates)
+    }
+
+    /// The transition ordinals from the initial state to `state`; `None` if the
+    /// parents do not lead back to state 0.
+    fn path(&self, state: u32) -> Option<Vec<u16>> {
+        let mut path = Vec::new();
+        let mut at = state;
+        while at != 0 {
+            let i = usize::try_from(at).ok()?;
+            path.push(*self.ordinals.get(i)?);
+            at = *self.parents.get(i)?;
+            if path.len() > self.parents.len() {
+                return None;
             }
-        });
-        let (step, next) = found?;
+        }
+        path.reverse();
+        Some(path)
+    }
+}
+
+/// Performs transition `ordinal` out of `world`: its label, the state after it and
+/// the property it broke, if any.
+fn nth_successor(
+    config: &ModelConfig,
+    world: &ModelWorld,
+    ordinal: u16,
+) -> Option<(Step, ModelWorld, Option<Property>)> {
+    let mut found = None;
+    let mut k = 0u16;
+    successors(config, world, &mut |step, w, broke| {
+        if k == ordinal {
+            found = Some((step, w, broke));
+        }
+        k = k.saturating_add(1);
+    });
+    found
+}
+
+/// The trace to a violation: the shortest path to `state`, replayed from the initial
+/// state; then, for a safety violation, the transition `step` out of it (which must
+/// break a property), or for a liveness violation the drain schedule that fails from
+/// it. `None` if the replay does not reproduce the violation (a checker bug).
+pub(crate) fn violation_trace(config: &ModelConfig, tree: &Tree, state: u32, step: Option<u16>) -> Option<Trace> {
+    let mut world = ModelWorld::initial(config);
+    let mut trace = Trace::start(&world);
+    for ordinal in tree.path(state)? {
+        let (step, next, _) = nth_successor(config, &world, ordinal)?;
         trace.push(&step, &next);
         world = next;
     }
-    Some((trace, world))
-}
-
-/// Appends the violating step out of `world`: the first successor with fingerprint
-/// `child` that breaks `property`.
-pub(crate) fn push_violation(
-    config: &ModelConfig,
-    trace: &mut Trace,
-    world: &ModelWorld,
-    child: u64,
-    property: Property,
-) -> bool {
-    let mut found = None;
-    successors(config, world, &mut |step, w, violation| {
-        if found.is_none() && violation == Some(property) && w.fingerprint() == child {
-            found = Some((step, w));
+    match step {
+        Some(ordinal) => {
+            let (step, next, broke) = nth_successor(config, &world, ordinal)?;
+            broke?;
+            trace.push(&step, &next);
         }
-    });
-    match found {
-        Some((step, w)) => {
-            trace.push(&step, &w);
-            true
+        None => {
+            let steps = drain(config, &world, true).err()?;
+            for (step, after) in &steps {
+                trace.push(step, after);
+            }
         }
-        None => false,
     }
+    Some(trace)
 }

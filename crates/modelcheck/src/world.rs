@@ -241,6 +241,17 @@ impl CleanerSlot {
         &self.cycle
     }
 
+    /// A copy that shares nothing with `self`: a thread counting references on its own
+    /// copies keeps other threads' cache lines still.
+    pub(crate) fn detached(&self) -> Self {
+        CleanerSlot { hash: self.hash, cycle: Arc::new((*self.cycle).clone()) }
+    }
+
+    /// Whether `self` and `other` are the very same shared cycle (hence equal).
+    pub(crate) fn shares(&self, other: &CleanerSlot) -> bool {
+        Arc::ptr_eq(&self.cycle, &other.cycle)
+    }
+
     /// Changes the cycle (copying it first if another state shares it).
     pub fn update<R>(&mut self, change: impl FnOnce(&mut CleanerCycle<Hour, ImageId>) -> R) -> R {
         let result = change(Arc::make_mut(&mut self.cycle));

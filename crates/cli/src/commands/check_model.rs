@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use profilestore_core::settings::Timings;
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, StoreProtocol, Verdict, check,
+    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, SearchOptions, StoreProtocol, Verdict, check_with,
 };
 
 use crate::args::{CheckModelArgs, ModelVariant};
@@ -16,9 +16,10 @@ use crate::stores::checked;
 /// Runs the checker; exit status 1 on a violation.
 pub async fn run(args: CheckModelArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
+    let options = args.threads.map_or_else(SearchOptions::default, |threads| SearchOptions { threads });
     // The search is CPU-bound: keep it off the async runtime's threads.
     let report = tokio::task::spawn_blocking(move || {
-        check(&config, |p| {
+        check_with(&config, &options, |p| {
             eprintln!(
                 "depth {:>3}  distinct states {:>11}  transitions {:>12}  frontier {:>9}  {:.1?}",
                 p.depth, p.distinct_states, p.transitions, p.frontier, p.elapsed
@@ -27,13 +28,16 @@ pub async fn run(args: CheckModelArgs) -> anyhow::Result<ExitCode> {
     })
     .await??;
     println!(
-        "{} distinct states, {} transitions, depth {}, {:.2?} ({:.0} states/s), peak memory {} MiB",
+        "{} distinct states, {} transitions, depth {}, {:.2?} on {} threads ({:.0} states/s), peak memory {} MiB \
+         ({:.0} bytes per state)",
         report.distinct_states,
         report.transitions,
         report.depth,
         report.elapsed,
+        report.threads,
         report.states_per_second(),
-        report.peak_memory_bytes.unwrap_or(0) / (1 << 20)
+        report.peak_memory_bytes.unwrap_or(0) / (1 << 20),
+        report.bytes_per_state().unwrap_or(0.0)
     );
     let races = report.coverage;
     println!(
