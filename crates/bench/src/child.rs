@@ -26,6 +26,8 @@ pub enum ChildTask {
     Model {
         /// Which configuration.
         size: ModelSize,
+        /// Threads to search on.
+        threads: usize,
     },
 }
 
@@ -82,7 +84,7 @@ pub async fn run_task(task: &ChildTask, s3: &S3Options) -> Result<ChildOutcome, 
     match task {
         ChildTask::SweepFloor(stores) => crate::sweep::floor(stores, s3).await,
         ChildTask::SweepCleaner(stores) => crate::sweep::cleaner(stores, s3).await,
-        ChildTask::Model { size } => crate::model::explore(*size).await,
+        ChildTask::Model { size, threads } => crate::model::explore(*size, *threads).await,
     }
 }
 

@@ -37,6 +37,10 @@ pub mod sweep;
 pub mod table;
 
 pub use config::{BenchConfig, ModelSize, Scenario, StoreTarget};
+
+/// The most runs of each model configuration and thread count: a search is long and
+/// its speed varies little from run to run.
+const MODEL_RUNS: usize = 3;
 pub use error::BenchError;
 pub use results::Results;
 pub use scenarios::PairResult;
@@ -59,11 +63,17 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
         match scenario {
             Scenario::Sweep => results.sweeps = sweep::run(config).await?,
             Scenario::Model => {
+                // One and two threads alternate, run by run, for the parallel
+                // search's speed-up measured in the same conditions.
                 for &size in &config.model_sizes {
-                    eprintln!("bench: model checker, {}", size.name());
-                    let task = child::ChildTask::Model { size };
-                    let outcome = child::run(config.child_exe.as_deref(), &task, &config.stores.s3).await?;
-                    results.model.push(model::ModelResult::new(size, &outcome));
+                    for run in 0..config.runs.min(MODEL_RUNS) {
+                        for threads in [1, 2] {
+                            eprintln!("bench: model checker, {}, {threads} thread(s), run {}", size.name(), run + 1);
+                            let task = child::ChildTask::Model { size, threads };
+                            let outcome = child::run(config.child_exe.as_deref(), &task, &config.stores.s3).await?;
+                            results.model.push(model::ModelResult::new(size, threads, &outcome));
+                        }
+                    }
                 }
             }
             _ => results.pairs.extend(scenarios::run(config, scenario).await?),

@@ -3,6 +3,8 @@
 //! Kept to one function over the checker's public entry point, so it follows the
 //! checker as that changes.
 
+use std::num::NonZeroUsize;
+
 use profilestore_modelcheck::ModelConfig;
 
 use crate::child::{ChildOutcome, peak_rss_bytes};
@@ -19,19 +21,41 @@ pub fn config(size: ModelSize) -> ModelConfig {
     }
 }
 
-/// Explores the `size` configuration once, off the async threads; the outcome's
-/// `states` and `seconds` are the checker's own.
-pub async fn explore(size: ModelSize) -> Result<ChildOutcome, BenchError> {
+/// Explores the `size` configuration once on `threads` threads, off the async
+/// threads; the outcome's `states` and `seconds` are the checker's own.
+pub async fn explore(size: ModelSize, threads: usize) -> Result<ChildOutcome, BenchError> {
     let config = config(size);
-    let report = tokio::task::spawn_blocking(move || profilestore_modelcheck::check(&config, |_| {}))
+    let threads = NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN);
+    let stats = tokio::task::spawn_blocking(move || profilestore_modelcheck::run_bench(&config, threads))
         .await
-        .map_err(|e| BenchError::Child(format!("the model checker panicked: {e}")))??;
+        .map_err(|e| BenchError::Child(format!("the model checker panicked: {e}")))?
+        .map_err(|e| BenchError::Child(format!("the model checker failed: {e}")))?;
     Ok(ChildOutcome {
-        seconds: report.elapsed.as_secs_f64(),
-        peak_rss_bytes: report.peak_memory_bytes.or_else(peak_rss_bytes),
-        states: report.distinct_states,
+        seconds: stats.seconds,
+        peak_rss_bytes: stats.peak_rss_bytes.or_else(peak_rss_bytes),
+        states: stats.distinct_states,
         ..ChildOutcome::default()
     })
+}
+
+/// For each configuration measured on both 1 and 2 threads: its name and the median,
+/// over the runs, of states per second on 2 threads ÷ on 1 (the goal: ≥ 1.8).
+pub fn thread_speedups(results: &[ModelResult]) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut sizes: Vec<ModelSize> = results.iter().map(|r| r.size).collect();
+    sizes.dedup();
+    for size in sizes {
+        let rate = |threads| {
+            results.iter().filter(move |r| r.size == size && r.threads == threads).map(|r| r.states_per_second)
+        };
+        let mut ratios: Vec<f64> = rate(2).zip(rate(1)).map(|(two, one)| two / one.max(1e-9)).collect();
+        if ratios.is_empty() {
+            continue;
+        }
+        ratios.sort_by(f64::total_cmp);
+        out.push((size.name().to_owned(), ratios[ratios.len() / 2]));
+    }
+    out
 }
 
 /// The model scenario's figures for one configuration.
@@ -41,6 +65,8 @@ pub struct ModelResult {
     pub size: ModelSize,
     /// Its name.
     pub name: String,
+    /// Threads the search ran on.
+    pub threads: usize,
     /// Distinct states.
     pub states: u64,
     /// Wall time of the search.
@@ -55,10 +81,11 @@ pub struct ModelResult {
 
 impl ModelResult {
     /// The result of `size` from its child's outcome.
-    pub fn new(size: ModelSize, outcome: &ChildOutcome) -> ModelResult {
+    pub fn new(size: ModelSize, threads: usize, outcome: &ChildOutcome) -> ModelResult {
         ModelResult {
             size,
             name: size.name().to_owned(),
+            threads,
             states: outcome.states,
             seconds: outcome.seconds,
             states_per_second: outcome.states as f64 / outcome.seconds.max(1e-9),

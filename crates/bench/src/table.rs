@@ -87,18 +87,27 @@ pub fn render(results: &Results) -> String {
         out.push('\n');
     }
     if !results.model.is_empty() {
-        out.push_str("| model configuration | distinct states | time | states/s | peak RSS |\n|---|--:|--:|--:|--:|\n");
+        out.push_str(
+            "| model configuration | threads | distinct states | time | states/s | peak RSS |\n|---|--:|--:|--:|--:|--:|\n",
+        );
         for r in &results.model {
             let own = if r.own_process { "" } else { " (shared process)" };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.2} s | {:.0}k | {}{own} |",
+                "| {} | {} | {} | {:.2} s | {:.0}k | {}{own} |",
                 r.name,
+                r.threads,
                 r.states,
                 r.seconds,
                 r.states_per_second / 1000.0,
                 mib(r.peak_rss_bytes)
             );
+        }
+        out.push('\n');
+        for (name, speedup) in crate::model::thread_speedups(&results.model) {
+            let met = if speedup >= 1.8 { "met" } else { "**missed**" };
+            let _ =
+                writeln!(out, "model checker, {name}: states/s on 2 threads ÷ 1 = {speedup:.2}× (goal ≥ 1.8: {met})");
         }
         out.push('\n');
     }

@@ -71,8 +71,15 @@ async fn a_tiny_run_measures_every_scenario_and_writes_whole_outputs() {
     }
     assert!(sweep.time_ratio.is_some_and(|r| positive(r.median)));
 
-    let [model] = results.model.as_slice() else { panic!("one model size was asked for") };
-    assert!(model.states > 0 && positive(model.states_per_second), "{model:?}");
+    // Runs: 2 here, each on 1 then 2 threads, all of one size and the same states.
+    let threads: Vec<usize> = results.model.iter().map(|m| m.threads).collect();
+    assert_eq!(threads, [1, 2, 1, 2], "one and two threads alternate, run by run");
+    for model in &results.model {
+        assert!(model.states > 0 && positive(model.states_per_second), "{model:?}");
+        assert_eq!(model.states, results.model[0].states, "the thread count changes no state count");
+    }
+    let speedups = profilestore_bench::model::thread_speedups(&results.model);
+    assert!(speedups.len() == 1 && positive(speedups[0].1), "{speedups:?}");
 
     assert!(
         results.goals.iter().any(|g| g.scenario == Scenario::WriteLibrary && g.clients == 1),
