@@ -313,8 +313,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_bar_is_known_to_the_log_writer_only_while_it_is_shown() {
         let shown = show(Arc::new(Progress::new()), Work::Audit, Mode::Bar);
-        tokio::time::sleep(REDRAW).await;
-        assert!(active().is_some());
+        // The drawing task registers its bar when it first runs: wait for that.
+        while active().is_none() {
+            tokio::task::yield_now().await;
+        }
         shown.finish().await;
         assert!(active().is_none());
     }
