@@ -14,6 +14,22 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// S3 `DeleteObjects` request allows.
 pub const MAX_DELETE_BATCH: usize = 1000;
 
+/// Which blobs a cycle lists. Every cycle, in either mode, first reclaims the images of
+/// the superseded-image queue whose delete delay has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SweepMode {
+    /// Every cycle lists the whole blob store.
+    Full,
+    /// A cycle lists only images minted at or after the listing horizon the last
+    /// completed cycles stored, so its cost follows what changed. It lists everything
+    /// (a full sweep, the safety net) when no horizon is stored yet, or when the last
+    /// full sweep recorded in the database started `full_every` or longer ago.
+    Incremental {
+        /// How often a full sweep runs instead.
+        full_every: Duration,
+    },
+}
+
 /// How a [`Cleaner`](crate::Cleaner) runs its cycles.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CleanerConfig {
@@ -44,6 +60,8 @@ pub struct CleanerConfig {
     /// (concurrent batches share it; the first request goes at once); `None` for no
     /// limit. Delete requests wait their turn before their call timeout starts.
     pub delete_rate: Option<DeleteRate>,
+    /// Whether cycles list everything or only what is new since the listing horizon.
+    pub sweep: SweepMode,
 }
 
 impl Default for CleanerConfig {
@@ -61,6 +79,7 @@ impl Default for CleanerConfig {
             call_timeout: Duration::from_secs(300),
             delete_batch_size: MAX_DELETE_BATCH,
             delete_rate: None,
+            sweep: SweepMode::Full,
         }
     }
 }

@@ -30,7 +30,7 @@ pub mod progress;
 pub mod report;
 
 pub use audit::{AuditReport, DanglingReference, OrphanCounts, audit, audit_with_progress};
-pub use config::{CleanerConfig, ConfigError, MAX_DELETE_BATCH, MAX_PAGE_SIZE};
+pub use config::{CleanerConfig, ConfigError, MAX_DELETE_BATCH, MAX_PAGE_SIZE, SweepMode};
 pub use cycle::{Cleaner, Preflight};
 pub use pacing::DeleteRate;
 pub use progress::{Progress, ProgressSnapshot};

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::InvalidInput;
+use crate::time::Timestamp;
 
 /// A user's id as clients send it: 1 to 128 characters of `[A-Za-z0-9._-]`.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -64,6 +65,26 @@ impl ImageId {
     pub fn shard(&self) -> String {
         format!("{:02x}", self.0.as_bytes()[15])
     }
+
+    /// When the issuing server minted this id, by its clock: the UUIDv7's first 48
+    /// bits, in milliseconds since the Unix epoch.
+    pub fn minted_at(&self) -> Timestamp {
+        let b = self.0.as_bytes();
+        let millis = b[..6].iter().fold(0i64, |acc, byte| (acc << 8) | i64::from(*byte));
+        Timestamp::from_millis(millis)
+    }
+}
+
+/// The spelling, in key order, below every image id minted at or after `t` and above
+/// every id minted before it: the UUID whose time field is `t` and all other bits zero.
+/// Keys of a shard sort by id and ids by mint time, so a listing of a shard that starts
+/// after `{shard}/{bound}` sees every image minted at or after `t`. Times before the
+/// epoch clamp to it, times past the 48-bit field to its end.
+pub fn mint_time_bound(t: Timestamp) -> String {
+    let millis = u64::try_from(t.as_millis()).unwrap_or(0).min((1u64 << 48) - 1);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    uuid::Uuid::from_bytes(bytes).hyphenated().to_string()
 }
 
 impl FromStr for ImageId {
@@ -179,6 +200,20 @@ mod tests {
 
     fn sample_id() -> ImageId {
         "01900000-0000-7000-8000-0000000000ab".parse().unwrap()
+    }
+
+    #[test]
+    fn the_mint_time_bound_sorts_between_ids_minted_before_and_at_its_time() {
+        let t = Timestamp::from_millis(1_718_000_000_123);
+        let at = ImageId::from_uuid(uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_718_000_000, 123_000_000))).unwrap();
+        assert_eq!(at.minted_at(), t);
+        let before = ImageId::from_uuid(uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, 1_718_000_000, 122_999_999))).unwrap();
+        assert_eq!(before.minted_at(), Timestamp::from_millis(1_718_000_000_122));
+        let bound = mint_time_bound(t);
+        assert!(before.to_string() < bound, "{before} sorts after {bound}");
+        assert!(at.to_string() > bound, "{at} sorts before {bound}");
+        assert_eq!(mint_time_bound(Timestamp::from_millis(-5)), "00000000-0000-0000-0000-000000000000");
+        assert_eq!(mint_time_bound(Timestamp::from_millis(i64::MAX)), "ffffffff-ffff-0000-0000-000000000000");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -12,9 +13,9 @@ use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
 use crate::store::{
     BlobStore, CLOCK_PROBE_KEY, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore,
-    PAIRING_MARKER_KEY, Pairing, Record,
+    PAIRING_MARKER_KEY, Pairing, Record, SupersededClaim, SweepMarks,
 };
-use crate::time::{Clock, Deadline, Timestamp};
+use crate::time::{Clock, Deadline, Time, Timestamp};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock leaves plain data behind; keep serving it.
@@ -33,6 +34,9 @@ struct MetadataState {
     pairing: Option<Pairing>,
     /// The timings the process runs under, once bound.
     bound: Option<Timings>,
+    /// The superseded-image queue: each id with when a cleaner first saw it.
+    superseded: BTreeMap<ImageId, Option<Timestamp>>,
+    marks: SweepMarks,
 }
 
 impl MetadataState {
@@ -67,7 +71,11 @@ impl MetadataStore for MemoryMetadataStore {
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
-        state.records.insert(record.user_id.clone(), record.clone());
+        if let Some(old) = state.records.insert(record.user_id.clone(), record.clone())
+            && old.image_id != record.image_id
+        {
+            state.superseded.entry(old.image_id).or_insert(None);
+        }
         Ok(CommitOutcome::Committed)
     }
 
@@ -81,7 +89,13 @@ impl MetadataStore for MemoryMetadataStore {
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
         }
-        Ok(if state.records.remove(user).is_some() { DeleteOutcome::Deleted } else { DeleteOutcome::NotFound })
+        Ok(match state.records.remove(user) {
+            Some(old) => {
+                state.superseded.entry(old.image_id).or_insert(None);
+                DeleteOutcome::Deleted
+            }
+            None => DeleteOutcome::NotFound,
+        })
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
@@ -89,6 +103,51 @@ impl MetadataStore for MemoryMetadataStore {
         let state = lock(&self.state);
         state.check_timings(None)?;
         Ok(state.records.values().map(|r| r.image_id).filter(|id| wanted.contains(id)).collect())
+    }
+
+    async fn claim_superseded(&self, delete_delay: Duration, limit: usize) -> Result<SupersededClaim, StoreError> {
+        let mut state = lock(&self.state);
+        state.check_timings(None)?;
+        let now = self.clock.now();
+        let mut claim = SupersededClaim::default();
+        for first_seen in state.superseded.values_mut().filter(|seen| seen.is_none()) {
+            *first_seen = Some(now);
+            claim.first_seen += 1;
+        }
+        let named: HashSet<ImageId> = state.records.values().map(|r| r.image_id).collect();
+        let mut due: Vec<(Timestamp, ImageId)> = state
+            .superseded
+            .iter()
+            .filter_map(|(id, seen)| seen.filter(|seen| seen.plus(delete_delay) <= now).map(|seen| (seen, *id)))
+            .collect();
+        due.sort();
+        for (_, id) in due.into_iter().take(limit) {
+            if named.contains(&id) { claim.named.push(id) } else { claim.due.push(id) }
+        }
+        Ok(claim)
+    }
+
+    async fn forget_superseded(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
+        let mut state = lock(&self.state);
+        Ok(ids.iter().filter(|id| state.superseded.remove(id).is_some()).count() as u64)
+    }
+
+    async fn count_superseded(&self) -> Result<u64, StoreError> {
+        Ok(lock(&self.state).superseded.len() as u64)
+    }
+
+    async fn sweep_marks(&self) -> Result<SweepMarks, StoreError> {
+        Ok(lock(&self.state).marks)
+    }
+
+    async fn record_sweep(
+        &self,
+        horizon: Timestamp,
+        full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        let mut state = lock(&self.state);
+        state.marks = state.marks.advanced(horizon, full_sweep_started);
+        Ok(state.marks)
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {

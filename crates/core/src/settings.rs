@@ -104,6 +104,19 @@ impl<S: Copy + std::ops::Add<Output = S>> Timings<S> {
     pub fn cleaner_min_age(&self) -> S {
         self.min_blob_age + self.clock_skew
     }
+
+    /// How far the listing horizon trails the start of a completed cycle:
+    /// `request_timeout + min_blob_age + 3 * clock_skew`.
+    ///
+    /// An image id minted at `t` by a server's clock (within `clock_skew` of true time)
+    /// has its blob put no later than `t + request_timeout + 2 * clock_skew` by the blob
+    /// store's clock; a cycle that starts at `T` by the cleaner's clock (also within
+    /// skew) and lists that blob finds it [`old_enough`] when `t <= T - lag`. So every
+    /// blob minted at or before `T - lag` existed and was old enough when such a cycle
+    /// listed it, and later cycles need not list it again.
+    pub fn listing_horizon_lag(&self) -> S {
+        self.request_timeout + self.min_blob_age + self.clock_skew + self.clock_skew + self.clock_skew
+    }
 }
 
 /// Whether a blob created at `created` (by the blob store's clock) is old enough for

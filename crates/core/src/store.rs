@@ -5,6 +5,7 @@
 //! `profilestore-stores` check them against each backend.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -49,6 +50,42 @@ pub enum DeleteOutcome {
     NotFound,
     /// The deadline had passed: nothing was deleted.
     DeadlineExceeded,
+}
+
+/// What one [`MetadataStore::claim_superseded`] call found in the queue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SupersededClaim {
+    /// Entries past their delete delay that no record names: their blobs may go.
+    pub due: Vec<ImageId>,
+    /// Entries past their delete delay that a record names again (a restored backup,
+    /// or a bug): their blobs must stay, their entries may go.
+    pub named: Vec<ImageId>,
+    /// Entries this call saw first: their delete delay started now.
+    pub first_seen: u64,
+}
+
+/// What completed cleaner cycles recorded in the database (see
+/// [`MetadataStore::sweep_marks`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweepMarks {
+    /// Every blob of an image minted at or before it was listed, old enough, by a
+    /// cleaner cycle that completed; an incremental cycle lists only what came later.
+    pub listing_horizon: Option<Timestamp>,
+    /// When the last completed full sweep started, by its cleaner's clock.
+    pub last_full_sweep: Option<Timestamp>,
+}
+
+impl SweepMarks {
+    /// These marks with `horizon` and `full_sweep_started` folded in, each only forward.
+    pub fn advanced(self, horizon: Timestamp, full_sweep_started: Option<Timestamp>) -> SweepMarks {
+        SweepMarks {
+            listing_horizon: Some(self.listing_horizon.map_or(horizon, |h| h.max(horizon))),
+            last_full_sweep: match (self.last_full_sweep, full_sweep_started) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
 }
 
 /// The identity two stores share once paired, with the cluster-wide timings.
@@ -113,6 +150,53 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// [`put_before`](MetadataStore::put_before)).
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError>;
 
+    /// The superseded-image queue: images whose record a write replaced or a delete
+    /// removed. Every [`put_before`](MetadataStore::put_before) that replaces a record
+    /// naming another image, and every [`delete_before`](MetadataStore::delete_before)
+    /// that removes one, enqueues the old image id **in the same transaction**, so an
+    /// entry is visible exactly when the change that made it is.
+    ///
+    /// In one transaction, by the database's clock `now`: stamps `first_seen = now` on
+    /// every entry that has none (the delete delay starts when a cleaner first sees the
+    /// entry, never earlier), then answers up to `limit` entries, oldest first, whose
+    /// `first_seen <= now - delete_delay`, split into those no record names (`due`) and
+    /// those some record names (`named`). Ids in `due` obey the promise of
+    /// [`referenced`](MetadataStore::referenced): unreferenced at some moment during
+    /// the call, and no record naming one can become visible later unless its write's
+    /// deadline check came after this call. Checks the bound timings like `referenced`.
+    async fn claim_superseded(&self, _delete_delay: Duration, _limit: usize) -> Result<SupersededClaim, StoreError> {
+        Err(no_cleaner_state())
+    }
+
+    /// Removes these ids from the superseded-image queue (ids not in it are ignored);
+    /// answers how many were removed.
+    async fn forget_superseded(&self, _ids: &[ImageId]) -> Result<u64, StoreError> {
+        Err(no_cleaner_state())
+    }
+
+    /// How many entries the superseded-image queue holds.
+    async fn count_superseded(&self) -> Result<u64, StoreError> {
+        Err(no_cleaner_state())
+    }
+
+    /// What completed cleaner cycles have left behind for the next ones: the listing
+    /// horizon and when the last full sweep started. Both `None` until set.
+    async fn sweep_marks(&self) -> Result<SweepMarks, StoreError> {
+        Err(no_cleaner_state())
+    }
+
+    /// Records a completed cycle: moves the listing horizon forward to `horizon`, and,
+    /// for a full sweep (`full_sweep_started` given), the last full sweep's start to it;
+    /// neither ever moves back (a later stored value stays). Answers the marks stored
+    /// after the call.
+    async fn record_sweep(
+        &self,
+        _horizon: Timestamp,
+        _full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        Err(no_cleaner_state())
+    }
+
     /// How many records exist.
     async fn count_records(&self) -> Result<u64, StoreError>;
 
@@ -145,6 +229,21 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     /// Replaces the stored timings of the pairing with `cluster_id`.
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError>;
+}
+
+/// The answer of a store that keeps no superseded-image queue or sweep marks: the
+/// cleaner then fails its cycle, deleting nothing.
+fn no_cleaner_state() -> StoreError {
+    StoreError::new(
+        crate::error::StoreErrorKind::Misconfigured,
+        "this metadata store keeps no superseded-image queue or sweep marks",
+    )
+}
+
+/// Whether `key` is in the blob-key layout and names an image minted at or after
+/// `horizon`: the keys [`BlobStore::list_since`] must list.
+pub fn minted_since(key: &str, horizon: Timestamp) -> bool {
+    BlobKey::parse(key).is_some_and(|k| k.image_id.minted_at() >= horizon)
 }
 
 /// One object as a blob listing reports it.
@@ -188,6 +287,19 @@ pub trait BlobStore: Send + Sync + 'static {
     /// that lists ahead in parallel, a few per listing task (each store says how many).
     /// After an error the stream ends; dropping it stops any work it started.
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>>;
+
+    /// Like [`list`](BlobStore::list), but only as much of the store as holds images
+    /// minted at or after `horizon` (by [`ImageId::minted_at`]): every key of the
+    /// layout whose image was minted then or later is listed; other keys may be listed
+    /// or not. Stores whose keys sort by shard and then id start each shard's listing
+    /// after [`mint_time_bound`](crate::ids::mint_time_bound); the default lists
+    /// everything and filters, which costs a full listing.
+    fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        use futures::StreamExt;
+        self.list(page_size)
+            .map(move |page| page.map(|blobs| blobs.into_iter().filter(|b| minted_since(&b.key, horizon)).collect()))
+            .boxed()
+    }
 
     /// Removes staging files an interrupted put left behind, when they were last
     /// modified at or before `older_than`; returns how many were removed. Stores with

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -13,6 +14,7 @@ use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
     BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record,
+    SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 
@@ -29,6 +31,12 @@ pub enum StoreCall {
     Referenced,
     /// [`MetadataStore::count_records`] and [`MetadataStore::has_records`].
     CountRecords,
+    /// [`MetadataStore::claim_superseded`].
+    ClaimSuperseded,
+    /// [`MetadataStore::forget_superseded`] and [`MetadataStore::count_superseded`].
+    ForgetSuperseded,
+    /// [`MetadataStore::sweep_marks`] and [`MetadataStore::record_sweep`].
+    SweepMarks,
     /// [`MetadataStore::records_after`].
     RecordsAfter,
     /// [`MetadataStore::ping`] and [`MetadataStore::clock`].
@@ -182,6 +190,35 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
         self.inner.has_records().await
     }
 
+    async fn claim_superseded(&self, delete_delay: Duration, limit: usize) -> Result<SupersededClaim, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::ClaimSuperseded)).await?;
+        self.inner.claim_superseded(delete_delay, limit).await
+    }
+
+    async fn forget_superseded(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::ForgetSuperseded)).await?;
+        self.inner.forget_superseded(ids).await
+    }
+
+    async fn count_superseded(&self) -> Result<u64, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::ForgetSuperseded)).await?;
+        self.inner.count_superseded().await
+    }
+
+    async fn sweep_marks(&self) -> Result<SweepMarks, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::SweepMarks)).await?;
+        self.inner.sweep_marks().await
+    }
+
+    async fn record_sweep(
+        &self,
+        horizon: Timestamp,
+        full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::SweepMarks)).await?;
+        self.inner.record_sweep(horizon, full_sweep_started).await
+    }
+
     async fn records_after(&self, after: Option<&UserId>, limit: usize) -> Result<Vec<Record>, StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::RecordsAfter)).await?;
         self.inner.records_after(after, limit).await
@@ -241,17 +278,11 @@ impl<H: CallHook> BlobStore for Hooked<dyn BlobStore, H> {
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        let pages = self.inner.list(page_size);
-        stream::unfold(Some((pages, 0)), move |state| async move {
-            let (mut pages, page) = state?;
-            if let Err(e) = self.hook.before_call(&Call::ListPage { page }).await {
-                // A failed page ends the listing, as a failing store's would.
-                return Some((Err(e), None));
-            }
-            let next = pages.next().await?;
-            Some((next, Some((pages, page + 1))))
-        })
-        .boxed()
+        hook_pages(&self.hook, self.inner.list(page_size))
+    }
+
+    fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        hook_pages(&self.hook, self.inner.list_since(horizon, page_size))
     }
 
     async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
@@ -281,6 +312,24 @@ impl<H: CallHook> BlobStore for Hooked<dyn BlobStore, H> {
         self.hook.before_call(&Call::Other(StoreCall::Marker)).await?;
         self.inner.create_marker(contents).await
     }
+}
+
+/// `pages` with `hook` called before each page; a failed hook ends the listing with
+/// its error, as a failing store's would.
+fn hook_pages<'a, H: CallHook>(
+    hook: &'a H,
+    pages: BoxStream<'a, Result<Vec<ListedBlob>, StoreError>>,
+) -> BoxStream<'a, Result<Vec<ListedBlob>, StoreError>> {
+    stream::unfold(Some((pages, 0)), move |state| async move {
+        let (mut pages, page) = state?;
+        if let Err(e) = hook.before_call(&Call::ListPage { page }).await {
+            // A failed page ends the listing, as a failing store's would.
+            return Some((Err(e), None));
+        }
+        let next = pages.next().await?;
+        Some((next, Some((pages, page + 1))))
+    })
+    .boxed()
 }
 
 #[cfg(test)]
