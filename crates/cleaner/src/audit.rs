@@ -58,6 +58,15 @@ pub struct OrphanCounts {
     pub collectable_older_than_a_week: u64,
     /// Up to [`MAX_SAMPLES`] collectable orphans.
     pub collectable_samples: Vec<ImageId>,
+    /// Collectable orphans in the superseded-image queue: the next cycles take them
+    /// once their delete delay has passed.
+    pub collectable_queued: u64,
+    /// Collectable orphans incremental cleaning left behind: minted at or before the
+    /// listing horizon and not queued, so no incremental cycle will list them; only
+    /// the next full sweep takes them.
+    pub left_behind: u64,
+    /// Up to [`MAX_SAMPLES`] of those.
+    pub left_behind_samples: Vec<ImageId>,
 }
 
 /// What an audit found.
@@ -82,6 +91,14 @@ pub struct AuditReport {
     pub pairing_marker: bool,
     /// Images no record references.
     pub orphans: OrphanCounts,
+    /// The listing horizon completed cleaner cycles stored, if any.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub listing_horizon: Option<Timestamp>,
+    /// When the last completed full sweep started, if any.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub last_full_sweep: Option<Timestamp>,
+    /// Entries in the superseded-image queue.
+    pub superseded_queued: u64,
     /// Confirmed dangling references: how many.
     pub dangling_count: u64,
     /// Confirmed dangling references: the first [`MAX_DANGLING_LISTED`].
@@ -139,10 +156,19 @@ pub async fn audit_with_progress(
         foreign_key_samples: Vec::new(),
         pairing_marker: false,
         orphans: OrphanCounts::default(),
+        listing_horizon: None,
+        last_full_sweep: None,
+        superseded_queued: 0,
         dangling_count: 0,
         dangling: Vec::new(),
     };
     let scanned = async {
+        // Read before the listing: an orphan minted at or before a horizon stored
+        // later may still be listed by the cycle that stores it.
+        let marks = metadata.sweep_marks().await?;
+        report.listing_horizon = marks.listing_horizon;
+        report.last_full_sweep = marks.last_full_sweep;
+        report.superseded_queued = metadata.count_superseded().await?;
         scan_records(metadata, blobs, progress, &mut report).await?;
         scan_blobs(metadata, blobs, clock, timings, progress, &mut report).await
     }
@@ -235,9 +261,25 @@ async fn scan_blobs(
         if !page.images.is_empty() {
             let ids: Vec<ImageId> = page.images.iter().map(|i| i.id).collect();
             let referenced = metadata.referenced(&ids).await?;
+            let collectable: Vec<ImageId> = page
+                .images
+                .iter()
+                .filter(|i| !referenced.contains(&i.id) && old_enough(i.created, listed_at, timings))
+                .map(|i| i.id)
+                .collect();
+            let queued = metadata.superseded_among(&collectable).await?;
+            let horizon = report.listing_horizon;
             let orphans = &mut report.orphans;
             for image in page.images.iter().filter(|i| !referenced.contains(&i.id)) {
                 if old_enough(image.created, listed_at, timings) {
+                    if queued.contains(&image.id) {
+                        orphans.collectable_queued += 1;
+                    } else if horizon.is_some_and(|h| image.id.minted_at() <= h) {
+                        orphans.left_behind += 1;
+                        if orphans.left_behind_samples.len() < MAX_SAMPLES {
+                            orphans.left_behind_samples.push(image.id);
+                        }
+                    }
                     orphans.collectable += 1;
                     orphans.collectable_bytes += image.bytes;
                     let age = listed_at.saturating_since(image.created);
@@ -260,6 +302,13 @@ async fn scan_blobs(
 
 fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&t.to_rfc3339())
+}
+
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
 }
 
 impl fmt::Display for AuditReport {
@@ -291,6 +340,26 @@ impl fmt::Display for AuditReport {
         )?;
         for id in &o.collectable_samples {
             write!(f, "\n    {id}")?;
+        }
+        write!(f, "\n                    {} of them queued as superseded (taken after their delete delay)", o.collectable_queued)?;
+        let never = |t: Option<Timestamp>| t.map_or_else(|| "never".to_owned(), |t| t.to_string());
+        write!(
+            f,
+            "\n  sweeps:           listing horizon {}, last full sweep {}, {} superseded images queued",
+            never(self.listing_horizon),
+            never(self.last_full_sweep),
+            self.superseded_queued
+        )?;
+        if o.left_behind > 0 {
+            write!(
+                f,
+                "\n  left behind:      {} collectable orphans minted before the listing horizon and not queued: \
+                 incremental cycles do not list them; the next full sweep takes them",
+                o.left_behind
+            )?;
+            for id in &o.left_behind_samples {
+                write!(f, "\n    {id}")?;
+            }
         }
         for d in &self.dangling {
             write!(f, "\n  dangling:         user {} names missing image {}", d.user_id, d.image_id)?;

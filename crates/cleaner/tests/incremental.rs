@@ -125,6 +125,18 @@ async fn an_incremental_cycle_lists_only_images_minted_since_the_horizon_and_the
     assert!(w.has(stale), "an orphan minted before the horizon is not listed");
     assert!(second.horizon_stored > Some(horizon), "the horizon moves forward");
 
+    // The audit names what incremental cycles left behind, and not a replaced image
+    // the queue will take.
+    w.point(100, w.orphan(3, Duration::ZERO)).await;
+    let audit = profilestore_cleaner::audit(w.metadata.as_ref(), w.blobs.as_ref(), w.clock.as_ref(), &Timings::CASE_STUDY)
+        .await
+        .unwrap();
+    assert_eq!((audit.orphans.collectable, audit.orphans.collectable_queued), (2, 1), "{audit}");
+    assert_eq!((audit.orphans.left_behind, audit.orphans.left_behind_samples.clone()), (1, vec![stale]), "{audit}");
+    assert_eq!(audit.listing_horizon, second.horizon_stored);
+    assert_eq!(audit.superseded_queued, 1);
+    assert!(audit.to_string().contains("left behind:      1 collectable orphans"), "{audit}");
+
     // A day after the last full sweep, the next cycle is a full one.
     tokio::time::sleep(DAY).await;
     let third = cleaner.run_cycle().await;

@@ -30,6 +30,7 @@ pub struct FileSettings {
     /// Most pixels an image may have.
     pub max_image_pixels: Option<u64>,
     every: Option<String>,
+    full_every: Option<String>,
     /// Delete even when the database holds no records.
     pub allow_empty_database: Option<bool>,
     /// Stop a cycle that would delete more than this share of the old blobs.
@@ -106,6 +107,15 @@ impl FileSettings {
                 parse_size(s).map(Some).map_err(|e| anyhow::anyhow!("config file key max-image-size: {e}"))
             }
         }
+    }
+
+    /// `full-every`, if the file sets it.
+    pub fn full_every(&self) -> anyhow::Result<Option<std::time::Duration>> {
+        self.full_every
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("config file key full-every: {e}"))
     }
 
     /// `every`, if the file sets it.

@@ -132,6 +132,11 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(ids.iter().filter(|id| state.superseded.remove(id).is_some()).count() as u64)
     }
 
+    async fn superseded_among(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        let state = lock(&self.state);
+        Ok(ids.iter().copied().filter(|id| state.superseded.contains_key(id)).collect())
+    }
+
     async fn count_superseded(&self) -> Result<u64, StoreError> {
         Ok(lock(&self.state).superseded.len() as u64)
     }

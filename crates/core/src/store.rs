@@ -174,6 +174,12 @@ pub trait MetadataStore: Send + Sync + 'static {
         Err(no_cleaner_state())
     }
 
+    /// Which of `ids` the superseded-image queue holds (for the audit: a queued orphan
+    /// is on its way out, not left behind).
+    async fn superseded_among(&self, _ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        Err(no_cleaner_state())
+    }
+
     /// How many entries the superseded-image queue holds.
     async fn count_superseded(&self) -> Result<u64, StoreError> {
         Err(no_cleaner_state())

@@ -33,7 +33,8 @@ pub enum StoreCall {
     CountRecords,
     /// [`MetadataStore::claim_superseded`].
     ClaimSuperseded,
-    /// [`MetadataStore::forget_superseded`] and [`MetadataStore::count_superseded`].
+    /// [`MetadataStore::forget_superseded`], [`MetadataStore::superseded_among`] and
+    /// [`MetadataStore::count_superseded`].
     ForgetSuperseded,
     /// [`MetadataStore::sweep_marks`] and [`MetadataStore::record_sweep`].
     SweepMarks,
@@ -198,6 +199,11 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
     async fn forget_superseded(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::ForgetSuperseded)).await?;
         self.inner.forget_superseded(ids).await
+    }
+
+    async fn superseded_among(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::ForgetSuperseded)).await?;
+        self.inner.superseded_among(ids).await
     }
 
     async fn count_superseded(&self) -> Result<u64, StoreError> {

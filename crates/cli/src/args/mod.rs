@@ -264,6 +264,13 @@ pub struct CleanArgs {
     #[arg(long, env = "PROFILESTORE_EVERY", value_parser = parse_duration, value_name = "DURATION")]
     pub every: Option<Duration>,
 
+    /// Clean incrementally: each cycle lists only images minted since the horizon the
+    /// last completed cycles stored (plus the queue of replaced and deleted images),
+    /// and a full sweep of the whole store runs once every DURATION (e.g. `1d`) as the
+    /// safety net. [default: every cycle is a full sweep]
+    #[arg(long, env = "PROFILESTORE_FULL_EVERY", value_parser = parse_duration, value_name = "DURATION")]
+    pub full_every: Option<Duration>,
+
     /// List what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight, Progress};
+use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight, Progress, SweepMode};
 use profilestore_core::pairing::verify;
 use profilestore_runtime::SystemClock;
 
@@ -30,6 +30,10 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
             .delete_batch_size
             .or(file.delete_batch_size)
             .unwrap_or(CleanerConfig::default().delete_batch_size),
+        sweep: match args.full_every.or(file.full_every()?) {
+            Some(full_every) => SweepMode::Incremental { full_every },
+            None => SweepMode::Full,
+        },
         ..CleanerConfig::default()
     };
     // The slack min_blob_age - request_timeout - clock_skew bounds any stall no store

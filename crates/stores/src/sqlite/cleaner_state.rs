@@ -1,6 +1,7 @@
 //! The cleaner's state in SQLite: the superseded-image queue (filled by the triggers of
 //! schema version 3) and the sweep marks.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use profilestore_core::error::StoreError;
@@ -81,6 +82,21 @@ impl SqliteMetadataStore {
             .await
             .map_err(failed("removing superseded-image entries"))?;
         Ok(done.rows_affected())
+    }
+
+    pub(super) async fn superseded_among_here(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ids: Vec<String> = ids.iter().map(ImageId::to_string).collect();
+        let json = serde_json::to_string(&ids).map_err(|e| corrupt(format!("ids do not serialise: {e}")))?;
+        let found: Vec<String> =
+            sqlx::query_scalar("SELECT image_id FROM superseded_images WHERE image_id IN (SELECT value FROM json_each(?))")
+                .bind(json)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(failed("asking which images are queued as superseded"))?;
+        found.iter().map(|id| DECODE.image_id(id)).collect()
     }
 
     pub(super) async fn count_superseded_here(&self) -> Result<u64, StoreError> {

@@ -356,6 +356,10 @@ impl MetadataStore for SqliteMetadataStore {
         self.forget_superseded_here(ids).await
     }
 
+    async fn superseded_among(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
+        self.superseded_among_here(ids).await
+    }
+
     async fn count_superseded(&self) -> Result<u64, StoreError> {
         self.count_superseded_here().await
     }

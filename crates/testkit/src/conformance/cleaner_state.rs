@@ -35,6 +35,9 @@ pub(super) async fn replace_and_delete_queue_the_old_image_in_the_same_change(t:
     ensure!(queued(t).await? == 1, "a replace naming a new image did not queue the old one");
     delete(t, &user("alice")?).await?;
     ensure!(queued(t).await? == 2, "a delete did not queue its record's image");
+    let stranger = image();
+    let among = t.store.superseded_among(&[a, stranger, b]).await.doing("superseded_among")?;
+    ensure!(among == set(&[a, b]), "superseded_among answered {among:?}, not the two queued images");
 
     let claim = t.store.claim_superseded(Duration::ZERO, 100).await.doing("claim_superseded")?;
     ensure!(set(&claim.due) == set(&[a, b]), "with no delay the claim answered {claim:?}, not both images as due");
