@@ -24,7 +24,8 @@
 //! | `rng` | [`SimRng`]: one seeded stream per actor |
 //! | `faults` | [`FaultRates`], the fault kinds and each seed's swarm mix |
 //! | `clock` | [`SimClock`], [`SimIds`]: per-process wall clocks that drift and step, seeded ids |
-//! | `stores` | the per-machine fault-injecting, logging store view |
+//! | `stores` | the shared stores, and the per-machine fault-injecting, logging view of the database |
+//! | `blobs` | that view of the blob store |
 //! | `protocol` | the database's commit protocols: check, then a commit visible later |
 //! | `checks` | the four promises, each checked where it can first break |
 //! | `run` | the machines, clients, chaos and drain of one run |
@@ -33,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+mod blobs;
 mod checks;
 mod clock;
 mod faults;

@@ -13,15 +13,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::FutureExt;
-use futures::stream::{BoxStream, StreamExt};
 
 use profilestore_core::error::StoreError;
-use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
 use profilestore_core::time::{Clock, Deadline};
 
 use super::FaultRates;
@@ -142,8 +140,8 @@ pub(super) fn fmt_wait(d: Duration) -> String {
 
 /// One machine's view of the shared stores.
 pub struct Faulty {
-    world: Arc<SimWorld>,
-    actor: Actor,
+    pub(super) world: Arc<SimWorld>,
+    pub(super) actor: Actor,
     clock: SimClock,
     rng: Mutex<SimRng>,
 }
@@ -211,7 +209,7 @@ impl Faulty {
     /// Runs `op` under a freshly drawn plan: waits, acts, waits, maybe fails. `describe`
     /// says what the store answered, for the log line written the moment it acted;
     /// `check` sees the answer at that moment too, before any delay of the answer.
-    async fn call<T, Op, Fut>(
+    pub(super) async fn call<T, Op, Fut>(
         &self,
         what: String,
         user: Option<&UserId>,
@@ -261,18 +259,18 @@ impl Drop for Abandoned<'_> {
 }
 
 /// For calls with nothing to check.
-fn no_check<T>(_: &Result<T, StoreError>) {}
+pub(super) fn no_check<T>(_: &Result<T, StoreError>) {}
 
 /// A store's answer for the log, and the images it named.
-struct Described(String, Vec<ImageId>);
+pub(super) struct Described(pub(super) String, pub(super) Vec<ImageId>);
 
 impl Described {
-    fn text(text: impl Into<String>) -> Self {
+    pub(super) fn text(text: impl Into<String>) -> Self {
         Described(text.into(), Vec::new())
     }
 }
 
-fn describe_unit(r: &Result<(), StoreError>) -> Described {
+pub(super) fn describe_unit(r: &Result<(), StoreError>) -> Described {
     match r {
         Ok(()) => Described::text("ok"),
         Err(e) => Described::text(format!("error: {e}")),
@@ -400,114 +398,5 @@ impl MetadataStore for Faulty {
 
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
         self.world.metadata.update_timings(cluster_id, timings).await
-    }
-}
-
-#[async_trait::async_trait]
-impl BlobStore for Faulty {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.call(
-            format!("put blob {}", short(&key.image_id)),
-            None,
-            &[key.image_id],
-            || self.world.blobs.put_new(key, bytes),
-            describe_unit,
-            no_check,
-        )
-        .await
-    }
-
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        let id = key.image_id;
-        self.call(
-            format!("get blob {}", short(&id)),
-            None,
-            &[id],
-            || self.world.blobs.get(key),
-            |r| {
-                Described::text(match r {
-                    Ok(Some(_)) => "found".into(),
-                    Ok(None) => "MISSING".into(),
-                    Err(e) => format!("error: {e}"),
-                })
-            },
-            |found| {
-                // Only the read path fetches blobs inside a request, right after
-                // reading the record that names them.
-                if let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) {
-                    let missing = matches!(found, Ok(None));
-                    self.world.check_fetch(self.actor, id, missing, self.world.journal.elapsed(), deadline);
-                }
-            },
-        )
-        .await
-    }
-
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.world.blobs.exists(key).await
-    }
-
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        let ids: Vec<ImageId> = keys.iter().map(|k| k.image_id).collect();
-        self.call(
-            format!("delete blobs [{}]", shorts(&ids)),
-            None,
-            &ids,
-            || self.world.blobs.delete_many(keys),
-            describe_unit,
-            |r| {
-                if r.is_ok() {
-                    self.world.journal.counters.blobs_deleted.fetch_add(keys.len() as u64, Ordering::Relaxed);
-                    self.world.check_no_dangling(self.actor);
-                }
-            },
-        )
-        .await
-    }
-
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        let inner = self.world.blobs.list(page_size);
-        futures::stream::unfold(inner, move |mut inner| async move {
-            let page = self
-                .call(
-                    LIST_PAGE.into(),
-                    None,
-                    &[],
-                    || async { inner.next().await.transpose() },
-                    |r| match r {
-                        Ok(Some(page)) => {
-                            let ids: Vec<ImageId> =
-                                page.iter().filter_map(|b| BlobKey::parse(&b.key)).map(|k| k.image_id).collect();
-                            Described(format!("[{}]", shorts(&ids)), ids)
-                        }
-                        Ok(None) => Described::text("end of listing"),
-                        Err(e) => Described::text(format!("error: {e}")),
-                    },
-                    no_check,
-                )
-                .await;
-            match page {
-                Ok(Some(page)) => Some((Ok(page), inner)),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), inner)),
-            }
-        })
-        .boxed()
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.world.blobs.ping().await
-    }
-
-    async fn probe_clock(&self) -> Result<profilestore_core::store::ClockProbe, StoreError> {
-        self.world.blobs.probe_clock().await
-    }
-
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.world.blobs.read_marker().await
-    }
-
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.world.blobs.create_marker(contents).await
     }
 }
