@@ -11,8 +11,9 @@ use futures::stream::{BoxStream, StreamExt};
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId};
 use profilestore_core::store::{BlobStore, ListedBlob};
+use profilestore_core::time::Timestamp;
 
-use super::log::{short, shorts};
+use super::log::{Counters, short, shorts};
 use super::stores::{Described, Faulty, LIST_PAGE, REQUEST_DEADLINE, describe_unit, no_check};
 
 #[async_trait::async_trait]
@@ -70,6 +71,7 @@ impl BlobStore for Faulty {
             |r| {
                 if r.is_ok() {
                     self.world.journal.counters.blobs_deleted.fetch_add(keys.len() as u64, Ordering::Relaxed);
+                    self.world.note_deleted(keys);
                     self.world.check_no_dangling(self.actor);
                 }
             },
@@ -78,14 +80,46 @@ impl BlobStore for Faulty {
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        let inner = self.world.blobs.list(page_size);
+        Counters::bump(&self.world.journal.counters.full_listings);
+        self.faulty_pages(LIST_PAGE, self.world.blobs.list(page_size))
+    }
+
+    fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        Counters::bump(&self.world.journal.counters.incremental_listings);
+        self.faulty_pages(LIST_SINCE_PAGE, self.world.blobs.list_since(horizon, page_size))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.world.blobs.ping().await
+    }
+
+    async fn probe_clock(&self) -> Result<profilestore_core::store::ClockProbe, StoreError> {
+        self.world.blobs.probe_clock().await
+    }
+
+    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
+        self.world.blobs.read_marker().await
+    }
+
+    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
+        self.world.blobs.create_marker(contents).await
+    }
+}
+
+impl Faulty {
+    /// `inner`'s pages, each fetched by one faulted, logged call starting `what`.
+    fn faulty_pages<'a>(
+        &'a self,
+        what: &'static str,
+        inner: BoxStream<'a, Result<Vec<ListedBlob>, StoreError>>,
+    ) -> BoxStream<'a, Result<Vec<ListedBlob>, StoreError>> {
         futures::stream::unfold(inner, move |mut inner| async move {
             let page = self
                 .call(
-                    LIST_PAGE.into(),
+                    what.into(),
                     None,
                     &[],
-                    || async { inner.next().await.transpose() },
+                    || next_page(&mut inner),
                     |r| match r {
                         Ok(Some(page)) => {
                             let ids: Vec<ImageId> =
@@ -106,20 +140,21 @@ impl BlobStore for Faulty {
         })
         .boxed()
     }
+}
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.world.blobs.ping().await
-    }
-
-    async fn probe_clock(&self) -> Result<profilestore_core::store::ClockProbe, StoreError> {
-        self.world.blobs.probe_clock().await
-    }
-
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.world.blobs.read_marker().await
-    }
-
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.world.blobs.create_marker(contents).await
+/// The next page of `inner` that lists anything: a listing since a horizon filters
+/// the store's pages, and a store that starts each shard after the horizon's bound
+/// never reads the keys filtered out, so their pages cost no call.
+async fn next_page(
+    inner: &mut BoxStream<'_, Result<Vec<ListedBlob>, StoreError>>,
+) -> Result<Option<Vec<ListedBlob>>, StoreError> {
+    loop {
+        match inner.next().await.transpose()? {
+            Some(page) if page.is_empty() => continue,
+            page => return Ok(page),
+        }
     }
 }
+
+/// How a listing call since the horizon starts in the log.
+pub const LIST_SINCE_PAGE: &str = "list a page of blobs minted since the horizon";

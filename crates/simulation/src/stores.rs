@@ -19,13 +19,16 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Deadline};
+use profilestore_core::store::{
+    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
+};
+use profilestore_core::time::{Clock, Deadline, Timestamp};
 
 use super::FaultRates;
 use super::clock::SimClock;
 use super::log::{Actor, Counters, Journal, short, shorts};
 use super::protocol::StoreProtocol;
+use super::queue::SupersededQueue;
 use super::rng::SimRng;
 
 tokio::task_local! {
@@ -63,6 +66,8 @@ pub struct SimWorld {
     pub(super) pending: AtomicUsize,
     /// Images some cleaner's query found unreferenced: each will be deleted.
     pub(super) condemned: Mutex<HashSet<ImageId>>,
+    /// The superseded-image queue and its flaw switch (see `queue`).
+    pub(super) queue: Mutex<SupersededQueue>,
     calm: AtomicBool,
 }
 
@@ -87,8 +92,16 @@ impl SimWorld {
             lock: Arc::default(),
             pending: AtomicUsize::new(0),
             condemned: Mutex::default(),
+            queue: Mutex::default(),
             calm: AtomicBool::new(false),
         }
+    }
+
+    /// The same world with the queue flaw on: an entry's delete delay starts at its
+    /// write's statement time instead of when a cleaner first sees it.
+    pub fn with_queue_delay_from_statement(self, on: bool) -> Self {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).delay_from_statement = on;
+        self
     }
 
     /// From now on inject only short waits.
@@ -327,7 +340,7 @@ impl MetadataStore for Faulty {
             format!("{}{user}", RECORD_CHANGES[1]),
             Some(user),
             &[],
-            || self.world.delete(user, deadline),
+            || self.world.delete(self.actor, user, deadline),
             |r| {
                 Described::text(match r {
                     Ok(DeleteOutcome::Deleted) => "deleted".into(),
@@ -357,6 +370,30 @@ impl MetadataStore for Faulty {
             no_check,
         )
         .await
+    }
+
+    async fn claim_superseded(&self, delete_delay: Duration, limit: usize) -> Result<SupersededClaim, StoreError> {
+        self.faulty_claim(delete_delay, limit).await
+    }
+
+    async fn forget_superseded(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
+        self.faulty_forget(ids).await
+    }
+
+    async fn count_superseded(&self) -> Result<u64, StoreError> {
+        self.faulty_count().await
+    }
+
+    async fn sweep_marks(&self) -> Result<SweepMarks, StoreError> {
+        self.faulty_marks().await
+    }
+
+    async fn record_sweep(
+        &self,
+        horizon: Timestamp,
+        full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        self.faulty_record_sweep(horizon, full_sweep_started).await
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {
