@@ -34,4 +34,4 @@ pub use config::{CleanerConfig, ConfigError, MAX_DELETE_BATCH, MAX_PAGE_SIZE, Sw
 pub use cycle::{Cleaner, Preflight};
 pub use pacing::DeleteRate;
 pub use progress::{Progress, ProgressSnapshot};
-pub use report::{CycleReport, Outcome};
+pub use report::{CycleReport, Outcome, SweepKind};

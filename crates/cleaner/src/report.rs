@@ -101,6 +101,33 @@ pub struct CycleReport {
     pub staging_files_removed: u64,
     /// Why the staging sweep failed, if it did (the cycle goes on without it).
     pub staging_sweep_error: Option<String>,
+    /// Whether the listing covered the whole store (`full`) or only images minted at
+    /// or after the listing horizon (`incremental`).
+    pub sweep: SweepKind,
+    /// The listing horizon an incremental cycle listed from.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub listed_since: Option<Timestamp>,
+    /// The listing horizon this cycle stored on completing (not in a dry run).
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub horizon_stored: Option<Timestamp>,
+    /// Superseded images whose queue entries a cleaner saw for the first time in this
+    /// cycle: their delete delay started.
+    pub superseded_first_seen: u64,
+    /// Superseded images past their delete delay and named by no record: deleted (or,
+    /// in a dry run, would be; they then count in `would_delete_count` too).
+    pub superseded_deleted: u64,
+    /// Superseded images a record names again: their entries dropped, blobs kept.
+    pub superseded_named: u64,
+}
+
+/// Which listing a cycle made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepKind {
+    /// The whole blob store.
+    Full,
+    /// Images minted at or after the listing horizon.
+    Incremental,
 }
 
 impl CycleReport {
@@ -122,6 +149,12 @@ impl CycleReport {
             skipped: BTreeMap::new(),
             staging_files_removed: 0,
             staging_sweep_error: None,
+            sweep: SweepKind::Full,
+            listed_since: None,
+            horizon_stored: None,
+            superseded_first_seen: 0,
+            superseded_deleted: 0,
+            superseded_named: 0,
         }
     }
 
@@ -167,6 +200,10 @@ impl CycleReport {
                     would_delete = r.would_delete_count,
                     not_in_layout = r.skipped_for(SKIP_NOT_IN_LAYOUT),
                     staging_files_removed = r.staging_files_removed,
+                    sweep = ?r.sweep,
+                    listed_since = r.listed_since.map(Timestamp::to_rfc3339),
+                    superseded_deleted = r.superseded_deleted,
+                    superseded_named = r.superseded_named,
                     "cleaner cycle finished"
                 )
             };
@@ -183,11 +220,33 @@ fn rfc3339<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error>
     s.serialize_str(&t.to_rfc3339())
 }
 
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
 impl fmt::Display for CycleReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let took = fmt_duration(Duration::from_millis(self.duration_ms));
         let mode = if self.dry_run { "dry-run cleaner cycle" } else { "cleaner cycle" };
         writeln!(f, "{mode} started {} took {took}: {}", self.started_at, self.outcome)?;
+        match self.listed_since {
+            Some(h) => writeln!(f, "  listing:          incremental, images minted since {h}")?,
+            None => writeln!(f, "  listing:          full")?,
+        }
+        if let Some(h) = self.horizon_stored {
+            writeln!(f, "  horizon stored:   {h}")?;
+        }
+        writeln!(
+            f,
+            "  superseded:       {} {}, {} newly seen, {} named again (kept)",
+            self.superseded_deleted,
+            if self.dry_run { "would be deleted" } else { "deleted" },
+            self.superseded_first_seen,
+            self.superseded_named
+        )?;
         writeln!(f, "  listed objects:   {}", self.listed_objects)?;
         writeln!(f, "  images listed:    {}", self.images_listed)?;
         writeln!(f, "  old enough:       {}", self.old_enough)?;

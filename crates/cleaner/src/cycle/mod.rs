@@ -44,6 +44,7 @@ use crate::progress::Progress;
 use crate::report::{CycleReport, Outcome, SKIP_NOT_IN_LAYOUT, SKIP_REFERENCED, SKIP_TOO_YOUNG};
 
 mod calls;
+mod incremental;
 
 /// The storage cleaner over one metadata store and one blob store.
 ///
@@ -159,7 +160,7 @@ impl Cleaner {
             failure: None,
             refuse_images: false,
         };
-        let outcome = self.drive(&mut state).await;
+        let outcome = self.drive(&mut state, started).await;
         self.progress.finish();
         let mut report = state.report;
         report.outcome = outcome;
@@ -202,7 +203,7 @@ impl Cleaner {
         }
     }
 
-    async fn drive<'a>(&'a self, state: &mut CycleState<'a>) -> Outcome {
+    async fn drive<'a>(&'a self, state: &mut CycleState<'a>, started: Timestamp) -> Outcome {
         let config = &self.config;
         if let Err(reason) = self.clocks_agree() {
             return Outcome::Refused(reason);
@@ -228,6 +229,15 @@ impl Cleaner {
                 return Outcome::Failed(format!("asking whether the database holds records failed: {e}"));
             }
         }
+        if let Err(outcome) = self.drain_superseded(state).await {
+            return outcome;
+        }
+        let plan = match self.plan_listing(started).await {
+            Ok(plan) => plan,
+            Err(outcome) => return outcome,
+        };
+        state.report.sweep = plan.kind;
+        state.report.listed_since = plan.since;
         // In a dry run nothing is deleted, so the delay protects nothing; skipping it
         // lets the dry run answer at once.
         let mut machine_timings = config.timings;
@@ -235,7 +245,7 @@ impl Cleaner {
             machine_timings.delete_delay = Duration::ZERO;
         }
         let mut machine = CleanerCycle::<Timestamp, ImageId>::new(machine_timings, config.limits);
-        state.stream = Some(self.blobs.list(config.page_size));
+        state.stream = Some(self.open_listing(&plan));
         let mut in_flight: FuturesUnordered<BoxFuture<'a, Completion<'a>>> = FuturesUnordered::new();
 
         loop {
@@ -253,7 +263,12 @@ impl Cleaner {
                 in_flight.push(op);
             }
             let completion = match machine.status(now) {
-                CycleStatus::Finished(CycleOutcome::Completed) => return Outcome::Completed,
+                CycleStatus::Finished(CycleOutcome::Completed) => {
+                    return match self.record_completion(state, &plan, started).await {
+                        Ok(()) => Outcome::Completed,
+                        Err(outcome) => outcome,
+                    };
+                }
                 CycleStatus::Finished(CycleOutcome::Failed) => {
                     return Outcome::Failed(state.failure.take().unwrap_or_else(|| "a store operation failed".into()));
                 }

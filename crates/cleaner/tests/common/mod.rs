@@ -32,6 +32,12 @@ pub fn image(n: u32) -> ImageId {
     format!("01900000-0000-7000-8000-{n:012x}").parse().expect("a valid UUIDv7")
 }
 
+/// The image id numbered `n`, minted at `at`; its shard is `n`'s low byte.
+pub fn image_minted(n: u32, at: Timestamp) -> ImageId {
+    let ms = at.as_millis();
+    format!("{:08x}-{:04x}-7000-8000-{n:012x}", ms >> 16, ms & 0xffff).parse().expect("a valid UUIDv7")
+}
+
 pub fn user(n: u32) -> UserId {
     UserId::parse(&format!("user-{n}")).expect("a valid user id")
 }
@@ -204,6 +210,12 @@ impl World {
     /// Plants the blob of image `n`, created `age` ago, with no record.
     pub fn orphan(&self, n: u32, age: Duration) -> ImageId {
         let id = image(n);
+        self.plant_raw(&BlobKey::original(id).to_string(), age);
+        id
+    }
+
+    /// Plants the blob of `id`, created `age` ago, with no record.
+    pub fn orphan_id(&self, id: ImageId, age: Duration) -> ImageId {
         self.plant_raw(&BlobKey::original(id).to_string(), age);
         id
     }
