@@ -10,7 +10,9 @@
 //! database's check and their visibility, and crashes of servers (killing their
 //! requests) and cleaners (abandoning their cycle), which come back later. Swarm
 //! testing draws from each seed which kinds of fault are on ([`FaultMix`]). The
-//! database follows one of the stores' commit protocols ([`StoreProtocol`]).
+//! database follows one of the stores' commit protocols ([`StoreProtocol`]), and keeps
+//! the superseded-image queue and sweep marks the cleaners' incremental mode uses
+//! ([`SimConfig::sweep`]).
 //!
 //! Checked continuously: consistent reads (every answered profile's metadata and
 //! image come from one write), no dangling reference (every record names a stored
@@ -218,7 +220,9 @@ impl SimConfig {
     /// The `profilestore simulate` flags that replay this run. The command line has
     /// no flags for the page size, cleaner interval, think time, swarm testing or fault
     /// rates (other than `--no-faults`): a run with other values than the defaults of
-    /// those is replayed through the library, not by these flags.
+    /// those is replayed through the library, not by these flags. An incremental run
+    /// adds `--sweep=incremental --full-every=…` and the queue flaw
+    /// `--queue-delay-from-statement` (see [`sweep_mode`] for parsing them).
     pub fn replay_args(&self) -> Vec<String> {
         let t = &self.timings;
         let mut args = vec![
