@@ -74,7 +74,7 @@ impl MetadataStore for MemoryMetadataStore {
         if let Some(old) = state.records.insert(record.user_id.clone(), record.clone())
             && old.image_id != record.image_id
         {
-            state.superseded.entry(old.image_id).or_insert(None);
+            state.superseded.insert(old.image_id, None);
         }
         Ok(CommitOutcome::Committed)
     }
@@ -91,7 +91,7 @@ impl MetadataStore for MemoryMetadataStore {
         }
         Ok(match state.records.remove(user) {
             Some(old) => {
-                state.superseded.entry(old.image_id).or_insert(None);
+                state.superseded.insert(old.image_id, None);
                 DeleteOutcome::Deleted
             }
             None => DeleteOutcome::NotFound,

@@ -290,8 +290,8 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Like [`list`](BlobStore::list), but only as much of the store as holds images
     /// minted at or after `horizon` (by [`ImageId::minted_at`]): every key of the
-    /// layout whose image was minted then or later is listed; other keys may be listed
-    /// or not. Stores whose keys sort by shard and then id start each shard's listing
+    /// layout whose image was minted then or later is listed, no key of the layout
+    /// whose image was minted before; keys outside the layout may be listed or not. Stores whose keys sort by shard and then id start each shard's listing
     /// after [`mint_time_bound`](crate::ids::mint_time_bound); the default lists
     /// everything and filters, which costs a full listing.
     fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {

@@ -23,7 +23,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use profilestore_core::error::{StoreError, StoreErrorKind};
-use profilestore_core::ids::BlobKey;
+use profilestore_core::ids::{BlobKey, mint_time_bound};
 use profilestore_core::store::{BlobStore, CLOCK_PROBE_KEY, ClockProbe, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 use walk::Walk;
@@ -46,6 +46,31 @@ pub struct LocalBlobStore {
 }
 
 impl LocalBlobStore {
+    /// The pages of `walk`: our own walk (see `walk`), one page per trip to a blocking
+    /// thread, so only one page and the walk's directory stack are in memory.
+    fn list_walk(&self, walk: Walk, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        let root = self.root.clone();
+        let page_size = page_size.max(1);
+        stream::unfold(Some(walk), move |walk| {
+            let root = root.clone();
+            async move {
+                let mut walk = walk?;
+                let joined = tokio::task::spawn_blocking(move || {
+                    let page = sweep::list_page(&root, &mut walk, page_size);
+                    (page, walk)
+                })
+                .await;
+                match joined {
+                    Ok((Ok(page), _)) if page.is_empty() => None,
+                    Ok((Ok(page), walk)) => Some((Ok(page), Some(walk))),
+                    Ok((Err(e), _)) => Some((Err(e), None)),
+                    Err(e) => Some((Err(StoreError::unavailable(format!("local blob store, listing: {e}"))), None)),
+                }
+            }
+        })
+        .boxed()
+    }
+
     /// Opens the blob directory `dir`. [`OpenMode::Migrate`] creates it (and its
     /// parents) when missing; [`OpenMode::Existing`] requires it to exist.
     pub async fn open(dir: impl AsRef<FsPath>, mode: OpenMode) -> Result<Self, OpenError> {
@@ -219,28 +244,14 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        // Our own walk (see `walk`), one page per trip to a blocking thread, so only
-        // one page and the walk's directory stack are in memory.
-        let root = self.root.clone();
-        let page_size = page_size.max(1);
-        stream::unfold(Some(Walk::new(&root)), move |walk| {
-            let root = root.clone();
-            async move {
-                let mut walk = walk?;
-                let joined = tokio::task::spawn_blocking(move || {
-                    let page = sweep::list_page(&root, &mut walk, page_size);
-                    (page, walk)
-                })
-                .await;
-                match joined {
-                    Ok((Ok(page), _)) if page.is_empty() => None,
-                    Ok((Ok(page), walk)) => Some((Ok(page), Some(walk))),
-                    Ok((Err(e), _)) => Some((Err(e), None)),
-                    Err(e) => Some((Err(StoreError::unavailable(format!("local blob store, listing: {e}"))), None)),
-                }
-            }
-        })
-        .boxed()
+        self.list_walk(Walk::new(&self.root), page_size)
+    }
+
+    /// Enters only the image directories past the horizon's bound in each shard: the
+    /// names of every shard directory are read (one directory entry per image, no file
+    /// metadata), the files of older images are not visited.
+    fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        self.list_walk(Walk::after(&self.root, mint_time_bound(horizon)), page_size)
     }
 
     async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {

@@ -16,14 +16,25 @@ use super::io_error;
 /// The regular files under a root, depth-first. Symbolic links are neither followed
 /// nor yielded; entries that vanish during the walk (deletes, sweeps) are skipped.
 pub(crate) struct Walk {
-    dirs: Vec<PathBuf>,
-    entries: Option<(PathBuf, ReadDir)>,
+    /// Directories still to read, with their depth below the root.
+    dirs: Vec<(PathBuf, usize)>,
+    entries: Option<(PathBuf, usize, ReadDir)>,
+    /// Directories two levels down (`{shard}/{image_id}`) whose names sort at or
+    /// before this are not entered.
+    skip_through: Option<String>,
 }
 
 impl Walk {
     /// A walk over everything under `root`.
     pub(crate) fn new(root: &Path) -> Walk {
-        Walk { dirs: vec![root.to_path_buf()], entries: None }
+        Walk { dirs: vec![(root.to_path_buf(), 0)], entries: None, skip_through: None }
+    }
+
+    /// A walk that enters no second-level directory (an image's, in the blob-key
+    /// layout) whose name sorts at or before `bound`: each shard directory's names are
+    /// still read, but only later images' files are visited.
+    pub(crate) fn after(root: &Path, bound: String) -> Walk {
+        Walk { skip_through: Some(bound), ..Walk::new(root) }
     }
 }
 
@@ -34,15 +45,15 @@ impl Iterator for Walk {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if self.entries.is_none() {
-                let dir = self.dirs.pop()?;
+                let (dir, depth) = self.dirs.pop()?;
                 match std::fs::read_dir(&dir) {
-                    Ok(entries) => self.entries = Some((dir, entries)),
+                    Ok(entries) => self.entries = Some((dir, depth, entries)),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => return Some(Err(io_error(&format!("reading directory {}", dir.display()), &e))),
                 }
                 continue;
             }
-            let (dir, entries) = self.entries.as_mut()?;
+            let (dir, depth, entries) = self.entries.as_mut()?;
             let entry = match entries.next() {
                 None => {
                     self.entries = None;
@@ -54,7 +65,13 @@ impl Iterator for Walk {
             };
             // `file_type` does not follow symlinks.
             match entry.file_type() {
-                Ok(t) if t.is_dir() => self.dirs.push(entry.path()),
+                Ok(t) if t.is_dir() => {
+                    let skipped = *depth == 1
+                        && self.skip_through.as_deref().is_some_and(|bound| entry.file_name().as_encoded_bytes() <= bound.as_bytes());
+                    if !skipped {
+                        self.dirs.push((entry.path(), *depth + 1));
+                    }
+                }
                 Ok(t) if t.is_file() => return Some(Ok((dir.clone(), entry))),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}

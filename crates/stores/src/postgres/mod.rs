@@ -52,7 +52,9 @@ use std::time::Duration;
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record};
+use profilestore_core::store::{
+    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
+};
 use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
@@ -75,6 +77,7 @@ macro_rules! record_columns {
     };
 }
 
+mod cleaner_state;
 mod commit;
 mod errors;
 mod schema;
@@ -428,6 +431,30 @@ impl MetadataStore for PostgresMetadataStore {
             .map_err(failed("asking which images are referenced"))?;
         tx.commit().await.map_err(failed("ending the referenced query's transaction"))?;
         found.iter().map(|id| DECODE.image_id(id)).collect()
+    }
+
+    async fn claim_superseded(&self, delete_delay: Duration, limit: usize) -> Result<SupersededClaim, StoreError> {
+        self.claim_superseded_here(delete_delay, limit).await
+    }
+
+    async fn forget_superseded(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
+        self.forget_superseded_here(ids).await
+    }
+
+    async fn count_superseded(&self) -> Result<u64, StoreError> {
+        self.count_superseded_here().await
+    }
+
+    async fn sweep_marks(&self) -> Result<SweepMarks, StoreError> {
+        self.sweep_marks_here().await
+    }
+
+    async fn record_sweep(
+        &self,
+        horizon: Timestamp,
+        full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        self.record_sweep_here(horizon, full_sweep_started).await
     }
 
     fn run_under_timings(&self, timings: &Timings) {

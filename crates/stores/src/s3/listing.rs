@@ -201,21 +201,24 @@ enum Part {
 }
 
 /// Every object of `store`, as server pages in key order, listed `concurrency`
-/// prefixes at a time (see the module's doc). Starts nothing until first polled.
+/// prefixes at a time (see the module's doc). With `skip_through`, each common
+/// prefix `p/` is listed only after the key `p/{skip_through}` (S3's `StartAfter`),
+/// so a shard's older images cost no request. Starts nothing until first polled.
 pub(super) fn parallel(
     store: Arc<S3BlobStore>,
     concurrency: usize,
+    skip_through: Option<Arc<str>>,
 ) -> BoxStream<'static, Result<Vec<ListedBlob>, StoreError>> {
     enum State {
-        NotStarted(Arc<S3BlobStore>),
+        NotStarted(Arc<S3BlobStore>, Option<Arc<str>>),
         Reading(Reader),
         Done,
     }
-    stream::unfold(State::NotStarted(store), move |state| async move {
+    stream::unfold(State::NotStarted(store, skip_through), move |state| async move {
         let mut reader = match state {
-            State::NotStarted(store) => {
+            State::NotStarted(store, skip_through) => {
                 let (parts, reading) = mpsc::channel(concurrency.max(1));
-                let driver = AbortOnDrop(tokio::spawn(drive(store, concurrency.max(1), parts)));
+                let driver = AbortOnDrop(tokio::spawn(drive(store, concurrency.max(1), skip_through, parts)));
                 Reader { parts: reading, current: None, _driver: driver }
             }
             State::Reading(reader) => reader,
@@ -278,7 +281,12 @@ fn stopped(what: &str) -> StoreError {
 
 /// Lists the root with a delimiter, page by page, and sends its objects and prefixes
 /// in key order, starting each prefix's task once it holds a permit.
-async fn drive(store: Arc<S3BlobStore>, concurrency: usize, parts: mpsc::Sender<Part>) {
+async fn drive(
+    store: Arc<S3BlobStore>,
+    concurrency: usize,
+    skip_through: Option<Arc<str>>,
+    parts: mpsc::Sender<Part>,
+) {
     let permits = Arc::new(Semaphore::new(concurrency));
     let root = store.location.prefix.as_ref().map(|p| format!("{p}/"));
     let mut token = None;
@@ -305,7 +313,9 @@ async fn drive(store: Arc<S3BlobStore>, concurrency: usize, parts: mpsc::Sender<
                     let Ok(permit) = permits.clone().acquire_owned().await else { return };
                     let (send, pages) = mpsc::channel(PREFETCH_PAGES);
                     let alive = TaskAlive::new(&store.stats);
-                    let task = tokio::spawn(list_prefix(store.clone(), format!("{prefix}/"), send, alive));
+                    let prefix = format!("{prefix}/");
+                    let start_after = skip_through.as_deref().map(|bound| format!("{prefix}{bound}"));
+                    let task = tokio::spawn(list_prefix(store.clone(), prefix, start_after, send, alive));
                     Part::Prefix(PrefixReading { pages, _task: AbortOnDrop(task), _permit: permit })
                 }
             };
@@ -323,12 +333,18 @@ async fn drive(store: Arc<S3BlobStore>, concurrency: usize, parts: mpsc::Sender<
     let _ = parts.send(Part::End).await;
 }
 
-/// Lists everything under `prefix` (which ends in `/`), sending each server page,
-/// then `None`; or the error that stopped it.
-async fn list_prefix(store: Arc<S3BlobStore>, prefix: String, pages: mpsc::Sender<PrefixPage>, alive: TaskAlive) {
+/// Lists everything under `prefix` (which ends in `/`) after the key `start_after`
+/// if given, sending each server page, then `None`; or the error that stopped it.
+async fn list_prefix(
+    store: Arc<S3BlobStore>,
+    prefix: String,
+    start_after: Option<String>,
+    pages: mpsc::Sender<PrefixPage>,
+    alive: TaskAlive,
+) {
     let mut token = None;
     loop {
-        let options = PaginatedListOptions { page_token: token, ..Default::default() };
+        let options = PaginatedListOptions { page_token: token, offset: start_after.clone(), ..Default::default() };
         let listed = match store.s3.list_paginated(Some(&prefix), options).await {
             Ok(page) => page
                 .result

@@ -37,7 +37,7 @@ use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use profilestore_core::error::{StoreError, StoreErrorKind};
-use profilestore_core::ids::BlobKey;
+use profilestore_core::ids::{BlobKey, mint_time_bound};
 use profilestore_core::store::{BlobStore, CLOCK_PROBE_KEY, ClockProbe, ListedBlob, PAIRING_MARKER_KEY};
 use profilestore_core::time::Timestamp;
 
@@ -147,6 +147,18 @@ impl S3BlobStore {
     /// their peaks. Sequential listings (concurrency 1) leave it untouched.
     pub fn listing_stats(&self) -> &ListingStats {
         &self.stats
+    }
+
+    /// The parallel listing (see `listing`), one item at a time.
+    fn list_parallel(
+        &self,
+        concurrency: usize,
+        skip_through: Option<Arc<str>>,
+    ) -> BoxStream<'_, Result<ListedBlob, StoreError>> {
+        listing::parallel(Arc::new(self.clone()), concurrency, skip_through)
+            .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
     }
 
     /// Every object under the prefix, one item at a time, by one sequential walk.
@@ -277,21 +289,18 @@ impl BlobStore for S3BlobStore {
         let blobs = if self.list_concurrency <= 1 {
             self.list_sequential()
         } else {
-            listing::parallel(Arc::new(self.clone()), self.list_concurrency)
-                .map_ok(|page| stream::iter(page.into_iter().map(Ok)))
-                .try_flatten()
-                .boxed()
+            self.list_parallel(self.list_concurrency, None)
         };
-        // Our pages are cut from the keys in order, whatever the server's pages were;
-        // the first error ends the listing.
-        blobs
-            .try_chunks(page_size.max(1))
-            .map_err(|failed| failed.1)
-            .scan(false, |failed, page| {
-                let stop = std::mem::replace(failed, page.is_err());
-                futures::future::ready((!stop).then_some(page))
-            })
-            .boxed()
+        in_pages(blobs, page_size)
+    }
+
+    /// Lists each shard only after `{shard}/{mint_time_bound(horizon)}` (S3's
+    /// `StartAfter`): one request per shard plus one per 1000 newer keys. Runs the
+    /// parallel listing even at concurrency 1, since a single sequential walk cannot
+    /// skip inside every shard.
+    fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+        let bound: Arc<str> = mint_time_bound(horizon).into();
+        in_pages(self.list_parallel(self.list_concurrency.max(1), Some(bound)), page_size)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -318,6 +327,22 @@ impl BlobStore for S3BlobStore {
 }
 
 /// The list concurrency `asked` for (the default when `None`), or why it is refused.
+/// `blobs` cut into our own pages of `page_size`, in order, whatever the server's pages
+/// were; the first error ends the listing.
+fn in_pages(
+    blobs: BoxStream<'_, Result<ListedBlob, StoreError>>,
+    page_size: usize,
+) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+    blobs
+        .try_chunks(page_size.max(1))
+        .map_err(|failed| failed.1)
+        .scan(false, |failed, page| {
+            let stop = std::mem::replace(failed, page.is_err());
+            futures::future::ready((!stop).then_some(page))
+        })
+        .boxed()
+}
+
 fn list_concurrency(asked: Option<NonZeroUsize>) -> Result<usize, StoreError> {
     let n = asked.map_or(DEFAULT_LIST_CONCURRENCY, NonZeroUsize::get);
     if n > MAX_LIST_CONCURRENCY {

@@ -13,8 +13,11 @@ use crate::open::OpenError;
 
 /// Every migration, in order: `(version, SQL)`. Versions are 1, 2, 3... with no gaps;
 /// a released migration is never edited, only followed by a new one.
-pub(crate) const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("migrations/0001_init.sql")), (2, include_str!("migrations/0002_cleaner_fence.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/0001_init.sql")),
+    (2, include_str!("migrations/0002_cleaner_fence.sql")),
+    (3, include_str!("migrations/0003_incremental_cleaning.sql")),
+];
 
 /// The schema version this build reads and writes.
 pub(crate) const CURRENT_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

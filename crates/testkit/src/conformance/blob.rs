@@ -28,7 +28,7 @@ type Check = Result<(), String>;
 const CLOCK_TOLERANCE: Duration = Duration::from_millis(20);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 11;
+const CHECKS: usize = 12;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -49,6 +49,7 @@ where
         delete_many_deletes_existing_and_ignores_missing,
         list_pages_cover_every_object_once,
         list_reports_creation_times_and_sizes,
+        list_since_lists_exactly_the_images_minted_since_the_horizon,
         marker_is_create_only,
         sweep_staging_keeps_every_object,
         probe_clock_reports_the_time_of_its_put,
@@ -167,6 +168,45 @@ async fn list_pages_cover_every_object_once(t: &BlobUnderTest) -> Check {
             }
         }
         ensure!(seen == expected, "page_size {page_size}: listed {seen:?}, expected {expected:?}");
+    }
+    Ok(())
+}
+
+/// The key of an image minted `offset_ms` after `base`, with `tail` as its random part
+/// (so its shard is `tail`'s low byte).
+fn minted_key(base: Timestamp, offset_ms: i64, tail: u64) -> Result<BlobKey, String> {
+    let ms = base.as_millis() + offset_ms;
+    let id = format!("{:08x}-{:04x}-7000-8000-{tail:012x}", ms >> 16, ms & 0xffff);
+    Ok(BlobKey::original(id.parse().map_err(|e| format!("suite bug: id {id}: {e}"))?))
+}
+
+async fn list_since_lists_exactly_the_images_minted_since_the_horizon(t: &BlobUnderTest) -> Check {
+    let horizon = t.clock.now();
+    let mut newer = HashSet::new();
+    let mut older = HashSet::new();
+    // Three shards, images on both sides of the horizon in each, one exactly at it.
+    for (n, shard) in [0x01u64, 0x7f, 0xfe].into_iter().enumerate() {
+        for (i, offset) in [-86_400_000i64, -1, 0, 1, 3_600_000].into_iter().enumerate() {
+            let key = minted_key(horizon, offset, (n as u64 * 16 + i as u64) << 8 | shard)?;
+            t.store.put_new(&key, contents(1, 4)).await.doing("put_new")?;
+            if offset >= 0 { newer.insert(key.to_string()) } else { older.insert(key.to_string()) };
+        }
+    }
+    t.store.put_new(&BlobKey::original(UuidV7Ids.next_image_id()), contents(2, 4)).await.doing("put_new")?;
+    let pages: Vec<Vec<ListedBlob>> = t.store.list_since(horizon, 2).try_collect().await.doing("list_since")?;
+    ensure!(pages.iter().all(|p| p.len() <= 2), "list_since(page_size 2) returned a page of more than 2");
+    let listed: Vec<String> = pages.into_iter().flatten().map(|b| b.key).collect();
+    let unique: HashSet<&String> = listed.iter().collect();
+    ensure!(unique.len() == listed.len(), "list_since listed a key twice: {listed:?}");
+    for key in &newer {
+        ensure!(unique.contains(key), "list_since({horizon:?}) missed {key}, minted at or after it");
+    }
+    for key in &older {
+        ensure!(!unique.contains(key), "list_since({horizon:?}) listed {key}, minted before it");
+    }
+    let everything: HashSet<String> = list_all(t, 1000).await?.into_iter().flatten().map(|b| b.key).collect();
+    for key in &listed {
+        ensure!(everything.contains(key), "list_since listed {key}, which list does not");
     }
     Ok(())
 }

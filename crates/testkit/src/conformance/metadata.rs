@@ -12,15 +12,16 @@ use profilestore_core::store::{CommitOutcome, DeleteOutcome, Pairing, Record};
 use profilestore_core::time::{Deadline, Time, Timestamp};
 use profilestore_runtime::UuidV7Ids;
 
+use super::cleaner_state::*;
 use super::{Doing, MetadataUnderTest, Report};
 
-type Check = Result<(), String>;
+pub(super) type Check = Result<(), String>;
 
 /// Generous: the suite checks deadlines, not speed.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 21;
+const CHECKS: usize = 26;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -55,19 +56,24 @@ where
         concurrent_writes_to_one_user_leave_one_whole_record,
         clock_reads_the_databases_time,
         ping_answers,
+        replace_and_delete_queue_the_old_image_in_the_same_change,
+        claim_counts_the_delay_from_first_sight,
+        claim_answers_oldest_first_up_to_the_limit,
+        claim_separates_images_a_record_names_again,
+        sweep_marks_only_move_forward,
     );
     report
 }
 
-fn user(s: &str) -> Result<UserId, String> {
+pub(super) fn user(s: &str) -> Result<UserId, String> {
     UserId::parse(s).map_err(|e| format!("suite bug: user id {s:?}: {e}"))
 }
 
-fn image() -> ImageId {
+pub(super) fn image() -> ImageId {
     UuidV7Ids.next_image_id()
 }
 
-fn record(user_id: &str, image_id: ImageId, metadata: &str) -> Result<Record, String> {
+pub(super) fn record(user_id: &str, image_id: ImageId, metadata: &str) -> Result<Record, String> {
     Ok(Record {
         user_id: user(user_id)?,
         metadata: metadata.to_owned(),
@@ -85,7 +91,7 @@ fn later(t: &MetadataUnderTest, by: Duration) -> Deadline {
 
 /// A deadline `by` in the past by the store's clock, with time left on the ticks: only
 /// the store's own clock can refuse it.
-fn earlier(t: &MetadataUnderTest, by: Duration) -> Deadline {
+pub(super) fn earlier(t: &MetadataUnderTest, by: Duration) -> Deadline {
     let at =
         Timestamp::from_millis(t.clock.now().as_millis().saturating_sub(i64::try_from(by.as_millis()).unwrap_or(0)));
     Deadline::new(t.clock.clone(), at, TIMEOUT)
@@ -97,11 +103,11 @@ fn ticks_run_out(t: &MetadataUnderTest) -> Deadline {
     Deadline::new(t.clock.clone(), t.clock.now().plus(Duration::from_secs(3600)), Duration::ZERO)
 }
 
-async fn delete(t: &MetadataUnderTest, user_id: &UserId) -> Result<DeleteOutcome, String> {
+pub(super) async fn delete(t: &MetadataUnderTest, user_id: &UserId) -> Result<DeleteOutcome, String> {
     t.store.delete_before(user_id, &later(t, Duration::from_secs(3600))).await.doing("delete_before")
 }
 
-async fn put(t: &MetadataUnderTest, r: &Record) -> Check {
+pub(super) async fn put(t: &MetadataUnderTest, r: &Record) -> Check {
     let outcome = t.store.put_before(r, &later(t, Duration::from_secs(3600))).await.doing("put_before")?;
     ensure!(outcome == CommitOutcome::Committed, "put_before with a deadline 1 h ahead answered {outcome:?}");
     Ok(())
@@ -391,6 +397,7 @@ async fn bound_timings_refuse_every_guarded_call_once_changed(t: &MetadataUnderT
     let delete = t.store.delete_before(&original.user_id, &later(t, Duration::from_secs(3600))).await;
     changed("delete_before", delete.err().map(|e| e.kind()))?;
     changed("referenced", t.store.referenced(&[original.image_id]).await.err().map(|e| e.kind()))?;
+    changed("claim_superseded", t.store.claim_superseded(Duration::ZERO, 10).await.err().map(|e| e.kind()))?;
     let got = t.store.get(&original.user_id).await.doing("get")?;
     ensure!(got.as_ref() == Some(&original), "a refused call changed the record to {got:?}");
 

@@ -1,0 +1,191 @@
+//! The cleaner's state in SQLite: the superseded-image queue (filled by the triggers of
+//! schema version 3) and the sweep marks.
+
+use std::time::Duration;
+
+use profilestore_core::error::StoreError;
+use profilestore_core::ids::ImageId;
+use profilestore_core::store::{SupersededClaim, SweepMarks};
+use profilestore_core::time::Timestamp;
+use sqlx::Row;
+
+use super::{DECODE, SqliteMetadataStore};
+use super::errors::{corrupt, failed};
+
+/// Stamps first sight on every entry that has none; the delete delay starts here.
+const STAMP_FIRST_SEEN: &str =
+    concat!("UPDATE superseded_images SET first_seen_ms = ", db_now_ms!(), " WHERE first_seen_ms IS NULL");
+
+/// The entries first seen at least `?1` ms ago, oldest first, at most `?2`, each with
+/// whether a record names its image, all read in the same statement.
+const DUE: &str = concat!(
+    "SELECT s.image_id, EXISTS (SELECT 1 FROM profiles p WHERE p.image_id = s.image_id) ",
+    "FROM superseded_images s WHERE s.first_seen_ms <= ",
+    db_now_ms!(),
+    " - ?1 ORDER BY s.first_seen_ms, s.image_id LIMIT ?2"
+);
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl SqliteMetadataStore {
+    pub(super) async fn claim_superseded_here(
+        &self,
+        delete_delay: Duration,
+        limit: usize,
+    ) -> Result<SupersededClaim, StoreError> {
+        // The same protocol as `referenced`: the write lock excludes every write
+        // between its deadline check and its commit, and the fence row's commit
+        // overwrites commit frames a killed writer left beyond the WAL's end.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed("taking the write lock to claim superseded images"))?;
+        self.check_timings(&mut tx).await?;
+        sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing the cleaner's fence row"))?;
+        let stamped = sqlx::query(STAMP_FIRST_SEEN)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("stamping first sight of superseded images"))?;
+        let rows = sqlx::query(DUE)
+            .bind(millis(delete_delay))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(failed("reading due superseded images"))?;
+        tx.commit().await.map_err(failed("committing the claim of superseded images"))?;
+        let mut claim = SupersededClaim { first_seen: stamped.rows_affected(), ..SupersededClaim::default() };
+        for row in &rows {
+            let id: String = row.try_get(0).map_err(failed("reading a superseded image id"))?;
+            let named: bool = row.try_get(1).map_err(failed("reading whether a record names an image"))?;
+            let id = DECODE.image_id(&id)?;
+            if named { claim.named.push(id) } else { claim.due.push(id) }
+        }
+        Ok(claim)
+    }
+
+    pub(super) async fn forget_superseded_here(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = ids.iter().map(ImageId::to_string).collect();
+        let json = serde_json::to_string(&ids).map_err(|e| corrupt(format!("ids do not serialise: {e}")))?;
+        let done = sqlx::query("DELETE FROM superseded_images WHERE image_id IN (SELECT value FROM json_each(?))")
+            .bind(json)
+            .execute(&self.pool)
+            .await
+            .map_err(failed("removing superseded-image entries"))?;
+        Ok(done.rows_affected())
+    }
+
+    pub(super) async fn count_superseded_here(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM superseded_images")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("counting superseded images"))?;
+        u64::try_from(n).map_err(|_| corrupt(format!("superseded-image count {n} is negative")))
+    }
+
+    pub(super) async fn sweep_marks_here(&self) -> Result<SweepMarks, StoreError> {
+        let row = sqlx::query("SELECT listing_horizon_ms, last_full_sweep_ms FROM sweep_marks WHERE singleton = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading the sweep marks"))?;
+        let Some(row) = row else {
+            return Err(corrupt("the sweep_marks row is missing"));
+        };
+        let horizon: Option<i64> = row.try_get(0).map_err(failed("reading the listing horizon"))?;
+        let full: Option<i64> = row.try_get(1).map_err(failed("reading the last full sweep"))?;
+        Ok(SweepMarks {
+            listing_horizon: horizon.map(Timestamp::from_millis),
+            last_full_sweep: full.map(Timestamp::from_millis),
+        })
+    }
+
+    pub(super) async fn record_sweep_here(
+        &self,
+        horizon: Timestamp,
+        full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        // MAX over a NULL column answers NULL, hence the COALESCE: each mark only moves
+        // forward, whatever order concurrent cleaners finish in.
+        let done = sqlx::query(concat!(
+            "UPDATE sweep_marks SET ",
+            "listing_horizon_ms = MAX(COALESCE(listing_horizon_ms, ?1), ?1), ",
+            "last_full_sweep_ms = CASE WHEN ?2 IS NULL THEN last_full_sweep_ms ",
+            "ELSE MAX(COALESCE(last_full_sweep_ms, ?2), ?2) END ",
+            "WHERE singleton = 1"
+        ))
+        .bind(horizon.as_millis())
+        .bind(full_sweep_started.map(Timestamp::as_millis))
+        .execute(&self.pool)
+        .await
+        .map_err(failed("storing the sweep marks"))?;
+        if done.rows_affected() == 0 {
+            return Err(corrupt("the sweep_marks row is missing"));
+        }
+        self.sweep_marks_here().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use profilestore_core::store::MetadataStore;
+    use profilestore_core::time::{Deadline, Timestamp};
+    use profilestore_runtime::SystemClock;
+    use sqlx::Connection;
+
+    use super::super::SqliteMetadataStore;
+    use super::super::schema::MIGRATIONS;
+    use super::super::tests::record;
+    use crate::open::OpenMode;
+
+    /// A database left at schema version 2 by an older build, holding one record.
+    async fn version_two_database(path: &std::path::Path, record: &profilestore_core::store::Record) {
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql("PRAGMA journal_mode = WAL").execute(&mut conn).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE schema_version (version INTEGER NOT NULL PRIMARY KEY, applied_at_ms INTEGER NOT NULL) STRICT")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        for (version, sql) in &MIGRATIONS[..2] {
+            sqlx::raw_sql(*sql).execute(&mut conn).await.unwrap();
+            sqlx::query("INSERT INTO schema_version VALUES (?, 0)").bind(version).execute(&mut conn).await.unwrap();
+        }
+        sqlx::query("INSERT INTO profiles VALUES (?, '{}', ?, 'image/png', 3, 1)")
+            .bind(record.user_id.as_str())
+            .bind(record.image_id.to_string())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_version_two_database_migrates_and_its_old_records_queue_their_images_when_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old = record("alice");
+        version_two_database(&path, &old).await;
+
+        let store = SqliteMetadataStore::open(&path, OpenMode::Migrate).await.unwrap();
+        assert_eq!(store.get(&old.user_id).await.unwrap().map(|r| r.image_id), Some(old.image_id));
+        assert_eq!(store.count_superseded().await.unwrap(), 0);
+        assert_eq!(store.sweep_marks().await.unwrap(), Default::default(), "no cycle has proved anything yet");
+        let deadline = Deadline::after(std::sync::Arc::new(SystemClock::new()), Duration::from_secs(60));
+        store.put_before(&record("alice"), &deadline).await.unwrap();
+
+        let claim = store.claim_superseded(Duration::ZERO, 10).await.unwrap();
+        assert_eq!(claim.due, vec![old.image_id], "a record written before the upgrade queues its image");
+        let marks = store.record_sweep(Timestamp::from_millis(5), None).await.unwrap();
+        assert_eq!(marks.listing_horizon, Some(Timestamp::from_millis(5)));
+    }
+}
