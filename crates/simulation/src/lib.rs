@@ -10,7 +10,9 @@
 //! database's check and their visibility, and crashes of servers (killing their
 //! requests) and cleaners (abandoning their cycle), which come back later. Swarm
 //! testing draws from each seed which kinds of fault are on ([`FaultMix`]). The
-//! database follows one of the stores' commit protocols ([`StoreProtocol`]).
+//! database follows one of the stores' commit protocols ([`StoreProtocol`]), and keeps
+//! the superseded-image queue and sweep marks the cleaners' incremental mode uses
+//! ([`SimConfig::sweep`]).
 //!
 //! Checked continuously: consistent reads (every answered profile's metadata and
 //! image come from one write), no dangling reference (every record names a stored
@@ -24,8 +26,10 @@
 //! | `rng` | [`SimRng`]: one seeded stream per actor |
 //! | `faults` | [`FaultRates`], the fault kinds and each seed's swarm mix |
 //! | `clock` | [`SimClock`], [`SimIds`]: per-process wall clocks that drift and step, seeded ids |
-//! | `stores` | the per-machine fault-injecting, logging store view |
+//! | `stores` | the shared stores, and the per-machine fault-injecting, logging view of the database |
+//! | `blobs` | that view of the blob store |
 //! | `protocol` | the database's commit protocols: check, then a commit visible later |
+//! | `queue` | the database's superseded-image queue and sweep marks |
 //! | `checks` | the four promises, each checked where it can first break |
 //! | `run` | the machines, clients, chaos and drain of one run |
 //! | `log` | [`Event`], [`Counts`], [`Violation`] |
@@ -33,11 +37,13 @@
 
 #![warn(missing_docs)]
 
+mod blobs;
 mod checks;
 mod clock;
 mod faults;
 mod log;
 mod protocol;
+mod queue;
 mod rng;
 mod run;
 mod shrink;
@@ -48,6 +54,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use profilestore_core::settings::Timings;
+
+pub use profilestore_cleaner::SweepMode;
 
 pub use clock::{ClockModel, EPOCH, Rogue, SimClock, SimIds, fmt_elapsed};
 pub use faults::{FaultKind, FaultMix, FaultRates, MixCounts};
@@ -93,6 +101,37 @@ pub struct SimConfig {
     /// or clean beyond the bound). With it on, the wandering clocks keep a margin
     /// below the bound for the measurement's error.
     pub clock_check: bool,
+    /// Whether the cleaners list the whole blob store every cycle or, incrementally,
+    /// only images minted since the stored listing horizon, with a full sweep every
+    /// `full_every` (every cycle, in either mode, reclaims the superseded-image queue).
+    pub sweep: SweepMode,
+    /// The queue flaw: the simulated database starts a superseded image's delete delay
+    /// at its write's statement (deadline check) time instead of when a cleaner first
+    /// sees the entry. Flawed on purpose: a commit frozen past the delay enters the
+    /// queue already due while reads of the record it replaced go on.
+    pub queue_delay_from_statement: bool,
+}
+
+/// The full-sweep interval of an incremental run unless one is given: a few simulated
+/// hours, so a run has several full sweeps and many incremental cycles between them.
+pub const DEFAULT_FULL_EVERY: Duration = Duration::from_secs(3 * 3600);
+
+/// The name of `mode` on the command line: `full` or `incremental`.
+pub fn sweep_name(mode: SweepMode) -> &'static str {
+    match mode {
+        SweepMode::Full => "full",
+        SweepMode::Incremental { .. } => "incremental",
+    }
+}
+
+/// The sweep mode `name` (`full` or `incremental`) names on the command line, with
+/// `full_every` for an incremental one ([`DEFAULT_FULL_EVERY`] when not given).
+pub fn sweep_mode(name: &str, full_every: Option<Duration>) -> Option<SweepMode> {
+    match name {
+        "full" => Some(SweepMode::Full),
+        "incremental" => Some(SweepMode::Incremental { full_every: full_every.unwrap_or(DEFAULT_FULL_EVERY) }),
+        _ => None,
+    }
 }
 
 impl Default for SimConfig {
@@ -113,6 +152,8 @@ impl Default for SimConfig {
             think_time: Duration::from_secs(60 * 60),
             drain: None,
             clock_check: false,
+            sweep: SweepMode::Full,
+            queue_delay_from_statement: false,
         }
     }
 }
@@ -179,7 +220,9 @@ impl SimConfig {
     /// The `profilestore simulate` flags that replay this run. The command line has
     /// no flags for the page size, cleaner interval, think time, swarm testing or fault
     /// rates (other than `--no-faults`): a run with other values than the defaults of
-    /// those is replayed through the library, not by these flags.
+    /// those is replayed through the library, not by these flags. An incremental run
+    /// adds `--sweep=incremental --full-every=…` and the queue flaw
+    /// `--queue-delay-from-statement` (see [`sweep_mode`] for parsing them).
     pub fn replay_args(&self) -> Vec<String> {
         let t = &self.timings;
         let mut args = vec![
@@ -208,6 +251,13 @@ impl SimConfig {
         }
         if self.clock_check {
             args.push("--clock-check".to_owned());
+        }
+        if let SweepMode::Incremental { full_every } = self.sweep {
+            args.push(format!("--sweep={}", sweep_name(self.sweep)));
+            args.push(format!("--full-every={}", flag_duration(full_every)));
+        }
+        if self.queue_delay_from_statement {
+            args.push("--queue-delay-from-statement".to_owned());
         }
         if (FaultRates { clock_beyond_bound: Duration::ZERO, ..self.faults }) == FaultRates::none() {
             args.push("--no-faults".to_owned());
@@ -406,6 +456,22 @@ mod tests {
         for p in [StoreProtocol::SqliteLocked, StoreProtocol::PostgresBounded, StoreProtocol::Unlocked] {
             assert_eq!(StoreProtocol::from_name(p.name()), Some(p));
         }
+    }
+
+    #[test]
+    fn replay_flags_name_the_incremental_sweep_and_the_queue_flaw() {
+        let plain = SimConfig::default().replay_args();
+        assert!(
+            !plain.iter().any(|a| a.starts_with("--sweep") || a.starts_with("--full-every") || a.contains("queue"))
+        );
+        let sweep = sweep_mode("incremental", Some(Duration::from_secs(2 * 3600))).unwrap();
+        let args = SimConfig { sweep, queue_delay_from_statement: true, ..SimConfig::default() }.replay_args();
+        for flag in ["--sweep=incremental", "--full-every=2h", "--queue-delay-from-statement"] {
+            assert!(args.iter().any(|a| a == flag), "{flag} missing from {args:?}");
+        }
+        assert_eq!(sweep_mode("incremental", None), Some(SweepMode::Incremental { full_every: DEFAULT_FULL_EVERY }));
+        assert_eq!(sweep_mode("full", None).map(sweep_name), Some("full"));
+        assert_eq!(sweep_mode("sideways", None), None);
     }
 
     #[test]

@@ -192,6 +192,18 @@ counters! {
         /// Blob fetches of reads that found the blob missing (the read path then
         /// re-reads the record; within the deadline, a violation).
         reads_missing_blob,
+        /// Images record changes put in the superseded-image queue.
+        superseded_queued,
+        /// Images cleaners' claims on the queue answered due (unreferenced, past
+        /// their delete delay).
+        superseded_claimed,
+        /// Blobs deleted after a claim answered their image due while they were
+        /// stored: removed on the queue's say-so.
+        superseded_deleted,
+        /// Cleaner listings of the whole blob store.
+        full_listings,
+        /// Cleaner listings of only the images minted since the listing horizon.
+        incremental_listings,
     }
 }
 
@@ -281,6 +293,15 @@ impl fmt::Display for Counts {
             self.vanish_checks,
             self.orphan_checks,
             self.blobs_deleted
+        )?;
+        write!(
+            f,
+            "\nqueue: {} superseded images queued, {} claimed due, {} blobs deleted on a claim; listings {} full / {} incremental",
+            self.superseded_queued,
+            self.superseded_claimed,
+            self.superseded_deleted,
+            self.full_listings,
+            self.incremental_listings
         )
     }
 }

@@ -15,6 +15,11 @@
 //! | [`StoreProtocol::SqliteLocked`] | it holds the write lock: other writes and the cleaner's `referenced` wait | at the end of the delay, whatever the time |
 //! | [`StoreProtocol::PostgresBounded`] | nothing waits (row locks aside) | only if the database's clock is still before the deadline and the request's ticks have not run out; else it is refused |
 //! | [`StoreProtocol::Unlocked`] | other writes wait, the cleaner's `referenced` does not: SQLite before the fix, its query in a deferred transaction | at the end of the delay, whatever the time (flawed) |
+//!
+//! In every protocol the superseded-image queue's entry for the image a write replaced
+//! (or a delete removed) is made in the very step the change becomes visible, and a
+//! cleaner's claim on the queue waits, or does not, exactly as its `referenced` does
+//! (see `queue`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -81,7 +86,8 @@ impl SimWorld {
         delay: Duration,
     ) -> Result<CommitOutcome, StoreError> {
         let lock = if self.protocol.writes_serialise() { Some(self.lock.clone().lock_owned().await) } else { None };
-        if self.db_clock_now() >= deadline.at() || deadline.passed() {
+        let checked_at = self.db_clock_now();
+        if checked_at >= deadline.at() || deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
         self.pending.fetch_add(1, Ordering::Relaxed);
@@ -105,16 +111,25 @@ impl SimWorld {
         let (record, deadline) = (record.clone(), deadline.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let outcome = world.land(actor, &record, &deadline, delay).await;
+            let outcome = world.land(actor, &record, &deadline, (checked_at, delay)).await;
             drop(lock);
             let _ = tx.send(outcome);
         });
         rx.await.map_err(|_| StoreError::unavailable("the run ended before the commit landed"))
     }
 
-    /// The pending commit of `record` lands now, or is refused.
-    async fn land(&self, actor: Actor, record: &Record, deadline: &Deadline, delay: Duration) -> CommitOutcome {
+    /// The pending commit of `record`, checked at `checked_at` by the database's clock
+    /// and pending for `delay`, lands now (enqueuing the image it replaces in the same
+    /// step), or is refused.
+    async fn land(
+        &self,
+        actor: Actor,
+        record: &Record,
+        deadline: &Deadline,
+        (checked_at, delay): (Timestamp, Duration),
+    ) -> CommitOutcome {
         let counters = &self.journal.counters;
+        let before = self.record_of(&record.user_id);
         self.pending.fetch_sub(1, Ordering::Relaxed);
         if self.db_clock_now() >= deadline.at() || deadline.passed() {
             Counters::bump(&counters.commits_past_deadline);
@@ -140,16 +155,25 @@ impl SimWorld {
             );
         }
         if outcome == CommitOutcome::Committed {
+            if let Some(old) = before.filter(|old| old.image_id != record.image_id) {
+                self.supersede(actor, &record.user_id, old.image_id, checked_at);
+            }
             self.check_no_dangling(actor);
         }
         outcome
     }
 
-    /// A deadline-guarded record delete: atomic, but behind the write lock where
-    /// writes serialise.
-    pub async fn delete(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    /// A deadline-guarded record delete: atomic (its check, its visibility and the
+    /// queue entry for the image it removes are one step), but behind the write lock
+    /// where writes serialise.
+    pub async fn delete(&self, actor: Actor, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         let _lock = if self.protocol.writes_serialise() { Some(self.lock.lock().await) } else { None };
-        self.metadata.delete_before(user, deadline).await
+        let before = self.record_of(user);
+        let outcome = self.metadata.delete_before(user, deadline).await?;
+        if let (DeleteOutcome::Deleted, Some(old)) = (outcome, before) {
+            self.supersede(actor, user, old.image_id, self.db_clock_now());
+        }
+        Ok(outcome)
     }
 
     /// The cleaner's question, under the run's protocol: with SQLite's lock it waits
@@ -165,7 +189,7 @@ impl SimWorld {
         Ok(found)
     }
 
-    fn db_clock_now(&self) -> Timestamp {
+    pub(super) fn db_clock_now(&self) -> Timestamp {
         self.db_clock.now()
     }
 }

@@ -105,7 +105,10 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
         let rogue = rogue.filter(|(who, _)| *who == process).map(|(_, r)| r);
         SimClock::wandering(origin, model, rng, rogue)
     };
-    let world = Arc::new(SimWorld::new(clock(0), clock(1), journal, rates, config.protocol));
+    let world = Arc::new(
+        SimWorld::new(clock(0), clock(1), journal, rates, config.protocol)
+            .with_queue_delay_from_statement(config.queue_delay_from_statement),
+    );
     let servers = (0..config.servers)
         .map(|i| {
             let clock = clock(2 + i);
@@ -197,6 +200,7 @@ impl Cluster {
             // here may delete every profile.
             allow_empty_database: true,
             allow_unsafe_timing: true,
+            sweep: self.config.sweep,
             ..CleanerConfig::default()
         };
         let cleaner = match Cleaner::new(

@@ -13,21 +13,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::FutureExt;
-use futures::stream::{BoxStream, StreamExt};
 
 use profilestore_core::error::StoreError;
-use profilestore_core::ids::{BlobKey, ImageId, UserId};
+use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
-use profilestore_core::time::{Clock, Deadline};
+use profilestore_core::store::{
+    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
+};
+use profilestore_core::time::{Clock, Deadline, Timestamp};
 
 use super::FaultRates;
 use super::clock::SimClock;
 use super::log::{Actor, Counters, Journal, short, shorts};
 use super::protocol::StoreProtocol;
+use super::queue::SupersededQueue;
 use super::rng::SimRng;
 
 tokio::task_local! {
@@ -65,6 +66,8 @@ pub struct SimWorld {
     pub(super) pending: AtomicUsize,
     /// Images some cleaner's query found unreferenced: each will be deleted.
     pub(super) condemned: Mutex<HashSet<ImageId>>,
+    /// The superseded-image queue and its flaw switch (see `queue`).
+    pub(super) queue: Mutex<SupersededQueue>,
     calm: AtomicBool,
 }
 
@@ -89,8 +92,16 @@ impl SimWorld {
             lock: Arc::default(),
             pending: AtomicUsize::new(0),
             condemned: Mutex::default(),
+            queue: Mutex::default(),
             calm: AtomicBool::new(false),
         }
+    }
+
+    /// The same world with the queue flaw on: an entry's delete delay starts at its
+    /// write's statement time instead of when a cleaner first sees it.
+    pub fn with_queue_delay_from_statement(self, on: bool) -> Self {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).delay_from_statement = on;
+        self
     }
 
     /// From now on inject only short waits.
@@ -142,8 +153,8 @@ pub(super) fn fmt_wait(d: Duration) -> String {
 
 /// One machine's view of the shared stores.
 pub struct Faulty {
-    world: Arc<SimWorld>,
-    actor: Actor,
+    pub(super) world: Arc<SimWorld>,
+    pub(super) actor: Actor,
     clock: SimClock,
     rng: Mutex<SimRng>,
 }
@@ -211,7 +222,7 @@ impl Faulty {
     /// Runs `op` under a freshly drawn plan: waits, acts, waits, maybe fails. `describe`
     /// says what the store answered, for the log line written the moment it acted;
     /// `check` sees the answer at that moment too, before any delay of the answer.
-    async fn call<T, Op, Fut>(
+    pub(super) async fn call<T, Op, Fut>(
         &self,
         what: String,
         user: Option<&UserId>,
@@ -261,18 +272,18 @@ impl Drop for Abandoned<'_> {
 }
 
 /// For calls with nothing to check.
-fn no_check<T>(_: &Result<T, StoreError>) {}
+pub(super) fn no_check<T>(_: &Result<T, StoreError>) {}
 
 /// A store's answer for the log, and the images it named.
-struct Described(String, Vec<ImageId>);
+pub(super) struct Described(pub(super) String, pub(super) Vec<ImageId>);
 
 impl Described {
-    fn text(text: impl Into<String>) -> Self {
+    pub(super) fn text(text: impl Into<String>) -> Self {
         Described(text.into(), Vec::new())
     }
 }
 
-fn describe_unit(r: &Result<(), StoreError>) -> Described {
+pub(super) fn describe_unit(r: &Result<(), StoreError>) -> Described {
     match r {
         Ok(()) => Described::text("ok"),
         Err(e) => Described::text(format!("error: {e}")),
@@ -329,7 +340,7 @@ impl MetadataStore for Faulty {
             format!("{}{user}", RECORD_CHANGES[1]),
             Some(user),
             &[],
-            || self.world.delete(user, deadline),
+            || self.world.delete(self.actor, user, deadline),
             |r| {
                 Described::text(match r {
                     Ok(DeleteOutcome::Deleted) => "deleted".into(),
@@ -359,6 +370,30 @@ impl MetadataStore for Faulty {
             no_check,
         )
         .await
+    }
+
+    async fn claim_superseded(&self, delete_delay: Duration, limit: usize) -> Result<SupersededClaim, StoreError> {
+        self.faulty_claim(delete_delay, limit).await
+    }
+
+    async fn forget_superseded(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
+        self.faulty_forget(ids).await
+    }
+
+    async fn count_superseded(&self) -> Result<u64, StoreError> {
+        self.faulty_count().await
+    }
+
+    async fn sweep_marks(&self) -> Result<SweepMarks, StoreError> {
+        self.faulty_marks().await
+    }
+
+    async fn record_sweep(
+        &self,
+        horizon: Timestamp,
+        full_sweep_started: Option<Timestamp>,
+    ) -> Result<SweepMarks, StoreError> {
+        self.faulty_record_sweep(horizon, full_sweep_started).await
     }
 
     async fn count_records(&self) -> Result<u64, StoreError> {
@@ -400,114 +435,5 @@ impl MetadataStore for Faulty {
 
     async fn update_timings(&self, cluster_id: uuid::Uuid, timings: &Timings) -> Result<(), StoreError> {
         self.world.metadata.update_timings(cluster_id, timings).await
-    }
-}
-
-#[async_trait::async_trait]
-impl BlobStore for Faulty {
-    async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.call(
-            format!("put blob {}", short(&key.image_id)),
-            None,
-            &[key.image_id],
-            || self.world.blobs.put_new(key, bytes),
-            describe_unit,
-            no_check,
-        )
-        .await
-    }
-
-    async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
-        let id = key.image_id;
-        self.call(
-            format!("get blob {}", short(&id)),
-            None,
-            &[id],
-            || self.world.blobs.get(key),
-            |r| {
-                Described::text(match r {
-                    Ok(Some(_)) => "found".into(),
-                    Ok(None) => "MISSING".into(),
-                    Err(e) => format!("error: {e}"),
-                })
-            },
-            |found| {
-                // Only the read path fetches blobs inside a request, right after
-                // reading the record that names them.
-                if let Ok(deadline) = REQUEST_DEADLINE.try_with(|d| *d) {
-                    let missing = matches!(found, Ok(None));
-                    self.world.check_fetch(self.actor, id, missing, self.world.journal.elapsed(), deadline);
-                }
-            },
-        )
-        .await
-    }
-
-    async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        self.world.blobs.exists(key).await
-    }
-
-    async fn delete_many(&self, keys: &[BlobKey]) -> Result<(), StoreError> {
-        let ids: Vec<ImageId> = keys.iter().map(|k| k.image_id).collect();
-        self.call(
-            format!("delete blobs [{}]", shorts(&ids)),
-            None,
-            &ids,
-            || self.world.blobs.delete_many(keys),
-            describe_unit,
-            |r| {
-                if r.is_ok() {
-                    self.world.journal.counters.blobs_deleted.fetch_add(keys.len() as u64, Ordering::Relaxed);
-                    self.world.check_no_dangling(self.actor);
-                }
-            },
-        )
-        .await
-    }
-
-    fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        let inner = self.world.blobs.list(page_size);
-        futures::stream::unfold(inner, move |mut inner| async move {
-            let page = self
-                .call(
-                    LIST_PAGE.into(),
-                    None,
-                    &[],
-                    || async { inner.next().await.transpose() },
-                    |r| match r {
-                        Ok(Some(page)) => {
-                            let ids: Vec<ImageId> =
-                                page.iter().filter_map(|b| BlobKey::parse(&b.key)).map(|k| k.image_id).collect();
-                            Described(format!("[{}]", shorts(&ids)), ids)
-                        }
-                        Ok(None) => Described::text("end of listing"),
-                        Err(e) => Described::text(format!("error: {e}")),
-                    },
-                    no_check,
-                )
-                .await;
-            match page {
-                Ok(Some(page)) => Some((Ok(page), inner)),
-                Ok(None) => None,
-                Err(e) => Some((Err(e), inner)),
-            }
-        })
-        .boxed()
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.world.blobs.ping().await
-    }
-
-    async fn probe_clock(&self) -> Result<profilestore_core::store::ClockProbe, StoreError> {
-        self.world.blobs.probe_clock().await
-    }
-
-    async fn read_marker(&self) -> Result<Option<Bytes>, StoreError> {
-        self.world.blobs.read_marker().await
-    }
-
-    async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
-        self.world.blobs.create_marker(contents).await
     }
 }
