@@ -224,4 +224,16 @@ pub struct SimulateArgs {
     /// enough by the timings]
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub drain: Option<Duration>,
+    /// How the cleaners list: `full` (every cycle lists everything) or `incremental`
+    /// (only images minted since the stored horizon, a full sweep every
+    /// `--full-every`); the superseded-image queue is reclaimed in both.
+    #[arg(long, default_value = "full", value_parser = ["full", "incremental"])]
+    pub sweep: String,
+    /// With `--sweep incremental`: how often a full sweep runs. [default: 3h]
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub full_every: Option<Duration>,
+    /// Flawed on purpose: the queue's delete delay starts at the write's statement
+    /// time instead of when a cleaner first sees the entry.
+    #[arg(long)]
+    pub queue_delay_from_statement: bool,
 }

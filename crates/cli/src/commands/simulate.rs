@@ -133,6 +133,9 @@ fn config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
         clock_check: args.clock_check,
         protocol: StoreProtocol::from_name(&args.store_protocol)
             .ok_or_else(|| anyhow::anyhow!("unknown --store-protocol {}", args.store_protocol))?,
+        sweep: profilestore_simulation::sweep_mode(&args.sweep, args.full_every)
+            .ok_or_else(|| anyhow::anyhow!("unknown --sweep {}", args.sweep))?,
+        queue_delay_from_statement: args.queue_delay_from_statement,
         ..SimConfig::default()
     };
     config.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
