@@ -8,7 +8,7 @@ use std::time::Duration;
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{Pairing, Record};
+use profilestore_core::store::{Pairing, Record, SupersededClaim, SweepMarks};
 use profilestore_core::time::Timestamp;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -57,6 +57,50 @@ impl Decoder {
                 .map_err(|_| self.corrupt(format!("stored image size {image_size} is negative")))?,
             updated_at: Timestamp::from_millis(row.try_get("updated_at_ms").map_err(&read_failed)?),
         })
+    }
+
+    /// A row of the sweep_marks table (columns `listing_horizon_ms`,
+    /// `last_full_sweep_ms`, each NULL until set).
+    pub(crate) fn sweep_marks<'r, R>(
+        &self,
+        row: &'r R,
+        read_failed: impl Fn(sqlx::Error) -> StoreError,
+    ) -> Result<SweepMarks, StoreError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let horizon: Option<i64> = row.try_get("listing_horizon_ms").map_err(&read_failed)?;
+        let full: Option<i64> = row.try_get("last_full_sweep_ms").map_err(&read_failed)?;
+        Ok(SweepMarks {
+            listing_horizon: horizon.map(Timestamp::from_millis),
+            last_full_sweep: full.map(Timestamp::from_millis),
+        })
+    }
+
+    /// A claim of the superseded-image queue from the rows of its due query (columns
+    /// `image_id` as text, `named`), after `stamped` entries were first seen.
+    pub(crate) fn superseded_claim<'r, R>(
+        &self,
+        rows: &'r [R],
+        stamped: u64,
+        read_failed: impl Fn(sqlx::Error) -> StoreError,
+    ) -> Result<SupersededClaim, StoreError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        bool: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let mut claim = SupersededClaim { first_seen: stamped, ..SupersededClaim::default() };
+        for row in rows {
+            let id: String = row.try_get("image_id").map_err(&read_failed)?;
+            let named: bool = row.try_get("named").map_err(&read_failed)?;
+            let id = self.image_id(&id)?;
+            if named { claim.named.push(id) } else { claim.due.push(id) }
+        }
+        Ok(claim)
     }
 
     /// A row of the pairing table read as text (columns `cluster_id`, `timings`).

@@ -229,9 +229,6 @@ impl Cleaner {
                 return Outcome::Failed(format!("asking whether the database holds records failed: {e}"));
             }
         }
-        if let Err(outcome) = self.drain_superseded(state).await {
-            return outcome;
-        }
         let plan = match self.plan_listing(started).await {
             Ok(plan) => plan,
             Err(outcome) => return outcome,
@@ -264,6 +261,12 @@ impl Cleaner {
             }
             let completion = match machine.status(now) {
                 CycleStatus::Finished(CycleOutcome::Completed) => {
+                    // The queue after the listing: on SQLite its claim takes the write
+                    // lock, like the listing's queries, so a commit frozen while
+                    // holding it stops the cycle where the listing's own query would.
+                    if let Err(outcome) = self.drain_superseded(state).await {
+                        return outcome;
+                    }
                     return match self.record_completion(state, &plan, started).await {
                         Ok(()) => Outcome::Completed,
                         Err(outcome) => outcome,

@@ -8,7 +8,6 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::ImageId;
 use profilestore_core::store::{SupersededClaim, SweepMarks};
 use profilestore_core::time::Timestamp;
-use sqlx::Row;
 
 use super::errors::{corrupt, failed};
 use super::{DECODE, PostgresMetadataStore, READ_COMMITTED, TIMINGS_LOCK};
@@ -20,7 +19,7 @@ const STAMP_FIRST_SEEN: &str =
 /// The entries first seen at least `$1` ms ago, oldest first, at most `$2`, each with
 /// whether a record names its image, all read in the same statement.
 const DUE: &str = concat!(
-    "SELECT s.image_id::text, EXISTS (SELECT 1 FROM profiles p WHERE p.image_id = s.image_id) ",
+    "SELECT s.image_id::text AS image_id, EXISTS (SELECT 1 FROM profiles p WHERE p.image_id = s.image_id) AS named ",
     "FROM superseded_images s WHERE s.first_seen_ms <= ",
     db_now_ms!(),
     " - $1 ORDER BY s.first_seen_ms, s.image_id LIMIT $2"
@@ -58,14 +57,7 @@ impl PostgresMetadataStore {
             .await
             .map_err(failed("reading due superseded images"))?;
         tx.commit().await.map_err(failed("committing the claim of superseded images"))?;
-        let mut claim = SupersededClaim { first_seen: stamped.rows_affected(), ..SupersededClaim::default() };
-        for row in &rows {
-            let id: String = row.try_get(0).map_err(failed("reading a superseded image id"))?;
-            let named: bool = row.try_get(1).map_err(failed("reading whether a record names an image"))?;
-            let id = DECODE.image_id(&id)?;
-            if named { claim.named.push(id) } else { claim.due.push(id) }
-        }
-        Ok(claim)
+        DECODE.superseded_claim(&rows, stamped.rows_affected(), failed("reading a due superseded image"))
     }
 
     pub(super) async fn forget_superseded_here(&self, ids: &[ImageId]) -> Result<u64, StoreError> {
@@ -111,12 +103,7 @@ impl PostgresMetadataStore {
         let Some(row) = row else {
             return Err(corrupt("the sweep_marks row is missing"));
         };
-        let horizon: Option<i64> = row.try_get(0).map_err(failed("reading the listing horizon"))?;
-        let full: Option<i64> = row.try_get(1).map_err(failed("reading the last full sweep"))?;
-        Ok(SweepMarks {
-            listing_horizon: horizon.map(Timestamp::from_millis),
-            last_full_sweep: full.map(Timestamp::from_millis),
-        })
+        DECODE.sweep_marks(&row, failed("reading the sweep marks"))
     }
 
     pub(super) async fn record_sweep_here(
@@ -139,11 +126,6 @@ impl PostgresMetadataStore {
         let Some(row) = row else {
             return Err(corrupt("the sweep_marks row is missing"));
         };
-        let horizon: Option<i64> = row.try_get(0).map_err(failed("reading the listing horizon"))?;
-        let full: Option<i64> = row.try_get(1).map_err(failed("reading the last full sweep"))?;
-        Ok(SweepMarks {
-            listing_horizon: horizon.map(Timestamp::from_millis),
-            last_full_sweep: full.map(Timestamp::from_millis),
-        })
+        DECODE.sweep_marks(&row, failed("storing the sweep marks"))
     }
 }
