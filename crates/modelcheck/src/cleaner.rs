@@ -326,3 +326,71 @@ fn bit(id: ImageId) -> u32 {
 fn has(ids: u32, id: ImageId) -> bool {
     ids & bit(id) != 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Cleaning;
+    use crate::world::Blob;
+
+    fn config() -> ModelConfig {
+        ModelConfig {
+            cleaners: 1,
+            cleaning: Cleaning::Incremental(IncrementalDesign::Working),
+            ..ModelConfig::case_study()
+        }
+    }
+
+    #[test]
+    fn a_claim_stamps_first_then_takes_only_entries_a_delay_old_and_named_by_no_record() {
+        let config = config();
+        let mut w = ModelWorld::initial(&config);
+        for id in 0..3 {
+            assert!(w.put_blob(Blob { id, image: 0, created: Hour(0) }));
+        }
+        w.records[0] = Some(Record { metadata: 0, image_id: 2 });
+        assert!(w.enqueue(Superseded { id: 0, first_seen: None }));
+        assert!(w.enqueue(Superseded { id: 1, first_seen: Some(Hour(0)) }));
+        assert!(w.enqueue(Superseded { id: 2, first_seen: Some(Hour(0)) }));
+        w.clock = Hour(1);
+        assert_eq!(enabled(&config, &w, 0), vec![CleanerOp::Claim]);
+        let step = cleaner_op(&config, &mut w, 0, &CleanerOp::Claim, false);
+        // #0 seen only now; #1 a delay old and unnamed; #2 a delay old but named.
+        assert_eq!(step.action, Action::Claim { stamped: 0b001, due: 0b010, named: 0b100 });
+        assert_eq!(w.superseded[0].first_seen, Some(Hour(1)));
+        assert_eq!(enabled(&config, &w, 0), vec![CleanerOp::DeleteQueued { ids: 0b010 }]);
+        cleaner_op(&config, &mut w, 0, &CleanerOp::DeleteQueued { ids: 0b010 }, false);
+        assert_eq!(w.blobs.iter().map(|b| b.id).collect::<Vec<_>>(), vec![0, 2], "the named blob is kept");
+        assert_eq!(enabled(&config, &w, 0), vec![CleanerOp::Forget { ids: 0b110 }]);
+        cleaner_op(&config, &mut w, 0, &CleanerOp::Forget { ids: 0b110 }, false);
+        assert_eq!(w.superseded.iter().map(|e| e.id).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(enabled(&config, &w, 0), vec![CleanerOp::List { since: Hour(0) }]);
+    }
+
+    #[test]
+    fn a_completed_cycle_moves_the_horizon_to_its_start_less_the_lag_and_never_back() {
+        let config = config();
+        let mut w = ModelWorld::initial(&config);
+        w.clock = Hour(5);
+        cleaner_op(&config, &mut w, 0, &CleanerOp::Claim, false);
+        w.clock = Hour(9);
+        let step = cleaner_op(&config, &mut w, 0, &CleanerOp::List { since: Hour(0) }, false);
+        assert_eq!(step.finished, Some(Finished::Cycle(CycleOutcome::Completed)));
+        // Started at 5 h, lag 1 h + 2 h: every id minted at or before 2 h was listed.
+        assert_eq!(w.horizon, Hour(2));
+        assert!(is_fresh(&config, &w.cleaners[0]));
+        assert_eq!(
+            enabled(&config, &w, 0),
+            vec![CleanerOp::Claim],
+            "a fresh cycle claims first, and lists since 2 h or everything afterwards"
+        );
+        w.horizon = Hour(7);
+        cleaner_op(&config, &mut w, 0, &CleanerOp::Claim, false);
+        assert_eq!(
+            enabled(&config, &w, 0),
+            vec![CleanerOp::List { since: Hour(7) }, CleanerOp::List { since: Hour(0) }]
+        );
+        cleaner_op(&config, &mut w, 0, &CleanerOp::List { since: Hour(7) }, false);
+        assert_eq!(w.horizon, Hour(7), "a later stored horizon stays");
+    }
+}

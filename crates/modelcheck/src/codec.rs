@@ -326,16 +326,17 @@ mod tests {
     use super::*;
     use crate::step::successors;
 
-    /// Every state within a few steps of the start survives encoding unchanged, and
-    /// with the parent's ids given the encoding is the same as without them.
-    #[test]
-    fn states_round_trip_through_their_bytes() {
-        let config = ModelConfig { max_ops: 2, image_ids: 2, ..ModelConfig::case_study() };
-        let mut codec = Codec::new(&config);
+    /// Encodes, decodes and expands `levels` breadth-first levels from the initial
+    /// state (at most 3000 distinct states a level), checking every state's round trip;
+    /// answers the transitions checked and every state seen.
+    fn round_trip(config: &ModelConfig, levels: usize) -> (usize, Vec<ModelWorld>) {
+        let mut codec = Codec::new(config);
         let mut local = LocalCycles::default();
-        let mut level = vec![ModelWorld::initial(&config)];
+        let mut level = vec![ModelWorld::initial(config)];
+        let mut seen = std::collections::HashSet::new();
+        let mut all = Vec::new();
         let mut checked = 0;
-        for _ in 0..8 {
+        for _ in 0..levels {
             let mut encoded = Vec::new();
             for w in &level {
                 let mut bytes = Vec::new();
@@ -349,22 +350,53 @@ mod tests {
                 let Some((decoded, ids)) = codec.decode(bytes, &mut local) else { panic!("undecodable: {w:?}") };
                 assert_eq!(&decoded, w);
                 assert_eq!(decoded.fingerprint(), w.fingerprint());
-                successors(&config, &decoded, &mut |_, child, _| {
+                successors(config, &decoded, &mut |_, child, _| {
                     let (mut with, mut without) = (Vec::new(), Vec::new());
                     assert_eq!(codec.encode(&child, Some((&decoded, &ids)), &mut with), Ok(()));
                     assert_eq!(codec.encode(&child, None, &mut without), Ok(()));
                     assert_eq!(with, without);
                     checked += 1;
-                    if next.len() < 3000 {
+                    if next.len() < 3000 && seen.insert(child.fingerprint()) {
                         next.push(child);
                     }
                 });
             }
+            all.append(&mut level);
             level = next;
         }
+        (checked, all)
+    }
+
+    /// Every state within a few steps of the start survives encoding unchanged, and
+    /// with the parent's ids given the encoding is the same as without them.
+    #[test]
+    fn states_round_trip_through_their_bytes() {
+        let config = ModelConfig { max_ops: 2, image_ids: 2, ..ModelConfig::case_study() };
+        let (checked, _) = round_trip(&config, 8);
         assert!(checked > 10_000, "{checked}");
         // The case study's states take 35 bytes.
         assert_eq!(Codec::new(&ModelConfig::case_study()).stride(), 35);
+    }
+
+    /// Incremental cleaning's queue, mint hours and horizon round-trip too.
+    #[test]
+    fn incremental_states_round_trip_through_their_bytes() {
+        let config = ModelConfig {
+            servers: 1,
+            cleaners: 1,
+            metadata_values: 1,
+            images: 1,
+            max_hours: 6,
+            cleaning: crate::config::Cleaning::Incremental(crate::config::IncrementalDesign::Working),
+            ..ModelConfig::case_study()
+        };
+        let (checked, all) = round_trip(&config, 16);
+        assert!(checked > 10_000, "{checked}");
+        assert!(all.iter().any(|w| w.superseded.iter().any(|e| e.first_seen.is_some())), "stamped entries");
+        assert!(all.iter().any(|w| w.horizon > Hour(0) && !w.minted.is_empty()), "a horizon and mint hours");
+        // The case study's size with incremental cleaning: 3 ids, 12 bytes more.
+        let incremental = ModelConfig { cleaning: config.cleaning, ..ModelConfig::case_study() };
+        assert_eq!(Codec::new(&incremental).stride(), 47);
     }
 
     #[test]
