@@ -102,7 +102,7 @@ impl CleanerOp {
     }
 }
 
-/// Whether cleaner `c` holds a cycle that has done nothing yet.
+/// Whether `slot` holds a cycle that has done nothing yet.
 pub fn is_fresh(config: &ModelConfig, slot: &CleanerSlot) -> bool {
     slot.sweep() == Sweep::default() && *slot.cycle() == fresh_cycle(config)
 }
