@@ -79,6 +79,12 @@ pub struct Coverage {
     /// A write had put its blob and was due to check its record when its deadline was
     /// reached: the check meets the deadline, and the request is killed instead.
     pub deadline_at_check: u64,
+    /// Incremental cleaning: a read in flight had read a record naming an image that
+    /// is now in the superseded-image queue. The race the queue's delay is about.
+    pub read_holds_superseded: u64,
+    /// Incremental cleaning: a blob existed whose id was minted before the stored
+    /// listing horizon, so an incremental listing would skip it.
+    pub horizon_skips_blob: u64,
 }
 
 impl Coverage {
@@ -107,6 +113,13 @@ impl Coverage {
         if world.commit_pending() && query_ready() {
             c.pending_commit_with_query_ready = 1;
         }
+        let queued = |id| world.superseded.iter().any(|e| e.id == id);
+        if world.servers.iter().any(|s| matches!(s, Server::Reading { seen: Some(r), .. } if queued(r.image_id))) {
+            c.read_holds_superseded = 1;
+        }
+        if world.blobs.iter().any(|b| world.minted_at(b.id).is_some_and(|m| m < world.horizon)) {
+            c.horizon_skips_blob = 1;
+        }
         c
     }
 
@@ -114,6 +127,8 @@ impl Coverage {
         self.pending_commit_with_query_ready += other.pending_commit_with_query_ready;
         self.pending_commit_past_deadline += other.pending_commit_past_deadline;
         self.deadline_at_check += other.deadline_at_check;
+        self.read_holds_superseded += other.read_holds_superseded;
+        self.horizon_skips_blob += other.horizon_skips_blob;
     }
 }
 

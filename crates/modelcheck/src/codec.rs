@@ -23,9 +23,9 @@ use std::sync::Mutex;
 
 use arrayvec::ArrayVec;
 
-use crate::config::{MAX_ACTORS, MAX_BLOBS, ModelConfig};
+use crate::config::{Cleaning, MAX_ACTORS, MAX_BLOBS, MAX_QUEUE, ModelConfig};
 use crate::time::Hour;
-use crate::world::{Blob, CleanerSlot, ModelWorld, Record, Server, fixed_state};
+use crate::world::{Blob, CleanerSlot, ModelWorld, Record, Server, Superseded, fixed_state};
 
 type Map<T> = HashMap<T, u32, foldhash::quality::FixedState>;
 
@@ -90,6 +90,9 @@ pub enum EncodeError {
     /// A thread panicked while numbering an actor state.
     #[error("a search thread panicked")]
     Poisoned,
+    /// More superseded-queue entries or mint hours than fresh ids within the bounds.
+    #[error("a state holds more queued or minted image ids than the configuration allows")]
+    TooManyQueued,
     /// A frontier state's bytes name an actor state the tables do not hold.
     #[error("a frontier state could not be decoded")]
     Undecodable,
@@ -103,6 +106,9 @@ struct Layout {
     submitted_bytes: usize,
     servers: usize,
     cleaners: usize,
+    /// Entries of the superseded queue, and mint hours, a state may hold: zero under
+    /// full cleaning, which then encodes neither them nor the horizon.
+    queue: usize,
 }
 
 impl Layout {
@@ -115,12 +121,31 @@ impl Layout {
             submitted_bytes: triples.div_ceil(8).min(8),
             servers: config.servers.min(MAX_ACTORS),
             cleaners: config.cleaners.min(MAX_ACTORS),
+            // One entry per fresh id at most (the flawed designs key blobs by user).
+            queue: match config.cleaning {
+                Cleaning::Full => 0,
+                Cleaning::Incremental(_) => {
+                    usize::from(config.image_ids.min(config.max_ops).max(config.users)).min(MAX_QUEUE)
+                }
+            },
         }
     }
 
+    /// Bytes of the incremental part: horizon, queue count and entries, mint count and hours.
+    fn incremental(&self) -> usize {
+        if self.queue == 0 { 0 } else { 1 + 1 + 2 * self.queue + 1 + self.queue }
+    }
+
     fn stride(&self) -> usize {
-        // records, blob count and blobs, clock/next_id/ops, submitted, actor ids
-        2 * self.users + 1 + 3 * self.max_blobs + 3 + self.submitted_bytes + 4 * (self.servers + self.cleaners)
+        // records, blob count and blobs, clock/next_id/ops, submitted, incremental part,
+        // actor ids
+        2 * self.users
+            + 1
+            + 3 * self.max_blobs
+            + 3
+            + self.submitted_bytes
+            + self.incremental()
+            + 4 * (self.servers + self.cleaners)
     }
 }
 
@@ -188,6 +213,23 @@ impl Codec {
         out.resize(start + 2 * l.users + 1 + 3 * l.max_blobs, 0);
         out.extend([world.clock.0, world.next_id, world.ops]);
         out.extend_from_slice(&world.submitted.to_le_bytes()[..l.submitted_bytes]);
+        if l.queue > 0 {
+            if world.superseded.len() > l.queue || world.minted.len() > l.queue {
+                return Err(EncodeError::TooManyQueued);
+            }
+            let at = out.len();
+            out.extend([world.horizon.0, world.superseded.len() as u8]);
+            for e in &world.superseded {
+                // Hours are at most 255 but the clock stops at `max_hours` <= 200.
+                out.extend([e.id, e.first_seen.map_or(0, |h| h.0.saturating_add(1))]);
+            }
+            out.resize(at + 2 + 2 * l.queue, 0);
+            out.push(world.minted.len() as u8);
+            out.extend(world.minted.iter().map(|h| h.0));
+            out.resize(at + l.incremental(), 0);
+        } else if !world.superseded.is_empty() || !world.minted.is_empty() || world.horizon != Hour(0) {
+            return Err(EncodeError::TooManyQueued);
+        }
         for (i, s) in world.servers.iter().enumerate().take(l.servers) {
             let id = match parent {
                 Some((p, ids)) if p.servers.get(i) == Some(s) => ids.servers[i],
@@ -229,6 +271,15 @@ impl Codec {
         let [clock, next_id, ops] = take(3)?.try_into().ok()?;
         let mut submitted = [0u8; 8];
         submitted[..l.submitted_bytes].copy_from_slice(take(l.submitted_bytes)?);
+        let (mut horizon, mut superseded, mut minted) = (Hour(0), ArrayVec::new(), ArrayVec::new());
+        if l.queue > 0 {
+            let [h, count] = take(2)?.try_into().ok()?;
+            horizon = Hour(h);
+            let entries = take(2 * l.queue)?.chunks_exact(2).take(usize::from(count));
+            superseded = entries.map(|e| Superseded { id: e[0], first_seen: e[1].checked_sub(1).map(Hour) }).collect();
+            let count = usize::from(*take(1)?.first()?);
+            minted = take(l.queue)?.iter().take(count).map(|h| Hour(*h)).collect();
+        }
         let mut ids = ActorIds::default();
         let mut servers = ArrayVec::new();
         for slot in ids.servers.iter_mut().take(l.servers) {
@@ -247,6 +298,9 @@ impl Codec {
             next_id,
             ops,
             submitted: u64::from_le_bytes(submitted),
+            superseded,
+            minted,
+            horizon,
             servers,
             cleaners,
         };
@@ -272,16 +326,17 @@ mod tests {
     use super::*;
     use crate::step::successors;
 
-    /// Every state within a few steps of the start survives encoding unchanged, and
-    /// with the parent's ids given the encoding is the same as without them.
-    #[test]
-    fn states_round_trip_through_their_bytes() {
-        let config = ModelConfig { max_ops: 2, image_ids: 2, ..ModelConfig::case_study() };
-        let mut codec = Codec::new(&config);
+    /// Encodes, decodes and expands `levels` breadth-first levels from the initial
+    /// state (at most 3000 distinct states a level), checking every state's round trip;
+    /// answers the transitions checked and every state seen.
+    fn round_trip(config: &ModelConfig, levels: usize) -> (usize, Vec<ModelWorld>) {
+        let mut codec = Codec::new(config);
         let mut local = LocalCycles::default();
-        let mut level = vec![ModelWorld::initial(&config)];
+        let mut level = vec![ModelWorld::initial(config)];
+        let mut seen = std::collections::HashSet::new();
+        let mut all = Vec::new();
         let mut checked = 0;
-        for _ in 0..8 {
+        for _ in 0..levels {
             let mut encoded = Vec::new();
             for w in &level {
                 let mut bytes = Vec::new();
@@ -295,22 +350,53 @@ mod tests {
                 let Some((decoded, ids)) = codec.decode(bytes, &mut local) else { panic!("undecodable: {w:?}") };
                 assert_eq!(&decoded, w);
                 assert_eq!(decoded.fingerprint(), w.fingerprint());
-                successors(&config, &decoded, &mut |_, child, _| {
+                successors(config, &decoded, &mut |_, child, _| {
                     let (mut with, mut without) = (Vec::new(), Vec::new());
                     assert_eq!(codec.encode(&child, Some((&decoded, &ids)), &mut with), Ok(()));
                     assert_eq!(codec.encode(&child, None, &mut without), Ok(()));
                     assert_eq!(with, without);
                     checked += 1;
-                    if next.len() < 3000 {
+                    if next.len() < 3000 && seen.insert(child.fingerprint()) {
                         next.push(child);
                     }
                 });
             }
+            all.append(&mut level);
             level = next;
         }
+        (checked, all)
+    }
+
+    /// Every state within a few steps of the start survives encoding unchanged, and
+    /// with the parent's ids given the encoding is the same as without them.
+    #[test]
+    fn states_round_trip_through_their_bytes() {
+        let config = ModelConfig { max_ops: 2, image_ids: 2, ..ModelConfig::case_study() };
+        let (checked, _) = round_trip(&config, 8);
         assert!(checked > 10_000, "{checked}");
         // The case study's states take 35 bytes.
         assert_eq!(Codec::new(&ModelConfig::case_study()).stride(), 35);
+    }
+
+    /// Incremental cleaning's queue, mint hours and horizon round-trip too.
+    #[test]
+    fn incremental_states_round_trip_through_their_bytes() {
+        let config = ModelConfig {
+            servers: 1,
+            cleaners: 1,
+            metadata_values: 1,
+            images: 1,
+            max_hours: 6,
+            cleaning: crate::config::Cleaning::Incremental(crate::config::IncrementalDesign::Working),
+            ..ModelConfig::case_study()
+        };
+        let (checked, all) = round_trip(&config, 16);
+        assert!(checked > 10_000, "{checked}");
+        assert!(all.iter().any(|w| w.superseded.iter().any(|e| e.first_seen.is_some())), "stamped entries");
+        assert!(all.iter().any(|w| w.horizon > Hour(0) && !w.minted.is_empty()), "a horizon and mint hours");
+        // The case study's size with incremental cleaning: 3 ids, 12 bytes more.
+        let incremental = ModelConfig { cleaning: config.cleaning, ..ModelConfig::case_study() };
+        assert_eq!(Codec::new(&incremental).stride(), 47);
     }
 
     #[test]

@@ -69,6 +69,54 @@ impl StoreProtocol {
     }
 }
 
+/// Which blobs a cleaner cycle looks at, and whether the database keeps a queue of
+/// superseded images (docs/incremental-cleaning.md).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Cleaning {
+    /// Every cycle lists every blob; the database keeps no queue. The model as it was
+    /// before incremental cleaning: the default, and its state counts are unchanged.
+    Full,
+    /// The database queues the image a visible record write replaced; every cycle
+    /// first claims the queue's due entries, deletes their blobs and forgets them, then
+    /// lists, either everything (a full sweep, chosen freely) or only ids minted at or
+    /// after the stored listing horizon, which a completed cycle moves forward.
+    Incremental(IncrementalDesign),
+}
+
+/// The incremental design under test: the working one, or one flaw the checker must
+/// catch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum IncrementalDesign {
+    /// docs/incremental-cleaning.md as written.
+    Working,
+    /// The claim takes queued entries without waiting `delete_delay` after their first
+    /// sight (the listing's delay is kept).
+    QueueWithoutDelay,
+    /// An entry's delay starts at the replacing write's statement (its deadline check)
+    /// instead of when a cleaner first sees it; harmful where a commit can land later
+    /// than its check.
+    DelayFromStatement,
+    /// Blobs listed since a horizon skip the age filter (full listings keep it).
+    HorizonWithoutAgeFilter,
+    /// A completed cycle moves the horizon to its own start, with no lag.
+    HorizonWithoutLag,
+}
+
+impl Cleaning {
+    /// The incremental design, if cycles are incremental.
+    pub fn incremental(self) -> Option<IncrementalDesign> {
+        match self {
+            Cleaning::Full => None,
+            Cleaning::Incremental(design) => Some(design),
+        }
+    }
+
+    /// Whether the incremental design has this flaw.
+    pub fn has(self, flaw: IncrementalDesign) -> bool {
+        self.incremental() == Some(flaw)
+    }
+}
+
 /// Which safety properties are checked. Each can be switched off so a test can show
 /// that a flawed design also breaks a weaker property (flaw 1 breaks "no dangling
 /// reference" transiently before it breaks "consistent reads").
@@ -128,6 +176,8 @@ pub struct ModelConfig {
     pub fail_steps: bool,
     /// The properties checked.
     pub properties: Properties,
+    /// Full sweeps only, or the superseded-image queue and the listing horizon.
+    pub cleaning: Cleaning,
 }
 
 /// The case study's timings in hours: 1 h timeout, 2 h age filter, 1 h delete delay.
@@ -154,6 +204,7 @@ impl ModelConfig {
             store: StoreProtocol::AtomicCommit,
             fail_steps: true,
             properties: Properties::SAFETY,
+            cleaning: Cleaning::Full,
         }
     }
 
@@ -180,6 +231,10 @@ impl ModelConfig {
         if usize::from(self.users) + usize::from(self.max_ops) > MAX_BLOBS {
             return fail("users + max_ops must be at most 32");
         }
+        // The queue and the mint hours hold one entry per fresh id.
+        if self.cleaning != Cleaning::Full && self.image_ids.min(self.max_ops) > MAX_QUEUE as u8 {
+            return fail("incremental cleaning allows at most 16 fresh image ids");
+        }
         if self.max_hours > 200 {
             return fail("max_hours must be at most 200");
         }
@@ -194,6 +249,9 @@ pub const MAX_ACTORS: usize = 4;
 pub const MAX_USERS: usize = 8;
 /// The most blobs the model blob store holds.
 pub const MAX_BLOBS: usize = 32;
+/// The most entries the superseded-image queue, and the most mint hours, a model holds
+/// (incremental cleaning: one per fresh image id).
+pub const MAX_QUEUE: usize = 16;
 
 /// A configuration the checker cannot encode.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]

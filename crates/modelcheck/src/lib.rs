@@ -11,9 +11,10 @@
 //! | module | holds |
 //! |---|---|
 //! | [`time`] | [`Hour`]/[`Hours`]: core's `Time` in whole hours |
-//! | [`config`] | [`ModelConfig`], [`Design`], [`StoreProtocol`], [`Properties`] |
+//! | [`config`] | [`ModelConfig`], [`Design`], [`StoreProtocol`], [`Properties`], [`Cleaning`] |
 //! | [`world`] | the world value and its symmetric fingerprint |
 //! | [`step`] | the transitions and their labels |
+//! | [`cleaner`] | a cleaner's steps: the listing cycle, and incremental cleaning's queue and horizon |
 //! | [`liveness`] | the drain schedule behind "eventually no orphans" |
 //! | [`trace`] | counterexample traces |
 //! | [`checker`] | the entry points ([`check`], [`check_with`]) and the [`Report`] |
@@ -61,6 +62,7 @@
 
 pub mod bench;
 pub mod checker;
+pub mod cleaner;
 mod codec;
 pub mod config;
 pub mod liveness;
@@ -74,7 +76,9 @@ pub mod world;
 pub use bench::{ModelRunStats, run_bench};
 pub use checker::{CheckError, Coverage, Progress, Report, SearchOptions, Verdict, check, check_with};
 pub use codec::EncodeError;
-pub use config::{CASE_STUDY_TIMINGS, ConfigError, Design, ModelConfig, Properties, StoreProtocol};
+pub use config::{
+    CASE_STUDY_TIMINGS, Cleaning, ConfigError, Design, IncrementalDesign, ModelConfig, Properties, StoreProtocol,
+};
 pub use step::Property;
 pub use time::{Hour, Hours};
 pub use trace::{Trace, TraceRow};

@@ -10,12 +10,18 @@
 //! and some cleaner eventually gets to run a whole cycle uninterrupted. Other cleaners
 //! simply do not act, which is allowed (they may stall). Time may run past the
 //! exploration's hour bound here, as the property requires.
+//!
+//! Under incremental cleaning the drain runs two incremental cycles (each listing only
+//! since the stored horizon, never a full sweep), with `delete_delay` between them so
+//! the second claims every entry the first saw: a horizon that skips an orphan leaves
+//! it behind for good, and the check fails.
 
-use profilestore_core::machine::CycleStatus;
+use profilestore_core::machine::{CycleOutcome, CycleStatus};
 use profilestore_core::time::Time;
 
+use crate::cleaner::{self, cleaner_op};
 use crate::config::ModelConfig;
-use crate::step::{Action, Actor, Step, cleaner_step, server_step};
+use crate::step::{Action, Actor, Finished, Step, server_step};
 use crate::world::{CleanerSlot, ModelWorld, fresh_cycle};
 
 /// Bound on any one loop of the drain; the machines end far sooner, so hitting it
@@ -55,27 +61,44 @@ pub fn drain(config: &ModelConfig, world: &ModelWorld, record: bool) -> Result<(
         w.clock = ripe;
         log(&mut steps, tick(), &w);
     }
+    let mut completed = run_cycle(config, &mut w, &mut steps, record);
+    if completed && config.cleaning.incremental().is_some() {
+        let later = w.clock.plus(config.timings.delete_delay);
+        if later > w.clock {
+            w.clock = later;
+            log(&mut steps, tick(), &w);
+        }
+        completed = run_cycle(config, &mut w, &mut steps, record);
+    }
+    if completed && w.orphans().is_empty() { Ok(()) } else { Err(steps) }
+}
+
+/// Cleaner 0 abandons its cycle and runs a fresh one to its end without failures,
+/// waiting out its delays; whether it completed.
+fn run_cycle(config: &ModelConfig, w: &mut ModelWorld, steps: &mut Vec<(Step, ModelWorld)>, record: bool) -> bool {
     w.cleaners[0] = CleanerSlot::new(fresh_cycle(config));
-    let mut completed = false;
     for _ in 0..MAX_DRAIN_STEPS {
+        if let Some(op) = cleaner::enabled(config, w, 0).into_iter().next() {
+            let step = cleaner_op(config, w, 0, &op, false);
+            if record {
+                steps.push((step, w.clone()));
+            }
+            if let Some(Finished::Cycle(outcome)) = step.finished {
+                return outcome == CycleOutcome::Completed;
+            }
+            continue;
+        }
         match w.cleaners[0].cycle().status(w.clock) {
             CycleStatus::WaitUntil(due) => {
                 w.clock = due.max(w.clock);
-                log(&mut steps, tick(), &w);
-            }
-            CycleStatus::Finished(_) => break,
-            CycleStatus::Busy => {
-                let Some(action) = w.cleaners[0].cycle().enabled(w.clock).into_iter().next() else { break };
-                let step = cleaner_step(config, &mut w, 0, &action, false);
-                log(&mut steps, step, &w);
-                if step.finished.is_some() {
-                    completed = true;
-                    break;
+                if record {
+                    steps.push((tick(), w.clone()));
                 }
             }
+            CycleStatus::Finished(_) | CycleStatus::Busy => return false,
         }
     }
-    if completed && w.orphans().is_empty() { Ok(()) } else { Err(steps) }
+    false
 }
 
 fn tick() -> Step {

@@ -8,13 +8,15 @@
 //! steps between them.
 
 use profilestore_core::machine::{
-    CleanerAction, CleanerEvent, CycleOutcome, CycleStatus, ReadAction, ReadEvent, ReadMachine, ReadOutcome,
-    WriteAction, WriteDesign, WriteEvent, WriteMachine, WriteOutcome,
+    CycleOutcome, ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteDesign, WriteEvent, WriteMachine,
+    WriteOutcome,
 };
 
-use crate::config::{Design, ModelConfig};
+pub use crate::cleaner::cleaner_step;
+use crate::cleaner::{self, cleaner_op, is_fresh, make_visible};
+use crate::config::{Cleaning, Design, IncrementalDesign, ModelConfig};
 use crate::time::Hour;
-use crate::world::{Blob, ImageId, ModelWorld, Record, Server, fresh_cycle, triple_bit};
+use crate::world::{Blob, ImageId, ModelWorld, Record, Server, triple_bit};
 
 /// Who acted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,6 +111,34 @@ pub enum Action {
         /// The ids deleted.
         ids: u64,
     },
+    /// The cleaner listed the blobs of ids minted at or after the listing horizon
+    /// (incremental cleaning).
+    ListSince {
+        /// The horizon.
+        since: Hour,
+        /// The ids listed.
+        listed: u64,
+    },
+    /// The cleaner claimed due entries of the superseded-image queue (incremental
+    /// cleaning): one transaction stamping first sight and selecting.
+    Claim {
+        /// The entries whose first sight this claim stamped.
+        stamped: u64,
+        /// Past their delay and named by no record: their blobs may go.
+        due: u64,
+        /// Past their delay but named by a record: dropped, blob kept.
+        named: u64,
+    },
+    /// The cleaner deleted the blobs of claimed queue entries.
+    DeleteQueued {
+        /// The ids deleted.
+        ids: u64,
+    },
+    /// The cleaner removed claimed entries from the queue.
+    Forget {
+        /// The ids removed.
+        ids: u64,
+    },
     /// One hour passed (or, in a liveness drain, as many as needed).
     Tick,
 }
@@ -193,14 +223,14 @@ pub fn successors(config: &ModelConfig, world: &ModelWorld, emit: &mut impl FnMu
         }
     }
     let locked = config.store.query_waits_for_writer() && world.commit_pending();
-    for (c, cycle) in world.cleaners.iter().enumerate() {
-        if world.cleaners[..c].contains(cycle) {
+    for (c, slot) in world.cleaners.iter().enumerate() {
+        if world.cleaners[..c].contains(slot) {
             continue;
         }
-        let fresh = *cycle.cycle() == fresh_cycle(config);
-        for action in cycle.cycle().enabled(now) {
-            // Under the write lock a query can only wait, and give up (fail).
-            let waits = locked && matches!(action, CleanerAction::QueryReferenced { .. });
+        let fresh = is_fresh(config, slot);
+        for op in cleaner::enabled(config, world, c) {
+            // Under the write lock a query (or claim) can only wait, and give up (fail).
+            let waits = locked && op.reads_records();
             for fail in [false, true] {
                 if !fail && waits {
                     continue;
@@ -210,7 +240,7 @@ pub fn successors(config: &ModelConfig, world: &ModelWorld, emit: &mut impl FnMu
                     break;
                 }
                 let mut w = world.clone();
-                let step = cleaner_step(config, &mut w, c, &action, fail);
+                let step = cleaner_op(config, &mut w, c, &op, fail);
                 emit_checked(step, w, None);
             }
         }
@@ -249,8 +279,7 @@ fn start_requests(
                 // merged into the start: a sound reduction of interleavings.
                 let mut image_id = None;
                 if machine.next(now) == WriteAction::IssueId {
-                    let id = w.next_id;
-                    w.next_id = w.next_id.saturating_add(1);
+                    let id = issue_id(config, &mut w);
                     machine.handle(WriteEvent::IdIssued(id));
                     image_id = Some(id);
                 }
@@ -280,8 +309,8 @@ pub fn server_step(config: &ModelConfig, w: &mut ModelWorld, i: usize, fail: boo
                 (Step { actor, action, failed, finished }, None)
             })
         }
-        Server::Committing { user, record, machine } => {
-            let (action, failed) = commit_step(config, w, *user, *record, machine, fail);
+        Server::Committing { user, record, machine, statement } => {
+            let (action, failed) = commit_step(config, w, (*user, *record, *statement), machine, fail);
             let finished = machine.outcome().map(Finished::Write);
             Some((Step { actor, action, failed, finished }, None))
         }
@@ -295,7 +324,9 @@ pub fn server_step(config: &ModelConfig, w: &mut ModelWorld, i: usize, fail: boo
     ) = (&result, &server)
     {
         let record = Record { metadata: *metadata, image_id: *image_id };
-        server = Server::Committing { user: *user, record, machine: machine.clone() };
+        // Only the flaw that starts the delay at the statement needs its hour.
+        let statement = if config.cleaning.has(IncrementalDesign::DelayFromStatement) { w.clock } else { Hour(0) };
+        server = Server::Committing { user: *user, record, machine: machine.clone(), statement };
     }
     let done = match &server {
         Server::Idle => true,
@@ -324,8 +355,7 @@ fn write_step(
             if fail {
                 return None;
             }
-            let id = w.next_id;
-            w.next_id = w.next_id.saturating_add(1);
+            let id = issue_id(config, w);
             machine.handle(WriteEvent::IdIssued(id));
             Some((Action::StartWrite { user, metadata, image, image_id: Some(id) }, false))
         }
@@ -370,9 +400,7 @@ fn write_step(
                 // hears nothing until the commit lands or is rolled back.
                 return Some((label(false), false));
             }
-            if let Some(slot) = w.records.get_mut(usize::from(user)) {
-                *slot = Some(Record { metadata, image_id });
-            }
+            make_visible(config, w, user, Record { metadata, image_id }, now);
             machine.handle(WriteEvent::RecordCommitted);
             Some((Action::CommitRecord { image_id, refused: false }, false))
         }
@@ -387,8 +415,7 @@ fn write_step(
 fn commit_step(
     config: &ModelConfig,
     w: &mut ModelWorld,
-    user: u8,
-    record: Record,
+    (user, record, statement): (u8, Record, Hour),
     machine: &mut WriteMachine<Hour, ImageId>,
     fail: bool,
 ) -> (Action, bool) {
@@ -401,9 +428,7 @@ fn commit_step(
         machine.handle(WriteEvent::CommitRefusedLate);
         return (Action::CommitVisible { image_id, refused: true }, false);
     }
-    if let Some(slot) = w.records.get_mut(usize::from(user)) {
-        *slot = Some(record);
-    }
+    make_visible(config, w, user, record, statement);
     machine.handle(WriteEvent::RecordCommitted);
     (Action::CommitVisible { image_id, refused: false }, false)
 }
@@ -472,59 +497,17 @@ fn read_step(
     Some((Step { actor, action, failed, finished }, violation))
 }
 
-/// Performs one cleaner operation on `w` (failing it when `fail`), then tells the
-/// cycle; a finished cycle is replaced by a fresh one (the cleaner runs again).
-pub fn cleaner_step(
-    config: &ModelConfig,
-    w: &mut ModelWorld,
-    c: usize,
-    action: &CleanerAction<ImageId>,
-    fail: bool,
-) -> Step {
-    let now = w.clock;
-    let (label, event) = if fail {
-        let label = match action {
-            CleanerAction::ListPage => Action::ListPage { listed: 0 },
-            CleanerAction::QueryReferenced { ids, .. } => Action::QueryReferenced { ids: mask(ids), referenced: 0 },
-            CleanerAction::Delete { ids, .. } => Action::Delete { ids: mask(ids) },
-        };
-        (label, CleanerEvent::Failed)
-    } else {
-        match action {
-            CleanerAction::ListPage => {
-                let page: Vec<(ImageId, Hour)> = w.blobs.iter().map(|b| (b.id, b.created)).collect();
-                let listed = mask(&page.iter().map(|p| p.0).collect::<Vec<_>>());
-                (Action::ListPage { listed }, CleanerEvent::Listed { page, last: true })
-            }
-            CleanerAction::QueryReferenced { batch, ids } => {
-                let referenced: Vec<ImageId> = ids.iter().copied().filter(|id| w.referenced(*id)).collect();
-                let label = Action::QueryReferenced { ids: mask(ids), referenced: mask(&referenced) };
-                (label, CleanerEvent::Queried { batch: *batch, referenced })
-            }
-            CleanerAction::Delete { batch, ids } => {
-                w.blobs.retain(|b| !ids.contains(&b.id));
-                (Action::Delete { ids: mask(ids) }, CleanerEvent::Deleted { batch: *batch })
-            }
-        }
-    };
-    let mut finished = None;
-    if let Some(slot) = w.cleaners.get_mut(c) {
-        slot.update(|cycle| {
-            cycle.start(action);
-            cycle.handle(event, now);
-            if let CycleStatus::Finished(outcome) = cycle.status(now) {
-                finished = Some(Finished::Cycle(outcome));
-                *cycle = fresh_cycle(config);
-            }
-        });
+/// Issues the next fresh image id, recording its mint hour under incremental cleaning.
+fn issue_id(config: &ModelConfig, w: &mut ModelWorld) -> ImageId {
+    let id = w.next_id;
+    w.next_id = w.next_id.saturating_add(1);
+    if config.cleaning != Cleaning::Full {
+        // At most `MAX_QUEUE` ids are issued (the configuration's check).
+        let _ = w.minted.try_push(w.clock);
     }
-    Step { actor: Actor::Cleaner(index_u8(c)), action: label, failed: fail, finished }
+    id
 }
 
-fn mask(ids: &[ImageId]) -> u64 {
-    ids.iter().fold(0, |m, id| m | 1u64.checked_shl(u32::from(*id)).unwrap_or(0))
-}
-
-fn index_u8(i: usize) -> u8 {
+pub(crate) fn index_u8(i: usize) -> u8 {
     u8::try_from(i).unwrap_or(u8::MAX)
 }

@@ -135,6 +135,16 @@ fn describe(action: &Action) -> String {
             format!("query referenced {}: {}", ids(asked), ids(referenced))
         }
         Action::Delete { ids: deleted } => format!("delete {}", ids(deleted)),
+        Action::ListSince { since, listed } => format!("list blobs minted since {since}: {}", ids(listed)),
+        Action::Claim { stamped, due, named } => {
+            let mut out = format!("claim queue: first seen {}, due {}", ids(stamped), ids(due));
+            if named != 0 {
+                out.push_str(&format!(", named {}", ids(named)));
+            }
+            out
+        }
+        Action::DeleteQueued { ids: deleted } => format!("delete queued {}", ids(deleted)),
+        Action::Forget { ids: forgotten } => format!("forget queued {}", ids(forgotten)),
         Action::Tick => "time passes".into(),
     }
 }

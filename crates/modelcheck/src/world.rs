@@ -8,7 +8,8 @@ use std::sync::Arc;
 use arrayvec::ArrayVec;
 use profilestore_core::machine::{CleanerCycle, CycleLimits, ReadMachine, WriteMachine};
 
-use crate::config::{MAX_ACTORS, MAX_BLOBS, MAX_USERS, ModelConfig};
+use crate::cleaner::Sweep;
+use crate::config::{MAX_ACTORS, MAX_BLOBS, MAX_QUEUE, MAX_USERS, ModelConfig};
 use crate::time::Hour;
 
 /// A model image id: a fresh counter value (working design) or a user's fixed key
@@ -33,6 +34,16 @@ pub struct Blob {
     pub image: u8,
     /// When the blob store created it.
     pub created: Hour,
+}
+
+/// An entry of the superseded-image queue (incremental cleaning): an image whose
+/// record a visible write replaced.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Superseded {
+    /// The image no longer named.
+    pub id: ImageId,
+    /// When a cleaner's claim first saw the entry (the delete delay starts there).
+    pub first_seen: Option<Hour>,
 }
 
 /// What one server is doing.
@@ -62,6 +73,10 @@ pub enum Server {
         record: Record,
         /// The production write machine, still waiting for the commit's answer.
         machine: WriteMachine<Hour, ImageId>,
+        /// The hour of the deadline check (the statement), kept only where the flaw
+        /// [`DelayFromStatement`](crate::config::IncrementalDesign::DelayFromStatement)
+        /// needs it; `Hour(0)` otherwise, so that no other model tells states apart by it.
+        statement: Hour,
     },
     /// Serving a profile read.
     Reading {
@@ -93,6 +108,14 @@ pub struct ModelWorld {
     pub ops: u8,
     /// The (user, metadata, image) triples writes have submitted, as a bit set.
     pub submitted: u64,
+    /// The superseded-image queue, sorted by id (incremental cleaning; else empty).
+    pub superseded: ArrayVec<Superseded, MAX_QUEUE>,
+    /// The hour each fresh image id was minted, indexed by id (incremental cleaning;
+    /// else empty).
+    pub minted: ArrayVec<Hour, MAX_QUEUE>,
+    /// The listing horizon: incremental listings cover ids minted at or after it.
+    /// `Hour(0)`, the initial value, covers every id, exactly as no horizon would.
+    pub horizon: Hour,
     /// Every server.
     pub servers: ArrayVec<Server, MAX_ACTORS>,
     /// Every cleaner's current cycle.
@@ -112,6 +135,9 @@ impl ModelWorld {
             next_id: 0,
             ops: 0,
             submitted: 0,
+            superseded: ArrayVec::new(),
+            minted: ArrayVec::new(),
+            horizon: Hour(0),
             servers: std::iter::repeat_n(Server::Idle, config.servers).take(MAX_ACTORS).collect(),
             cleaners: std::iter::repeat_n(CleanerSlot::new(fresh_cycle(config)), config.cleaners)
                 .take(MAX_ACTORS)
@@ -150,6 +176,20 @@ impl ModelWorld {
             .and_then(|(user, _)| u8::try_from(user).ok())
     }
 
+    /// The hour `id` was minted, if recorded (incremental cleaning).
+    pub fn minted_at(&self, id: ImageId) -> Option<Hour> {
+        self.minted.get(usize::from(id)).copied()
+    }
+
+    /// Queues `id` as superseded (no change if it is queued already); `false` when the
+    /// queue is full (the configuration's bounds keep it from filling).
+    pub fn enqueue(&mut self, entry: Superseded) -> bool {
+        match self.superseded.binary_search_by_key(&entry.id, |e| e.id) {
+            Ok(_) => true,
+            Err(i) => self.superseded.try_insert(i, entry).is_ok(),
+        }
+    }
+
     /// Whether some server holds a pending commit (a staged, invisible record).
     pub fn commit_pending(&self) -> bool {
         self.servers.iter().any(|s| matches!(s, Server::Committing { .. }))
@@ -172,6 +212,13 @@ impl ModelWorld {
         self.next_id.hash(&mut h);
         self.ops.hash(&mut h);
         self.submitted.hash(&mut h);
+        // Only incremental cleaning fills these: leaving them out otherwise keeps the
+        // full sweep's fingerprints exactly as they were.
+        if !self.superseded.is_empty() || !self.minted.is_empty() || self.horizon != Hour(0) {
+            self.superseded.hash(&mut h);
+            self.minted.hash(&mut h);
+            self.horizon.hash(&mut h);
+        }
         let mut actor_hashes = [0u64; MAX_ACTORS];
         let n = self.servers.len().min(MAX_ACTORS);
         for (slot, s) in actor_hashes.iter_mut().zip(&self.servers) {
@@ -203,6 +250,18 @@ impl ModelWorld {
             }
             let _ = write!(out, "{pending}u{user}→(m{},#{})", r.metadata, r.image_id);
         }
+        for e in &self.superseded {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            match e.first_seen {
+                Some(seen) => _ = write!(out, "queued #{}@{seen}", e.id),
+                None => _ = write!(out, "queued #{}", e.id),
+            }
+        }
+        if self.horizon != Hour(0) {
+            let _ = write!(out, "{}horizon {}", if out.is_empty() { "" } else { " " }, self.horizon);
+        }
         if out.is_empty() { "-".into() } else { out }
     }
 
@@ -225,15 +284,24 @@ pub fn triple_bit(config: &ModelConfig, user: u8, metadata: u8, image: u8) -> u6
 /// most transitions leave every cleaner as it was, and cloning and re-hashing cycles
 /// was most of the search's cost.
 #[derive(Clone, Debug)]
+///
+/// Beside the listing cycle, a slot holds the incremental part of the cleaner's cycle
+/// ([`Sweep`]), which full cleaning leaves at its default.
 pub struct CleanerSlot {
     hash: u64,
+    sweep: Sweep,
     cycle: Arc<CleanerCycle<Hour, ImageId>>,
 }
 
 impl CleanerSlot {
-    /// Holds `cycle`.
+    /// Holds `cycle`, with the sweep of a cycle not yet started.
     pub fn new(cycle: CleanerCycle<Hour, ImageId>) -> Self {
-        CleanerSlot { hash: fixed_state().hash_one(&cycle), cycle: Arc::new(cycle) }
+        Self::with_sweep(Sweep::default(), cycle)
+    }
+
+    /// Holds `cycle` and `sweep`.
+    pub fn with_sweep(sweep: Sweep, cycle: CleanerCycle<Hour, ImageId>) -> Self {
+        CleanerSlot { hash: slot_hash(&sweep, &cycle), sweep, cycle: Arc::new(cycle) }
     }
 
     /// The cycle.
@@ -241,28 +309,48 @@ impl CleanerSlot {
         &self.cycle
     }
 
+    /// The incremental part of the cycle.
+    pub fn sweep(&self) -> Sweep {
+        self.sweep
+    }
+
     /// A copy that shares nothing with `self`: a thread counting references on its own
     /// copies keeps other threads' cache lines still.
     pub(crate) fn detached(&self) -> Self {
-        CleanerSlot { hash: self.hash, cycle: Arc::new((*self.cycle).clone()) }
+        CleanerSlot { hash: self.hash, sweep: self.sweep, cycle: Arc::new((*self.cycle).clone()) }
     }
 
-    /// Whether `self` and `other` are the very same shared cycle (hence equal).
+    /// Whether `self` and `other` are the very same shared cycle with the same sweep
+    /// (hence equal).
     pub(crate) fn shares(&self, other: &CleanerSlot) -> bool {
-        Arc::ptr_eq(&self.cycle, &other.cycle)
+        Arc::ptr_eq(&self.cycle, &other.cycle) && self.sweep == other.sweep
     }
 
     /// Changes the cycle (copying it first if another state shares it).
     pub fn update<R>(&mut self, change: impl FnOnce(&mut CleanerCycle<Hour, ImageId>) -> R) -> R {
         let result = change(Arc::make_mut(&mut self.cycle));
-        self.hash = fixed_state().hash_one(&*self.cycle);
+        self.hash = slot_hash(&self.sweep, &self.cycle);
         result
     }
+
+    /// Replaces the sweep.
+    pub fn set_sweep(&mut self, sweep: Sweep) {
+        self.sweep = sweep;
+        self.hash = slot_hash(&self.sweep, &self.cycle);
+    }
+}
+
+/// The cycle's hash alone while the sweep is at its default, so full cleaning's
+/// fingerprints are exactly what they were before the sweep existed.
+fn slot_hash(sweep: &Sweep, cycle: &CleanerCycle<Hour, ImageId>) -> u64 {
+    if *sweep == Sweep::default() { fixed_state().hash_one(cycle) } else { fixed_state().hash_one((sweep, cycle)) }
 }
 
 impl PartialEq for CleanerSlot {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.cycle, &other.cycle) || self.cycle == other.cycle)
+        self.hash == other.hash
+            && self.sweep == other.sweep
+            && (Arc::ptr_eq(&self.cycle, &other.cycle) || self.cycle == other.cycle)
     }
 }
 

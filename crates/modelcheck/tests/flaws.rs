@@ -2,7 +2,8 @@
 //! shape, and pass the working design. Configurations are tiny: tests run unoptimised.
 
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace, Verdict, check,
+    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace,
+    Verdict, check,
 };
 
 fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelConfig {
@@ -22,6 +23,7 @@ fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelCo
         store: StoreProtocol::AtomicCommit,
         fail_steps: false,
         properties: Properties::SAFETY,
+        cleaning: Cleaning::Full,
     }
 }
 

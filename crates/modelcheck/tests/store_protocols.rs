@@ -141,7 +141,7 @@ fn each_protocol_guards_the_steps_around_a_pending_commit() {
         assert!(w.put_blob(Blob { id: 0, image: 0, created: Hour(0) }));
         (w.next_id, w.ops, w.clock) = (1, 1, Hour(2));
         let record = Record { metadata: 0, image_id: 0 };
-        w.servers[0] = Server::Committing { user: 0, record, machine: machine.clone() };
+        w.servers[0] = Server::Committing { user: 0, record, machine: machine.clone(), statement: Hour(0) };
         cleaner_step(&config, &mut w, 0, &CleanerAction::ListPage, false);
         let mut steps = Vec::new();
         successors(&config, &w, &mut |step, _, _| steps.push((step.action, step.failed)));
