@@ -130,6 +130,16 @@ pub struct CheckModelArgs {
     /// Also check "eventually no orphans" from every explored state.
     #[arg(long)]
     pub liveness: bool,
+    /// How the model's cleaners clean: `full` (every cycle lists everything) or
+    /// `incremental` (the superseded-image queue, and listings since the stored
+    /// horizon or of everything, chosen freely each cycle).
+    #[arg(long, default_value = "full", value_parser = ["full", "incremental"])]
+    pub cleaning: String,
+    /// With `--cleaning incremental`, a flawed variant to show what the checker
+    /// catches: `queue-without-delay`, `delay-from-statement`,
+    /// `horizon-without-age-filter` or `horizon-without-lag`.
+    #[arg(long, value_parser = ["queue-without-delay", "delay-from-statement", "horizon-without-age-filter", "horizon-without-lag"])]
+    pub incremental_flaw: Option<String>,
     /// Threads expanding each level of the search; the states, the verdict and the
     /// trace are the same for every count. [default: the machine's cores]
     #[arg(long)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use profilestore_core::settings::Timings;
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Design, Hours, ModelConfig, Properties, SearchOptions, StoreProtocol, Verdict, check_with,
+    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Properties, SearchOptions, StoreProtocol,
+    Verdict, check_with,
 };
 
 use crate::args::{CheckModelArgs, ModelVariant};
@@ -54,6 +55,24 @@ pub async fn run(args: CheckModelArgs) -> anyhow::Result<ExitCode> {
             println!("VIOLATION of {property}: shortest trace, {} steps\n{trace}", trace.steps());
             Ok(super::CHECK_FAILED)
         }
+    }
+}
+
+/// The cleaning mode `--cleaning` and `--incremental-flaw` name.
+fn cleaning(args: &CheckModelArgs) -> anyhow::Result<Cleaning> {
+    let design = match args.incremental_flaw.as_deref() {
+        None => IncrementalDesign::Working,
+        Some("queue-without-delay") => IncrementalDesign::QueueWithoutDelay,
+        Some("delay-from-statement") => IncrementalDesign::DelayFromStatement,
+        Some("horizon-without-age-filter") => IncrementalDesign::HorizonWithoutAgeFilter,
+        Some("horizon-without-lag") => IncrementalDesign::HorizonWithoutLag,
+        Some(other) => bail!("--incremental-flaw {other:?} is not a flaw the model knows"),
+    };
+    match args.cleaning.as_str() {
+        "full" if args.incremental_flaw.is_some() => bail!("--incremental-flaw needs --cleaning incremental"),
+        "full" => Ok(Cleaning::Full),
+        "incremental" => Ok(Cleaning::Incremental(design)),
+        other => bail!("--cleaning {other:?} is not a mode the model knows"),
     }
 }
 
@@ -105,6 +124,7 @@ fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
         },
         fail_steps: !args.no_failures,
         properties: if args.liveness { Properties::ALL } else { Properties::SAFETY },
+        cleaning: cleaning(args)?,
     };
     config.validate()?;
     Ok(config)
