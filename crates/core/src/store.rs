@@ -163,7 +163,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// those some record names (`named`). Ids in `due` obey the promise of
     /// [`referenced`](MetadataStore::referenced): unreferenced at some moment during
     /// the call, and no record naming one can become visible later unless its write's
-    /// deadline check came after this call. Checks the bound timings like `referenced`.
+    /// deadline check came after this call. Checks the bound timings like `referenced`
+    /// whenever it stamps or answers an entry (a claim that finds nothing to do may
+    /// answer an empty claim without asking).
     async fn claim_superseded(&self, _delete_delay: Duration, _limit: usize) -> Result<SupersededClaim, StoreError> {
         Err(no_cleaner_state())
     }

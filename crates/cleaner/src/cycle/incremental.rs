@@ -123,14 +123,17 @@ impl Cleaner {
     /// Stores what a completed cycle that started at `started` proved: every blob
     /// minted at or before `started - listing_horizon_lag` was listed old enough by it
     /// or by an earlier completed cycle. Nothing is stored after a dry run, which
-    /// deleted nothing.
+    /// deleted nothing, nor in [`SweepMode::Full`], which never reads it.
     pub(super) async fn record_completion(
         &self,
         state: &mut CycleState<'_>,
         plan: &ListingPlan,
         started: Timestamp,
     ) -> Result<(), Outcome> {
-        if self.config.dry_run {
+        // Only incremental cleaning reads the marks; a full sweep's daemon need not
+        // write them (on SQLite, one more wait for the write lock each cycle). The
+        // first incremental cycle after a switch finds none and lists everything.
+        if self.config.dry_run || self.config.sweep == SweepMode::Full {
             return Ok(());
         }
         let lag = i64::try_from(self.config.timings.listing_horizon_lag().as_millis()).unwrap_or(i64::MAX);

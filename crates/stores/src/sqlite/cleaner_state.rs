@@ -16,6 +16,14 @@ use super::errors::{corrupt, failed};
 const STAMP_FIRST_SEEN: &str =
     concat!("UPDATE superseded_images SET first_seen_ms = ", db_now_ms!(), " WHERE first_seen_ms IS NULL");
 
+/// Whether any entry waits for its first sight or is due: without one, a claim has
+/// nothing to do and need not take the write lock.
+const ANY_TO_CLAIM: &str = concat!(
+    "SELECT EXISTS (SELECT 1 FROM superseded_images WHERE first_seen_ms IS NULL OR first_seen_ms <= ",
+    db_now_ms!(),
+    " - ?1)"
+);
+
 /// The entries first seen at least `?1` ms ago, oldest first, at most `?2`, each with
 /// whether a record names its image, all read in the same statement.
 const DUE: &str = concat!(
@@ -35,6 +43,17 @@ impl SqliteMetadataStore {
         delete_delay: Duration,
         limit: usize,
     ) -> Result<SupersededClaim, StoreError> {
+        // Most cycles find the queue empty or still waiting: they answer from a plain
+        // read, without queueing behind (or holding up) the writers for the lock. An
+        // entry committed after this read is the next cycle's.
+        let any: bool = sqlx::query_scalar(ANY_TO_CLAIM)
+            .bind(millis(delete_delay))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("looking for superseded images to claim"))?;
+        if !any {
+            return Ok(SupersededClaim::default());
+        }
         // The same protocol as `referenced`: the write lock excludes every write
         // between its deadline check and its commit, and the fence row's commit
         // overwrites commit frames a killed writer left beyond the WAL's end.

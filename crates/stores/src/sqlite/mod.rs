@@ -167,6 +167,10 @@ impl SqliteMetadataStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A connection to a local file does not go stale the way a network one
+            // does, and the ping sqlx would send on every acquire is one more trip to
+            // the connection's worker thread on every read.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(|e| store_failed(errors::store_error("connecting", e)))?;

@@ -381,6 +381,9 @@ async fn bound_timings_refuse_every_guarded_call_once_changed(t: &MetadataUnderT
         "referenced lost a record"
     );
 
+    // A queued image, so the claim below has an entry to stamp.
+    put(t, &record("gone", image(), "{}")?).await?;
+    delete(t, &user("gone")?).await?;
     t.store.update_timings(paired.cluster_id, &timings(60_000)).await.doing("update_timings")?;
     let changed = |what: &str, e: Option<StoreErrorKind>| -> Check {
         ensure!(
