@@ -15,7 +15,7 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 pub const MAX_DELETE_BATCH: usize = 1000;
 
 /// Which blobs a cycle lists. Every cycle, in either mode, also reclaims the images of
-/// the superseded-image queue whose delete delay has passed, once its listing is done.
+/// the superseded-image queue whose delete delay has passed, before its listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SweepMode {
     /// Every cycle lists the whole blob store.

@@ -220,14 +220,18 @@ impl Cleaner {
                 }
             }
         }
-        if !config.dry_run {
-            self.sweep_staging(&mut state.report).await;
-        }
+
         match self.bounded("asking whether the database holds records", self.metadata.has_records()).await {
             Ok(any) => state.refuse_images = !any && !config.allow_empty_database,
             Err(e) => {
                 return Outcome::Failed(format!("asking whether the database holds records failed: {e}"));
             }
+        }
+        // The queue first: its images need no listing, so a long full sweep does not
+        // hold them up. (On SQLite a claim takes the write lock only when the queue
+        // holds an entry to stamp or due.)
+        if let Err(outcome) = self.drain_superseded(state).await {
+            return outcome;
         }
         let plan = match self.plan_listing(started).await {
             Ok(plan) => plan,
@@ -235,6 +239,9 @@ impl Cleaner {
         };
         state.report.sweep = plan.kind;
         state.report.listed_since = plan.since;
+        if !config.dry_run {
+            self.sweep_staging(&mut state.report, plan.since).await;
+        }
         // In a dry run nothing is deleted, so the delay protects nothing; skipping it
         // lets the dry run answer at once.
         let mut machine_timings = config.timings;
@@ -261,12 +268,6 @@ impl Cleaner {
             }
             let completion = match machine.status(now) {
                 CycleStatus::Finished(CycleOutcome::Completed) => {
-                    // The queue after the listing: on SQLite its claim takes the write
-                    // lock, like the listing's queries, so a commit frozen while
-                    // holding it stops the cycle where the listing's own query would.
-                    if let Err(outcome) = self.drain_superseded(state).await {
-                        return outcome;
-                    }
                     return match self.record_completion(state, &plan, started).await {
                         Ok(()) => Outcome::Completed,
                         Err(outcome) => outcome,
@@ -311,13 +312,21 @@ impl Cleaner {
         }
     }
 
-    async fn sweep_staging(&self, report: &mut CycleReport) {
+    /// Removes abandoned staging files: everywhere, or in an incremental cycle only
+    /// where images minted since its horizon live. An older image's staging file was
+    /// old enough for the sweep of the cycles that proved the horizon; one whose sweep
+    /// failed (which does not fail a cycle) waits for the next full sweep.
+    async fn sweep_staging(&self, report: &mut CycleReport, since: Option<Timestamp>) {
         // A put in progress is younger than a request timeout; anything as old as a
         // collectable blob was left by a put that can no longer finish.
         let age = self.config.timings.cleaner_min_age();
         let millis = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = Timestamp::from_millis(self.clock.now().as_millis().saturating_sub(millis));
-        match self.bounded("sweeping staging files", self.blobs.sweep_staging(cutoff)).await {
+        let swept = match since {
+            Some(horizon) => self.blobs.sweep_staging_since(horizon, cutoff).boxed(),
+            None => self.blobs.sweep_staging(cutoff).boxed(),
+        };
+        match self.bounded("sweeping staging files", swept).await {
             Ok(n) => {
                 report.staging_files_removed = n;
                 if n > 0 {
