@@ -86,6 +86,9 @@ pub fn render(results: &Results) -> String {
         }
         out.push('\n');
     }
+    if !results.incremental.is_empty() {
+        incremental(&mut out, &results.incremental);
+    }
     if !results.model.is_empty() {
         out.push_str(
             "| model configuration | threads | distinct states | time | states/s | peak RSS |\n|---|--:|--:|--:|--:|--:|\n",
@@ -127,6 +130,53 @@ pub fn render(results: &Results) -> String {
         let _ = writeln!(out, "not yet measured: {todo}");
     }
     out
+}
+
+/// The incremental scenario: one line per cycle kind and size (medians), then the
+/// write cost of the queue's statement.
+fn incremental(out: &mut String, results: &[crate::incremental::IncrementalResult]) {
+    out.push_str("| blobs | changed per cycle | cycle | time | listed | queried | claimed | deleted | touched | touched ratio (min–max) | time ratio (min–max) |\n");
+    out.push_str("|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for r in results {
+        let c = &r.changes;
+        let changed =
+            format!("{} ({} replaced, {} deleted, {} new, {} orphans)", c.total(), c.replaced, c.deleted, c.created, c.orphans);
+        for (name, runs, ratios) in [("full sweep", &r.runs.floor, None), ("incremental", &r.runs.product, Some(r))] {
+            let m = |f: fn(&crate::incremental::CycleMeasure) -> f64| median(runs.iter().map(f));
+            let (touched, time) = ratios.map_or(("".into(), "".into()), |r| (spread(r.touched_ratio), spread(r.time_ratio)));
+            let _ = writeln!(
+                out,
+                "| {} | {changed} | {name} | {:.3} s | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {touched} | {time} |",
+                r.blobs,
+                m(|c| c.seconds),
+                m(|c| c.listed as f64),
+                m(|c| c.queried as f64),
+                m(|c| c.claimed as f64),
+                m(|c| c.deleted as f64),
+                m(|c| c.touched as f64),
+            );
+        }
+    }
+    out.push('\n');
+    for r in results {
+        let _ = writeln!(
+            out,
+            "{} blobs: one staging-file sweep of the blob store alone (every non-dry cycle starts with one): {:.3} s",
+            r.blobs, r.staging_sweep_seconds
+        );
+        if let Some(w) = &r.writes {
+            let p50 = |runs: &[crate::stats::RunStats]| latency(median(runs.iter().map(|s| s.p50_us)));
+            let _ = writeln!(
+                out,
+                "{} blobs: record write p50, first write {} vs replacement (queue statement fires) {}: ratio {}",
+                r.blobs,
+                p50(&w.runs.floor),
+                p50(&w.runs.product),
+                spread(w.p50_ratio)
+            );
+        }
+    }
+    out.push('\n');
 }
 
 #[cfg(test)]
