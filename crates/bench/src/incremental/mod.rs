@@ -85,7 +85,10 @@ pub(crate) async fn run(config: &BenchConfig) -> Result<Vec<IncrementalResult>, 
         eprintln!("bench: incremental at {blobs} blobs: building the fixture");
         let fixture = Fixture::build(blobs, config.runs).await?;
         let changes = fixture.changes;
-        eprintln!("bench: incremental at {blobs} blobs, {} changed per cycle: full sweep vs incremental", changes.total());
+        eprintln!(
+            "bench: incremental at {blobs} blobs, {} changed per cycle: full sweep vs incremental",
+            changes.total()
+        );
         let fixture = std::sync::Arc::new(tokio::sync::Mutex::new(fixture));
         let (full, incremental) = (fixture.clone(), fixture.clone());
         let runs = interleave(
@@ -124,7 +127,8 @@ pub(crate) async fn run(config: &BenchConfig) -> Result<Vec<IncrementalResult>, 
 async fn measured_cycle(fixture: &mut Fixture, mode: SweepMode) -> Result<CycleMeasure, BenchError> {
     fixture.plant().await?;
     let stores = &fixture.stores;
-    let config = CleanerConfig { timings: stores.timings, allow_unsafe_timing: true, sweep: mode, ..CleanerConfig::default() };
+    let config =
+        CleanerConfig { timings: stores.timings, allow_unsafe_timing: true, sweep: mode, ..CleanerConfig::default() };
     let cleaner = Cleaner::new(stores.metadata.clone(), stores.blobs.clone(), stores.clock.clone(), config)?;
     let started = stores.clock.ticks();
     let report = cleaner.run_cycle().await;

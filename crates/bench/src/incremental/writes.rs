@@ -46,7 +46,7 @@ impl Writer {
             metadata: METADATA.to_owned(),
             image_id,
             content_type: "image/png".to_owned(),
-            image_size: 463,
+            image_size: crate::fixture::image(0).len() as u64,
             updated_at: self.clock.now(),
         };
         let deadline = Deadline::after(self.clock.clone(), self.timings.request_timeout).under(self.timings);
