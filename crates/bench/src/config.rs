@@ -25,6 +25,9 @@ pub enum Scenario {
     /// one scan of the records' image ids; each side in a child process, for its peak
     /// memory.
     Sweep,
+    /// At N blobs with 1 % changed since the last cycle, an incremental cleaner cycle
+    /// against a full sweep: keys touched and time (real cycles, no delete delay).
+    Incremental,
     /// The model checker at the case study's size and one size larger: states,
     /// states/s, peak memory (each in a child process).
     Model,
@@ -32,12 +35,13 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order a run takes them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::WriteLibrary,
         Scenario::WriteHttp,
         Scenario::ReadLibrary,
         Scenario::ReadHttp,
         Scenario::Sweep,
+        Scenario::Incremental,
         Scenario::Model,
     ];
 
@@ -49,6 +53,7 @@ impl Scenario {
             Scenario::ReadLibrary => "read-library",
             Scenario::ReadHttp => "read-http",
             Scenario::Sweep => "sweep",
+            Scenario::Incremental => "incremental",
             Scenario::Model => "model",
         }
     }
@@ -61,6 +66,7 @@ impl Scenario {
             Scenario::ReadLibrary => "read-floor",
             Scenario::ReadHttp => "image-get-http",
             Scenario::Sweep => "list+scan",
+            Scenario::Incremental => "full sweep",
             Scenario::Model => "-",
         }
     }
@@ -141,7 +147,8 @@ pub struct BenchConfig {
     pub image_size: u64,
     /// Where the latency scenarios' stores are.
     pub stores: StoreTarget,
-    /// How many blobs each sweep size holds.
+    /// How many blobs each sweep size holds (the sweep's and the incremental
+    /// scenario's).
     pub sweep_sizes: Vec<u64>,
     /// The model-checker configurations to explore.
     pub model_sizes: Vec<ModelSize>,

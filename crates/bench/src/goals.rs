@@ -1,6 +1,7 @@
 //! The goals, each a ratio within one run, judged from the results.
 
 use crate::config::Scenario;
+use crate::incremental::IncrementalResult;
 use crate::scenarios::PairResult;
 use crate::stats::{Spread, ratio};
 
@@ -27,6 +28,10 @@ pub enum Measure {
     Tail,
     /// Product throughput at N clients over its throughput at the next lower count.
     NoFall,
+    /// Keys an incremental cycle touched over those a full sweep touched.
+    TouchedRatio,
+    /// An incremental cycle's time over a full sweep's.
+    TimeRatio,
 }
 
 /// One goal, judged on the median of its ratio across runs.
@@ -36,7 +41,7 @@ pub struct Goal {
     pub goal: String,
     /// The scenario it is about.
     pub scenario: Scenario,
-    /// The client count it is about.
+    /// The client count it is about (for the incremental scenario, its blob count).
     pub clients: usize,
     /// What the ratio compares.
     pub measure: Measure,
@@ -59,11 +64,23 @@ impl Goal {
         bound: Bound,
         limit: f64,
     ) -> Goal {
+        Goal::new(goal, pair.scenario, pair.clients, measure, ratio, bound, limit)
+    }
+
+    fn new(
+        goal: String,
+        scenario: Scenario,
+        clients: usize,
+        measure: Measure,
+        ratio: Option<Spread>,
+        bound: Bound,
+        limit: f64,
+    ) -> Goal {
         let met = ratio.is_some_and(|r| match bound {
             Bound::AtMost => r.median <= limit,
             Bound::AtLeast => r.median >= limit,
         });
-        Goal { goal, scenario: pair.scenario, clients: pair.clients, measure, ratio, bound, limit, met }
+        Goal { goal, scenario, clients, measure, ratio, bound, limit, met }
     }
 }
 
@@ -145,6 +162,35 @@ pub fn judge(pairs: &[PairResult]) -> Vec<Goal> {
                 ));
             }
         }
+    }
+    goals
+}
+
+/// The incremental scenario's goals at each size measured: an incremental cycle
+/// touches at most 2 % of the keys a full sweep touches and takes at most 5 % of its
+/// time.
+pub fn judge_incremental(results: &[IncrementalResult]) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    for r in results {
+        let n = usize::try_from(r.blobs).unwrap_or(usize::MAX);
+        goals.push(Goal::new(
+            format!("incremental cycle touches ≤ 2 % of a full sweep's keys at {} blobs, 1 % changed", r.blobs),
+            Scenario::Incremental,
+            n,
+            Measure::TouchedRatio,
+            r.touched_ratio,
+            Bound::AtMost,
+            0.02,
+        ));
+        goals.push(Goal::new(
+            format!("incremental cycle takes ≤ 5 % of a full sweep's time at {} blobs, 1 % changed", r.blobs),
+            Scenario::Incremental,
+            n,
+            Measure::TimeRatio,
+            r.time_ratio,
+            Bound::AtMost,
+            0.05,
+        ));
     }
     goals
 }

@@ -16,6 +16,7 @@
 //! | [`fixture`] | opening and pairing the stores, the padded PNG, the bench's users |
 //! | `scenarios` | the library and HTTP paths and their floors, at each client count |
 //! | [`sweep`] | the cleaner cycle against listing plus one record scan |
+//! | [`incremental`] | an incremental cleaner cycle against a full sweep, 1 % changed |
 //! | [`model`] | the model checker's states, states/s and peak memory |
 //! | [`child`] | work run in a child process for its own peak memory |
 //! | [`goals`] | the goals, judged on the ratios |
@@ -27,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod fixture;
 pub mod goals;
+pub mod incremental;
 pub mod load;
 pub mod model;
 pub mod results;
@@ -55,6 +57,7 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
         settings: results::Settings::of(config),
         pairs: Vec::new(),
         sweeps: Vec::new(),
+        incremental: Vec::new(),
         model: Vec::new(),
         goals: Vec::new(),
         not_yet_measured: results::NOT_YET_MEASURED.iter().map(|s| (*s).to_owned()).collect(),
@@ -62,6 +65,7 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
     for scenario in Scenario::ALL.into_iter().filter(|s| config.scenarios.contains(s)) {
         match scenario {
             Scenario::Sweep => results.sweeps = sweep::run(config).await?,
+            Scenario::Incremental => results.incremental = incremental::run(config).await?,
             Scenario::Model => {
                 // One and two threads alternate, run by run, for the parallel
                 // search's speed-up measured in the same conditions.
@@ -80,5 +84,6 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
         }
     }
     results.goals = goals::judge(&results.pairs);
+    results.goals.extend(goals::judge_incremental(&results.incremental));
     Ok(results)
 }

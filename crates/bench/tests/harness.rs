@@ -117,3 +117,53 @@ fn assert_balanced(svg: &str) {
     }
     assert!(open.is_empty(), "unclosed elements: {open:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_incremental_run_measures_both_cycles_and_judges_its_goals() {
+    let out = tempfile::tempdir().unwrap();
+    let config = BenchConfig {
+        scenarios: vec![Scenario::Incremental],
+        runs: 2,
+        run_time: Duration::from_millis(100),
+        sweep_sizes: vec![2000],
+        out_dir: out.path().to_path_buf(),
+        ..BenchConfig::default()
+    };
+    let results = profilestore_bench::run(&config).await.expect("the harness runs");
+
+    let [inc] = results.incremental.as_slice() else { panic!("one size was asked for: {:?}", results.incremental) };
+    assert_eq!(inc.blobs, 2000);
+    let c = inc.changes;
+    assert_eq!(c.total(), 20, "1 % of the blobs changed: {c:?}");
+    assert_eq!(inc.runs.order, [Side::Floor, Side::Product].repeat(2), "full and incremental alternate");
+    for full in &inc.runs.floor {
+        assert!(full.listed >= 2000 - c.replaced - c.deleted, "the full sweep lists every blob left: {full:?}");
+        assert!(full.queried >= full.listed - 2, "it asks about every image it lists: {full:?}");
+        assert!(positive(full.seconds));
+    }
+    for (i, (full, cycle)) in inc.runs.floor.iter().zip(&inc.runs.product).enumerate() {
+        assert!(cycle.listed >= c.new_blobs(), "run {i}: the incremental cycle lists the new blobs: {cycle:?}");
+        assert!(cycle.listed < full.listed / 10, "run {i}: it lists little else: {cycle:?} vs {full:?}");
+        assert!(cycle.touched < full.touched, "run {i}");
+        assert!(positive(cycle.seconds));
+        for side in [full, cycle] {
+            assert_eq!(side.deleted, c.garbage(), "run {i}: each cycle deletes the orphans and queued images planted");
+            assert_eq!(side.claimed, c.replaced + c.deleted, "run {i}: the queue held the replaced and deleted images");
+        }
+    }
+    for ratio in [inc.touched_ratio, inc.time_ratio] {
+        assert!(ratio.is_some_and(|r| r.runs == 2 && positive(r.median) && r.median < 1.0), "{ratio:?}");
+    }
+    let writes = inc.writes.as_ref().expect("the write cost is measured");
+    assert!(writes.runs.floor.iter().chain(&writes.runs.product).all(|r| r.ops > 0 && r.errors == 0), "{writes:?}");
+    assert!(writes.p50_ratio.is_some_and(|r| positive(r.median)));
+
+    let goals: Vec<_> = results.goals.iter().filter(|g| g.scenario == Scenario::Incremental).collect();
+    assert_eq!(goals.len(), 2, "touched keys and time are judged: {goals:?}");
+    let table = profilestore_bench::table::render(&results);
+    assert!(table.contains("| incremental |") && table.contains("| full sweep |"), "{table}");
+    let (json_path, _) = results.write(out.path()).unwrap();
+    let back: Results = serde_json::from_slice(&std::fs::read(json_path).unwrap()).unwrap();
+    let touched = |r: &Results| r.incremental[0].runs.product.iter().map(|c| c.touched).collect::<Vec<_>>();
+    assert_eq!(touched(&back), touched(&results), "results.json holds the incremental runs");
+}

@@ -11,7 +11,7 @@ fn a_tiny_bench_runs_its_children_and_writes_json_and_a_plot() {
     let out = tempfile::tempdir().unwrap();
     let output = bin()
         .args(["bench", "--runs", "1", "--run-time", "200ms", "--clients", "1,2", "--users", "10"])
-        .args(["--scenario", "write-library", "--scenario", "read-http,sweep,model"])
+        .args(["--scenario", "write-library", "--scenario", "read-http,sweep,incremental,model"])
         .args(["--blobs-count", "100,300", "--model-size", "small", "--json", "--out"])
         .arg(out.path())
         .output()
@@ -35,6 +35,15 @@ fn a_tiny_bench_runs_its_children_and_writes_json_and_a_plot() {
         }
         assert_eq!(sweep["runs"]["product"][0]["deleted"], sweep["orphans"]);
     }
+    let incremental = results["incremental"].as_array().unwrap();
+    assert_eq!(incremental.len(), 2, "the incremental scenario at each size");
+    for inc in incremental {
+        let (full, cycle) = (&inc["runs"]["floor"][0], &inc["runs"]["product"][0]);
+        assert!(cycle["touched"].as_u64().unwrap() < full["touched"].as_u64().unwrap(), "{inc}");
+        assert_eq!(cycle["deleted"], full["deleted"], "both cycles delete the planted garbage: {inc}");
+    }
+    let goals = results["goals"].as_array().unwrap();
+    assert_eq!(goals.iter().filter(|g| g["scenario"] == "incremental").count(), 4, "two goals per size");
     let model = &results["model"][0];
     assert_eq!(model["own_process"], true, "{model}");
     assert!(model["states"].as_u64().unwrap() > 0, "{model}");

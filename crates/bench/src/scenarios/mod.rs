@@ -130,7 +130,7 @@ async fn sides(config: &BenchConfig, scenario: Scenario, stores: &Stores) -> Res
                 product: http::get_profile(client, server, users),
             }
         }
-        Scenario::Sweep | Scenario::Model => {
+        Scenario::Sweep | Scenario::Incremental | Scenario::Model => {
             return Err(BenchError::Config(format!("{scenario} is not a latency scenario")));
         }
     })

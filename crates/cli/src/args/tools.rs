@@ -15,7 +15,7 @@ use super::*;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Scenarios, repeatable or comma-separated: write-library, write-http,
-    /// read-library, read-http, sweep, model. [default: all]
+    /// read-library, read-http, sweep, incremental, model. [default: all]
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario, value_name = "NAME")]
     pub scenario: Vec<profilestore_bench::Scenario>,
     /// Timed runs of each side (floor and product alternate).
@@ -43,7 +43,8 @@ pub struct BenchArgs {
     pub blobs: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
-    /// Blobs in the sweep's store, comma-separated for several sizes.
+    /// Blobs in the store of the sweep and of the incremental scenario,
+    /// comma-separated for several sizes.
     #[arg(long, value_delimiter = ',', default_value = "10000", value_name = "N,..")]
     pub blobs_count: Vec<u64>,
     /// Model-checker configurations, comma-separated: small, case-study, larger.

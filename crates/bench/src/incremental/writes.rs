@@ -1,0 +1,109 @@
+//! What the superseded-image queue costs a write. Its statement runs inside the
+//! record's own transaction and only when the write replaces a record naming another
+//! image (or a delete removes one), so it cannot be switched off to measure a floor
+//! without it. Measured instead: a record write that replaces (the statement fires)
+//! against a first write of a new user (it does not), one client, alternating. The
+//! difference bounds the statement's cost from above: a replace also rewrites a row
+//! where a first write inserts one.
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use profilestore_core::ids::{ImageId, UserId};
+use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
+use profilestore_core::time::{Clock, Deadline};
+
+use super::fixture::{Fixture, minted_at};
+use crate::config::BenchConfig;
+use crate::error::BenchError;
+use crate::fixture::METADATA;
+use crate::load::{Interleaved, Operation, closed_loop, interleave};
+use crate::stats::{RunStats, Spread, ratio};
+
+/// How many users the replacing side rewrites in turn.
+const REWRITTEN: u64 = 100;
+
+/// First writes (`floor`) against replacements (`product`), record commits only.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WriteCost {
+    /// Each side's runs, one client for the run time each.
+    pub runs: Interleaved<RunStats>,
+    /// A replacement's p50 over a first write's, run by run.
+    pub p50_ratio: Option<Spread>,
+}
+
+struct Writer {
+    metadata: Arc<dyn MetadataStore>,
+    clock: Arc<dyn Clock>,
+    timings: profilestore_core::settings::Timings,
+    tag: String,
+}
+
+impl Writer {
+    async fn write(&self, user: UserId, image_id: ImageId) -> Result<(), String> {
+        let record = Record {
+            user_id: user,
+            metadata: METADATA.to_owned(),
+            image_id,
+            content_type: "image/png".to_owned(),
+            image_size: crate::fixture::image(0).len() as u64,
+            updated_at: self.clock.now(),
+        };
+        let deadline = Deadline::after(self.clock.clone(), self.timings.request_timeout).under(self.timings);
+        match self.metadata.put_before(&record, &deadline).await {
+            Ok(CommitOutcome::Committed) => Ok(()),
+            Ok(CommitOutcome::DeadlineExceeded) => Err("deadline exceeded".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn user(&self, kind: &str, n: u64) -> UserId {
+        UserId::parse(&format!("inc-{}-{kind}-{n:08}", self.tag)).expect("valid user id")
+    }
+}
+
+/// Measures both sides on the fixture's metadata store, after the cycles.
+pub(super) async fn measure(fixture: &Fixture, config: &BenchConfig) -> Result<WriteCost, BenchError> {
+    let stores = &fixture.stores;
+    let writer = Arc::new(Writer {
+        metadata: stores.metadata.clone(),
+        clock: stores.clock.clone(),
+        timings: stores.timings,
+        tag: format!("{:08x}", crate::fixture::fresh_u128() as u32),
+    });
+    let rewriter = writer.clone();
+    for n in 0..REWRITTEN {
+        fixture.put_record(writer.user("hot", n), minted_at(stores.clock.now())).await?;
+    }
+    // Each run's first writes go to users of its own: a second run must not rewrite them.
+    let first = move |run: usize| -> Operation {
+        let w = writer.clone();
+        Arc::new(move |n| {
+            let w = w.clone();
+            async move { w.write(w.user(&format!("first{run}"), n), minted_at(w.clock.now())).await }.boxed()
+        })
+    };
+    let replace: Operation = {
+        let w = rewriter;
+        Arc::new(move |n| {
+            let w = w.clone();
+            async move { w.write(w.user("hot", n % REWRITTEN), minted_at(w.clock.now())).await }.boxed()
+        })
+    };
+    let (clock, run_time) = (stores.clock.clone(), config.run_time);
+    let (c1, c2) = (clock.clone(), clock);
+    let runs = interleave(
+        config.runs,
+        move |run| {
+            let (op, clock) = (first(run), c1.clone());
+            async move { closed_loop("first writes", &clock, 1, run_time, &op).await }.boxed()
+        },
+        move |_| {
+            let (op, clock) = (replace.clone(), c2.clone());
+            async move { closed_loop("replacements", &clock, 1, run_time, &op).await }.boxed()
+        },
+    )
+    .await?;
+    let p50_ratio = Spread::of(runs.floor.iter().zip(&runs.product).map(|(f, p)| ratio(p.p50_us, f.p50_us)));
+    Ok(WriteCost { runs, p50_ratio })
+}
