@@ -124,6 +124,8 @@ async fn an_incremental_cycle_lists_only_images_minted_since_the_horizon_and_the
     assert!(!w.has(fresh), "an orphan minted since the horizon is found");
     assert!(w.has(stale), "an orphan minted before the horizon is not listed");
     assert!(second.horizon_stored > Some(horizon), "the horizon moves forward");
+    let sweeps = w.hook.sweeps.lock().unwrap().len();
+    assert_eq!(sweeps, 1, "staging files are swept by full sweeps only (walking the whole store)");
 
     // The audit names what incremental cycles left behind, and not a replaced image
     // the queue will take.
@@ -142,6 +144,7 @@ async fn an_incremental_cycle_lists_only_images_minted_since_the_horizon_and_the
     let third = cleaner.run_cycle().await;
     assert_eq!(third.sweep, SweepKind::Full, "{third}");
     assert!(!w.has(stale), "the full sweep is the safety net");
+    assert_eq!(w.hook.sweeps.lock().unwrap().len(), 2, "the full sweep swept staging files");
     assert_eq!(w.metadata_store.count_records().await.unwrap(), 50);
 }
 

@@ -316,14 +316,6 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(0)
     }
 
-    /// Like [`sweep_staging`](BlobStore::sweep_staging), but only where images minted
-    /// at or after `horizon` keep their files (plus any staging file outside the
-    /// layout), so an incremental cycle's sweep costs what its listing does. The default
-    /// sweeps everything.
-    async fn sweep_staging_since(&self, _horizon: Timestamp, older_than: Timestamp) -> Result<u64, StoreError> {
-        self.sweep_staging(older_than).await
-    }
-
     /// Succeeds when the store answers a trivial request.
     async fn ping(&self) -> Result<(), StoreError>;
 

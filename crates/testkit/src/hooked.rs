@@ -299,14 +299,6 @@ impl<H: CallHook> BlobStore for Hooked<dyn BlobStore, H> {
         Ok(swept)
     }
 
-    async fn sweep_staging_since(&self, horizon: Timestamp, older_than: Timestamp) -> Result<u64, StoreError> {
-        let call = Call::SweepStaging(older_than);
-        self.hook.before_call(&call).await?;
-        let swept = self.inner.sweep_staging_since(horizon, older_than).await?;
-        self.hook.after(&call);
-        Ok(swept)
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::PingBlobs)).await?;
         self.inner.ping().await

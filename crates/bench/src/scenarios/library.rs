@@ -20,9 +20,10 @@ pub(crate) fn user_for(users: &[UserId], n: u64) -> UserId {
     users[(n % users.len() as u64) as usize].clone()
 }
 
-/// The write floor: a create-only put of a fresh key, then the record committed
-/// under a deadline one request timeout away, exactly the two store calls a write
-/// makes, with nothing around them.
+/// The write floor on a database other than SQLite (whose floor is `raw`'s plain
+/// upsert): a create-only put of a fresh key, then the record committed under a
+/// deadline one request timeout away, exactly the two store calls a write makes, with
+/// nothing around them.
 pub(crate) fn write_floor(stores: &Stores, users: Arc<Vec<UserId>>, image: Bytes) -> Operation {
     let (metadata, blobs, clock, timings) =
         (stores.metadata.clone(), stores.blobs.clone(), stores.clock.clone(), stores.timings);

@@ -3,6 +3,7 @@
 
 pub(crate) mod http;
 pub(crate) mod library;
+pub(crate) mod raw;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,7 +103,10 @@ async fn sides(config: &BenchConfig, scenario: Scenario, stores: &Stores) -> Res
     }
     Ok(match scenario {
         Scenario::WriteLibrary => Sides {
-            floor: library::write_floor(stores, users.clone(), image.clone()),
+            floor: match raw::write_floor(stores, users.clone(), image.clone()).await? {
+                Some(strict) => strict,
+                None => library::write_floor(stores, users.clone(), image.clone()),
+            },
             product: library::write_library(service, users, image),
         },
         Scenario::WriteHttp => {

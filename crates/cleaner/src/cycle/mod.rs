@@ -239,8 +239,11 @@ impl Cleaner {
         };
         state.report.sweep = plan.kind;
         state.report.listed_since = plan.since;
-        if !config.dry_run {
-            self.sweep_staging(&mut state.report, plan.since).await;
+        // Staging files are swept by full sweeps only: finding them means walking the
+        // whole store, and they hold no image anyone can reference, so they can wait
+        // for the safety net's schedule.
+        if !config.dry_run && plan.since.is_none() {
+            self.sweep_staging(&mut state.report).await;
         }
         // In a dry run nothing is deleted, so the delay protects nothing; skipping it
         // lets the dry run answer at once.
@@ -312,21 +315,13 @@ impl Cleaner {
         }
     }
 
-    /// Removes abandoned staging files: everywhere, or in an incremental cycle only
-    /// where images minted since its horizon live. An older image's staging file was
-    /// old enough for the sweep of the cycles that proved the horizon; one whose sweep
-    /// failed (which does not fail a cycle) waits for the next full sweep.
-    async fn sweep_staging(&self, report: &mut CycleReport, since: Option<Timestamp>) {
+    async fn sweep_staging(&self, report: &mut CycleReport) {
         // A put in progress is younger than a request timeout; anything as old as a
         // collectable blob was left by a put that can no longer finish.
         let age = self.config.timings.cleaner_min_age();
         let millis = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         let cutoff = Timestamp::from_millis(self.clock.now().as_millis().saturating_sub(millis));
-        let swept = match since {
-            Some(horizon) => self.blobs.sweep_staging_since(horizon, cutoff).boxed(),
-            None => self.blobs.sweep_staging(cutoff).boxed(),
-        };
-        match self.bounded("sweeping staging files", swept).await {
+        match self.bounded("sweeping staging files", self.blobs.sweep_staging(cutoff)).await {
             Ok(n) => {
                 report.staging_files_removed = n;
                 if n > 0 {

@@ -256,15 +256,7 @@ impl BlobStore for LocalBlobStore {
 
     async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || sweep::sweep_staging(&root, Walk::new(&root), older_than))
-            .await
-            .map_err(|e| StoreError::unavailable(format!("local blob store, sweeping staging files: {e}")))?
-    }
-
-    /// Walks only the image directories past the horizon's bound, as `list_since` does.
-    async fn sweep_staging_since(&self, horizon: Timestamp, older_than: Timestamp) -> Result<u64, StoreError> {
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || sweep::sweep_staging(&root, Walk::after(&root, mint_time_bound(horizon)), older_than))
+        tokio::task::spawn_blocking(move || sweep::sweep_staging(&root, older_than))
             .await
             .map_err(|e| StoreError::unavailable(format!("local blob store, sweeping staging files: {e}")))?
     }

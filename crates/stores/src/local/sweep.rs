@@ -31,13 +31,13 @@ fn modified_rounded_up(t: SystemTime) -> Timestamp {
     }
 }
 
-/// Removes every staging file `walk` (under `root`) meets last modified at or before `older_than`
+/// Removes every staging file under `root` last modified at or before `older_than`
 /// (modification times rounded up, so a file of unclear age is kept); returns how many
 /// it removed. Symbolic links are neither followed nor removed. Files or directories
 /// that vanish during the walk (other sweepers, deletes) are skipped.
-pub(crate) fn sweep_staging(root: &Path, walk: Walk, older_than: Timestamp) -> Result<u64, StoreError> {
+pub(crate) fn sweep_staging(root: &Path, older_than: Timestamp) -> Result<u64, StoreError> {
     let mut removed = 0;
-    for file in walk {
+    for file in Walk::new(root) {
         let (dir, entry) = file?;
         let path = entry.path();
         if !entry.file_name().to_str().is_some_and(is_staging_name) {
