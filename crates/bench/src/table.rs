@@ -177,7 +177,7 @@ fn incremental(out: &mut String, results: &[crate::incremental::IncrementalResul
     for r in results {
         let _ = writeln!(
             out,
-            "{} blobs: one staging-file sweep of the blob store alone (every non-dry cycle starts with one): {:.3} s",
+            "{} blobs: one staging-file sweep of the blob store alone (full sweeps make one; incremental cycles leave staging files to them): {:.3} s",
             r.blobs, r.staging_sweep_seconds
         );
         if let Some(w) = &r.writes {
