@@ -220,7 +220,6 @@ impl Cleaner {
                 }
             }
         }
-
         match self.bounded("asking whether the database holds records", self.metadata.has_records()).await {
             Ok(any) => state.refuse_images = !any && !config.allow_empty_database,
             Err(e) => {

@@ -10,7 +10,7 @@ use profilestore_core::store::{SupersededClaim, SweepMarks};
 use profilestore_core::time::Timestamp;
 
 use super::errors::{corrupt, failed};
-use super::{DECODE, PostgresMetadataStore, READ_COMMITTED, TIMINGS_LOCK};
+use super::{DECODE, PostgresMetadataStore};
 
 /// Stamps first sight on every entry that has none; the delete delay starts here.
 const STAMP_FIRST_SEEN: &str =
@@ -39,13 +39,7 @@ impl PostgresMetadataStore {
         // commit before it; a record write whose deadline check passed commits before
         // its deadline or never (the commit-time trigger), so no record naming a due
         // id can appear later from a write checked before this query.
-        let mut tx = self.pool.begin_with(READ_COMMITTED).await.map_err(failed("starting a transaction"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(TIMINGS_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("taking the timings lock"))?;
-        self.check_timings(&mut tx, None).await?;
+        let mut tx = self.begin_cleaner_query().await?;
         let stamped = sqlx::query(STAMP_FIRST_SEEN)
             .execute(&mut *tx)
             .await

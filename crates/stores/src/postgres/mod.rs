@@ -285,6 +285,20 @@ impl PostgresMetadataStore {
     /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
     /// process runs under. Called holding the timings lock (shared), in a statement
     /// after the one that took it, so its snapshot sees any change committed before.
+    /// A transaction for a cleaner's question: read committed, so each statement takes
+    /// a fresh snapshot when it starts, after the timings lock is held (shared) and the
+    /// bound timings are checked.
+    async fn begin_cleaner_query(&self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, StoreError> {
+        let mut tx = self.pool.begin_with(READ_COMMITTED).await.map_err(failed("starting a transaction"))?;
+        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+            .bind(TIMINGS_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("taking the timings lock"))?;
+        self.check_timings(&mut tx, None).await?;
+        Ok(tx)
+    }
+
     async fn check_timings(&self, tx: &mut PgConnection, request: Option<&Timings>) -> Result<(), StoreError> {
         let Some(bound) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
         // A write is judged by the timings its request started under, not by what the
@@ -415,15 +429,7 @@ impl MetadataStore for PostgresMetadataStore {
         }
         let wanted: HashSet<&ImageId> = ids.iter().collect();
         let wanted: Vec<String> = wanted.into_iter().map(ImageId::to_string).collect();
-        // Read committed: each statement below takes a fresh snapshot when it starts,
-        // after the timings lock is held.
-        let mut tx = self.pool.begin_with(READ_COMMITTED).await.map_err(failed("starting a transaction"))?;
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(TIMINGS_LOCK)
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("taking the timings lock"))?;
-        self.check_timings(&mut tx, None).await?;
+        let mut tx = self.begin_cleaner_query().await?;
         let found: Vec<String> = sqlx::query_scalar(REFERENCED)
             .bind(wanted)
             .fetch_all(&mut *tx)

@@ -54,19 +54,8 @@ impl SqliteMetadataStore {
         if !any {
             return Ok(SupersededClaim::default());
         }
-        // The same protocol as `referenced`: the write lock excludes every write
-        // between its deadline check and its commit, and the fence row's commit
-        // overwrites commit frames a killed writer left beyond the WAL's end.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failed("taking the write lock to claim superseded images"))?;
-        self.check_timings(&mut tx).await?;
-        sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing the cleaner's fence row"))?;
+        // The protocol of `referenced`, so no record naming a due id can commit later.
+        let mut tx = self.begin_fenced("to claim superseded images").await?;
         let stamped = sqlx::query(STAMP_FIRST_SEEN)
             .execute(&mut *tx)
             .await

@@ -219,6 +219,26 @@ impl SqliteMetadataStore {
     /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
     /// process runs under. Called holding the write lock, which `update_timings` needs
     /// too: no change can land between this check and the cleaner's question.
+    /// A transaction for a cleaner's question, under the store protocol (see the
+    /// module doc): it holds the write lock, so no write is between its deadline check
+    /// and its commit; the bound timings are checked; and the fence row is written,
+    /// whose commit overwrites any commit frames a killed writer left beyond the WAL's
+    /// last valid frame. Dropping the transaction (the cleaner's call timeout) queues
+    /// its ROLLBACK, which releases the lock.
+    async fn begin_fenced(&self, why: &str) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| errors::store_error(&format!("taking the write lock {why}"), e))?;
+        self.check_timings(&mut tx).await?;
+        sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
+            .execute(&mut *tx)
+            .await
+            .map_err(failed("writing the cleaner's fence row"))?;
+        Ok(tx)
+    }
+
     async fn check_timings(&self, tx: &mut SqliteConnection) -> Result<(), StoreError> {
         let Some(bound) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
         match stored_timings(tx).await? {
@@ -323,21 +343,7 @@ impl MetadataStore for SqliteMetadataStore {
         // the plan).
         let wanted: HashSet<String> = ids.iter().map(ImageId::to_string).collect();
         let json = serde_json::to_string(&wanted).map_err(|e| corrupt(format!("ids do not serialise: {e}")))?;
-        // The store protocol (see the module doc): the question is asked holding the
-        // write lock, so no write is between its deadline check and its commit, and
-        // the fence row's commit overwrites any commit frames a killed writer left
-        // beyond the WAL's last valid frame. Dropping this future (the cleaner's call
-        // timeout) drops the transaction, whose queued ROLLBACK releases the lock.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(failed("taking the write lock to ask which images are referenced"))?;
-        self.check_timings(&mut tx).await?;
-        sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing the cleaner's fence row"))?;
+        let mut tx = self.begin_fenced("to ask which images are referenced").await?;
         let rows = sqlx::query(REFERENCED)
             .bind(json)
             .fetch_all(&mut *tx)
