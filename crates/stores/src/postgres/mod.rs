@@ -56,8 +56,7 @@ use profilestore_core::store::{
     CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 
 use crate::open::{OpenError, OpenMode, redact_url};
 
@@ -80,13 +79,14 @@ macro_rules! record_columns {
 mod cleaner_state;
 mod commit;
 mod errors;
+mod pool;
 mod schema;
 #[cfg(test)]
 mod tests;
 
 use crate::decode::{Decoder, bind_record_write, timings_changed};
 use commit::{commit_guarded, not_written, roll_back_unchanged};
-use errors::{corrupt, failed, store_error};
+use errors::{corrupt, failed};
 
 const DECODE: Decoder = Decoder { backend: "PostgreSQL" };
 
@@ -192,45 +192,7 @@ impl PostgresMetadataStore {
         mode: OpenMode,
         settings: PostgresSettings,
     ) -> Result<Self, OpenError> {
-        let mut options: PgConnectOptions = url
-            .parse()
-            .map_err(|e: sqlx::Error| OpenError::InvalidUrl { url: location.clone(), reason: e.to_string() })?;
-        if options.get_application_name().is_none() {
-            options = options.application_name("profilestore");
-        }
-        let store_failed = |source| OpenError::Store { what: "database", location: location.clone(), source };
-
-        // One connection of our own for the checks and the migration: its errors are
-        // the server's (a refused connection, a bad password), where the pool would
-        // retry until its timeout and report only that it timed out.
-        let mut conn = match tokio::time::timeout(settings.connect_timeout, options.connect()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(store_failed(store_error("connecting", e))),
-            Err(_) => {
-                return Err(store_failed(StoreError::unavailable(format!(
-                    "PostgreSQL, connecting: no connection within {:?}",
-                    settings.connect_timeout
-                ))));
-            }
-        };
-        let checked = async {
-            schema::check_primary(&mut conn, &location).await?;
-            match mode {
-                OpenMode::Migrate => schema::migrate(&mut conn, &location).await,
-                OpenMode::Existing => schema::check_current(&mut conn, &location).await,
-            }
-        }
-        .await;
-        if let Err(e) = conn.close().await {
-            tracing::debug!(error = %e, "closing the connection used to open the store failed");
-        }
-        checked?;
-
-        let pool = PgPoolOptions::new()
-            .max_connections(settings.max_connections)
-            .acquire_timeout(settings.acquire_timeout)
-            .after_connect(|conn, _meta| Box::pin(refuse_standby(conn)))
-            .connect_lazy_with(options);
+        let pool = pool::connect(url, &location, mode, &settings).await?;
         Ok(PostgresMetadataStore { pool, location, timings: Arc::default() })
     }
 
@@ -314,15 +276,6 @@ impl PostgresMetadataStore {
             None => Ok(()),
         }
     }
-}
-
-/// Fails a new pooled connection that reached a standby (a DNS name moved to a replica
-/// after open), so no query is ever answered from a replica's older view.
-async fn refuse_standby(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    if schema::is_standby(conn).await? {
-        return Err(sqlx::Error::Configuration(schema::standby_refused().into()));
-    }
-    Ok(())
 }
 
 /// The statement timeout in whole milliseconds, rounded up, at least 1 (0 would mean
