@@ -12,6 +12,16 @@ use profilestore_core::store::{Pairing, Record, SupersededClaim, SweepMarks};
 use profilestore_core::time::Timestamp;
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+/// A profiles row as stored, before its values are checked.
+pub(crate) struct StoredRecord {
+    pub(crate) user_id: String,
+    pub(crate) metadata: String,
+    pub(crate) image_id: String,
+    pub(crate) content_type: String,
+    pub(crate) image_size: i64,
+    pub(crate) updated_at_ms: i64,
+}
+
 /// Decodes stored values for one backend; `backend` ("SQLite", "PostgreSQL") starts
 /// every error message.
 #[derive(Debug, Clone, Copy)]
@@ -44,18 +54,29 @@ impl Decoder {
         String: Decode<'r, R::Database> + Type<R::Database>,
         i64: Decode<'r, R::Database> + Type<R::Database>,
     {
-        let user_id: String = row.try_get("user_id").map_err(&read_failed)?;
-        let image_id: String = row.try_get("image_id").map_err(&read_failed)?;
-        let image_size: i64 = row.try_get("image_size").map_err(&read_failed)?;
+        let stored = StoredRecord {
+            user_id: row.try_get("user_id").map_err(&read_failed)?,
+            metadata: row.try_get("metadata").map_err(&read_failed)?,
+            image_id: row.try_get("image_id").map_err(&read_failed)?,
+            content_type: row.try_get("content_type").map_err(&read_failed)?,
+            image_size: row.try_get("image_size").map_err(&read_failed)?,
+            updated_at_ms: row.try_get("updated_at_ms").map_err(&read_failed)?,
+        };
+        self.stored_record(stored)
+    }
+
+    /// A profiles row's values as any driver read them.
+    pub(crate) fn stored_record(&self, stored: StoredRecord) -> Result<Record, StoreError> {
+        let StoredRecord { user_id, metadata, image_id, content_type, image_size, updated_at_ms } = stored;
         Ok(Record {
             user_id: UserId::parse(&user_id)
                 .map_err(|_| self.corrupt(format!("stored user id {} is not a valid user id", shown(&user_id))))?,
-            metadata: row.try_get("metadata").map_err(&read_failed)?,
+            metadata,
             image_id: self.image_id(&image_id)?,
-            content_type: row.try_get("content_type").map_err(&read_failed)?,
+            content_type,
             image_size: u64::try_from(image_size)
                 .map_err(|_| self.corrupt(format!("stored image size {image_size} is negative")))?,
-            updated_at: Timestamp::from_millis(row.try_get("updated_at_ms").map_err(&read_failed)?),
+            updated_at: Timestamp::from_millis(updated_at_ms),
         })
     }
 

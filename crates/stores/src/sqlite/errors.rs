@@ -62,7 +62,7 @@ pub(crate) fn is_busy(e: &sqlx::Error) -> bool {
     }
 }
 
-fn kind_of_result_code(primary: i32) -> StoreErrorKind {
+pub(super) fn kind_of_result_code(primary: i32) -> StoreErrorKind {
     match primary {
         // "no such table", "no such column", permissions, a read-only file, a path that
         // cannot be opened: the setup is wrong, retrying will not help.

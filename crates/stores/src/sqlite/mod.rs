@@ -73,10 +73,13 @@ mod errors;
 mod group_commit_tests;
 #[cfg(test)]
 mod protocol_tests;
+mod reads;
 mod schema;
 #[cfg(test)]
 mod tests;
 mod writer;
+
+use reads::PointReads;
 
 use errors::{corrupt, failed};
 use writer::Writer;
@@ -118,6 +121,8 @@ pub struct SqliteMetadataStore {
     pool: SqlitePool,
     /// Every record write and delete goes through it (group commit).
     writer: Writer,
+    /// Profile reads, on connections of their own.
+    reads: PointReads,
     path: PathBuf,
     /// The timings this process runs under, once bound (see `run_under_timings`).
     timings: Arc<RwLock<Option<Timings>>>,
@@ -194,7 +199,8 @@ impl SqliteMetadataStore {
                 return Err(store_failed(errors::store_error("connecting the writer", e)));
             }
         };
-        Ok(SqliteMetadataStore { pool, writer, path, timings })
+        let reads = PointReads::new(path.clone(), BUSY_TIMEOUT, DECODE);
+        Ok(SqliteMetadataStore { pool, writer, reads, path, timings })
     }
 
     /// The database file this store reads and writes.
@@ -213,6 +219,7 @@ impl SqliteMetadataStore {
     /// [`Unavailable`](StoreErrorKind::Unavailable).
     pub async fn close(&self) {
         self.writer.close().await;
+        self.reads.close().await;
         self.pool.close().await;
     }
 
@@ -301,16 +308,7 @@ async fn switch_to_wal(options: &SqliteConnectOptions) -> Result<(), sqlx::Error
 #[async_trait::async_trait]
 impl MetadataStore for SqliteMetadataStore {
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        let sql = concat!(
-            "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms ",
-            "FROM profiles WHERE user_id = ?"
-        );
-        let row = sqlx::query(sql)
-            .bind(user.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("reading a profile record"))?;
-        row.as_ref().map(|r| DECODE.record(r, failed("reading a profile record"))).transpose()
+        self.reads.get(user).await
     }
 
     async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {

@@ -1,0 +1,174 @@
+//! A profile's record read on a connection of its own, on a blocking thread.
+//!
+//! A read is the hottest call the store answers, and one point query costs SQLite a
+//! few microseconds. Through sqlx it also costs a round trip to the connection's
+//! worker thread and, when the connection goes back to the pool, a ping that is a
+//! second round trip: together several times the query. Here a read takes an idle
+//! connection, runs one prepared statement on the blocking pool and puts the
+//! connection back, with no trip in between.
+//!
+//! What it promises is what the pool's read promised: the latest committed state at
+//! the statement's start (WAL readers see every commit made before they began), never
+//! a write (the connections are `query_only`), and any failure mapped to the same
+//! store error kinds.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use profilestore_core::error::{StoreError, StoreErrorKind};
+use profilestore_core::ids::UserId;
+use profilestore_core::store::Record;
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::Semaphore;
+
+use super::errors::kind_of_result_code;
+use crate::decode::{Decoder, StoredRecord};
+
+const GET_RECORD: &str = "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms \
+     FROM profiles WHERE user_id = ?1";
+
+/// At most this many reads run at once, each on a connection of its own; more wait
+/// for one. Two cores gain nothing from more, and each connection holds a page cache.
+const READERS: usize = 8;
+
+/// Point reads of the profiles table of one database file.
+#[derive(Debug, Clone)]
+pub(super) struct PointReads {
+    path: Arc<PathBuf>,
+    busy_timeout: Duration,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+    decode: Decoder,
+}
+
+impl PointReads {
+    /// Reads of the file at `path`, waiting at most `busy_timeout` for a lock (a WAL
+    /// reader waits only while a connection recovers the log). Connects lazily.
+    pub(super) fn new(path: PathBuf, busy_timeout: Duration, decode: Decoder) -> PointReads {
+        PointReads {
+            path: Arc::new(path),
+            busy_timeout,
+            idle: Arc::default(),
+            permits: Arc::new(Semaphore::new(READERS)),
+            decode,
+        }
+    }
+
+    /// The record of `user`, or `None` when it has none.
+    pub(super) async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| unavailable("the store is closed"))?;
+        let reads = self.clone();
+        let user = user.as_str().to_owned();
+        let stored = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            reads.get_blocking(&user)
+        })
+        .await
+        .map_err(|e| unavailable(&format!("the reading thread failed: {e}")))??;
+        stored.map(|s| self.decode.stored_record(s)).transpose()
+    }
+
+    /// Waits for reads in flight, then closes every connection; later reads fail as
+    /// unavailable.
+    pub(super) async fn close(&self) {
+        // Taking every permit waits for the reads holding one.
+        if let Ok(all) = self.permits.acquire_many(READERS as u32).await {
+            self.permits.close();
+            drop(all);
+        }
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn get_blocking(&self, user: &str) -> Result<Option<StoredRecord>, StoreError> {
+        let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            Some(conn) => conn,
+            None => self.connect().map_err(|e| sqlite_error("opening a reading connection", &e))?,
+        };
+        let read = read_record(&conn, user);
+        // A connection whose statement failed may be in any state: it is dropped (and
+        // closed) rather than handed to the next read.
+        if read.is_ok() {
+            self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        }
+        read.map_err(|e| sqlite_error("reading a profile record", &e))
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        // Read-write without create: a missing file is an error, and a WAL reader needs
+        // the shared-memory index; `query_only` makes any write fail instead.
+        let conn = Connection::open_with_flags(
+            self.path.as_path(),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.pragma_update(None, "query_only", true)?;
+        Ok(conn)
+    }
+}
+
+fn read_record(conn: &Connection, user: &str) -> rusqlite::Result<Option<StoredRecord>> {
+    conn.prepare_cached(GET_RECORD)?
+        .query_row([user], |row| {
+            Ok(StoredRecord {
+                user_id: row.get(0)?,
+                metadata: row.get(1)?,
+                image_id: row.get(2)?,
+                content_type: row.get(3)?,
+                image_size: row.get(4)?,
+                updated_at_ms: row.get(5)?,
+            })
+        })
+        .optional()
+}
+
+/// A rusqlite error as a store error of the kind its result code means, as for sqlx's.
+fn sqlite_error(doing: &str, e: &rusqlite::Error) -> StoreError {
+    let kind = match e {
+        rusqlite::Error::SqliteFailure(failure, _) => kind_of_result_code(failure.extended_code & 0xff),
+        // A stored value of the wrong type: the schema's NOT NULL and types say never.
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, format!("SQLite, {doing}: {e}"))
+}
+
+fn unavailable(what: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, format!("SQLite, reading a profile record: {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_errors_keep_their_kind() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        assert_eq!(sqlite_error("x", &busy).kind(), StoreErrorKind::Unavailable);
+        let corrupt = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(11), None);
+        assert_eq!(sqlite_error("x", &corrupt).kind(), StoreErrorKind::Corrupt);
+        let wrong_type = rusqlite::Error::InvalidColumnType(0, "image_size".into(), rusqlite::types::Type::Text);
+        assert_eq!(sqlite_error("x", &wrong_type).kind(), StoreErrorKind::Corrupt);
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_an_error_not_a_new_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("absent.db");
+        let reads = PointReads::new(path.clone(), Duration::from_millis(10), Decoder { backend: "SQLite" });
+        let err = reads.get(&UserId::parse("alice").unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Misconfigured, "{err}");
+        assert!(!path.exists(), "a read created the file");
+    }
+
+    #[tokio::test]
+    async fn reads_after_close_fail_as_unavailable() {
+        let reads = PointReads::new("unused.db".into(), Duration::from_millis(10), Decoder { backend: "SQLite" });
+        reads.close().await;
+        let err = reads.get(&UserId::parse("alice").unwrap()).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Unavailable, "{err}");
+    }
+}
