@@ -12,7 +12,6 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::errors::{DEADLINE_PASSED, sqlstate, store_error};
-use super::timeout_millis;
 
 /// Bounds the statements still to come in this transaction by the request's time left
 /// (`$1`, whole milliseconds): sent again just before `COMMIT`, so the commit, its
@@ -159,3 +158,10 @@ const WAITING_COMMIT: &str = "SELECT CASE WHEN state LIKE 'idle%' THEN state END
      CASE WHEN wait_event = 'SyncRep' THEN pg_cancel_backend(pid) \
           WHEN state LIKE 'idle%' THEN NULL ELSE false END \
      FROM pg_stat_activity WHERE pid = $1";
+
+/// The statement timeout in whole milliseconds, rounded up, at least 1 (0 would mean
+/// "no timeout" to PostgreSQL) and at most what the setting holds.
+pub(super) fn timeout_millis(timeout: Duration) -> i64 {
+    let ms = timeout.as_nanos().div_ceil(1_000_000).max(1);
+    i64::try_from(ms).unwrap_or(i64::MAX).min(i64::from(i32::MAX))
+}

@@ -12,7 +12,8 @@ use profilestore_core::time::{Time, Timestamp};
 use profilestore_runtime::UuidV7Ids;
 use sqlx::{Connection, PgConnection};
 
-use super::{PUT_BEFORE, PostgresMetadataStore, PostgresSettings, REFERENCED, timeout_millis};
+use super::commit::timeout_millis;
+use super::{PUT_BEFORE, PostgresMetadataStore, PostgresSettings, REFERENCED};
 use crate::open::OpenMode;
 
 const URL_VAR: &str = "PROFILESTORE_TEST_POSTGRES_URL";
