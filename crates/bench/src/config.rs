@@ -28,6 +28,9 @@ pub enum Scenario {
     /// At N blobs with 1 % changed since the last cycle, an incremental cleaner cycle
     /// against a full sweep: keys touched and time (real cycles, no delete delay).
     Incremental,
+    /// On an S3 blob store: listing N keys at the store's list concurrency (default
+    /// 8) against one sequential listing of the same keys, keys per second.
+    S3Listing,
     /// The model checker at the case study's size and one size larger: states,
     /// states/s, peak memory (each in a child process).
     Model,
@@ -35,13 +38,14 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order a run takes them.
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::WriteLibrary,
         Scenario::WriteHttp,
         Scenario::ReadLibrary,
         Scenario::ReadHttp,
         Scenario::Sweep,
         Scenario::Incremental,
+        Scenario::S3Listing,
         Scenario::Model,
     ];
 
@@ -54,6 +58,7 @@ impl Scenario {
             Scenario::ReadHttp => "read-http",
             Scenario::Sweep => "sweep",
             Scenario::Incremental => "incremental",
+            Scenario::S3Listing => "s3-listing",
             Scenario::Model => "model",
         }
     }
@@ -67,6 +72,7 @@ impl Scenario {
             Scenario::ReadHttp => "image-get-http",
             Scenario::Sweep => "list+scan",
             Scenario::Incremental => "full sweep",
+            Scenario::S3Listing => "sequential listing",
             Scenario::Model => "-",
         }
     }

@@ -2,6 +2,7 @@
 
 use crate::config::Scenario;
 use crate::incremental::IncrementalResult;
+use crate::listing::ListingResult;
 use crate::scenarios::PairResult;
 use crate::stats::{Spread, ratio};
 
@@ -32,6 +33,8 @@ pub enum Measure {
     TouchedRatio,
     /// An incremental cycle's time over a full sweep's.
     TimeRatio,
+    /// Keys per second of the parallel S3 listing over the sequential one's.
+    ListingRate,
 }
 
 /// One goal, judged on the median of its ratio across runs.
@@ -193,4 +196,26 @@ pub fn judge_incremental(results: &[IncrementalResult]) -> Vec<Goal> {
         ));
     }
     goals
+}
+
+/// The S3 listing's goal at each size measured: at concurrency 8 (or the configured
+/// one) it lists at least twice the keys per second of one sequential listing.
+pub fn judge_listings(results: &[ListingResult]) -> Vec<Goal> {
+    results
+        .iter()
+        .map(|r| {
+            Goal::new(
+                format!(
+                    "S3 listing of {} keys at concurrency {} ≥ 2× the key rate of one sequential listing",
+                    r.keys, r.concurrency
+                ),
+                Scenario::S3Listing,
+                usize::try_from(r.keys).unwrap_or(usize::MAX),
+                Measure::ListingRate,
+                r.rate_ratio,
+                Bound::AtLeast,
+                2.0,
+            )
+        })
+        .collect()
 }

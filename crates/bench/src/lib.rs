@@ -17,6 +17,7 @@
 //! | `scenarios` | the library and HTTP paths and their floors, at each client count |
 //! | [`sweep`] | the cleaner cycle against listing plus one record scan |
 //! | [`incremental`] | an incremental cleaner cycle against a full sweep, 1 % changed |
+//! | [`listing`] | the S3 store's parallel listing against one sequential listing |
 //! | [`model`] | the model checker's states, states/s and peak memory |
 //! | [`child`] | work run in a child process for its own peak memory |
 //! | [`goals`] | the goals, judged on the ratios |
@@ -29,6 +30,7 @@ pub mod error;
 pub mod fixture;
 pub mod goals;
 pub mod incremental;
+pub mod listing;
 pub mod load;
 pub mod model;
 pub mod results;
@@ -58,14 +60,19 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
         pairs: Vec::new(),
         sweeps: Vec::new(),
         incremental: Vec::new(),
+        listings: Vec::new(),
         model: Vec::new(),
         goals: Vec::new(),
-        not_yet_measured: results::NOT_YET_MEASURED.iter().map(|s| (*s).to_owned()).collect(),
+        not_yet_measured: Vec::new(),
     };
     for scenario in Scenario::ALL.into_iter().filter(|s| config.scenarios.contains(s)) {
         match scenario {
             Scenario::Sweep => results.sweeps = sweep::run(config).await?,
             Scenario::Incremental => results.incremental = incremental::run(config).await?,
+            Scenario::S3Listing => match listing::run(config).await? {
+                Some(listings) => results.listings = listings,
+                None => results.not_yet_measured.push(listing::NEEDS_S3.to_owned()),
+            },
             Scenario::Model => {
                 // One and two threads alternate, run by run, for the parallel
                 // search's speed-up measured in the same conditions.
@@ -85,5 +92,6 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
     }
     results.goals = goals::judge(&results.pairs);
     results.goals.extend(goals::judge_incremental(&results.incremental));
+    results.goals.extend(goals::judge_listings(&results.listings));
     Ok(results)
 }

@@ -6,12 +6,10 @@ use crate::config::BenchConfig;
 use crate::error::BenchError;
 use crate::goals::Goal;
 use crate::incremental::IncrementalResult;
+use crate::listing::ListingResult;
 use crate::model::ModelResult;
 use crate::scenarios::PairResult;
 use crate::sweep::SweepResult;
-
-/// Scenarios the issue names that this suite does not measure yet.
-pub const NOT_YET_MEASURED: [&str; 1] = ["s3-parallel-listing: the sweep on S3 with the parallel listing being built"];
 
 /// The machine a run came from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -98,11 +96,14 @@ pub struct Results {
     /// Incremental cycles against full sweeps, one per size.
     #[serde(default)]
     pub incremental: Vec<IncrementalResult>,
+    /// The S3 listing, parallel against sequential, one per size.
+    #[serde(default)]
+    pub listings: Vec<ListingResult>,
     /// The model checker, one per configuration.
     pub model: Vec<ModelResult>,
     /// The goals the measured pairs allow judging.
     pub goals: Vec<Goal>,
-    /// What the issue asks for that is not measured yet.
+    /// Scenarios asked for that this run could not measure, and why.
     pub not_yet_measured: Vec<String>,
 }
 

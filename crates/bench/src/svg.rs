@@ -56,6 +56,12 @@ fn bars(results: &Results) -> Vec<Bar> {
             bars.push(Bar { label: format!("cleaner vs list+scan, {} blobs (time)", w.blobs), ratio, goal: None });
         }
     }
+    for l in &results.listings {
+        if let Some(ratio) = l.rate_ratio {
+            let label = format!("S3 listing at {} vs 1, {} keys (keys/s)", l.concurrency, l.keys);
+            bars.push(Bar { label, ratio, goal: Some((2.0, ratio.median >= 2.0)) });
+        }
+    }
     bars
 }
 

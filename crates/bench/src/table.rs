@@ -94,6 +94,9 @@ pub fn render(results: &Results) -> String {
     if !results.incremental.is_empty() {
         incremental(&mut out, &results.incremental);
     }
+    if !results.listings.is_empty() {
+        listings(&mut out, &results.listings);
+    }
     if !results.model.is_empty() {
         out.push_str(
             "| model configuration | threads | distinct states | time | states/s | peak RSS |\n|---|--:|--:|--:|--:|--:|\n",
@@ -136,9 +139,29 @@ pub fn render(results: &Results) -> String {
         out.push('\n');
     }
     for todo in &results.not_yet_measured {
-        let _ = writeln!(out, "not yet measured: {todo}");
+        let _ = writeln!(out, "not measured: {todo}");
     }
     out
+}
+
+/// The S3 listing: one line per size, medians of each side.
+fn listings(out: &mut String, results: &[crate::listing::ListingResult]) {
+    out.push_str("| S3 keys | concurrency | sequential keys/s | parallel keys/s | rate ratio (min–max) | peak pages held (bound) |\n");
+    out.push_str("|--:|--:|--:|--:|--:|--:|\n");
+    for r in results {
+        let peak = r.runs.product.iter().map(|m| m.peak_pages_held).max().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.0} | {} | {peak} ({}) |",
+            r.keys,
+            r.concurrency,
+            median(r.runs.floor.iter().map(|m| m.keys_per_second)),
+            median(r.runs.product.iter().map(|m| m.keys_per_second)),
+            spread(r.rate_ratio),
+            r.max_pages_held,
+        );
+    }
+    out.push('\n');
 }
 
 /// The incremental scenario: one line per cycle kind and size (medians), then the

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::bin;
+use support::{S3Env, bin, unique_suffix};
 
 #[test]
 fn a_tiny_bench_runs_its_children_and_writes_json_and_a_plot() {
@@ -59,4 +59,53 @@ fn an_unknown_scenario_is_refused_before_anything_runs() {
     assert_eq!(output.status.code(), Some(2), "a usage error");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("unknown scenario") && stderr.contains("write-library"), "{stderr}");
+}
+
+#[test]
+fn the_s3_listing_compares_the_parallel_listing_with_a_sequential_one_on_a_real_gateway() {
+    let Some(s3) = S3Env::from_env() else { return };
+    let prefix = format!("bench-listing-test-{}", unique_suffix());
+    let out = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args(["bench", "--scenario", "s3-listing", "--runs", "2", "--blobs-count", "2500", "--json"])
+        .args(["--s3-list-concurrency", "4"])
+        .args(s3.flags(&prefix))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("the binary runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed: {stderr}");
+    let results: serde_json::Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let listing = &results["listings"][0];
+    assert_eq!(listing["keys"], 2500, "{listing}");
+    assert_eq!(listing["concurrency"], 4, "{listing}");
+    for (side, concurrency) in [("floor", 1), ("product", 4)] {
+        let runs = listing["runs"][side].as_array().unwrap();
+        assert_eq!(runs.len(), 2, "{listing}");
+        for run in runs {
+            assert_eq!(run["keys"], 2500, "every run listed every key: {run}");
+            assert_eq!(run["concurrency"], concurrency, "{run}");
+            assert!(run["keys_per_second"].as_f64().unwrap() > 0.0, "{run}");
+        }
+    }
+    let peak = listing["runs"]["product"][0]["peak_pages_held"].as_u64().unwrap();
+    assert!(peak >= 1 && peak <= listing["max_pages_held"].as_u64().unwrap(), "{listing}");
+    assert!(listing["rate_ratio"]["median"].as_f64().unwrap() > 0.0, "{listing}");
+    let goals = results["goals"].as_array().unwrap();
+    assert!(goals.iter().any(|g| g["scenario"] == "s3-listing" && g["limit"] == 2.0), "{goals:?}");
+    assert!(results["not_yet_measured"].as_array().unwrap().is_empty(), "{results}");
+}
+
+#[test]
+fn the_s3_listing_without_s3_says_it_measured_nothing() {
+    let out = tempfile::tempdir().unwrap();
+    let output = bin()
+        .args(["bench", "--scenario", "s3-listing", "--runs", "1", "--blobs-count", "10", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("the binary runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("not measured: s3-listing: needs an s3:// --blobs URL"), "{table}");
 }

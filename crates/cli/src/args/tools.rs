@@ -15,7 +15,8 @@ use super::*;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Scenarios, repeatable or comma-separated: write-library, write-http,
-    /// read-library, read-http, sweep, incremental, model. [default: all]
+    /// read-library, read-http, sweep, incremental, s3-listing (needs an s3://
+    /// --blobs), model. [default: all]
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario, value_name = "NAME")]
     pub scenario: Vec<profilestore_bench::Scenario>,
     /// Timed runs of each side (floor and product alternate).
