@@ -46,6 +46,12 @@ pub struct ListingMeasure {
     /// The most pages of up to 1,000 keys held at once: the listing's memory, which
     /// depends on the concurrency and not on the number of keys.
     pub peak_pages_held: usize,
+    /// The share of the machine's CPU time (every core, every process: the gateway
+    /// included when it runs here) that was busy during the listing, from
+    /// `/proc/stat`; `None` where there is none. Near 1, no concurrency can list
+    /// faster on this machine.
+    #[serde(default)]
+    pub machine_busy: Option<f64>,
 }
 
 impl From<ListingRun> for ListingMeasure {
@@ -56,6 +62,7 @@ impl From<ListingRun> for ListingMeasure {
             seconds: run.elapsed.as_secs_f64(),
             keys_per_second: run.keys_per_second(),
             peak_pages_held: run.peak_pages_held,
+            machine_busy: None,
         }
     }
 }
@@ -115,14 +122,41 @@ async fn open(config: &BenchConfig, location: &str, concurrency: usize) -> Resul
 
 /// One listing of every key; a listing that misses or invents keys measured nothing.
 async fn timed(store: S3BlobStore, keys: u64) -> Result<ListingMeasure, BenchError> {
+    let before = cpu_times();
     let run = time_listing(&store, PAGE_SIZE).await?;
+    let busy = before.zip(cpu_times()).and_then(|(a, b)| busy_share(a, b));
     if run.keys != keys {
         return Err(BenchError::Config(format!(
             "the listing at concurrency {} returned {} keys of {keys}",
             run.concurrency, run.keys
         )));
     }
-    Ok(run.into())
+    Ok(ListingMeasure { machine_busy: busy, ..run.into() })
+}
+
+/// The machine's CPU time so far, in clock ticks: (busy, total), from the first line
+/// of `/proc/stat` (user nice system idle iowait irq softirq steal ...).
+fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_line(stat.lines().next()?)
+}
+
+fn parse_cpu_line(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace();
+    if fields.next()? != "cpu" {
+        return None;
+    }
+    // Guest time is already counted in user time: only the first eight fields.
+    let ticks: Vec<u64> = fields.take(8).map(str::parse).collect::<Result<_, _>>().ok()?;
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    let total: u64 = ticks.iter().sum();
+    Some((total - idle, total))
+}
+
+/// The busy share of the CPU time between two readings.
+fn busy_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1).filter(|&t| t > 0)?;
+    Some(after.0.saturating_sub(before.0) as f64 / total as f64)
 }
 
 async fn put_tiny_objects(store: &S3BlobStore, keys: u64) -> Result<(), BenchError> {
@@ -145,4 +179,20 @@ async fn remove_all(store: &S3BlobStore) -> Result<(), BenchError> {
         store.delete_many(&keys).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_share_counts_idle_and_iowait_as_not_busy() {
+        let before = parse_cpu_line("cpu  100 0 50 800 50 0 0 0 0 0").unwrap();
+        let after = parse_cpu_line("cpu  160 0 70 860 60 0 0 0 7 0").unwrap();
+        assert_eq!(before, (150, 1000));
+        // 80 busy ticks (60 user, 20 system) of 150.
+        assert_eq!(busy_share(before, after), Some(80.0 / 150.0));
+        assert_eq!(busy_share(after, after), None, "no time passed");
+        assert_eq!(parse_cpu_line("cpu0 1 2 3 4 5 6 7 8"), None, "one core's line is not the machine's");
+    }
 }

@@ -146,18 +146,24 @@ pub fn render(results: &Results) -> String {
 
 /// The S3 listing: one line per size, medians of each side.
 fn listings(out: &mut String, results: &[crate::listing::ListingResult]) {
-    out.push_str("| S3 keys | concurrency | sequential keys/s | parallel keys/s | rate ratio (min–max) | peak pages held (bound) |\n");
-    out.push_str("|--:|--:|--:|--:|--:|--:|\n");
+    out.push_str("| S3 keys | concurrency | sequential keys/s | parallel keys/s | rate ratio (min–max) | CPU busy, sequential / parallel | peak pages held (bound) |\n");
+    out.push_str("|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in results {
         let peak = r.runs.product.iter().map(|m| m.peak_pages_held).max().unwrap_or(0);
+        let busy = |runs: &[crate::listing::ListingMeasure]| {
+            let share = median(runs.iter().filter_map(|m| m.machine_busy));
+            if share.is_nan() { "-".to_owned() } else { format!("{:.0} %", share * 100.0) }
+        };
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.0} | {} | {peak} ({}) |",
+            "| {} | {} | {:.0} | {:.0} | {} | {} / {} | {peak} ({}) |",
             r.keys,
             r.concurrency,
             median(r.runs.floor.iter().map(|m| m.keys_per_second)),
             median(r.runs.product.iter().map(|m| m.keys_per_second)),
             spread(r.rate_ratio),
+            busy(&r.runs.floor),
+            busy(&r.runs.product),
             r.max_pages_held,
         );
     }

@@ -87,6 +87,8 @@ fn the_s3_listing_compares_the_parallel_listing_with_a_sequential_one_on_a_real_
             assert_eq!(run["keys"], 2500, "every run listed every key: {run}");
             assert_eq!(run["concurrency"], concurrency, "{run}");
             assert!(run["keys_per_second"].as_f64().unwrap() > 0.0, "{run}");
+            let busy = run["machine_busy"].as_f64().expect("Linux has /proc/stat");
+            assert!((0.0..=1.0).contains(&busy), "{run}");
         }
     }
     let peak = listing["runs"]["product"][0]["peak_pages_held"].as_u64().unwrap();
