@@ -16,6 +16,7 @@
 //! | [`fixture`] | opening and pairing the stores, the padded PNG, the bench's users |
 //! | `scenarios` | the library and HTTP paths and their floors, at each client count |
 //! | [`sweep`] | the cleaner cycle against listing plus one record scan |
+//! | `bulk` | populating the embedded default's files directly, for the sweep at a million blobs |
 //! | [`incremental`] | an incremental cleaner cycle against a full sweep, 1 % changed |
 //! | [`listing`] | the S3 store's parallel listing against one sequential listing |
 //! | [`model`] | the model checker's states, states/s and peak memory |
@@ -24,6 +25,7 @@
 //! | [`results`] | [`Results`]: everything a run measured, written as JSON |
 //! | [`table`], [`svg`] | the Markdown table and the SVG plot |
 
+mod bulk;
 pub mod child;
 pub mod config;
 pub mod error;

@@ -18,6 +18,7 @@ use profilestore_core::time::Deadline;
 use profilestore_runtime::UuidV7Ids;
 use profilestore_stores::{OpenMode, S3Options};
 
+use crate::bulk::{self, BulkTarget};
 use crate::child::{self, ChildOutcome, ChildTask, SweepStores, peak_rss_bytes};
 use crate::config::{BenchConfig, StoreTarget};
 use crate::error::BenchError;
@@ -105,10 +106,14 @@ async fn open(target: &StoreTarget) -> Result<Stores, BenchError> {
 }
 
 /// Adds `referenced` blobs each named by a record of a user of its own, and
-/// `orphans` blobs nobody references.
+/// `orphans` blobs nobody references: in bulk on the embedded default (see `bulk`),
+/// through the store traits elsewhere.
 async fn populate(stores: &Stores, referenced: u64, orphans: u64) -> Result<(), BenchError> {
     let image = fixture::image(0);
     let tag = format!("{:08x}", fixture::fresh_u128() as u32);
+    if let Some(bulk) = BulkTarget::of(stores).await? {
+        return bulk.populate(stores, &format!("sweep-{tag}"), referenced, orphans, &image).await;
+    }
     futures::stream::iter(0..referenced + orphans)
         .map(|i| {
             let (image, tag) = (image.clone(), &tag);
@@ -119,7 +124,7 @@ async fn populate(stores: &Stores, referenced: u64, orphans: u64) -> Result<(), 
                 if i >= referenced {
                     return Ok(());
                 }
-                let user_id = UserId::parse(&format!("sweep-{tag}-{i:08}")).expect("sweep user ids are valid");
+                let user_id = bulk::user_id(&format!("sweep-{tag}"), i as usize);
                 let record = Record {
                     user_id,
                     metadata: METADATA.to_owned(),

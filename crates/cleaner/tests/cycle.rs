@@ -131,6 +131,20 @@ async fn keys_outside_the_layout_are_never_deleted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_staging_sweep_is_reported_and_the_cycle_still_deletes_orphans() {
+    let w = World::new();
+    let orphan = w.orphan(1, OLD);
+    let kept = w.profile(2, OLD).await;
+    w.blob_store.insert_staging(Timestamp::from_millis(0));
+    w.hook.fail_sweeps.store(true, std::sync::atomic::Ordering::SeqCst);
+    let report = w.cleaner(config(1000)).run_cycle().await;
+    assert_eq!(report.outcome, Outcome::Completed, "{report}");
+    assert!(report.staging_sweep_error.as_deref().is_some_and(|e| e.contains("sweep_staging")), "{report}");
+    assert_eq!(report.staging_files_removed, 0);
+    assert!(!w.has(orphan) && w.has(kept), "the orphan is still reclaimed");
+}
+
+#[tokio::test(start_paused = true)]
 async fn staging_files_as_old_as_a_collectable_blob_are_swept_at_the_start() {
     let w = World::new();
     // Four staging files as old as a collectable blob (2 h + 5 min), and one a

@@ -5,6 +5,8 @@
 //! `profilestore-stores` check them against each backend.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -316,6 +318,26 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Every object, as [`list`](BlobStore::list) answers them, while removing the
+    /// staging files [`sweep_staging`](BlobStore::sweep_staging) would remove for
+    /// `older_than`: what a full sweep needs, in as few walks of the store as the store
+    /// can manage. What was removed, and the first failure to remove, are counted on
+    /// the answer's [`StagingTally`], complete once the pages have ended; a failure to
+    /// remove a staging file never ends the listing.
+    ///
+    /// The default sweeps first (the returned future completes after it), then lists:
+    /// two walks, right for stores whose sweep has nothing to walk. A store that finds
+    /// its staging files while listing (a local directory) does both in one walk and
+    /// answers at once.
+    async fn list_sweeping_staging(&self, page_size: usize, older_than: Timestamp) -> SweepingListing<'_> {
+        let staging = Arc::new(StagingTally::default());
+        match self.sweep_staging(older_than).await {
+            Ok(n) => staging.removed_some(n),
+            Err(e) => staging.failed(e),
+        }
+        SweepingListing { pages: self.list(page_size), staging }
+    }
+
     /// Succeeds when the store answers a trivial request.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -333,6 +355,46 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Writes the pairing marker unless one exists
     /// ([`AlreadyExists`](crate::error::StoreErrorKind::AlreadyExists) then).
     async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError>;
+}
+
+/// A listing that removes stale staging files as it goes; see
+/// [`BlobStore::list_sweeping_staging`].
+pub struct SweepingListing<'a> {
+    /// The pages, exactly as [`BlobStore::list`] would answer them.
+    pub pages: BoxStream<'a, Result<Vec<ListedBlob>, StoreError>>,
+    /// What the sweep did so far; final once `pages` has ended.
+    pub staging: Arc<StagingTally>,
+}
+
+/// Staging files removed by a sweep, and its first failure. Shared between the walk
+/// that removes them and the caller that reports them.
+#[derive(Debug, Default)]
+pub struct StagingTally {
+    removed: AtomicU64,
+    error: Mutex<Option<StoreError>>,
+}
+
+impl StagingTally {
+    /// Counts `n` more staging files removed.
+    pub fn removed_some(&self, n: u64) {
+        self.removed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes a failure to find or remove a staging file; only the first is kept.
+    pub fn failed(&self, error: StoreError) {
+        let mut first = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(error);
+    }
+
+    /// How many staging files were removed so far.
+    pub fn removed(&self) -> u64 {
+        self.removed.load(Ordering::Relaxed)
+    }
+
+    /// The first failure, taken out (a second call answers `None`).
+    pub fn take_error(&self) -> Option<StoreError> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
 }
 
 /// What a blob store reported for its clock probe.

@@ -112,11 +112,13 @@ impl Cleaner {
         })
     }
 
-    /// The listing stream for `plan`.
-    pub(super) fn open_listing(&self, plan: &ListingPlan) -> PageStream<'_> {
+    /// The listing stream for `plan`: a full one of a real cycle also sweeps staging
+    /// files (see `staging`); a dry run removes nothing.
+    pub(super) async fn open_listing<'a>(&'a self, plan: &ListingPlan, state: &mut CycleState<'a>) -> PageStream<'a> {
         match plan.since {
             Some(horizon) => self.blobs.list_since(horizon, self.config.page_size),
-            None => self.blobs.list(self.config.page_size),
+            None if self.config.dry_run => self.blobs.list(self.config.page_size),
+            None => self.list_sweeping_staging(state).await,
         }
     }
 

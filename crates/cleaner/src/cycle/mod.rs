@@ -30,21 +30,22 @@ use futures::stream::{BoxStream, FuturesUnordered, StreamExt};
 use profilestore_core::clocks::ClockCheck;
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::ImageId;
-use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleOutcome, CycleStatus};
-use profilestore_core::settings::old_enough;
-use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore};
+use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CycleOutcome, CycleStatus};
+use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore, StagingTally};
 use profilestore_core::time::{Clock, Time, Timestamp};
 
 use crate::clock::CycleClock;
 use crate::config::{CleanerConfig, ConfigError};
-use crate::guards::{DeleteBudget, empty_database_refusal};
-use crate::listing::{ImageGrouper, PageImages};
+use crate::guards::DeleteBudget;
+use crate::listing::ImageGrouper;
 use crate::pacing::DeletePacer;
 use crate::progress::Progress;
-use crate::report::{CycleReport, Outcome, SKIP_NOT_IN_LAYOUT, SKIP_REFERENCED, SKIP_TOO_YOUNG};
+use crate::report::{CycleReport, Outcome};
 
 mod calls;
 mod incremental;
+mod pages;
+mod staging;
 
 /// The storage cleaner over one metadata store and one blob store.
 ///
@@ -82,6 +83,8 @@ struct CycleState<'a> {
     progress: Arc<Progress>,
     pacer: DeletePacer,
     stream: Option<PageStream<'a>>,
+    /// What the full listing's staging sweep did, when it sweeps.
+    staging: Option<Arc<StagingTally>>,
     failure: Option<String>,
     /// The database was empty at the start and that is not allowed.
     refuse_images: bool,
@@ -157,11 +160,13 @@ impl Cleaner {
             progress: self.progress.clone(),
             pacer: DeletePacer::new(self.config.delete_rate),
             stream: None,
+            staging: None,
             failure: None,
             refuse_images: false,
         };
         let outcome = self.drive(&mut state, started).await;
         self.progress.finish();
+        state.finish_staging();
         let mut report = state.report;
         report.outcome = outcome;
         report.duration_ms = u64::try_from(self.clock.now().saturating_since(started).as_millis()).unwrap_or(u64::MAX);
@@ -238,12 +243,6 @@ impl Cleaner {
         };
         state.report.sweep = plan.kind;
         state.report.listed_since = plan.since;
-        // Staging files are swept by full sweeps only: finding them means walking the
-        // whole store, and they hold no image anyone can reference, so they can wait
-        // for the safety net's schedule.
-        if !config.dry_run && plan.since.is_none() {
-            self.sweep_staging(&mut state.report).await;
-        }
         // In a dry run nothing is deleted, so the delay protects nothing; skipping it
         // lets the dry run answer at once.
         let mut machine_timings = config.timings;
@@ -251,7 +250,7 @@ impl Cleaner {
             machine_timings.delete_delay = Duration::ZERO;
         }
         let mut machine = CleanerCycle::<Timestamp, ImageId>::new(machine_timings, config.limits);
-        state.stream = Some(self.open_listing(&plan));
+        state.stream = Some(self.open_listing(&plan, state).await);
         let mut in_flight: FuturesUnordered<BoxFuture<'a, Completion<'a>>> = FuturesUnordered::new();
 
         loop {
@@ -307,125 +306,10 @@ impl Cleaner {
                     Ok(event) => event,
                     Err(refusal) => return refusal,
                 },
-                Completion::Queried { batch, ids, result } => on_queried(state, batch, ids, result),
+                Completion::Queried { batch, ids, result } => pages::on_queried(state, batch, ids, result),
                 Completion::Deleted { batch, ids, result } => self.on_deleted(state, batch, ids, result),
             };
             machine.handle(event, now);
-        }
-    }
-
-    async fn sweep_staging(&self, report: &mut CycleReport) {
-        // A put in progress is younger than a request timeout; anything as old as a
-        // collectable blob was left by a put that can no longer finish.
-        let age = self.config.timings.cleaner_min_age();
-        let millis = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
-        let cutoff = Timestamp::from_millis(self.clock.now().as_millis().saturating_sub(millis));
-        match self.bounded("sweeping staging files", self.blobs.sweep_staging(cutoff)).await {
-            Ok(n) => {
-                report.staging_files_removed = n;
-                if n > 0 {
-                    tracing::info!(removed = n, "removed abandoned staging files");
-                }
-            }
-            // Staging files hold no image anyone references; failing to sweep them
-            // must not stop the cycle from reclaiming orphans.
-            Err(e) => {
-                tracing::warn!(error = %e, "sweeping staging files failed; the cycle goes on without it");
-                report.staging_sweep_error = Some(e.to_string());
-            }
-        }
-    }
-
-    /// Turns a listed page into the machine's event: keys outside the layout are
-    /// counted and dropped here, so the machine only ever sees image ids. Refuses the
-    /// cycle (`Err`) when the empty-database guard trips.
-    async fn on_page<'a>(
-        &'a self,
-        state: &mut CycleState<'a>,
-        stream: PageStream<'a>,
-        next: Option<Result<Vec<ListedBlob>, StoreError>>,
-        now: Timestamp,
-    ) -> Result<CleanerEvent<Timestamp, ImageId>, Outcome> {
-        let (page, last) = match next {
-            None => (state.grouper.finish(), true),
-            Some(Ok(blobs)) => (state.grouper.page(&blobs), false),
-            Some(Err(e)) => {
-                state.failure = Some(format!("listing the blob store failed: {e}"));
-                return Ok(CleanerEvent::Failed);
-            }
-        };
-        state.count_page(&page);
-        if state.refuse_images && (!page.images.is_empty() || state.grouper.holds_image()) {
-            return Err(self.refuse_empty_database(state, stream, last).await);
-        }
-        if !last {
-            state.stream = Some(stream);
-        }
-        // The same rule, clock reading and timings the machine applies to this page
-        // in `handle`, counted here for the report and the fraction guard.
-        let old = page.images.iter().filter(|i| old_enough(i.created, now, &self.config.timings)).count() as u64;
-        state.budget.saw_old_enough(old);
-        state.report.old_enough += old;
-        state.report.skip(SKIP_TOO_YOUNG, page.images.len() as u64 - old);
-        state.progress.kept(page.images.len() as u64 - old);
-        Ok(CleanerEvent::Listed { page: page.images.into_iter().map(|i| (i.id, i.created)).collect(), last })
-    }
-
-    /// Lists the rest (only to say how many images the refusal protected) and refuses.
-    async fn refuse_empty_database<'a>(
-        &'a self,
-        state: &mut CycleState<'a>,
-        mut stream: PageStream<'a>,
-        last: bool,
-    ) -> Outcome {
-        let mut complete = last;
-        while !complete {
-            match stream.next().await {
-                None => {
-                    let rest = state.grouper.finish();
-                    state.count_page(&rest);
-                    complete = true;
-                }
-                Some(Ok(blobs)) => {
-                    let page = state.grouper.page(&blobs);
-                    state.count_page(&page);
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "listing failed while counting images for the empty-database refusal");
-                    break;
-                }
-            }
-        }
-        let images = state.report.images_listed + u64::from(state.grouper.holds_image());
-        Outcome::Refused(empty_database_refusal(images, complete))
-    }
-
-    fn on_deleted(
-        &self,
-        state: &mut CycleState<'_>,
-        batch: BatchId,
-        ids: Vec<ImageId>,
-        result: Result<(), StoreError>,
-    ) -> CleanerEvent<Timestamp, ImageId> {
-        let n = ids.len() as u64;
-        match result {
-            Ok(()) if self.config.dry_run => {
-                tracing::info!(batch = batch.0, images = n, "dry run: would delete unreferenced images");
-                tracing::debug!(batch = batch.0, ids = ?ids, "dry run: would delete these images");
-                state.report.would_delete(&ids);
-                state.progress.deleted(n);
-                CleanerEvent::Deleted { batch }
-            }
-            Ok(()) => {
-                tracing::info!(batch = batch.0, images = n, "deleted unreferenced images");
-                state.report.deleted += n;
-                state.progress.deleted(n);
-                CleanerEvent::Deleted { batch }
-            }
-            Err(e) => {
-                state.failure = Some(format!("deleting a batch of {n} unreferenced images failed: {e}"));
-                CleanerEvent::Failed
-            }
         }
     }
 
@@ -468,44 +352,5 @@ impl Cleaner {
                 .boxed()
             }
         })
-    }
-}
-
-/// Feeds a query's answer back; a failed query fails the cycle, which drops the batch.
-fn on_queried(
-    state: &mut CycleState<'_>,
-    batch: BatchId,
-    ids: Vec<ImageId>,
-    result: Result<HashSet<ImageId>, StoreError>,
-) -> CleanerEvent<Timestamp, ImageId> {
-    match result {
-        Ok(set) => {
-            // Only ids of this batch count, whatever else the store answered.
-            let referenced: Vec<ImageId> = ids.iter().copied().filter(|id| set.contains(id)).collect();
-            let unreferenced = (ids.len() - referenced.len()) as u64;
-            state.report.unreferenced += unreferenced;
-            state.report.skip(SKIP_REFERENCED, referenced.len() as u64);
-            state.progress.checked(ids.len() as u64);
-            state.progress.kept(referenced.len() as u64);
-            state.progress.waiting(unreferenced);
-            CleanerEvent::Queried { batch, referenced }
-        }
-        Err(e) => {
-            state.failure =
-                Some(format!("asking the database which of {} images are referenced failed: {e}", ids.len()));
-            CleanerEvent::Failed
-        }
-    }
-}
-
-impl CycleState<'_> {
-    fn count_page(&mut self, page: &PageImages) {
-        self.report.listed_objects += page.objects;
-        self.progress.listed(page.objects);
-        self.report.images_listed += page.images.len() as u64;
-        self.report.skip(SKIP_NOT_IN_LAYOUT, page.foreign.len() as u64);
-        if !page.foreign.is_empty() {
-            tracing::debug!(keys = ?page.foreign, "listed keys outside the layout; left alone");
-        }
     }
 }

@@ -77,6 +77,8 @@ pub struct CleanerHook {
     pub delete_attempts: AtomicUsize,
     /// Each `sweep_staging` call's cutoff.
     pub sweeps: Mutex<Vec<Timestamp>>,
+    /// Every `sweep_staging` call fails (after noting its cutoff).
+    pub fail_sweeps: std::sync::atomic::AtomicBool,
     /// Runs at the start of the first `exists` call.
     pub before_first_exists: Mutex<Option<Hook>>,
     /// Listings started.
@@ -101,6 +103,7 @@ impl CleanerHook {
             deletes: Mutex::new(Vec::new()),
             delete_attempts: AtomicUsize::new(0),
             sweeps: Mutex::new(Vec::new()),
+            fail_sweeps: std::sync::atomic::AtomicBool::new(false),
             before_first_exists: Mutex::new(None),
             list_calls: AtomicUsize::new(0),
             referenced_attempts: AtomicUsize::new(0),
@@ -148,7 +151,12 @@ impl CallHook for CleanerHook {
                 }
                 lock(&self.deletes).push((self.clock.now(), keys.iter().map(|k| k.to_string()).collect()));
             }
-            Call::SweepStaging(older_than) => lock(&self.sweeps).push(*older_than),
+            Call::SweepStaging(older_than) => {
+                lock(&self.sweeps).push(*older_than);
+                if self.fail_sweeps.load(Ordering::SeqCst) {
+                    return Err(injected("sweep_staging"));
+                }
+            }
             Call::Other(StoreCall::BlobExists) => {
                 let hook = lock(&self.before_first_exists).take();
                 if let Some(hook) = hook {

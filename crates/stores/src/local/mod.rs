@@ -10,7 +10,9 @@
 //! - with `with_fsync(true)` the staging file and the directory entry are fsynced
 //!   before the put returns, so an acknowledged image survives a power loss;
 //! - a process killed mid-put leaves its staging file behind; listings hide such files,
-//!   so [`sweep_staging`](BlobStore::sweep_staging) walks the directory itself;
+//!   so [`sweep_staging`](BlobStore::sweep_staging) walks the directory itself, and
+//!   [`list_sweeping_staging`](BlobStore::list_sweeping_staging) removes them during
+//!   the listing's own walk (a full sweep's one walk instead of two);
 //! - `with_automatic_cleanup(true)` removes the directories a delete empties, or every
 //!   deleted image would leave two directory levels behind forever.
 
@@ -24,8 +26,11 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{BlobKey, mint_time_bound};
-use profilestore_core::store::{BlobStore, CLOCK_PROBE_KEY, ClockProbe, ListedBlob, PAIRING_MARKER_KEY};
+use profilestore_core::store::{
+    BlobStore, CLOCK_PROBE_KEY, ClockProbe, ListedBlob, PAIRING_MARKER_KEY, StagingTally, SweepingListing,
+};
 use profilestore_core::time::Timestamp;
+use sweep::SweepAlong;
 use walk::Walk;
 
 use crate::open::{OpenError, OpenMode};
@@ -48,15 +53,21 @@ pub struct LocalBlobStore {
 impl LocalBlobStore {
     /// The pages of `walk`: our own walk (see `walk`), one page per trip to a blocking
     /// thread, so only one page and the walk's directory stack are in memory.
-    fn list_walk(&self, walk: Walk, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
+    /// With `sweep`, stale staging files met on the way are removed too.
+    fn list_walk(
+        &self,
+        walk: Walk,
+        page_size: usize,
+        sweep: Option<SweepAlong>,
+    ) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
         let root = self.root.clone();
         let page_size = page_size.max(1);
         stream::unfold(Some(walk), move |walk| {
-            let root = root.clone();
+            let (root, sweep) = (root.clone(), sweep.clone());
             async move {
                 let mut walk = walk?;
                 let joined = tokio::task::spawn_blocking(move || {
-                    let page = sweep::list_page(&root, &mut walk, page_size);
+                    let page = sweep::list_page(&root, &mut walk, page_size, sweep.as_ref());
                     (page, walk)
                 })
                 .await;
@@ -244,14 +255,14 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn list(&self, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.list_walk(Walk::new(&self.root), page_size)
+        self.list_walk(Walk::new(&self.root), page_size, None)
     }
 
     /// Enters only the image directories past the horizon's bound in each shard: the
     /// names of every shard directory are read (one directory entry per image, no file
     /// metadata), the files of older images are not visited.
     fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
-        self.list_walk(Walk::after(&self.root, mint_time_bound(horizon)), page_size)
+        self.list_walk(Walk::after(&self.root, mint_time_bound(horizon)), page_size, None)
     }
 
     async fn sweep_staging(&self, older_than: Timestamp) -> Result<u64, StoreError> {
@@ -259,6 +270,13 @@ impl BlobStore for LocalBlobStore {
         tokio::task::spawn_blocking(move || sweep::sweep_staging(&root, older_than))
             .await
             .map_err(|e| StoreError::unavailable(format!("local blob store, sweeping staging files: {e}")))?
+    }
+
+    /// One walk: the listing removes each stale staging file it meets.
+    async fn list_sweeping_staging(&self, page_size: usize, older_than: Timestamp) -> SweepingListing<'_> {
+        let staging = Arc::new(StagingTally::default());
+        let sweep = SweepAlong { older_than, tally: staging.clone() };
+        SweepingListing { pages: self.list_walk(Walk::new(&self.root), page_size, Some(sweep)), staging }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

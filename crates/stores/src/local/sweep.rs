@@ -1,17 +1,19 @@
 //! Listing the blob directory, and removing the staging files interrupted puts leave
-//! behind (both blocking; run them on a blocking thread).
+//! behind, on their own or while listing (all blocking; run them on a blocking thread).
 //!
 //! Removing a staging file is always safe: a put whose staging file vanishes fails at
 //! its publishing `hard_link` and publishes nothing, and a staging file left after a
 //! successful publish is a second name of the published file, whose removal leaves the
 //! blob intact.
 
+use std::fs::DirEntry;
 use std::io::ErrorKind;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use profilestore_core::error::StoreError;
-use profilestore_core::store::ListedBlob;
+use profilestore_core::store::{ListedBlob, StagingTally};
 use profilestore_core::time::Timestamp;
 
 use super::walk::Walk;
@@ -39,51 +41,82 @@ pub(crate) fn sweep_staging(root: &Path, older_than: Timestamp) -> Result<u64, S
     let mut removed = 0;
     for file in Walk::new(root) {
         let (dir, entry) = file?;
-        let path = entry.path();
-        if !entry.file_name().to_str().is_some_and(is_staging_name) {
-            continue;
-        }
-        let modified = match entry.metadata().and_then(|m| m.modified()) {
-            Ok(t) => modified_rounded_up(t),
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(io_error(&format!("reading the modification time of {}", path.display()), &e)),
-        };
-        if modified > older_than {
-            continue;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {
-                removed += 1;
-                tracing::info!(file = %path.display(), "removed a stale staging file");
-                // Drop the directory too if this emptied it (a put that finds it
-                // gone recreates it); errors only mean it is not empty.
-                if dir != root {
-                    let _ = std::fs::remove_dir(&dir);
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&format!("removing {}", path.display()), &e)),
+        if is_staging(&entry) && remove_if_stale(root, &dir, &entry, older_than)? {
+            removed += 1;
         }
     }
     Ok(removed)
 }
 
+/// Staging files a listing removes as it meets them: those last modified at or before
+/// `older_than`, counted on `tally`.
+#[derive(Debug, Clone)]
+pub(crate) struct SweepAlong {
+    pub(crate) older_than: Timestamp,
+    pub(crate) tally: Arc<StagingTally>,
+}
+
+fn is_staging(entry: &DirEntry) -> bool {
+    entry.file_name().to_str().is_some_and(is_staging_name)
+}
+
+/// Removes the staging file `entry`, in `dir`, when it was last modified at or before
+/// `older_than`; whether it removed it (`false` too when it vanished meanwhile).
+fn remove_if_stale(root: &Path, dir: &Path, entry: &DirEntry, older_than: Timestamp) -> Result<bool, StoreError> {
+    let path = entry.path();
+    let modified = match entry.metadata().and_then(|m| m.modified()) {
+        Ok(t) => modified_rounded_up(t),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_error(&format!("reading the modification time of {}", path.display()), &e)),
+    };
+    if modified > older_than {
+        return Ok(false);
+    }
+    match std::fs::remove_file(&path) {
+        Ok(()) => {
+            tracing::info!(file = %path.display(), "removed a stale staging file");
+            // Drop the directory too if this emptied it (a put that finds it gone
+            // recreates it); errors only mean it is not empty.
+            if dir != root {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error(&format!("removing {}", path.display()), &e)),
+    }
+}
+
 /// Up to `page_size` objects from `walk`: every regular file except staging files,
 /// keyed by its path relative to `root` with `/` separators. Files whose path is not
 /// UTF-8 are logged and skipped: no key can name them, so nothing can delete them.
-pub(crate) fn list_page(root: &Path, walk: &mut Walk, page_size: usize) -> Result<Vec<ListedBlob>, StoreError> {
+/// With `sweep`, the staging files met on the way are removed when stale; a failure
+/// to remove one is noted on the tally and the listing goes on.
+pub(crate) fn list_page(
+    root: &Path,
+    walk: &mut Walk,
+    page_size: usize,
+    sweep: Option<&SweepAlong>,
+) -> Result<Vec<ListedBlob>, StoreError> {
     let mut page = Vec::new();
     while page.len() < page_size {
         let Some(file) = walk.next() else { break };
-        let (_, entry) = file?;
+        let (dir, entry) = file?;
+        if is_staging(&entry) {
+            if let Some(sweep) = sweep {
+                match remove_if_stale(root, &dir, &entry, sweep.older_than) {
+                    Ok(true) => sweep.tally.removed_some(1),
+                    Ok(false) => {}
+                    Err(e) => sweep.tally.failed(e),
+                }
+            }
+            continue;
+        }
         let path = entry.path();
         let Some(key) = path.strip_prefix(root).ok().and_then(|rel| rel.to_str()).map(|k| k.replace('\\', "/")) else {
             tracing::warn!(file = %path.display(), "local blob store: skipping a file whose name is not UTF-8");
             continue;
         };
-        if entry.file_name().to_str().is_some_and(is_staging_name) {
-            continue;
-        }
         let meta = match entry.metadata() {
             Ok(meta) => meta,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,

@@ -247,3 +247,50 @@ async fn listing_since_a_horizon_enters_only_newer_images() {
     let listed: Vec<String> = pages.into_iter().flatten().map(|b| b.key).collect();
     assert_eq!(listed, vec![new.to_string()]);
 }
+
+#[tokio::test]
+async fn one_listing_removes_old_staging_files_keeps_young_ones_and_lists_every_blob() {
+    let (_dir, store) = fresh().await;
+    let root = store.root().to_path_buf();
+    let clock = SystemClock::new();
+    let hour_ago = UNIX_EPOCH + Duration::from_millis(clock.now().as_millis() as u64) - Duration::from_secs(3600);
+    let cutoff = Timestamp::from_millis(clock.now().as_millis() - 60_000);
+    let mut blobs = Vec::new();
+    for _ in 0..25 {
+        let k = key();
+        store.put_new(&k, Bytes::from_static(b"img")).await.unwrap();
+        blobs.push(k.to_string());
+    }
+    // Old staging files: of a dead put (its own directory), and a second name of a
+    // published blob. Young ones: puts in progress.
+    let mut old = Vec::new();
+    for _ in 0..3 {
+        let dead = root.join(format!("{}#1", key()));
+        write_file(&dead, b"half");
+        set_mtime(&dead, hour_ago);
+        old.push(dead);
+    }
+    let second_name = root.join(format!("{}#7", blobs[0]));
+    std::fs::hard_link(root.join(&blobs[0]), &second_name).unwrap();
+    set_mtime(&second_name, hour_ago);
+    old.push(second_name);
+    let young: Vec<_> = (0..2).map(|_| root.join(format!("{}#1", key()))).collect();
+    for path in &young {
+        write_file(path, b"writing");
+    }
+
+    // Pages of 4: the sweep goes on across pages.
+    let listing = store.list_sweeping_staging(4, cutoff).await;
+    let pages: Vec<Vec<ListedBlob>> = listing.pages.try_collect().await.unwrap();
+    assert!(pages.len() > 1 && pages.iter().all(|p| p.len() <= 4));
+    let mut keys: Vec<String> = pages.into_iter().flatten().map(|b| b.key).collect();
+    keys.sort();
+    blobs.sort();
+    assert_eq!(keys, blobs, "every blob listed, no staging file");
+    assert_eq!(listing.staging.removed(), 4);
+    assert!(listing.staging.take_error().is_none());
+    assert!(old.iter().all(|p| !p.exists()), "old staging files removed");
+    assert!(young.iter().all(|p| p.exists()), "young staging files kept");
+    assert_eq!(store.get(&BlobKey::parse(&blobs[0]).unwrap()).await.unwrap(), Some(Bytes::from_static(b"img")));
+    assert_eq!(store.sweep_staging(cutoff).await.unwrap(), 0, "nothing left for a sweep of its own");
+}

@@ -69,6 +69,7 @@ macro_rules! db_now_ms {
 
 mod cleaner_state;
 mod errors;
+mod fenced;
 #[cfg(test)]
 mod group_commit_tests;
 #[cfg(test)]
@@ -126,6 +127,8 @@ pub struct SqliteMetadataStore {
     path: PathBuf,
     /// The timings this process runs under, once bound (see `run_under_timings`).
     timings: Arc<RwLock<Option<Timings>>>,
+    /// The cleaner's questions of this process take turns (see `fenced`).
+    cleaner_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteMetadataStore {
@@ -200,7 +203,7 @@ impl SqliteMetadataStore {
             }
         };
         let reads = PointReads::new(path.clone(), BUSY_TIMEOUT, DECODE);
-        Ok(SqliteMetadataStore { pool, writer, reads, path, timings })
+        Ok(SqliteMetadataStore { pool, writer, reads, path, timings, cleaner_turn: Arc::default() })
     }
 
     /// The database file this store reads and writes.
@@ -226,27 +229,7 @@ impl SqliteMetadataStore {
     /// Fails with `TimingsChanged` when the stored timings are no longer the ones this
     /// process runs under. Called holding the write lock, which `update_timings` needs
     /// too: no change can land between this check and the cleaner's question.
-    /// A transaction for a cleaner's question, under the store protocol (see the
-    /// module doc): it holds the write lock, so no write is between its deadline check
-    /// and its commit; the bound timings are checked; and the fence row is written,
-    /// whose commit overwrites any commit frames a killed writer left beyond the WAL's
-    /// last valid frame. Dropping the transaction (the cleaner's call timeout) queues
-    /// its ROLLBACK, which releases the lock.
-    async fn begin_fenced(&self, why: &str) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| errors::store_error(&format!("taking the write lock {why}"), e))?;
-        self.check_timings(&mut tx).await?;
-        sqlx::query("UPDATE cleaner_fence SET queries = queries + 1 WHERE singleton = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(failed("writing the cleaner's fence row"))?;
-        Ok(tx)
-    }
-
-    async fn check_timings(&self, tx: &mut SqliteConnection) -> Result<(), StoreError> {
+    pub(super) async fn check_timings(&self, tx: &mut SqliteConnection) -> Result<(), StoreError> {
         let Some(bound) = *self.timings.read().unwrap_or_else(|p| p.into_inner()) else { return Ok(()) };
         match stored_timings(tx).await? {
             Some(stored) if stored != bound => Err(timings_changed(&bound, &stored)),
@@ -339,7 +322,11 @@ impl MetadataStore for SqliteMetadataStore {
         // is one statement with no limit on bound parameters and no SQL built from
         // data. The planner probes the image_id index once per id (the tests check
         // the plan).
-        let wanted: HashSet<String> = ids.iter().map(ImageId::to_string).collect();
+        // In sorted order, so the probes walk the index forward (ids minted close
+        // together sit on the same pages).
+        let mut wanted: Vec<String> = ids.iter().map(ImageId::to_string).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         let json = serde_json::to_string(&wanted).map_err(|e| corrupt(format!("ids do not serialise: {e}")))?;
         let mut tx = self.begin_fenced("to ask which images are referenced").await?;
         let rows = sqlx::query(REFERENCED)
