@@ -67,6 +67,20 @@ impl BulkTarget {
     ) -> Result<(), BenchError> {
         let total = usize::try_from(referenced + orphans).map_err(|_| BenchError::Config("too many blobs".into()))?;
         let ids: Vec<ImageId> = (0..total).map(|_| UuidV7Ids.next_image_id()).collect();
+        let referenced = usize::try_from(referenced).unwrap_or(usize::MAX);
+        self.populate_ids(stores, prefix, &ids, referenced, image).await
+    }
+
+    /// Adds a blob of each of `ids`, the first `referenced` of them each named by a
+    /// record of a user of its own (user ids `{prefix}-{i:08}`).
+    pub(crate) async fn populate_ids(
+        &self,
+        stores: &Stores,
+        prefix: &str,
+        ids: &[ImageId],
+        referenced: usize,
+        image: &Bytes,
+    ) -> Result<(), BenchError> {
         for chunk in ids.chunks(FILES_PER_TASK) {
             let (root, chunk, image) = (self.blob_root.clone(), chunk.to_vec(), image.clone());
             tokio::task::spawn_blocking(move || chunk.iter().try_for_each(|id| write_blob(&root, *id, &image)))
@@ -74,8 +88,7 @@ impl BulkTarget {
                 .map_err(|e| BenchError::Child(format!("writing blob files: {e}")))?
                 .map_err(BenchError::io("writing a blob file"))?;
         }
-        let referenced = usize::try_from(referenced).unwrap_or(usize::MAX);
-        self.insert_records(stores, prefix, &ids[..referenced], image.len() as i64).await
+        self.insert_records(stores, prefix, &ids[..referenced.min(ids.len())], image.len() as i64).await
     }
 
     async fn insert_records(
@@ -172,9 +185,13 @@ mod tests {
             let key = BlobKey::parse(&blob.key).unwrap();
             assert_eq!(key, BlobKey::original(key.image_id), "the same key layout");
             assert_eq!(blob.size, image.len() as u64);
+            // The kernel stamps a file from its coarse clock, up to a tick (1–10 ms)
+            // behind the fine clock `before` was read from.
+            let coarse_tick = 20;
             assert!(
-                blob.created >= before && blob.created.as_millis() <= after.as_millis() + 1,
-                "modified when written"
+                blob.created.as_millis() >= before.as_millis() - coarse_tick
+                    && blob.created.as_millis() <= after.as_millis() + 1,
+                "modified when written: {blob:?}, between {before:?} and {after:?}"
             );
             assert_eq!(stores.blobs.get(&key).await.unwrap(), Some(image.clone()), "the same bytes");
         }

@@ -2,9 +2,10 @@
 //! stored listing horizon, and, before every measured cycle, 1 % of changes minted
 //! since the horizon the previous cycle stored.
 //!
-//! Every blob and record goes in through the store traits (`put_new`, `put_before`,
-//! `delete_before`), so the superseded-image queue is filled by the stores' own
-//! statements, as a server's writes fill it. Only the ids' mint times are chosen: the
+//! The base (first writes only) goes in through the bulk fixture, files and rows as
+//! the stores would write them; every change goes in through the store traits
+//! (`put_new`, `put_before`, `delete_before`), so the superseded-image queue is filled
+//! by the stores' own statements, as a server's writes fill it. Only the ids' mint times are chosen: the
 //! first 48 bits of a UUIDv7 are its mint time, and the bench sets them (the random
 //! tail still comes from the id source).
 
@@ -15,6 +16,7 @@ use profilestore_core::store::{CommitOutcome, DeleteOutcome, Record};
 use profilestore_core::time::{Deadline, Timestamp};
 use profilestore_runtime::UuidV7Ids;
 
+use crate::bulk::{self, BulkTarget};
 use crate::config::StoreTarget;
 use crate::error::BenchError;
 use crate::fixture::{self, METADATA, Stores};
@@ -116,24 +118,37 @@ impl Fixture {
         // One millisecond apart, all a day before the horizon: at 1,000,000 images
         // the newest is still 23 h older than it.
         let oldest = horizon.as_millis() - OLD;
-        futures::stream::iter(0..base)
-            .map(|i| {
-                let fixture = &fixture;
-                async move {
-                    let id = minted_at(Timestamp::from_millis(oldest + i as i64));
-                    fixture.put_blob(id).await?;
-                    fixture.put_record(fixture.user(i), id).await
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect::<()>()
-            .await?;
+        let minted = |i: u64| minted_at(Timestamp::from_millis(oldest + i as i64));
+        match BulkTarget::of(&fixture.stores).await? {
+            // The base is what a server's first writes would leave, written in bulk:
+            // through the store traits it took minutes at 1,000,000 blobs.
+            Some(bulk) => {
+                let ids: Vec<ImageId> = (0..base).map(minted).collect();
+                let prefix = format!("inc-{}", fixture.tag);
+                bulk.populate_ids(&fixture.stores, &prefix, &ids, ids.len(), &fixture.image).await?;
+            }
+            None => {
+                futures::stream::iter(0..base)
+                    .map(|i| {
+                        let fixture = &fixture;
+                        async move {
+                            let id = minted(i);
+                            fixture.put_blob(id).await?;
+                            fixture.put_record(fixture.user(i), id).await
+                        }
+                    })
+                    .buffer_unordered(CONCURRENCY)
+                    .try_collect::<()>()
+                    .await?
+            }
+        }
         fixture.stores.metadata.record_sweep(horizon, Some(now)).await?;
         Ok(fixture)
     }
 
+    /// The `i`-th user of the base, as the bulk fixture names it.
     fn user(&self, i: u64) -> UserId {
-        UserId::parse(&format!("inc-{}-{i:08}", self.tag)).expect("bench user ids are valid")
+        bulk::user_id(&format!("inc-{}", self.tag), usize::try_from(i).unwrap_or(usize::MAX))
     }
 
     fn deadline(&self) -> Deadline {
