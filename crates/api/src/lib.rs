@@ -18,6 +18,10 @@
 //! | `GET /healthz` | 200 `{"status":"ok"}`; touches no store |
 //! | `GET /readyz` | 200 when both stores answer within 2 s, else 503 |
 //!
+//! Every answer carries `X-Request-Id`: the request's own when well formed (1 to 64 of
+//! `A-Z a-z 0-9 . _ -`), a fresh one otherwise; every log line of the request names it.
+//! `/metrics` is not here: it is on the [`admin_router`], served on its own address.
+//!
 //! A profile is answered as `{"user_id", "metadata" (the object itself), "image_id",
 //! "image_url" (`/v1/images/{image_id}`, new with every write), "content_type",
 //! "image_size", "updated_at" (RFC 3339, UTC)}`, plus `"image"` (standard base64) on
@@ -55,18 +59,25 @@
 //! | `image` | recognising an image by its magic bytes and reading its dimensions (never decoding) |
 //! | `json` | the JSON bodies of successful answers |
 //! | `error` | `ApiError`: every refusal with its status and stable code, and the mapping from [`ServiceError`](profilestore_core::error::ServiceError) |
-//! | `middleware` | the per-request log line and the net that turns any non-JSON error into the JSON shape |
+//! | `middleware` | the request id, the per-request log line and the net that turns any non-JSON error into the JSON shape |
+//! | [`metrics`] | the HTTP figures: requests, latency, bytes, in flight |
+//! | `admin` | [`admin_router`]: `/metrics` for operators, on its own address |
 
 use std::future::Future;
 
 use profilestore_core::service::ProfileService;
 
+mod admin;
 mod error;
 mod image;
 mod json;
+pub mod metrics;
 mod middleware;
 mod routes;
 mod upload;
+
+pub use admin::{RenderMetrics, admin_router};
+pub use middleware::REQUEST_ID;
 
 /// Limits the API enforces on uploads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,8 @@
-//! Middleware applied to every route: one log line per request, and the net that
-//! gives every error the JSON shape.
+//! Middleware applied to every route: the request id, one log line per request, and
+//! the net that gives every error the JSON shape.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -11,6 +11,34 @@ use crate::error::ApiError;
 /// The longest raw path logged for a request that matched no route; the rest is cut
 /// so that a client cannot write arbitrarily long log lines.
 const MAX_LOGGED_PATH: usize = 200;
+
+/// The header a request id arrives and is answered in.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request id accepted from a client.
+const MAX_REQUEST_ID: usize = 64;
+
+/// Gives every request an id: the client's `X-Request-Id` when it is well formed (1 to
+/// 64 characters of `A-Z a-z 0-9 . _ -`), a fresh random one otherwise. The id is
+/// answered in the same header and is a field of every log line the request writes.
+pub(crate) async fn request_id(mut request: Request, next: Next) -> Response {
+    use tracing::Instrument as _;
+    let id = match request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()) {
+        Some(id) if well_formed_request_id(id) => id.to_owned(),
+        _ => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let value = HeaderValue::from_str(&id).expect("a well-formed request id is a valid header value");
+    request.headers_mut().insert(REQUEST_ID, value.clone());
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut response = next.run(request).instrument(span).await;
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
+}
+
+fn well_formed_request_id(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
 
 /// Logs one line per request when it is answered: method, path (the route template,
 /// e.g. `/v1/profiles/{user_id}`, so user ids stay out of the access log), status and
@@ -112,6 +140,36 @@ mod tests {
         let response = through_json_errors(StatusCode::OK).await;
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
         assert_eq!(&body[..], b"plain text from axum");
+    }
+
+    #[test]
+    fn request_ids_from_clients_are_kept_only_when_well_formed() {
+        assert!(well_formed_request_id("abc-123_x.y"));
+        assert!(well_formed_request_id(&"a".repeat(64)));
+        assert!(!well_formed_request_id(""));
+        assert!(!well_formed_request_id(&"a".repeat(65)));
+        assert!(!well_formed_request_id("a b"));
+        assert!(!well_formed_request_id("a\u{e9}"));
+        assert!(!well_formed_request_id("a\nInjected: header"));
+    }
+
+    #[tokio::test]
+    async fn a_request_id_is_answered_the_clients_when_well_formed_and_a_fresh_one_otherwise() {
+        let app = Router::new().route("/", get(|| async { "ok" })).layer(axum::middleware::from_fn(request_id));
+        let ask = |id: Option<&str>| {
+            let mut request = axum::http::Request::get("/");
+            if let Some(id) = id {
+                request = request.header("x-request-id", id);
+            }
+            app.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let kept = ask(Some("client-id.1")).await.unwrap();
+        assert_eq!(kept.headers()["x-request-id"], "client-id.1");
+        let replaced = ask(Some("not ok")).await.unwrap();
+        let fresh = replaced.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(well_formed_request_id(&fresh) && fresh != "not ok", "{fresh}");
+        let other = ask(None).await.unwrap();
+        assert_ne!(other.headers()["x-request-id"].to_str().unwrap(), fresh, "each request gets its own");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::ApiConfig;
 use crate::error::ApiError;
 use crate::image::ImageFormat;
 use crate::json::{ProfileBody, StatusBody, profile_response};
-use crate::middleware::{json_errors, log_request};
+use crate::middleware::{json_errors, log_request, request_id};
 use crate::upload::{self, UploadError};
 
 /// How long the readiness probe waits for both stores. Short, so that a load balancer
@@ -54,6 +54,8 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn(crate::metrics::measure))
+        .layer(middleware::from_fn(request_id))
 }
 
 /// A user id from the path, validated by [`UserId::parse`].

@@ -18,6 +18,7 @@
 //! | [`pacing`] | [`DeleteRate`] and the pacer that spaces delete requests to keep to it |
 //! | [`progress`] | [`Progress`]: live counters a cycle or an audit updates, for a caller to show |
 //! | `listing` | listed keys parsed into the layout and merged per image, page by page |
+//! | [`metrics`] | the figures each cycle records: cycles, keys by stage, kept by reason, duration, queue depth, last completion |
 
 pub mod audit;
 mod clock;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod cycle;
 mod guards;
 mod listing;
+pub mod metrics;
 pub mod pacing;
 pub mod progress;
 pub mod report;

@@ -26,6 +26,10 @@ pub struct FileSettings {
     allow_unsafe_timing: Option<bool>,
     /// Address `serve` listens on.
     pub listen: Option<std::net::SocketAddr>,
+    /// Address of `serve`'s admin listener, or `off`.
+    pub admin_listen: Option<crate::args::Listen>,
+    /// Address of the cleaner daemon's `/metrics`, or `off`.
+    pub metrics_listen: Option<crate::args::Listen>,
     max_image_size: Option<SizeSetting>,
     /// Most pixels an image may have.
     pub max_image_pixels: Option<u64>,

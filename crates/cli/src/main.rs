@@ -6,6 +6,7 @@
 mod args;
 mod commands;
 mod config;
+mod metrics;
 mod progress;
 mod stores;
 
@@ -30,10 +31,12 @@ fn main() -> ExitCode {
         Err(e) => return fail(&e.into()),
     };
     let result = runtime.block_on(async move {
+        // Before any store is opened: every part records into it.
+        let render = metrics::install()?;
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args, &file).await,
+            Command::Serve(args) => commands::serve::run(args, &file, render).await,
             Command::Init(args) => commands::init::run(args, &file).await,
-            Command::Clean(args) => commands::clean::run(args, &file).await,
+            Command::Clean(args) => commands::clean::run(args, &file, render).await,
             Command::Audit(args) => commands::audit::run(args, &file).await,
             Command::SetTimings(args) => commands::set_timings::run(args, &file).await,
             Command::CheckModel(args) => commands::check_model::run(args).await,

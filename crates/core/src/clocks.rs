@@ -176,6 +176,10 @@ impl ClockCheck {
                 return Err(SkewTooFine { bound_ms, precision_ms, needed_ms: 2 * precision_ms });
             }
         }
+        let bound = self.bound();
+        crate::metrics::clock_measured(PeerClock::Database, database.as_ref().map_err(drop), bound);
+        let probed = probe.as_ref().map(|(offset, _)| offset).map_err(drop);
+        crate::metrics::clock_measured(PeerClock::BlobStore, probed, bound);
         {
             let mut readings = self.readings.lock().unwrap_or_else(|p| p.into_inner());
             readings.database = Some(database);

@@ -15,6 +15,7 @@
 //! | [`pairing`] | how a database and a blob store are tied to each other and to the timings |
 //! | [`error`] | store errors and service errors, each with a kind that says what to do |
 //! | [`memory`] | in-memory stores for tests and simulation |
+//! | [`metrics`] | the names of the figures the core records (write outcomes, deadline cuts, read anomalies, clock offsets) |
 //!
 //! Dependencies point one way: this crate knows the store traits, never a concrete
 //! backend, HTTP, or the ambient clock and randomness. The production clock and id
@@ -26,6 +27,7 @@ pub mod error;
 pub mod ids;
 pub mod machine;
 pub mod memory;
+pub mod metrics;
 pub mod pairing;
 pub mod service;
 pub mod settings;

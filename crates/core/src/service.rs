@@ -17,6 +17,7 @@ use crate::ids::{BlobKey, IdSource, ImageId, UserId};
 use crate::machine::{
     ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteEvent, WriteMachine, WriteOutcome,
 };
+use crate::metrics::{self, DeadlinePhase};
 use crate::settings::Timings;
 use crate::store::{BlobStore, CommitOutcome, DeleteOutcome, MetadataStore, Record};
 use crate::time::{Clock, Deadline, Timestamp};
@@ -119,6 +120,18 @@ impl ProfileService {
     /// then the record, committed only before the request's deadline. Returns the
     /// committed record. On any error the previous profile (if any) is untouched.
     pub async fn write(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
+        let result = self.write_steps(user, profile).await;
+        metrics::write_ended(match &result {
+            Ok(_) => "committed",
+            Err(ServiceError::DeadlineExceeded) => "deadline_exceeded",
+            Err(ServiceError::CommitUnknown(_)) => "commit_unknown",
+            Err(ServiceError::ClockOutOfBounds(_) | ServiceError::TimingsChanged(_)) => "refused",
+            Err(_) => "failed",
+        });
+        result
+    }
+
+    async fn write_steps(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
         self.clocks_agree()?;
         let deadline = self.start_request();
         let timeout = deadline.timeout();
@@ -126,6 +139,8 @@ impl ProfileService {
         let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, timeout);
         let mut record: Option<Record> = None;
         let mut last_error: Option<StoreError> = None;
+        // Where a deadline would cut the write now.
+        let mut cut_phase = DeadlinePhase::BeforeBlob;
         loop {
             let now = request_time(&deadline);
             let event = match machine.next(now) {
@@ -134,7 +149,10 @@ impl ProfileService {
                     let key = BlobKey::original(image_id);
                     let put = self.blobs.put_new(&key, profile.image.clone());
                     match within(&deadline, put).await {
-                        Some(Ok(())) => WriteEvent::BlobStored,
+                        Some(Ok(())) => {
+                            cut_phase = DeadlinePhase::BetweenBlobAndRecord;
+                            WriteEvent::BlobStored
+                        }
                         Some(Err(e)) => fail(&mut last_error, e),
                         None => continue,
                     }
@@ -150,7 +168,10 @@ impl ProfileService {
                     });
                     match within(&deadline, self.metadata.put_before(r, &deadline)).await {
                         Some(Ok(CommitOutcome::Committed)) => WriteEvent::RecordCommitted,
-                        Some(Ok(CommitOutcome::DeadlineExceeded)) => WriteEvent::CommitRefusedLate,
+                        Some(Ok(CommitOutcome::DeadlineExceeded)) => {
+                            cut_phase = DeadlinePhase::RefusedAtCommit;
+                            WriteEvent::CommitRefusedLate
+                        }
                         Some(Err(e)) if e.kind() == StoreErrorKind::CommitUnknown => return Err(e.into()),
                         Some(Err(e)) if e.kind() == StoreErrorKind::TimingsChanged => {
                             self.reload_timings().await;
@@ -169,7 +190,10 @@ impl ProfileService {
                 WriteAction::Done(WriteOutcome::Committed(_)) => {
                     return record.ok_or_else(|| ServiceError::Internal("write committed without a record".into()));
                 }
-                WriteAction::Done(WriteOutcome::DeadlineExceeded) => return Err(ServiceError::DeadlineExceeded),
+                WriteAction::Done(WriteOutcome::DeadlineExceeded) => {
+                    metrics::deadline_cut(cut_phase);
+                    return Err(ServiceError::DeadlineExceeded);
+                }
                 WriteAction::Done(WriteOutcome::Failed) => return Err(failure(last_error)),
             };
             machine.handle(event);
@@ -207,6 +231,7 @@ impl ProfileService {
                             // for a record we just read; the re-read hides it from the client,
                             // so say it here.
                             tracing::warn!(user = %user, image_id = %image_id, "blob vanished under a read; re-reading the record");
+                            metrics::read_blob_missing();
                             ReadEvent::BlobMissing
                         }
                         Some(Err(e)) => fail(&mut last_error, e),
@@ -223,6 +248,7 @@ impl ProfileService {
                     };
                 }
                 ReadAction::Done(ReadOutcome::Dangling(image_id)) => {
+                    metrics::dangling_reference();
                     tracing::error!(
                         user = %user,
                         image_id = %image_id,

@@ -258,3 +258,79 @@ async fn a_failing_store_is_unavailable_and_changes_nothing() {
     let kept = world.service(Faults::default()).read(&user()).await.unwrap().unwrap();
     assert_eq!(kept.record.metadata, r#"{"name":"v1"}"#);
 }
+
+/// Runs `scenario` with a recorder of its own on this thread and answers the scrape.
+async fn figures_of<F: std::future::Future<Output = ()>>(scenario: impl FnOnce() -> F) -> String {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    scenario().await;
+    handle.render()
+}
+
+/// The value of the sample `series` (labels exactly as rendered), if present.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Writes once with `faults` and answers the figures and the error.
+async fn write_with(faults: Faults) -> (String, ServiceError) {
+    let world = World::new();
+    let mut error = None;
+    let text = figures_of(|| async {
+        error = world.service(faults).write(user(), profile("v1")).await.err();
+    })
+    .await;
+    (text, error.expect("the write failed"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_cut_is_counted_in_the_phase_it_cut() {
+    let timeout = TIMINGS.request_timeout;
+    let cases = [
+        // The put outlasts the deadline: abandoned before the blob was stored.
+        (Faults { stall_put: Some(2 * timeout), ..Faults::default() }, "before_blob"),
+        // The put lands exactly at the deadline: stored, and the commit never starts.
+        (Faults { stall_put: Some(timeout), ..Faults::default() }, "between_blob_and_record"),
+        // The commit reaches the database exactly at the deadline: refused there.
+        (Faults { stall_commit: Some(timeout), ..Faults::default() }, "refused_at_commit"),
+    ];
+    for (faults, phase) in cases {
+        let (text, error) = write_with(faults).await;
+        assert!(matches!(error, ServiceError::DeadlineExceeded), "{phase}: {error:?}");
+        let cut = format!(r#"profilestore_write_deadline_cuts_total{{phase="{phase}"}}"#);
+        assert_eq!(sample(&text, &cut), Some(1.0), "{phase}: {text}");
+        assert_eq!(
+            text.matches("profilestore_write_deadline_cuts_total{").count(),
+            1,
+            "{phase}: one phase only: {text}"
+        );
+        assert_eq!(sample(&text, r#"profilestore_writes_total{outcome="deadline_exceeded"}"#), Some(1.0), "{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_abandoned_in_flight_counts_as_unknown_not_as_a_cut() {
+    let (text, error) =
+        write_with(Faults { stall_commit: Some(2 * TIMINGS.request_timeout), ..Faults::default() }).await;
+    assert!(matches!(error, ServiceError::CommitUnknown(_)), "{error:?}");
+    assert_eq!(sample(&text, r#"profilestore_writes_total{outcome="commit_unknown"}"#), Some(1.0), "{text}");
+    assert!(!text.contains("profilestore_write_deadline_cuts_total{"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dangling_reference_is_counted_once_with_the_missing_blob_that_led_to_it() {
+    let world = World::new();
+    let service = world.service(Faults::default());
+    let text = figures_of(|| async {
+        let stored = service.write(user(), profile("v1")).await.unwrap();
+        world.blobs.delete_many(&[BlobKey::original(stored.image_id)]).await.unwrap();
+        assert_eq!(service.read(&user()).await.unwrap_err().code(), "dangling_reference");
+    })
+    .await;
+    assert_eq!(sample(&text, "profilestore_dangling_references_total"), Some(1.0), "{text}");
+    // The blob's absence sent the read back to the record once; the record still
+    // named it, so the read concluded.
+    assert_eq!(sample(&text, "profilestore_read_blob_missing_total"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, r#"profilestore_writes_total{outcome="committed"}"#), Some(1.0), "{text}");
+}

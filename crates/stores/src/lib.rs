@@ -12,6 +12,7 @@
 //! | `postgres` | `PostgresMetadataStore`: records in PostgreSQL, deadline checked by `clock_timestamp()` (feature `postgres`) |
 //! | `s3` | `S3BlobStore`: objects in an S3-compatible bucket via `object_store` (feature `s3`) |
 //! | [`local`] | [`LocalBlobStore`]: image files under a directory via `object_store`; the staging-file sweep |
+//! | [`measured`] | [`Measured`]: any store with every call's latency and errors recorded; the resolver measures every store it opens |
 //!
 //! Backend errors (sqlx, `object_store`, I/O) become
 //! [`StoreError`](profilestore_core::error::StoreError)s inside the backend modules;
@@ -21,6 +22,7 @@ mod decode;
 #[cfg(feature = "failpoints")]
 pub mod failpoint;
 pub mod local;
+pub mod measured;
 pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -30,6 +32,7 @@ pub mod s3;
 pub mod sqlite;
 
 pub use local::LocalBlobStore;
+pub use measured::Measured;
 pub use open::{OpenError, OpenMode, S3Options, redact_url};
 pub use resolve::{open_blobs, open_metadata};
 pub use sqlite::SqliteMetadataStore;

@@ -9,7 +9,8 @@
 //! | `s3://bucket/prefix` | `S3BlobStore` (feature `s3`), reached as [`S3Options`] say |
 //!
 //! Paths are taken literally (no percent-decoding); a path after `scheme://` is
-//! relative to the working directory unless it starts with `/`. Adding a backend is one
+//! relative to the working directory unless it starts with `/`. Every store opened here
+//! is [`Measured`]. Adding a backend is one
 //! `Scheme` variant and one match arm in each `open_*` function.
 
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use std::sync::Arc;
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::Clock;
+
+use crate::measured::Measured;
 
 use crate::local::LocalBlobStore;
 use crate::open::{OpenError, OpenMode, S3Options, redact_url};
@@ -36,6 +39,17 @@ enum Scheme {
 }
 
 impl Scheme {
+    /// The `backend` label of the store's figures.
+    fn backend(self) -> &'static str {
+        match self {
+            Scheme::Sqlite => "sqlite",
+            Scheme::File => "local",
+            Scheme::Memory => "memory",
+            Scheme::Postgres => "postgres",
+            Scheme::S3 => "s3",
+        }
+    }
+
     fn from_name(name: &str) -> Option<Scheme> {
         Some(match name.to_ascii_lowercase().as_str() {
             "sqlite" => Scheme::Sqlite,
@@ -105,12 +119,13 @@ pub async fn open_metadata(
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn MetadataStore>, OpenError> {
     let parsed = parse(url, METADATA_SCHEMES)?;
-    match parsed.scheme {
-        Scheme::Sqlite => Ok(Arc::new(SqliteMetadataStore::open(local_path(&parsed)?, mode).await?)),
-        Scheme::Memory => Ok(Arc::new(MemoryMetadataStore::new(clock))),
-        Scheme::Postgres => open_postgres(&parsed, url, mode).await,
-        Scheme::File | Scheme::S3 => Err(wrong_kind(&parsed, "blob", "metadata", METADATA_SCHEMES)),
-    }
+    let store: Arc<dyn MetadataStore> = match parsed.scheme {
+        Scheme::Sqlite => Arc::new(SqliteMetadataStore::open(local_path(&parsed)?, mode).await?),
+        Scheme::Memory => Arc::new(MemoryMetadataStore::new(clock)),
+        Scheme::Postgres => open_postgres(&parsed, url, mode).await?,
+        Scheme::File | Scheme::S3 => return Err(wrong_kind(&parsed, "blob", "metadata", METADATA_SCHEMES)),
+    };
+    Ok(Measured::new(store, "database", parsed.scheme.backend()))
 }
 
 /// Opens the blob store `url` names. `clock` stamps creation times in stores that have
@@ -122,12 +137,13 @@ pub async fn open_blobs(
     s3: &S3Options,
 ) -> Result<Arc<dyn BlobStore>, OpenError> {
     let parsed = parse(url, BLOB_SCHEMES)?;
-    match parsed.scheme {
-        Scheme::File => Ok(Arc::new(LocalBlobStore::open(local_path(&parsed)?, mode).await?)),
-        Scheme::Memory => Ok(Arc::new(MemoryBlobStore::new(clock))),
-        Scheme::S3 => open_s3(&parsed, mode, s3).await,
-        Scheme::Sqlite | Scheme::Postgres => Err(wrong_kind(&parsed, "metadata", "blob", BLOB_SCHEMES)),
-    }
+    let store: Arc<dyn BlobStore> = match parsed.scheme {
+        Scheme::File => Arc::new(LocalBlobStore::open(local_path(&parsed)?, mode).await?),
+        Scheme::Memory => Arc::new(MemoryBlobStore::new(clock)),
+        Scheme::S3 => open_s3(&parsed, mode, s3).await?,
+        Scheme::Sqlite | Scheme::Postgres => return Err(wrong_kind(&parsed, "metadata", "blob", BLOB_SCHEMES)),
+    };
+    Ok(Measured::new(store, "blobs", parsed.scheme.backend()))
 }
 
 #[cfg(feature = "postgres")]

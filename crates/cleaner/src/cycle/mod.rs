@@ -61,6 +61,8 @@ pub struct Cleaner {
     preflight: Option<Preflight>,
     clock_check: Option<Arc<ClockCheck>>,
     progress: Arc<Progress>,
+    /// Count the superseded-image queue after each cycle, for the figures.
+    count_queue: bool,
 }
 
 /// A check run before every cycle; `Err(reason)` refuses the cycle.
@@ -130,6 +132,7 @@ impl Cleaner {
             preflight: None,
             clock_check: None,
             progress: Arc::default(),
+            count_queue: false,
         })
     }
 
@@ -153,6 +156,13 @@ impl Cleaner {
     /// that shows it; each cycle starts the counters over.
     pub fn with_progress(mut self, progress: Arc<Progress>) -> Self {
         self.progress = progress;
+        self
+    }
+
+    /// Counts the superseded-image queue after every cycle (one more database call),
+    /// so the figures show its depth; see [`metrics`](crate::metrics).
+    pub fn with_queue_depth(mut self) -> Self {
+        self.count_queue = true;
         self
     }
 
@@ -194,6 +204,13 @@ impl Cleaner {
         report.outcome = outcome;
         report.duration_ms = u64::try_from(self.clock.now().saturating_since(started).as_millis()).unwrap_or(u64::MAX);
         report.log();
+        crate::metrics::cycle_finished(&report);
+        if self.count_queue {
+            // A store that keeps no queue (or fails to count it) reports nothing.
+            if let Some(Ok(depth)) = self.within_call_timeout(self.metadata.count_superseded()).await {
+                crate::metrics::queue_depth(depth);
+            }
+        }
         report
     }
 

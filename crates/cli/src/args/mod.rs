@@ -237,6 +237,39 @@ pub struct ServeArgs {
     /// Most pixels (width × height) an image may have. [default: 40000000]
     #[arg(long, env = "PROFILESTORE_MAX_IMAGE_PIXELS", value_name = "PIXELS")]
     pub max_image_pixels: Option<u64>,
+
+    /// Address of the admin listener (`/metrics`), kept apart from the API so a public
+    /// listener exposes only the API; `off` serves none. Port 0 picks a free port
+    /// (printed at start). [default: 127.0.0.1:0]
+    #[arg(long, env = "PROFILESTORE_ADMIN_LISTEN", value_parser = parse_listen, value_name = "ADDR|off")]
+    pub admin_listen: Option<Listen>,
+}
+
+/// Where an optional listener listens: an address, or nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
+pub enum Listen {
+    /// Listen on this address.
+    On(SocketAddr),
+    /// Do not listen.
+    Off,
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Listen, String> {
+        parse_listen(&s)
+    }
+}
+
+/// Parses `off` or a socket address such as `127.0.0.1:9464`.
+pub fn parse_listen(s: &str) -> Result<Listen, String> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen::Off);
+    }
+    s.parse().map(Listen::On).map_err(|_| format!("{s:?} is not an address such as 127.0.0.1:9464, nor `off`"))
 }
 
 /// Flags of `init`.
@@ -296,6 +329,11 @@ pub struct CleanArgs {
     /// Print the cycle summary as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// With `--every`: serve the daemon's `/metrics` on this address (e.g.
+    /// `127.0.0.1:9465`). [default: off]
+    #[arg(long, env = "PROFILESTORE_METRICS_LISTEN", value_parser = parse_listen, value_name = "ADDR|off")]
+    pub metrics_listen: Option<Listen>,
 }
 
 /// Flags of `audit`.
@@ -368,6 +406,9 @@ mod tests {
         assert_eq!(parse_size("1000"), Ok(1000));
         assert!(parse_size("big").is_err());
         assert_eq!(parse_fraction("0.25"), Ok(0.25));
+        assert_eq!(parse_listen("off"), Ok(Listen::Off));
+        assert_eq!(parse_listen("127.0.0.1:0"), Ok(Listen::On("127.0.0.1:0".parse().unwrap())));
+        assert!(parse_listen("localhost").unwrap_err().contains("nor `off`"));
         assert!(parse_fraction("1.5").is_err());
         assert_eq!(parse_positive("8").map(NonZeroUsize::get), Ok(8));
         assert!(parse_positive("0").is_err());

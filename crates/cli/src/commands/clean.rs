@@ -3,20 +3,29 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use profilestore_api::RenderMetrics;
 use profilestore_cleaner::{Cleaner, CleanerConfig, Preflight, Progress, SweepMode};
 use profilestore_core::pairing::verify;
+use profilestore_core::time::Clock;
 use profilestore_runtime::SystemClock;
 
-use crate::args::CleanArgs;
+use crate::args::{CleanArgs, Listen};
 use crate::config::FileSettings;
 use crate::progress::{self, Mode, Work};
 use crate::stores::{Opened, open_paired};
 
-/// Runs the cleaner; a single cycle exits 1 unless it completed.
-pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
+/// Runs the cleaner; a single cycle exits 1 unless it completed. A daemon serves its
+/// `/metrics` (from `render`) when given an address.
+pub async fn run(mut args: CleanArgs, file: &FileSettings, render: RenderMetrics) -> anyhow::Result<ExitCode> {
     file.fill_stores(&mut args.stores);
     file.fill_timings(&mut args.timings)?;
     let progress_interval = file.progress_interval(&args.progress)?;
+    let metrics_listen = args.metrics_listen.or(file.metrics_listen);
+    let every = args.every.or(file.every()?);
+    anyhow::ensure!(
+        every.is_some() || !matches!(metrics_listen, Some(Listen::On(_))),
+        "--metrics-listen serves a daemon's figures: it needs --every (one cycle exits before anyone scrapes it)"
+    );
     let clock = Arc::new(SystemClock::new());
     let opened = open_paired(&args.stores, &args.timings, clock.clone()).await?;
     let config = CleanerConfig {
@@ -46,7 +55,7 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
     let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
     let progress = Arc::new(Progress::new());
     let work = Work::Clean { dry_run: config.dry_run };
-    let Some(interval) = args.every.or(file.every()?) else {
+    let Some(interval) = every else {
         let cleaner = Cleaner::new(opened.metadata.clone(), opened.blobs.clone(), clock, config)?
             .with_preflight(still_paired(&opened, Arc::default()))
             .with_clock_check(clock_check)
@@ -65,6 +74,17 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
     // A daemon outlives timing changes: when the cluster's timings change, the cycle
     // in progress is refused, and the cleaner is rebuilt under the stored ones.
     let mut opened = opened;
+    profilestore_cleaner::metrics::process_started(clock.now());
+    if let Some(Listen::On(addr)) = metrics_listen {
+        let now = clock.clone();
+        let render: RenderMetrics = Arc::new(move || {
+            profilestore_cleaner::metrics::refresh(now.now());
+            render()
+        });
+        let admin = crate::metrics::AdminListener::bind(addr).await?;
+        crate::metrics::announce(&format!("profilestore cleaner metrics on http://{}\n", admin.addr))?;
+        admin.serve(render, super::shutdown_signal());
+    }
     // A daemon logs its progress, terminal or not: nobody waits at a daemon's bar,
     // which would be redrawn for days between the cycle lines, while the log line
     // lands where the rest of the daemon's log goes. It says nothing between cycles.
@@ -80,7 +100,8 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings) -> anyhow::Result<Exi
         )?
         .with_preflight(still_paired(&opened, changed.clone()))
         .with_clock_check(clock_check.clone())
-        .with_progress(progress.clone());
+        .with_progress(progress.clone())
+        .with_queue_depth();
         tokio::select! {
             biased;
             () = cleaner.run_every(interval, &mut shutdown) => return Ok(ExitCode::SUCCESS),

@@ -1,25 +1,31 @@
 //! `profilestore serve`: the HTTP API over paired stores.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use profilestore_api::ApiConfig;
+use profilestore_api::{ApiConfig, RenderMetrics};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 
-use crate::args::ServeArgs;
+use crate::args::{Listen, ServeArgs};
 use crate::config::FileSettings;
+use crate::metrics::{AdminListener, announce};
 use crate::stores::open_and_pair;
 
 /// Where `serve` listens when `--listen` is not given.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-/// Serves until SIGINT/SIGTERM, then finishes the requests in flight.
-pub async fn run(mut args: ServeArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
+/// Where the admin listener listens when `--admin-listen` is not given: loopback, on
+/// a free port (so any number of servers start side by side; a deployment names its
+/// port).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:0";
+
+/// Serves until SIGINT/SIGTERM, then finishes the requests in flight; `/metrics` (from
+/// `render`) on the admin listener.
+pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics) -> anyhow::Result<ExitCode> {
     file.fill_stores(&mut args.stores);
     file.fill_timings(&mut args.timings)?;
     let defaults = ApiConfig::default();
@@ -60,9 +66,19 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings) -> anyhow::Result<Exi
         commit_stall_slack = %fmt_duration(timings.commit_stall_margin()),
         "serving"
     );
-    // The address goes to stdout on its own line so scripts (and port 0 users) can read it.
-    println!("profilestore listening on http://{addr}");
-    std::io::stdout().flush()?;
+    let admin = match args.admin_listen.or(file.admin_listen) {
+        Some(Listen::On(addr)) => Some(AdminListener::bind(addr).await?),
+        Some(Listen::Off) => None,
+        None => Some(AdminListener::bind(DEFAULT_ADMIN_LISTEN.parse().expect("default address parses")).await?),
+    };
+    // The addresses go to stdout, the API's on the first line, so scripts (and port 0
+    // users) can read them.
+    let mut lines = format!("profilestore listening on http://{addr}\n");
+    if let Some(admin) = admin {
+        lines.push_str(&format!("profilestore admin on http://{}\n", admin.addr));
+        admin.serve(render, super::shutdown_signal());
+    }
+    announce(&lines)?;
     profilestore_api::serve(listener, app, super::shutdown_signal()).await.context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }

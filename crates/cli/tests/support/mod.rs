@@ -29,10 +29,12 @@ pub fn tagged_png(tag: &str) -> Vec<u8> {
     bytes
 }
 
-/// A running `profilestore serve` and the base URL it printed.
+/// A running `profilestore serve` and the base URLs it printed.
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The admin listener's base URL (`/metrics`), unless it was turned off.
+    pub admin: Option<String>,
 }
 
 impl Server {
@@ -44,7 +46,13 @@ impl Server {
     /// Like [`Server::start`], with the server's standard error going to `stderr`;
     /// a server that exits before printing its address is an error, not a panic.
     pub fn try_start(args: &[String], stderr: Stdio) -> Result<Server, String> {
+        Server::try_start_logging(args, stderr, "warn")
+    }
+
+    /// Like [`Server::try_start`], logging at `level` (a `RUST_LOG` filter).
+    pub fn try_start_logging(args: &[String], stderr: Stdio, level: &str) -> Result<Server, String> {
         let mut child = bin()
+            .env("RUST_LOG", level)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdout(Stdio::piped())
@@ -52,9 +60,17 @@ impl Server {
             .spawn()
             .expect("serve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("serve prints its address");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).expect("serve prints its address");
+        // The admin listener's address follows in the same write, unless it is off.
+        let mut admin = None;
+        if !args.windows(2).any(|w| w[0] == "--admin-listen" && w[1] == "off") {
+            let mut second = String::new();
+            stdout.read_line(&mut second).expect("serve prints its admin address");
+            admin = second.trim().strip_prefix("profilestore admin on ").map(str::to_owned);
+        }
         match line.trim().strip_prefix("profilestore listening on ") {
-            Some(base) => Ok(Server { base: base.to_owned(), child }),
+            Some(base) => Ok(Server { base: base.to_owned(), admin, child }),
             None => {
                 child.kill().ok();
                 let status = child.wait().ok();
