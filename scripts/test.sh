@@ -62,6 +62,11 @@ if ! ( . scripts/services/common.sh && ensure_packages faketime faketime ); then
   echo "error: could not install faketime; the clock tests cannot run" >&2
   exit 1
 fi
+# The alert rules under deploy/ are checked with promtool (Debian's prometheus).
+if ! ( . scripts/services/common.sh && ensure_packages promtool prometheus ); then
+  echo "error: could not install prometheus (promtool); the deploy tests cannot run" >&2
+  exit 1
+fi
 # From here on, a test that needs a server and cannot reach one fails instead of skipping.
 export PROFILESTORE_REQUIRE_SERVICES=1
 

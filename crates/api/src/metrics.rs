@@ -25,6 +25,9 @@ pub const BYTES_OUT: &str = "profilestore_http_response_body_bytes_total";
 /// Requests being handled now.
 pub const IN_FLIGHT: &str = "profilestore_http_requests_in_flight";
 
+/// Every figure this module records, by name.
+pub const NAMES: &[&str] = &[REQUESTS, REQUEST_DURATION, BYTES_IN, BYTES_OUT, IN_FLIGHT];
+
 /// The buckets of [`REQUEST_DURATION`], in seconds: from a cached read to a request cut
 /// at a long `request_timeout`.
 pub const REQUEST_BUCKETS: &[f64] =

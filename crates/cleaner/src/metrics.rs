@@ -31,6 +31,9 @@ pub const LAST_COMPLETED: &str = "profilestore_cleaner_last_completed_cycle_time
 /// process started, before any completed).
 pub const SINCE_LAST_COMPLETED: &str = "profilestore_cleaner_seconds_since_last_completed_cycle";
 
+/// Every figure this module records, by name.
+pub const NAMES: &[&str] = &[CYCLES, KEYS, KEPT, CYCLE_DURATION, QUEUE_DEPTH, LAST_COMPLETED, SINCE_LAST_COMPLETED];
+
 /// The buckets of [`CYCLE_DURATION`], in seconds: an incremental cycle of a small
 /// store to a full sweep of a billion keys.
 pub const CYCLE_BUCKETS: &[f64] =

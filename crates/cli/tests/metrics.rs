@@ -95,6 +95,17 @@ async fn serve_counts_requests_bytes_latency_store_calls_and_clocks_on_its_admin
     }
     assert_eq!(sample(&text, "profilestore_clock_skew_bound_seconds"), Some(300.0), "{text}");
     assert!(text.contains("# HELP profilestore_writes_total"), "every figure explains itself: {text}");
+    let names = [
+        profilestore_core::metrics::NAMES,
+        profilestore_stores::measured::NAMES,
+        profilestore_api::metrics::NAMES,
+        profilestore_cleaner::metrics::NAMES,
+    ]
+    .concat();
+    for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = line.split(' ').next().unwrap();
+        assert!(names.contains(&name), "{name} is exported but not among the documented names");
+    }
 
     // Every log line of a request names its id.
     drop(server);

@@ -37,6 +37,19 @@ pub const CLOCK_SKEW_BOUND: &str = "profilestore_clock_skew_bound_seconds";
 /// `failed`).
 pub const CLOCK_CHECKS: &str = "profilestore_clock_checks_total";
 
+/// Every figure this module records, by name.
+pub const NAMES: &[&str] = &[
+    WRITES,
+    DEADLINE_CUTS,
+    READ_BLOB_MISSING,
+    DANGLING_REFERENCES,
+    CLOCK_OFFSET,
+    CLOCK_OFFSET_ERROR,
+    CLOCK_OFFSET_WORST,
+    CLOCK_SKEW_BOUND,
+    CLOCK_CHECKS,
+];
+
 /// Registers the help text of every figure above with the installed recorder.
 pub fn describe() {
     describe_counter!(WRITES, "Profile writes by how they ended.");

@@ -28,6 +28,9 @@ pub const CALL_DURATION: &str = "profilestore_store_call_duration_seconds";
 /// or `abandoned` for a call given up before it answered).
 pub const CALL_ERRORS: &str = "profilestore_store_call_errors_total";
 
+/// Every figure this module records, by name.
+pub const NAMES: &[&str] = &[CALL_DURATION, CALL_ERRORS];
+
 /// The buckets of [`CALL_DURATION`], in seconds: from a cached point read to a stalled
 /// store.
 pub const CALL_BUCKETS: &[f64] =

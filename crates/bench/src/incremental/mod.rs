@@ -108,11 +108,23 @@ pub(crate) async fn run(config: &BenchConfig) -> Result<Vec<IncrementalResult>, 
         let staging_sweep_seconds = staging_sweep(&fixture).await?;
         let writes = writes::measure(&fixture, config).await?;
         let pairs = || runs.floor.iter().zip(&runs.product);
+        let touched_ratio = Spread::of(pairs().map(|(f, p)| ratio(p.touched as f64, f.touched as f64)));
+        let time_ratio = Spread::of(pairs().map(|(f, p)| ratio(p.seconds, f.seconds)));
+        // Said before the fixture goes: removing a million files takes minutes.
+        if let (Some(touched), Some(time)) = (&touched_ratio, &time_ratio) {
+            eprintln!(
+                "bench: incremental at {blobs} blobs: keys touched {:.2} %, time {:.2} % ({:.2}-{:.2} %) of a full sweep",
+                touched.median * 100.0,
+                time.median * 100.0,
+                time.min * 100.0,
+                time.max * 100.0
+            );
+        }
         out.push(IncrementalResult {
             blobs,
             changes,
-            touched_ratio: Spread::of(pairs().map(|(f, p)| ratio(p.touched as f64, f.touched as f64))),
-            time_ratio: Spread::of(pairs().map(|(f, p)| ratio(p.seconds, f.seconds))),
+            touched_ratio,
+            time_ratio,
             runs,
             staging_sweep_seconds,
             writes: Some(writes),
