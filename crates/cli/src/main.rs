@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod metrics;
 mod progress;
+mod report;
 mod stores;
 
 use std::process::ExitCode;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             Command::CheckModel(args) => commands::check_model::run(args).await,
             // CPU-bound, on runtimes of its own (one per seed): off the async threads.
             Command::Bench(args) => commands::bench::run(args).await,
+            Command::Report(args) => report::run(args).await,
             Command::Simulate(args) => tokio::task::spawn_blocking(move || commands::simulate::run(args)).await?,
         }
     });

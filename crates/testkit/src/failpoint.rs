@@ -51,4 +51,15 @@ impl Failpoints {
     pub fn release(&self) {
         std::fs::File::create(self.dir.join("release")).expect("releasing the failpoint");
     }
+
+    /// Readies the failpoint for another round once the released write has gone past
+    /// it (the caller waits for that: a write still parked would then park forever).
+    pub fn reset(&self) {
+        for file in ["parked", "release", "park-before-commit.taken"] {
+            match std::fs::remove_file(self.dir.join(file)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("resetting the failpoint: {e}"),
+                _ => {}
+            }
+        }
+    }
 }

@@ -94,6 +94,25 @@ pub enum Command {
     /// Exit status 0 whether goals are met or missed (the table says which); 2 when
     /// the harness could not measure.
     Bench(BenchArgs),
+    /// The case study's "how many nines", computed from observed data: reads one or
+    /// more Prometheus scrapes of a `serve` process (URLs of its `/metrics`, or saved
+    /// files), in time order, and prints each assumption the design rests on with its
+    /// observed rate per request, a 95 % interval, and the nines the data supports,
+    /// next to the case study's paper estimate. Several scrapes: what happened
+    /// between the first and the last; one: since the process started.
+    Report(ReportArgs),
+}
+
+/// Flags of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Scrapes in time order: `http://HOST:PORT/metrics` URLs or files.
+    #[arg(required = true, value_name = "SCRAPE")]
+    pub scrapes: Vec<String>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the stores are.
