@@ -341,11 +341,7 @@ impl fmt::Display for AuditReport {
         for id in &o.collectable_samples {
             write!(f, "\n    {id}")?;
         }
-        write!(
-            f,
-            "\n                    {} of them queued as superseded (taken after their delete delay)",
-            o.collectable_queued
-        )?;
+        write!(f, "\n                    {} of them queued as superseded (taken after their delete delay)", o.collectable_queued)?;
         let never = |t: Option<Timestamp>| t.map_or_else(|| "never".to_owned(), |t| t.to_string());
         write!(
             f,

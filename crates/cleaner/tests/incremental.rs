@@ -63,39 +63,6 @@ async fn a_replaced_image_goes_one_delete_delay_after_a_cleaner_first_saw_its_en
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_queue_drains_beside_the_listing_so_a_cycle_takes_the_longer_of_the_two_not_their_sum() {
-    let w = World::new();
-    let listed = w.profile(3, 3 * H).await;
-    let old = w.profile(1, Duration::ZERO).await;
-    let new = w.orphan(2, Duration::ZERO);
-    w.point(1, new).await;
-    let cleaner = w.cleaner(config(1000));
-    assert_eq!(cleaner.run_cycle().await.superseded_first_seen, 1, "the first cycle starts the entry's delay");
-    tokio::time::sleep(H).await;
-
-    // Every claim now takes 4 minutes (within the 5 min call timeout), and every
-    // listed page 30 s.
-    let (claim, page) = (4 * MIN, Duration::from_secs(30));
-    *common::lock(&w.hook.claim_latency) = claim;
-    *common::lock(&w.hook.list_latency) = page;
-    let started = w.now();
-    let due = cleaner.run_cycle().await;
-    assert_eq!(due.outcome, Outcome::Completed, "{due}");
-    assert_eq!((due.superseded_deleted, due.deleted), (1, 1), "{due}");
-    assert!(!w.has(old) && w.has(new) && w.has(listed));
-    let asked = common::lock(&w.hook.referenced_calls).iter().rev().find(|(_, ids)| ids.contains(&listed)).cloned();
-    let (asked_at, _) = asked.expect("the listed image was asked about");
-    assert!(
-        asked_at < started.plus(claim),
-        "the listing went on while the queue's claim was in flight (asked at {asked_at:?}, cycle started {started:?})"
-    );
-    assert!(
-        due.duration_ms < (claim + page).as_millis() as u64,
-        "the cycle took the longer of the drain and the listing, not their sum: {due}"
-    );
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_deleted_profile_queues_its_image_and_a_dry_run_reports_it_without_deleting_or_forgetting() {
     let w = World::new();
     let id = w.profile(1, Duration::ZERO).await;
@@ -163,10 +130,9 @@ async fn an_incremental_cycle_lists_only_images_minted_since_the_horizon_and_the
     // The audit names what incremental cycles left behind, and not a replaced image
     // the queue will take.
     w.point(100, w.orphan(3, Duration::ZERO)).await;
-    let audit =
-        profilestore_cleaner::audit(w.metadata.as_ref(), w.blobs.as_ref(), w.clock.as_ref(), &Timings::CASE_STUDY)
-            .await
-            .unwrap();
+    let audit = profilestore_cleaner::audit(w.metadata.as_ref(), w.blobs.as_ref(), w.clock.as_ref(), &Timings::CASE_STUDY)
+        .await
+        .unwrap();
     assert_eq!((audit.orphans.collectable, audit.orphans.collectable_queued), (2, 1), "{audit}");
     assert_eq!((audit.orphans.left_behind, audit.orphans.left_behind_samples.clone()), (1, vec![stale]), "{audit}");
     assert_eq!(audit.listing_horizon, second.horizon_stored);

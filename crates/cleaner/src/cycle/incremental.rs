@@ -1,4 +1,4 @@
-//! The two halves of incremental cleaning a cycle adds beside its listing: reclaiming
+//! The two halves of incremental cleaning a cycle adds around its listing: reclaiming
 //! the superseded-image queue, and the listing horizon (which listing to make, and the
 //! horizon a completed cycle stores). See `docs/incremental-cleaning.md`.
 //!
@@ -6,14 +6,11 @@
 
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use profilestore_core::error::StoreError;
 use profilestore_core::ids::ImageId;
-use profilestore_core::store::{SupersededClaim, SweepMarks};
+use profilestore_core::store::SweepMarks;
 use profilestore_core::time::{Clock, Time, Timestamp};
 
-use super::{Cleaner, Completion, CycleState, PageStream};
+use super::{Cleaner, CycleState, PageStream};
 use crate::config::SweepMode;
 use crate::report::{Outcome, SweepKind};
 
@@ -25,101 +22,74 @@ pub(super) struct ListingPlan {
 }
 
 impl Cleaner {
-    /// The queue drain's first (or next) step: claim the oldest due entries, up to a
-    /// page. It runs beside the listing (the queue's images need no listing, and a
-    /// long full sweep must not hold them up); [`on_claimed`](Self::on_claimed) and
-    /// [`on_reclaimed`](Self::on_reclaimed) take it on, batch by batch.
-    pub(super) fn claim_superseded<'a>(&'a self) -> BoxFuture<'a, Completion<'a>> {
+    /// Reclaims every superseded image whose delete delay has passed, batch by batch:
+    /// blobs first, then queue entries, so a crash in between leaves entries whose next
+    /// claim deletes nothing that still exists. `Err` ends the cycle with that outcome.
+    pub(super) async fn drain_superseded(&self, state: &mut CycleState<'_>) -> Result<(), Outcome> {
+        let config = &self.config;
         // A dry run reports every unreferenced entry at once, as it does for listed
         // images; stamping first sight in it is harmless (it only starts a delay).
-        let delay = if self.config.dry_run { Duration::ZERO } else { self.config.timings.delete_delay };
-        let call = self.metadata.claim_superseded(delay, self.config.page_size);
-        async move { Completion::Claimed { result: self.bounded("claiming due superseded images", call).await } }
-            .boxed()
-    }
-
-    /// Takes a claim on: its named entries are forgotten (their blobs kept), its due
-    /// images deleted, blobs first and then entries, so a crash in between leaves
-    /// entries whose next claim deletes nothing that still exists. Answers the
-    /// operation that does it, or `Err` with the outcome that ends the cycle.
-    pub(super) fn on_claimed<'a>(
-        &'a self,
-        state: &mut CycleState<'a>,
-        result: Result<SupersededClaim, StoreError>,
-    ) -> Result<BoxFuture<'a, Completion<'a>>, Outcome> {
-        let config = &self.config;
-        let claim = result.map_err(|e| Outcome::Failed(format!("claiming due superseded images failed: {e}")))?;
-        state.report.superseded_first_seen += claim.first_seen;
-        // The claim answers oldest first up to the limit: fewer means none is left.
-        // A dry run forgets nothing, so one claim shows everything it would.
-        let more = claim.due.len() + claim.named.len() >= config.page_size && !config.dry_run;
-        if !claim.named.is_empty() {
-            tracing::error!(
-                images = claim.named.len(),
-                ids = ?claim.named,
-                "superseded images are named by a record again (a restored backup, or a bug): \
-                 keeping their blobs and dropping their queue entries"
-            );
-            state.report.superseded_named += claim.named.len() as u64;
-        }
-        let due = claim.due;
-        if !due.is_empty() && state.refuse_images {
-            return Err(Outcome::Refused(format!(
-                "the database holds no records while {} superseded images are due: refusing to delete; \
-                 pass --allow-empty-database if that is really so",
-                due.len()
-            )));
-        }
-        state.report.superseded_deleted += due.len() as u64;
-        if config.dry_run {
-            state.report.would_delete(&due);
-            return Ok(futures::future::ready(Completion::Reclaimed { deleted: 0, more, result: Ok(()) }).boxed());
-        }
-        // The turns are booked now, so the queue's deletes and the listing's share
-        // one rate.
-        let requests = state.pacer.plan(&due, config.delete_batch_size, self.clock.now());
-        let named = claim.named;
-        Ok(async move {
-            let result = async {
-                if !named.is_empty() {
-                    self.forget(&named).await?;
+        let delay = if config.dry_run { Duration::ZERO } else { config.timings.delete_delay };
+        let limit = config.page_size;
+        loop {
+            let claim = self
+                .bounded("claiming due superseded images", self.metadata.claim_superseded(delay, limit))
+                .await
+                .map_err(|e| Outcome::Failed(format!("claiming due superseded images failed: {e}")))?;
+            state.report.superseded_first_seen += claim.first_seen;
+            let handled = claim.due.len() + claim.named.len();
+            if !claim.named.is_empty() {
+                tracing::error!(
+                    images = claim.named.len(),
+                    ids = ?claim.named,
+                    "superseded images are named by a record again (a restored backup, or a bug): \
+                     keeping their blobs and dropping their queue entries"
+                );
+                state.report.superseded_named += claim.named.len() as u64;
+                if !config.dry_run {
+                    self.forget(&claim.named).await?;
                 }
-                if !due.is_empty() {
-                    let n = due.len();
-                    self.delete_paced(requests)
-                        .await
-                        .map_err(|e| format!("deleting {n} superseded images failed: {e}"))?;
-                    tracing::info!(images = n, "deleted superseded images");
-                    self.forget(&due).await?;
-                }
-                Ok(())
             }
-            .await;
-            Completion::Reclaimed { deleted: due.len() as u64, more, result }
+            if !claim.due.is_empty() {
+                if state.refuse_images {
+                    return Err(Outcome::Refused(format!(
+                        "the database holds no records while {} superseded images are due: refusing to delete; \
+                         pass --allow-empty-database if that is really so",
+                        claim.due.len()
+                    )));
+                }
+                self.reclaim(state, &claim.due).await?;
+            }
+            // The claim answers oldest first up to the limit: fewer means none is left.
+            // A dry run forgets nothing, so one claim shows everything it would.
+            if handled < limit || config.dry_run {
+                return Ok(());
+            }
         }
-        .boxed())
     }
 
-    /// Counts what a reclaim deleted; answers the next claim while the queue may hold
-    /// more, or `Err` with the outcome that ends the cycle.
-    pub(super) fn on_reclaimed<'a>(
-        &'a self,
-        state: &mut CycleState<'a>,
-        deleted: u64,
-        more: bool,
-        result: Result<(), String>,
-    ) -> Result<Option<BoxFuture<'a, Completion<'a>>>, Outcome> {
-        result.map_err(Outcome::Failed)?;
-        state.report.deleted += deleted;
-        state.progress.deleted(deleted);
-        Ok(more.then(|| self.claim_superseded()))
+    async fn reclaim(&self, state: &mut CycleState<'_>, ids: &[ImageId]) -> Result<(), Outcome> {
+        let n = ids.len() as u64;
+        state.report.superseded_deleted += n;
+        if self.config.dry_run {
+            state.report.would_delete(ids);
+            return Ok(());
+        }
+        let requests = state.pacer.plan(ids, self.config.delete_batch_size, self.clock.now());
+        self.delete_paced(requests)
+            .await
+            .map_err(|e| Outcome::Failed(format!("deleting {n} superseded images failed: {e}")))?;
+        tracing::info!(images = n, "deleted superseded images");
+        state.report.deleted += n;
+        state.progress.deleted(n);
+        self.forget(ids).await
     }
 
-    async fn forget(&self, ids: &[ImageId]) -> Result<(), String> {
+    async fn forget(&self, ids: &[ImageId]) -> Result<(), Outcome> {
         self.bounded("forgetting reclaimed superseded images", self.metadata.forget_superseded(ids))
             .await
             .map(drop)
-            .map_err(|e| format!("removing {} superseded-image entries failed: {e}", ids.len()))
+            .map_err(|e| Outcome::Failed(format!("removing {} superseded-image entries failed: {e}", ids.len())))
     }
 
     /// Which listing this cycle makes: full in [`SweepMode::Full`], with no horizon

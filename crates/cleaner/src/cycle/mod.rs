@@ -31,7 +31,7 @@ use profilestore_core::clocks::ClockCheck;
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::ImageId;
 use profilestore_core::machine::{BatchId, CleanerAction, CleanerCycle, CycleOutcome, CycleStatus};
-use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore, StagingTally, SupersededClaim};
+use profilestore_core::store::{BlobStore, ListedBlob, MetadataStore, StagingTally};
 use profilestore_core::time::{Clock, Time, Timestamp};
 
 use crate::clock::CycleClock;
@@ -72,29 +72,9 @@ type PageStream<'a> = BoxStream<'a, Result<Vec<ListedBlob>, StoreError>>;
 
 /// A finished store operation, carrying what the driver lent it.
 enum Completion<'a> {
-    Page {
-        stream: PageStream<'a>,
-        next: Option<Result<Vec<ListedBlob>, StoreError>>,
-    },
-    Queried {
-        batch: BatchId,
-        ids: Vec<ImageId>,
-        result: Result<HashSet<ImageId>, StoreError>,
-    },
-    Deleted {
-        batch: BatchId,
-        ids: Vec<ImageId>,
-        result: Result<(), StoreError>,
-    },
-    /// The superseded-image queue's drain (see `incremental`), beside the listing.
-    Claimed {
-        result: Result<SupersededClaim, StoreError>,
-    },
-    Reclaimed {
-        deleted: u64,
-        more: bool,
-        result: Result<(), String>,
-    },
+    Page { stream: PageStream<'a>, next: Option<Result<Vec<ListedBlob>, StoreError>> },
+    Queried { batch: BatchId, ids: Vec<ImageId>, result: Result<HashSet<ImageId>, StoreError> },
+    Deleted { batch: BatchId, ids: Vec<ImageId>, result: Result<(), StoreError> },
 }
 
 /// What the driver keeps for one cycle besides the machine.
@@ -110,8 +90,6 @@ struct CycleState<'a> {
     failure: Option<String>,
     /// The database was empty at the start and that is not allowed.
     refuse_images: bool,
-    /// A step of the superseded-image queue's drain is in flight.
-    draining: bool,
 }
 
 impl Cleaner {
@@ -195,7 +173,6 @@ impl Cleaner {
             staging: None,
             failure: None,
             refuse_images: false,
-            draining: false,
         };
         let outcome = self.drive(&mut state, started).await;
         self.progress.finish();
@@ -271,6 +248,12 @@ impl Cleaner {
                 return Outcome::Failed(format!("asking whether the database holds records failed: {e}"));
             }
         }
+        // The queue first: its images need no listing, so a long full sweep does not
+        // hold them up. (On SQLite a claim takes the write lock only when the queue
+        // holds an entry to stamp or due.)
+        if let Err(outcome) = self.drain_superseded(state).await {
+            return outcome;
+        }
         let plan = match self.plan_listing(started).await {
             Ok(plan) => plan,
             Err(outcome) => return outcome,
@@ -286,12 +269,6 @@ impl Cleaner {
         let mut machine = CleanerCycle::<Timestamp, ImageId>::new(machine_timings, config.limits);
         state.stream = Some(self.open_listing(&plan, state).await);
         let mut in_flight: FuturesUnordered<BoxFuture<'a, Completion<'a>>> = FuturesUnordered::new();
-        // The queue's drain runs beside the listing: its images need no listing, so a
-        // long full sweep does not hold them up, and an incremental cycle takes the
-        // longer of the two instead of their sum. (On SQLite a claim takes the write
-        // lock only when the queue holds an entry to stamp or due.)
-        state.draining = true;
-        in_flight.push(self.claim_superseded());
 
         loop {
             let now = self.clock.now();
@@ -308,12 +285,6 @@ impl Cleaner {
                 in_flight.push(op);
             }
             let completion = match machine.status(now) {
-                CycleStatus::Finished(CycleOutcome::Completed) if state.draining => match in_flight.next().await {
-                    Some(c) => c,
-                    None => {
-                        return Outcome::Failed("internal: the queue's drain stalled with nothing in flight".into());
-                    }
-                },
                 CycleStatus::Finished(CycleOutcome::Completed) => {
                     return match self.record_completion(state, &plan, started).await {
                         Ok(()) => Outcome::Completed,
@@ -354,21 +325,6 @@ impl Cleaner {
                 },
                 Completion::Queried { batch, ids, result } => pages::on_queried(state, batch, ids, result),
                 Completion::Deleted { batch, ids, result } => self.on_deleted(state, batch, ids, result),
-                Completion::Claimed { result } => {
-                    match self.on_claimed(state, result) {
-                        Ok(op) => in_flight.push(op),
-                        Err(outcome) => return outcome,
-                    }
-                    continue;
-                }
-                Completion::Reclaimed { deleted, more, result } => {
-                    match self.on_reclaimed(state, deleted, more, result) {
-                        Ok(Some(op)) => in_flight.push(op),
-                        Ok(None) => state.draining = false,
-                        Err(outcome) => return outcome,
-                    }
-                    continue;
-                }
             };
             machine.handle(event, now);
         }

@@ -42,7 +42,7 @@ pub fn user(n: u32) -> UserId {
     UserId::parse(&format!("user-{n}")).expect("a valid user id")
 }
 
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -63,8 +63,6 @@ pub struct CleanerHook {
     pub referenced_calls: Mutex<Vec<(Timestamp, Vec<ImageId>)>>,
     /// How long counting records takes.
     pub count_latency: Mutex<Duration>,
-    /// How long each claim of due superseded images takes.
-    pub claim_latency: Mutex<Duration>,
     /// This many listings (the first ones) fail at their first page.
     pub failing_listings: AtomicUsize,
     /// Every listing fails at this 0-based page.
@@ -98,7 +96,6 @@ impl CleanerHook {
             before_first_referenced: Mutex::new(None),
             referenced_calls: Mutex::new(Vec::new()),
             count_latency: Mutex::new(Duration::ZERO),
-            claim_latency: Mutex::new(Duration::ZERO),
             failing_listings: AtomicUsize::new(0),
             fail_list_page: Mutex::new(None),
             list_latency: Mutex::new(Duration::ZERO),
@@ -131,10 +128,6 @@ impl CallHook for CleanerHook {
             }
             Call::Other(StoreCall::CountRecords) => {
                 let latency = *lock(&self.count_latency);
-                tokio::time::sleep(latency).await;
-            }
-            Call::Other(StoreCall::ClaimSuperseded) => {
-                let latency = *lock(&self.claim_latency);
                 tokio::time::sleep(latency).await;
             }
             Call::ListPage { page } => {
