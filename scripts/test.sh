@@ -67,6 +67,11 @@ if ! ( . scripts/services/common.sh && ensure_packages promtool prometheus ); th
   echo "error: could not install prometheus (promtool); the deploy tests cannot run" >&2
   exit 1
 fi
+# The status page is tested in headless Chromium over WebDriver.
+if ! ( . scripts/services/common.sh && ensure_packages chromedriver chromium chromium-driver fonts-liberation ); then
+  echo "error: could not install chromium and chromium-driver; the status page test cannot run" >&2
+  exit 1
+fi
 # From here on, a test that needs a server and cannot reach one fails instead of skipping.
 export PROFILESTORE_REQUIRE_SERVICES=1
 

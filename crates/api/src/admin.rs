@@ -1,5 +1,5 @@
-//! The admin router: what operators read (`/metrics`), served on its own address so a
-//! public API listener exposes only the API.
+//! The admin router: what operators read (`/metrics`, the status page), served on its
+//! own address so a public API listener exposes only the API.
 
 use std::sync::Arc;
 
@@ -9,20 +9,28 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use crate::ApiConfig;
 use crate::error::ApiError;
+use crate::status::{self, StatusPage};
 
 /// Renders the current figures in the Prometheus text format (the binary installs the
 /// recorder and hands its renderer here).
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// The admin routes: `GET /metrics` (Prometheus text format 0.0.4) and `GET /healthz`;
-/// anything else is a JSON 404.
-pub fn admin_router(render: RenderMetrics) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
-        .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
-        .with_state(render)
+/// The admin routes: `GET /metrics` (Prometheus text format 0.0.4) and, given a
+/// status page, `GET /` and `GET /status` (HTML) with the whole API beside them (the
+/// page's form uploads through it). Without one, anything else is a JSON 404.
+pub fn admin_router(render: RenderMetrics, page: Option<(StatusPage, ApiConfig)>) -> Router {
+    let metrics = Router::new().route("/metrics", get(metrics)).with_state(render);
+    match page {
+        None => metrics.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) }),
+        Some((page, config)) => {
+            let api = crate::routes::router(page.service.clone(), config);
+            let status =
+                Router::new().route("/", get(status::page)).route("/status", get(status::page)).with_state(page);
+            metrics.merge(status).merge(api)
+        }
+    }
 }
 
 async fn metrics(State(render): State<RenderMetrics>) -> impl IntoResponse {

@@ -61,7 +61,8 @@
 //! | `error` | `ApiError`: every refusal with its status and stable code, and the mapping from [`ServiceError`](profilestore_core::error::ServiceError) |
 //! | `middleware` | the request id, the per-request log line and the net that turns any non-JSON error into the JSON shape |
 //! | [`metrics`] | the HTTP figures: requests, latency, bytes, in flight |
-//! | `admin` | [`admin_router`]: `/metrics` for operators, on its own address |
+//! | `admin` | [`admin_router`]: `/metrics` and the status page for operators, on its own address |
+//! | `status` | the status page: timings and rules, store contents, sweep marks, clocks, an upload form |
 
 use std::future::Future;
 
@@ -74,9 +75,11 @@ mod json;
 pub mod metrics;
 mod middleware;
 mod routes;
+mod status;
 mod upload;
 
 pub use admin::{RenderMetrics, admin_router};
+pub use status::StatusPage;
 pub use middleware::REQUEST_ID;
 
 /// Limits the API enforces on uploads.

@@ -63,10 +63,16 @@ impl AdminListener {
         Ok(AdminListener { listener, addr })
     }
 
-    /// Serves `/metrics` (rendered by `render`) in the background until `shutdown`.
-    pub fn serve(self, render: RenderMetrics, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
-        tracing::info!(address = %self.addr, "serving /metrics");
-        let app = profilestore_api::admin_router(render);
+    /// Serves `/metrics` (rendered by `render`) and, given one, the status page with
+    /// the API, in the background until `shutdown`.
+    pub fn serve(
+        self,
+        render: RenderMetrics,
+        page: Option<(profilestore_api::StatusPage, profilestore_api::ApiConfig)>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        tracing::info!(address = %self.addr, status_page = page.is_some(), "serving /metrics");
+        let app = profilestore_api::admin_router(render, page);
         tokio::spawn(async move {
             if let Err(e) = profilestore_api::serve(self.listener, app, shutdown).await {
                 tracing::error!(error = %e, "the admin listener failed");

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+mod status;
+pub use status::{ServiceStatus, Tally};
+
 use crate::clocks::ClockCheck;
 use crate::error::{ServiceError, StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, IdSource, ImageId, UserId};

@@ -69,6 +69,27 @@ impl Timings<Duration> {
         if broken.is_empty() { Ok(()) } else { Err(TimingViolations(broken)) }
     }
 
+    /// Each timing rule with these values filled in, and whether it holds (for status
+    /// pages; [`validate`](Self::validate) says why a broken one matters).
+    pub fn rules(&self) -> Vec<(String, bool)> {
+        let (timeout, age, delay, skew) = (self.request_timeout, self.min_blob_age, self.delete_delay, self.clock_skew);
+        vec![
+            (format!("request-timeout ({}) > 0", fmt_duration(timeout)), !timeout.is_zero()),
+            (
+                format!(
+                    "min-blob-age ({}) >= request-timeout + clock-skew ({})",
+                    fmt_duration(age),
+                    fmt_duration(timeout + skew)
+                ),
+                age >= timeout + skew,
+            ),
+            (
+                format!("delete-delay ({}) >= request-timeout ({})", fmt_duration(delay), fmt_duration(timeout)),
+                delay >= timeout,
+            ),
+        ]
+    }
+
     /// The slack a committed-but-not-yet-visible record may stall for without risk:
     /// `min_blob_age - request_timeout - clock_skew`. It bounds what no store protocol
     /// can (see `docs/design.md`, "Check, then commit"); `serve` and `clean` print it

@@ -334,3 +334,26 @@ async fn a_dangling_reference_is_counted_once_with_the_missing_blob_that_led_to_
     assert_eq!(sample(&text, "profilestore_read_blob_missing_total"), Some(1.0), "{text}");
     assert_eq!(sample(&text, r#"profilestore_writes_total{outcome="committed"}"#), Some(1.0), "{text}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_status_counts_records_and_blobs_with_their_bytes_up_to_the_cap() {
+    let world = World::new();
+    let service = world.service(Faults::default());
+    for (user, tag) in [("alice", "a"), ("bob", "bb")] {
+        service.write(UserId::parse(user).unwrap(), profile(tag)).await.unwrap();
+    }
+    let bytes = (profile("a").image.len() + profile("bb").image.len()) as u64;
+    let status = service.status(Duration::from_secs(5), 1000).await;
+    let (records, named) = status.records.unwrap();
+    assert_eq!((records, named.count, named.bytes, named.complete), (2, 2, bytes, true));
+    let blobs = status.blobs.unwrap();
+    assert_eq!((blobs.count, blobs.bytes, blobs.complete), (2, bytes, true));
+    assert!(status.rules.iter().all(|(_, holds)| *holds), "{:?}", status.rules);
+    assert_eq!(status.superseded_queued.unwrap(), 0);
+
+    let capped = service.status(Duration::from_secs(5), 1).await;
+    assert!(!capped.blobs.unwrap().complete, "one blob counted of two: the page says 'at least'");
+    let failing =
+        world.service(Faults { fail_all: true, ..Faults::default() }).status(Duration::from_secs(5), 10).await;
+    assert!(failing.records.unwrap_err().contains("injected failure"));
+}

@@ -52,6 +52,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
             refresher.reload_timings().await;
         }
     });
+    let page = profilestore_api::StatusPage { service: service.clone(), cluster_id: opened.cluster_id.to_string() };
     let app = profilestore_api::router(service, config);
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
@@ -76,7 +77,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     let mut lines = format!("profilestore listening on http://{addr}\n");
     if let Some(admin) = admin {
         lines.push_str(&format!("profilestore admin on http://{}\n", admin.addr));
-        admin.serve(render, super::shutdown_signal());
+        admin.serve(render, Some((page, config)), super::shutdown_signal());
     }
     announce(&lines)?;
     profilestore_api::serve(listener, app, super::shutdown_signal()).await.context("server failed")?;
