@@ -13,13 +13,28 @@ mod stores;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::args::{Cli, Command, LogFormat};
 use crate::config::FileSettings;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated from the CLI's own definition, so they never drift from it.
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "profilestore", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                // A reader that stopped early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => fail(&e.into()),
+                _ => ExitCode::SUCCESS,
+            };
+        }
+        _ => {}
+    }
     let file = match cli.config.as_deref().map(FileSettings::load).transpose() {
         Ok(file) => file.unwrap_or_default(),
         Err(e) => return fail(&e),
@@ -44,6 +59,7 @@ fn main() -> ExitCode {
             // CPU-bound, on runtimes of its own (one per seed): off the async threads.
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Report(args) => report::run(args).await,
+            Command::Completions { .. } | Command::Man => unreachable!("answered before the runtime starts"),
             Command::Simulate(args) => tokio::task::spawn_blocking(move || commands::simulate::run(args)).await?,
         }
     });

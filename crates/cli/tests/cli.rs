@@ -316,3 +316,26 @@ async fn clean_shows_its_counters_as_a_log_line_off_a_terminal_and_as_a_bar_on_o
         text.contains("keys listed") && text.contains("1 waiting · 0 deleted · 1 kept")
     });
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_cli_definition() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = bin().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let script = stdout(&out);
+        for command in ["serve", "clean", "audit", "report", "admin-listen"] {
+            assert!(script.contains(command), "{shell} completions lack {command}");
+        }
+    }
+    let bad = bin().args(["completions", "cmd.exe"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("cmd.exe"), "{}", stderr(&bad));
+
+    let man = bin().arg("man").output().unwrap();
+    assert!(man.status.success());
+    let page = stdout(&man);
+    assert!(page.contains(".TH profilestore 1"), "{page}");
+    for command in ["serve", "clean", "report"] {
+        assert!(page.contains(command), "the man page lacks {command}");
+    }
+}

@@ -101,6 +101,15 @@ pub enum Command {
     /// next to the case study's paper estimate. Several scrapes: what happened
     /// between the first and the last; one: since the process started.
     Report(ReportArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell
+    /// (e.g. `profilestore completions bash > /etc/bash_completion.d/profilestore`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `profilestore man > profilestore.1 && man ./profilestore.1`.
+    Man,
 }
 
 /// Flags of `report`.

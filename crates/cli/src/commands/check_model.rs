@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use profilestore_core::settings::Timings;
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Properties, SearchOptions, StoreProtocol,
-    Verdict, check_with,
+    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Properties, SearchOptions,
+    StoreProtocol, Verdict, check_with,
 };
 
 use crate::args::{CheckModelArgs, ModelVariant};
