@@ -57,7 +57,7 @@ fn render(r: &NinesReport) -> String {
                 "{:.1} ({:.1}–{:.1})",
                 a.nines_estimate.unwrap_or(f64::INFINITY),
                 a.nines_supported,
-                nines_at(a.rate_interval.0)
+                nines::nines(a.rate_interval.0)
             )
         };
         let paper = a.paper_nines.map_or("—".to_owned(), |n| format!("{n:.0}"));
@@ -83,8 +83,4 @@ fn render(r: &NinesReport) -> String {
         let _ = writeln!(out, "- {}: {}", a.name, a.evidence);
     }
     out
-}
-
-fn nines_at(q: f64) -> f64 {
-    if q <= 0.0 { f64::INFINITY } else { -q.log10() }
 }

@@ -160,7 +160,7 @@ fn wilson(k: f64, n: f64) -> (f64, f64) {
 }
 
 /// Nines of a failure probability `q`: `-log10(q)`.
-fn nines(q: f64) -> f64 {
+pub(super) fn nines(q: f64) -> f64 {
     if q <= 0.0 { f64::INFINITY } else { -q.log10() }
 }
 
