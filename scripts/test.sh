@@ -72,6 +72,26 @@ if ! ( . scripts/services/common.sh && ensure_packages chromedriver chromium chr
   echo "error: could not install chromium and chromium-driver; the status page test cannot run" >&2
   exit 1
 fi
+# The API document is fuzzed against a live server by schemathesis (pinned, from
+# PyPI), installed once into a private virtual environment under target/.
+schemathesis_version=4.32.5
+schemathesis_venv=target/schemathesis-$schemathesis_version
+if [ ! -x "$schemathesis_venv/bin/schemathesis" ]; then
+  if ! python3 -m venv --help >/dev/null 2>&1; then
+    # No probe names the venv module, so the packages are installed unconditionally.
+    ( . scripts/services/common.sh && ensure_packages /nonexistent python3 python3-venv ) || {
+      echo "error: could not install python3 and python3-venv; the API document cannot be fuzzed" >&2
+      exit 1
+    }
+  fi
+  rm -rf "$schemathesis_venv"
+  if ! { python3 -m venv "$schemathesis_venv" &&
+    "$schemathesis_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$schemathesis_version"; }; then
+    echo "error: could not install schemathesis $schemathesis_version from PyPI; the API document cannot be fuzzed" >&2
+    exit 1
+  fi
+fi
+export PROFILESTORE_SCHEMATHESIS="$PWD/$schemathesis_venv/bin/schemathesis"
 # From here on, a test that needs a server and cannot reach one fails instead of skipping.
 export PROFILESTORE_REQUIRE_SERVICES=1
 

@@ -16,6 +16,70 @@ use crate::upload::UploadError;
 /// retries from hammering without making clients wait long.
 const RETRY_AFTER_SECS: u64 = 1;
 
+/// One answer a client can receive: its status, its stable code and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ErrorCode {
+    /// The HTTP status it is answered with.
+    pub(crate) status: u16,
+    /// The stable machine-readable code in `{"error": {"code": ...}}`.
+    pub(crate) code: &'static str,
+    /// What it means for the client, for the API document.
+    pub(crate) meaning: &'static str,
+}
+
+const fn code(status: u16, code: &'static str, meaning: &'static str) -> ErrorCode {
+    ErrorCode { status, code, meaning }
+}
+
+/// Every error a client can receive, the source of the API document's error answers.
+/// An answer with a status and code missing here fails debug builds (and so every
+/// test that reaches it), so the document cannot fall behind the code.
+pub(crate) const ERROR_CODES: &[ErrorCode] = &[
+    code(400, "invalid_user_id", "the user id in the path is not 1 to 128 characters of `[A-Za-z0-9._-]`"),
+    code(400, "invalid_image_id", "the image id in the path is not the lowercase hyphenated form of a UUIDv7"),
+    code(400, "malformed_multipart", "no boundary, broken framing or part headers, no parts, or an unreadable body"),
+    code(400, "missing_part", "the upload lacks its `metadata` or its `image` part"),
+    code(400, "duplicate_part", "the upload has two `metadata` or two `image` parts"),
+    code(400, "unknown_part", "the upload has a part other than `metadata` and `image`"),
+    code(400, "invalid_metadata", "the metadata part is not JSON"),
+    code(400, "bad_request", "the request is malformed in a way the HTTP layer refused before the API saw it"),
+    code(404, "profile_not_found", "there is no profile for this user"),
+    code(404, "image_not_found", "there is no image with this id"),
+    code(404, "not_found", "no route matches the path"),
+    code(405, "method_not_allowed", "the route exists, the method does not; `Allow` lists the methods"),
+    code(408, "request_timeout", "the upload's body did not arrive within the request timeout; nothing was stored"),
+    code(413, "metadata_too_large", "the metadata part is over 64 KiB"),
+    code(413, "image_too_large", "the image part is over the server's `max-image-size`"),
+    code(413, "payload_too_large", "the whole body is over the image and metadata limits plus 16 KiB of framing"),
+    code(415, "unsupported_media_type", "the request is not `multipart/form-data`"),
+    code(415, "unsupported_image", "the image bytes are not PNG, JPEG, GIF or WebP, whatever was declared"),
+    code(422, "metadata_not_object", "the metadata is JSON, but not an object"),
+    code(422, "invalid_image", "recognised magic bytes, but no usable dimensions in the image's header"),
+    code(422, "image_too_many_pixels", "width × height is over the server's `max-image-pixels`"),
+    code(500, "dangling_reference", "the profile names an image missing from the blob store; an operator must look"),
+    code(500, "internal", "anything else; the details are logged, never answered"),
+    code(503, "store_unavailable", "a store failed or did not answer; nothing is known to have changed; retry"),
+    code(503, "contended", "the profile changed repeatedly while it was being read; retry"),
+    code(
+        503,
+        "commit_unknown",
+        "the write's commit was under way when it failed: read the profile to learn whether it changed (retrying is safe)",
+    ),
+    code(
+        503,
+        "clock_out_of_bounds",
+        "this server's clock is off from a store's by more than the bound; writes resume by themselves",
+    ),
+    code(503, "timings_changed", "the cluster's timings changed while the request ran; nothing was done; retry"),
+    code(503, "not_ready", "a store did not answer the readiness probe"),
+    code(504, "deadline_exceeded", "the request reached its `request-timeout`; nothing was written after it"),
+];
+
+/// The catalogued entry for `status` and `code`, if there is one.
+pub(crate) fn catalogued(status: StatusCode, code: &str) -> Option<&'static ErrorCode> {
+    ERROR_CODES.iter().find(|c| c.status == status.as_u16() && c.code == code)
+}
+
 /// A refused or failed request, ready to be answered.
 ///
 /// Promises: the message never carries store internals (connection strings, backend
@@ -101,6 +165,13 @@ impl ApiError {
             }
             s if s.is_server_error() => ("internal", "internal error"),
             _ => ("bad_request", "the request is malformed"),
+        };
+        // Only catalogued statuses are answered: any other refusal of the HTTP layer
+        // becomes a plain 400 or 500, each documented.
+        let status = match catalogued(status, code) {
+            Some(_) => status,
+            None if status.is_server_error() => StatusCode::INTERNAL_SERVER_ERROR,
+            None => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, code, message)
     }
@@ -204,6 +275,12 @@ struct ErrorDetail<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        debug_assert!(
+            catalogued(self.status, self.code).is_some(),
+            "{} {} is not in ERROR_CODES: document it",
+            self.status,
+            self.code
+        );
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -242,7 +319,77 @@ mod tests {
     #[test]
     fn statuses_axum_answers_itself_get_a_code() {
         assert_eq!(ApiError::for_status(StatusCode::PAYLOAD_TOO_LARGE).code(), "payload_too_large");
-        assert_eq!(ApiError::for_status(StatusCode::BAD_GATEWAY).code(), "internal");
-        assert_eq!(ApiError::for_status(StatusCode::CONFLICT).code(), "bad_request");
+        let conflict = ApiError::for_status(StatusCode::CONFLICT);
+        assert_eq!((conflict.status(), conflict.code()), (StatusCode::BAD_REQUEST, "bad_request"));
+        let bad_gateway = ApiError::for_status(StatusCode::BAD_GATEWAY);
+        assert_eq!((bad_gateway.status(), bad_gateway.code()), (StatusCode::INTERNAL_SERVER_ERROR, "internal"));
+    }
+
+    /// Every refusal the API can make, one per variant of each cause.
+    fn every_refusal() -> Vec<ApiError> {
+        let json_error = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let uploads = [
+            UploadError::NotMultipart,
+            UploadError::Malformed("x"),
+            UploadError::BodyTooLarge { limit: 1 },
+            UploadError::MissingPart("image"),
+            UploadError::DuplicatePart("image"),
+            UploadError::UnknownPart,
+            UploadError::MetadataTooLarge { limit: 1 },
+            UploadError::MetadataNotJson(json_error),
+            UploadError::MetadataNotObject,
+            UploadError::ImageTooLarge { limit: 1 },
+            UploadError::Image(ImageError::Unrecognised),
+            UploadError::Image(ImageError::Unreadable { format: "image/png" }),
+            UploadError::Image(ImageError::TooManyPixels { width: 2, height: 2, limit: 1 }),
+            UploadError::TooSlow,
+        ];
+        let user = profilestore_core::ids::UserId::parse("u").unwrap();
+        let image_id = "01900000-0000-7000-8000-000000000001".parse().unwrap();
+        let services = [
+            ServiceError::InvalidInput(InvalidInput::new("invalid_user_id", "x")),
+            ServiceError::InvalidInput(InvalidInput::new("invalid_image_id", "x")),
+            ServiceError::DeadlineExceeded,
+            ServiceError::Unavailable(StoreError::unavailable("x")),
+            ServiceError::DanglingReference { user, image_id },
+            ServiceError::CommitUnknown("x".into()),
+            ServiceError::ClockOutOfBounds("x".into()),
+            ServiceError::TimingsChanged("x".into()),
+            ServiceError::Contended,
+            ServiceError::Internal("x".into()),
+        ];
+        let statuses = (400..600).filter_map(|s| StatusCode::from_u16(s).ok()).map(ApiError::for_status);
+        let named = [
+            ApiError::profile_not_found(),
+            ApiError::image_not_found(),
+            ApiError::route_not_found(),
+            ApiError::method_not_allowed(),
+            ApiError::not_ready(),
+            ApiError::internal(),
+        ];
+        uploads
+            .into_iter()
+            .map(ApiError::from)
+            .chain(services.into_iter().map(ApiError::from))
+            .chain(statuses)
+            .chain(named)
+            .collect()
+    }
+
+    #[test]
+    fn every_refusal_is_catalogued_and_every_catalogued_code_is_made() {
+        let refusals = every_refusal();
+        for refusal in &refusals {
+            assert!(
+                catalogued(refusal.status, refusal.code).is_some(),
+                "{} {} is not catalogued",
+                refusal.status,
+                refusal.code
+            );
+        }
+        for entry in ERROR_CODES {
+            let made = refusals.iter().any(|r| r.status.as_u16() == entry.status && r.code == entry.code);
+            assert!(made, "{} {} is catalogued but nothing answers it", entry.status, entry.code);
+        }
     }
 }

@@ -16,18 +16,51 @@ pub(crate) fn image_url(image_id: ImageId) -> String {
 }
 
 /// A profile as `PUT` and `GET /v1/profiles/{user_id}` answer it.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct ProfileBody {
+    /// The user's id.
+    #[schema(example = "alice")]
     user_id: String,
     /// The stored metadata as a JSON object, not as a string holding one.
+    #[schema(value_type = Object)]
     metadata: serde_json::Value,
+    /// The id of the image this write stored (a UUIDv7), new with every write.
+    #[schema(value_type = String, format = "uuid")]
     image_id: ImageId,
-    /// Where the image's immutable bytes can be fetched: changes with every write.
+    /// Where the image's immutable bytes can be fetched (`/v1/images/{image_id}`).
     image_url: String,
+    /// The image's media type, recognised from its bytes at upload.
+    #[schema(example = "image/png")]
     content_type: String,
+    /// The image's size in bytes.
     image_size: u64,
-    /// RFC 3339, UTC, millisecond precision.
+    /// When the profile was written: RFC 3339, UTC, millisecond precision.
+    #[schema(format = DateTime)]
     updated_at: String,
+}
+
+/// A read's answer: the profile and, last, its image.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ProfileWithImage {
+    #[serde(flatten)]
+    profile: ProfileBody,
+    /// The image's bytes in standard base64 (with padding).
+    #[schema(content_encoding = "base64")]
+    image: String,
+}
+
+/// The upload of `PUT /v1/profiles/{user_id}`: a `multipart/form-data` body with
+/// exactly these two parts.
+#[derive(Debug, utoipa::ToSchema)]
+#[allow(dead_code)] // Describes what `upload::read` parses; never built.
+pub(crate) struct UploadForm {
+    /// The profile's metadata: a JSON object of at most 64 KiB.
+    #[schema(value_type = Object)]
+    metadata: serde_json::Value,
+    /// The image: PNG, JPEG, GIF or WebP, recognised by its bytes, at most
+    /// `max-image-size` bytes and `max-image-pixels` pixels.
+    #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
+    image: Vec<u8>,
 }
 
 impl ProfileBody {
@@ -87,9 +120,10 @@ pub(crate) fn profile_response(record: &Record, image: Bytes) -> Result<Response
 }
 
 /// `{"status": "..."}`, the body of the health and readiness probes.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct StatusBody {
     /// `ok` for liveness, `ready` for readiness.
+    #[schema(value_type = String)]
     pub(crate) status: &'static str,
 }
 
@@ -120,8 +154,12 @@ mod tests {
             let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
             assert_eq!(body.len(), length, "Content-Length at {size} bytes");
             let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            let mut expected = serde_json::to_value(ProfileBody::new(&record).unwrap()).unwrap();
-            expected["image"] = base64::engine::general_purpose::STANDARD.encode(&image).into();
+            // The documented shape of the answer, built directly.
+            let whole = ProfileWithImage {
+                profile: ProfileBody::new(&record).unwrap(),
+                image: base64::engine::general_purpose::STANDARD.encode(&image),
+            };
+            let expected = serde_json::to_value(whole).unwrap();
             assert_eq!(got, expected, "at {size} bytes");
         }
     }

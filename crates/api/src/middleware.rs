@@ -76,6 +76,8 @@ pub(crate) async fn json_errors(request: Request, next: Next) -> Response {
     let (mut parts, _plain_body) = response.into_parts();
     let (replacement, body) = ApiError::for_status(status).into_response().into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
+    // An uncatalogued status is answered as the documented one that stands for it.
+    parts.status = replacement.status;
     for (name, value) in &replacement.headers {
         parts.headers.insert(name, value.clone());
     }

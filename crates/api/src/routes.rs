@@ -12,11 +12,15 @@ use bytes::Bytes;
 use profilestore_core::error::{InvalidInput, ServiceError};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::service::{NewProfile, ProfileService};
+use utoipa::IntoParams;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::ApiConfig;
 use crate::error::ApiError;
 use crate::image::ImageFormat;
-use crate::json::{ProfileBody, StatusBody, profile_response};
+use crate::json::{ProfileBody, ProfileWithImage, StatusBody, UploadForm, profile_response};
 use crate::middleware::{json_errors, log_request, request_id};
 use crate::upload::{self, UploadError};
 
@@ -33,7 +37,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     service: ProfileService,
     config: ApiConfig,
 }
@@ -47,6 +51,7 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
         .route("/v1/images/{image_id}", get(get_image))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_document))
         .fallback(route_not_found)
         // After the routes: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
@@ -59,7 +64,7 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
 }
 
 /// A user id from the path, validated by [`UserId::parse`].
-struct UserPath(UserId);
+pub(crate) struct UserPath(UserId);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserPath {
     type Rejection = ApiError;
@@ -73,7 +78,41 @@ impl<S: Send + Sync> FromRequestParts<S> for UserPath {
 }
 
 /// An image id from the path: the canonical lowercase form of a UUIDv7.
-struct ImagePath(ImageId);
+pub(crate) struct ImagePath(ImageId);
+
+/// How the API document describes a path parameter: its name, meaning, the pattern
+/// its extractor accepts and an example.
+fn path_parameter(name: &str, description: &str, pattern: &str, example: &str) -> Vec<Parameter> {
+    let schema = ObjectBuilder::new().schema_type(Type::String).pattern(Some(pattern));
+    vec![
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(schema))
+            .example(Some(example.into()))
+            .build(),
+    ]
+}
+
+impl IntoParams for UserPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        path_parameter("user_id", "the user's id", r"^[A-Za-z0-9._-]{1,128}$", "alice")
+    }
+}
+
+impl IntoParams for ImagePath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let uuid_v7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$";
+        path_parameter(
+            "image_id",
+            "an image id, as a profile's `image_id` names it",
+            uuid_v7,
+            "01900000-0000-7000-8000-000000000001",
+        )
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
     type Rejection = ApiError;
@@ -87,7 +126,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
 }
 
 /// `PUT /v1/profiles/{user_id}`: validates the whole upload, then writes it.
-async fn put_profile(
+#[utoipa::path(
+    put,
+    path = "/v1/profiles/{user_id}",
+    tag = "profiles",
+    summary = "Write a profile: its metadata and its image, together",
+    description = "The whole upload is checked before anything is stored: a refused upload stores nothing. \
+        Each write stores the image under a fresh id, so `image_id` and `image_url` change with every write.",
+    params(UserPath),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "the profile as stored", body = ProfileBody)),
+)]
+pub(crate) async fn put_profile(
     State(state): State<AppState>,
     UserPath(user): UserPath,
     request: Request,
@@ -112,14 +162,30 @@ async fn put_profile(
 }
 
 /// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.
-async fn get_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{user_id}",
+    tag = "profiles",
+    summary = "Read a profile: its metadata and its image (base64), always from one write",
+    params(UserPath),
+    responses((status = 200, description = "the profile and its image", body = ProfileWithImage)),
+)]
+pub(crate) async fn get_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<Response, ApiError> {
     let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
     profile_response(&profile.record, profile.image)
 }
 
 /// `GET /v1/profiles/{user_id}/image`: the current image's bytes with the type
 /// recorded at upload.
-async fn get_profile_image(
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{user_id}/image",
+    tag = "profiles",
+    summary = "The current image's bytes, typed as recorded at upload",
+    params(UserPath),
+    responses((status = 200, description = "the image's bytes; caches must revalidate (`Cache-Control: no-cache`)")),
+)]
+pub(crate) async fn get_profile_image(
     State(state): State<AppState>,
     UserPath(user): UserPath,
     headers: HeaderMap,
@@ -133,7 +199,15 @@ async fn get_profile_image(
 }
 
 /// `GET /v1/images/{image_id}`: one image's immutable bytes, typed by their content.
-async fn get_image(
+#[utoipa::path(
+    get,
+    path = "/v1/images/{image_id}",
+    tag = "images",
+    summary = "One image's immutable bytes, typed by their content, cacheable for a year",
+    params(ImagePath),
+    responses((status = 200, description = "the image's bytes; cacheable for a year (`immutable`)")),
+)]
+pub(crate) async fn get_image(
     State(state): State<AppState>,
     ImagePath(image_id): ImagePath,
     headers: HeaderMap,
@@ -144,20 +218,45 @@ async fn get_image(
 }
 
 /// `DELETE /v1/profiles/{user_id}`: 204, or 404 when there was no profile.
-async fn delete_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<StatusCode, ApiError> {
+#[utoipa::path(
+    delete,
+    path = "/v1/profiles/{user_id}",
+    tag = "profiles",
+    summary = "Delete a profile; its image is left for the cleaner",
+    params(UserPath),
+    responses((status = 204, description = "the profile was deleted")),
+)]
+pub(crate) async fn delete_profile(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+) -> Result<StatusCode, ApiError> {
     if state.service.delete(&user).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::profile_not_found()) }
 }
 
 /// `GET /healthz`: the process is up. Touches no store, so a store outage does not
 /// get healthy servers restarted.
-async fn healthz() -> Json<StatusBody> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    summary = "Liveness: the process is up (touches no store)",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = StatusBody)),
+)]
+pub(crate) async fn healthz() -> Json<StatusBody> {
     Json(StatusBody { status: "ok" })
 }
 
 /// `GET /readyz`: both stores answer within [`READY_LIMIT`] and the clocks agree. A
 /// store's failure is logged, not answered (the probe is often reachable by more people
 /// than the logs are); a clock out of bounds is named with its offset.
-async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    summary = "Readiness: both stores answer within 2 s and the clocks agree",
+    responses((status = 200, description = "`{\"status\": \"ready\"}`", body = StatusBody)),
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiError> {
     match state.service.ready(READY_LIMIT).await {
         Ok(()) => Ok(Json(StatusBody { status: "ready" })),
         Err(e @ ServiceError::ClockOutOfBounds(_)) => Err(e.into()),
@@ -166,6 +265,18 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<StatusBody>, ApiEr
             Err(ApiError::not_ready())
         }
     }
+}
+
+/// `GET /openapi.json`: the API document (`docs/openapi.json` is the same text).
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "probes",
+    summary = "This API as an OpenAPI 3.1 document",
+    responses((status = 200, description = "the document", content_type = "application/json", body = Object)),
+)]
+pub(crate) async fn openapi_document() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::openapi_json()).into_response()
 }
 
 async fn route_not_found() -> ApiError {
