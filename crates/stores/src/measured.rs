@@ -28,8 +28,13 @@ pub const CALL_DURATION: &str = "profilestore_store_call_duration_seconds";
 /// or `abandoned` for a call given up before it answered).
 pub const CALL_ERRORS: &str = "profilestore_store_call_errors_total";
 
-/// Every figure this module records, by name.
-pub const NAMES: &[&str] = &[CALL_DURATION, CALL_ERRORS];
+/// Retries the blob store's client made inside blob puts, by `backend` (S3 only: the
+/// other backends do not retry). A retried put whose first attempt landed fails as
+/// `already_exists` and leaves an orphan, so retries explain such errors.
+pub const BLOB_PUT_RETRIES: &str = "profilestore_blob_put_retries_total";
+
+/// Every figure the stores record, by name.
+pub const NAMES: &[&str] = &[CALL_DURATION, CALL_ERRORS, BLOB_PUT_RETRIES];
 
 /// The buckets of [`CALL_DURATION`], in seconds: from a cached point read to a stalled
 /// store.
@@ -40,6 +45,7 @@ pub const CALL_BUCKETS: &[f64] =
 pub fn describe() {
     describe_histogram!(CALL_DURATION, Unit::Seconds, "Store call latency by store, backend and operation.");
     describe_counter!(CALL_ERRORS, "Store calls that failed or were abandoned, by error kind.");
+    describe_counter!(BLOB_PUT_RETRIES, "Retries the blob store's client made inside blob puts.");
 }
 
 /// A store whose every call is measured. Keeps the inner store's contract exactly.

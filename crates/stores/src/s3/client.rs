@@ -92,7 +92,9 @@ pub(super) fn build(bucket: &str, options: &S3Options) -> Result<AmazonS3, Store
         // `If-None-Match: *` on create-only puts (object_store's default, made explicit
         // because never overwriting depends on it).
         .with_conditional_put(S3ConditionalPut::ETagMatch)
-        .with_retry(retry_config());
+        .with_retry(retry_config())
+        // Counts each call's requests, so a blob put's retries can be reported.
+        .with_http_connector(super::attempts::CountingConnector::default());
     let mut client_options = ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT).with_timeout(REQUEST_TIMEOUT);
     match options.endpoint.as_deref().filter(|e| !e.is_empty()) {
         Some(endpoint) => {

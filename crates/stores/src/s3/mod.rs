@@ -43,6 +43,7 @@ use profilestore_core::time::Timestamp;
 
 use crate::open::{OpenError, OpenMode, S3Options};
 
+mod attempts;
 mod client;
 mod errors;
 mod listing;
@@ -230,7 +231,11 @@ impl S3BlobStore {
 #[async_trait::async_trait]
 impl BlobStore for S3BlobStore {
     async fn put_new(&self, key: &BlobKey, bytes: Bytes) -> Result<(), StoreError> {
-        self.put_create(&key.to_string(), bytes, "storing a blob").await
+        let (stored, requests) = attempts::counting(self.put_create(&key.to_string(), bytes, "storing a blob")).await;
+        if requests > 1 {
+            metrics::counter!(crate::measured::BLOB_PUT_RETRIES, "backend" => "s3").increment(u64::from(requests - 1));
+        }
+        stored
     }
 
     async fn get(&self, key: &BlobKey) -> Result<Option<Bytes>, StoreError> {
