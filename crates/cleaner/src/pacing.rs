@@ -73,6 +73,36 @@ impl FromStr for DeleteRate {
     }
 }
 
+/// A rate in a settings file: the same text [`FromStr`] reads (`"500/s"`), or a bare
+/// whole number of keys per second (`500`), as on the command line.
+impl<'de> serde::Deserialize<'de> for DeleteRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DeleteRate, D::Error> {
+        struct RateVisitor;
+
+        impl serde::de::Visitor<'_> for RateVisitor {
+            type Value = DeleteRate;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a delete rate such as \"500/s\" or a number of keys per second")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<DeleteRate, E> {
+                s.parse().map_err(E::custom)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, keys: u64) -> Result<DeleteRate, E> {
+                DeleteRate::new(keys, Duration::from_secs(1)).map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, keys: i64) -> Result<DeleteRate, E> {
+                self.visit_str(&keys.to_string())
+            }
+        }
+
+        d.deserialize_any(RateVisitor)
+    }
+}
+
 impl fmt::Display for DeleteRate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.keys, humantime::format_duration(self.per))
@@ -132,6 +162,17 @@ mod tests {
             let err = bad.parse::<DeleteRate>().expect_err(bad);
             assert!(err.to_string().contains("500/s"), "{err} does not show an example");
         }
+    }
+
+    #[test]
+    fn rates_deserialise_from_the_same_text_or_a_bare_number() {
+        let from = |json: &str| serde_json::from_str::<DeleteRate>(json).map_err(|e| e.to_string());
+        assert_eq!(from("\"30000/min\""), Ok(rate("30000/min")));
+        assert_eq!(from("500"), Ok(rate("500/s")));
+        assert!(from("0").unwrap_err().contains("at least one key"));
+        assert!(from("-5").unwrap_err().contains("500/s"));
+        assert!(from("\"fast\"").unwrap_err().contains("500/s"));
+        assert!(from("1.5").unwrap_err().contains("delete rate"));
     }
 
     #[test]

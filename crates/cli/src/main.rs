@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::args::{Cli, Command, LogFormat};
+use crate::args::{Cli, Command, Layer, LogFormat};
 use crate::config::FileSettings;
 
 fn main() -> ExitCode {
@@ -41,7 +41,9 @@ fn main() -> ExitCode {
     };
     // A benchmark's server would log every request it answers: warnings only.
     let default_filter = if matches!(cli.command, Command::Bench(_)) { "warn" } else { "info,sqlx=warn" };
-    init_logging(cli.log_format.or(file.log_format).unwrap_or(LogFormat::Text), default_filter);
+    let mut log = cli.log.clone();
+    log.fill_from(&file.log);
+    init_logging(log.log_format.unwrap_or(LogFormat::Text), default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(&e.into()),

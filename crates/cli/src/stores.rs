@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use profilestore_core::pairing::{TimingOverrides, pair_or_verify, verify};
+use profilestore_core::pairing::{pair_or_verify, verify};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, MetadataStore, Pairing};
 use profilestore_core::time::Clock;
@@ -40,15 +40,6 @@ pub fn urls(args: &StoreArgs) -> anyhow::Result<(String, String, Option<PathBuf>
     Ok((database, blobs, uses_data_dir.then_some(data_dir)))
 }
 
-fn overrides(args: &TimingArgs) -> TimingOverrides {
-    TimingOverrides {
-        request_timeout: args.request_timeout,
-        min_blob_age: args.min_blob_age,
-        delete_delay: args.delete_delay,
-        clock_skew: args.clock_skew,
-    }
-}
-
 /// For `serve` and `init`: creates and migrates the stores as needed, pairs them on
 /// first use (storing these timings), and verifies them otherwise.
 pub async fn open_and_pair(stores: &StoreArgs, timings: &TimingArgs, clock: Arc<dyn Clock>) -> anyhow::Result<Opened> {
@@ -58,7 +49,7 @@ pub async fn open_and_pair(stores: &StoreArgs, timings: &TimingArgs, clock: Arc<
     }
     let metadata = profilestore_stores::open_metadata(&database, OpenMode::Migrate, clock.clone()).await?;
     let blobs = profilestore_stores::open_blobs(&blob_url, OpenMode::Migrate, clock, &stores.s3.options()).await?;
-    let first_timings = checked(overrides(timings).apply_to(&Timings::default()), timings.allow_unsafe_timing)?;
+    let first_timings = checked(timings.overrides().apply_to(&Timings::default()), timings.allow_unsafe_timing)?;
     #[allow(clippy::disallowed_methods)] // a cluster id is made once, at pairing; not core logic
     let first = Pairing { cluster_id: uuid::Uuid::now_v7(), timings: first_timings };
     let pairing = pair_or_verify(metadata.as_ref(), blobs.as_ref(), &first)
@@ -93,7 +84,7 @@ pub async fn open_existing(
 /// The timings a process runs under once the cluster's are `pairing.timings`: the
 /// stored ones, unless timings given explicitly to this process differ (an error).
 pub fn adopt_timings(pairing: &Pairing, args: &TimingArgs) -> anyhow::Result<Timings> {
-    let timings = overrides(args).check_against(&pairing.timings)?;
+    let timings = args.overrides().check_against(&pairing.timings)?;
     checked(timings, args.allow_unsafe_timing)
 }
 
@@ -109,7 +100,7 @@ fn finish(
 
 /// The new timings for `set-timings`: the stored ones with the given flags applied.
 pub fn updated_timings(stored: &Timings, args: &TimingArgs) -> anyhow::Result<Timings> {
-    checked(overrides(args).apply_to(stored), args.allow_unsafe_timing)
+    checked(args.overrides().apply_to(stored), args.allow_unsafe_timing)
 }
 
 /// `timings` if they keep every safety rule; with `allow_unsafe` they pass anyway,

@@ -71,17 +71,15 @@ impl std::fmt::Display for TimingMismatch {
     }
 }
 
-/// The timing flags a process was started with, each `None` when not given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimingOverrides {
-    /// `--request-timeout`, if given.
-    pub request_timeout: Option<std::time::Duration>,
-    /// `--min-blob-age`, if given.
-    pub min_blob_age: Option<std::time::Duration>,
-    /// `--delete-delay`, if given.
-    pub delete_delay: Option<std::time::Duration>,
-    /// `--clock-skew`, if given.
-    pub clock_skew: Option<std::time::Duration>,
+/// The timing settings a process was started with, each `None` when not given: the
+/// timings type over optional values, so a new timing needs no second struct here.
+pub type TimingOverrides = Timings<Option<std::time::Duration>>;
+
+impl Default for TimingOverrides {
+    /// No timing given.
+    fn default() -> Self {
+        Timings { request_timeout: None, min_blob_age: None, delete_delay: None, clock_skew: None }
+    }
 }
 
 impl TimingOverrides {

@@ -116,34 +116,60 @@ pub enum OpenError {
     },
 }
 
-/// `url` with anything that may be a secret replaced by `***`: the userinfo before an
-/// `@` (user names can be tokens, too) and every query parameter's value.
+/// `text` with anything that may be a secret replaced by `***`: the userinfo before an
+/// `@` (user names can be tokens, too), every query parameter's value and any fragment.
 ///
-/// Errs toward hiding: an `@` anywhere after the scheme counts as ending a userinfo.
-pub fn redact_url(url: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match before_query.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((_userinfo, host_and_path)) => format!("{scheme}://***@{host_and_path}"),
-            None => before_query.to_owned(),
-        },
-        None => before_query.to_owned(),
-    };
-    if let Some(query) = query {
-        let params: Vec<String> = query
-            .split('&')
-            .map(|param| match param.split_once('=') {
-                Some((key, _value)) => format!("{key}=***"),
-                None => param.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&params.join("&"));
+/// The `url` crate finds them; the text comes back unchanged when there is nothing to
+/// hide, and otherwise as the `url` crate writes it. Errs toward hiding: an `@` that the
+/// URL reads as part of the path (a password with an unencoded `/`) still hides
+/// everything before it, and text that is no URL shows nothing after its scheme unless
+/// it has no `@`, `:`, `?` or `#` there (then nothing in it has the shape of a secret,
+/// like a local path with a space).
+pub fn redact_url(text: &str) -> String {
+    let Ok(mut url) = url::Url::parse(text) else { return redact_unparsed(text) };
+    let has_userinfo = !url.username().is_empty() || url.password().is_some();
+    if !has_userinfo && url.query().is_none() && url.fragment().is_none() && !text.contains('@') {
+        return text.to_owned();
     }
-    out
+    if has_userinfo {
+        // Cannot fail: a URL that has userinfo can hold it.
+        let _ = url.set_password(None);
+        let _ = url.set_username("***");
+    }
+    if url.query().is_some() {
+        let names: Vec<String> = url.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        url.query_pairs_mut().clear().extend_pairs(names.iter().map(|name| (name, "***")));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some("***"));
+    }
+    hide_through_last_at(url.as_str())
+}
+
+/// Everything between the scheme and the last `@` replaced by `***`.
+fn hide_through_last_at(text: &str) -> String {
+    let start = after_scheme(text);
+    match text[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &text[..start], &text[start + at..]),
+        None => text.to_owned(),
+    }
+}
+
+/// Text that is no URL: kept only when nothing after its scheme can be a secret.
+fn redact_unparsed(text: &str) -> String {
+    let start = after_scheme(text);
+    if text[start..].contains(['@', ':', '?', '#']) { format!("{}***", &text[..start]) } else { text.to_owned() }
+}
+
+/// Where what follows `scheme://` (or `scheme:`) starts; 0 without a scheme.
+fn after_scheme(text: &str) -> usize {
+    let Some((scheme, rest)) = text.split_once(':') else { return 0 };
+    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !valid {
+        return 0;
+    }
+    scheme.len() + 1 + if rest.starts_with("//") { 2 } else { 0 }
 }
 
 #[cfg(test)]
@@ -160,6 +186,35 @@ mod tests {
         );
         assert_eq!(redact_url("sqlite://data/p.db"), "sqlite://data/p.db");
         assert_eq!(redact_url("file:///var/lib/blobs"), "file:///var/lib/blobs");
+    }
+
+    #[test]
+    fn odd_urls_never_show_a_secret() {
+        let hidden = |text: &str, secret: &str| {
+            let out = redact_url(text);
+            assert!(!out.contains(secret), "{text} shows {secret}: {out}");
+            out
+        };
+        assert_eq!(hidden("postgres://u:p%40ss%2Fw@db/p", "ss"), "postgres://***@db/p");
+        assert_eq!(hidden("postgres://u:p@ss@db/p", "ss"), "postgres://***@db/p");
+        assert_eq!(hidden("postgres://tok3n@db/p", "tok3n"), "postgres://***@db/p");
+        assert_eq!(hidden("postgres://u:hunter2@[::1]:5432/p", "hunter2"), "postgres://***@[::1]:5432/p");
+        assert_eq!(
+            hidden("postgres://db/p?password=hunter2&sslmode", "hunter2"),
+            "postgres://db/p?password=***&sslmode=***"
+        );
+        assert_eq!(hidden("s3://b/p#hunter2", "hunter2"), "s3://b/p#***");
+        // No scheme, or no URL at all: nothing after the scheme is shown.
+        assert_eq!(hidden("alice:hunter2@db/p", "hunter2"), "alice:***@db/p");
+        assert_eq!(hidden("alice@db", "alice"), "***");
+        assert_eq!(hidden("postgres://u:hunter2@[::1/p", "hunter2"), "postgres://***");
+        assert_eq!(hidden("postgres://u:hunter2", "hunter2"), "postgres://***");
+        assert_eq!(hidden("postgres://u:pw@db:port/p", "pw"), "postgres://***");
+        // Nothing shaped like a secret: shown as given, not as the `url` crate would write it.
+        assert_eq!(redact_url("sqlite://my data/p.db"), "sqlite://my data/p.db");
+        assert_eq!(redact_url("SQLite:///var/my data/p.db"), "SQLite:///var/my data/p.db");
+        assert_eq!(redact_url("data/p.db"), "data/p.db");
+        assert_eq!(redact_url(""), "");
     }
 }
 

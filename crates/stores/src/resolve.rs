@@ -8,9 +8,11 @@
 //! | `postgres://user@host/db`, `postgresql://…` | `PostgresMetadataStore` (feature `postgres`) |
 //! | `s3://bucket/prefix` | `S3BlobStore` (feature `s3`), reached as [`S3Options`] say |
 //!
-//! Paths are taken literally (no percent-decoding); a path after `scheme://` is
-//! relative to the working directory unless it starts with `/`. Every store opened here
-//! is [`Measured`]. Adding a backend is one
+//! The `url` crate reads the scheme, and the whole URL of a database or a bucket.
+//! Local paths are the exception: they are taken literally from the text (no
+//! percent-decoding), and a path after `scheme://` is relative to the working directory
+//! unless it starts with `/`: a URL has no relative form, and the `url` crate would read
+//! `data` in `sqlite://data/p.db` as a host. Every store opened here is [`Measured`]. Adding a backend is one
 //! `Scheme` variant and one match arm in each `open_*` function.
 
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use std::sync::Arc;
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::store::{BlobStore, MetadataStore};
 use profilestore_core::time::Clock;
+
+use url::Url;
 
 use crate::measured::Measured;
 
@@ -62,30 +66,66 @@ impl Scheme {
     }
 }
 
-/// A URL split into its scheme and the rest, after `scheme://` or `scheme:`.
+/// A storage URL: its scheme, the text after it, and the whole read as a URL.
 struct Parsed<'a> {
     scheme: Scheme,
+    /// The text after `scheme://` or `scheme:`, as given: local paths are read from it.
     rest: &'a str,
+    /// The text read as a URL; an error for text a URL cannot hold, which only a local
+    /// path may be (`sqlite://my data/p.db`).
+    url: Result<Url, url::ParseError>,
     redacted: String,
 }
 
-fn parse<'a>(url: &'a str, supported: &'static str) -> Result<Parsed<'a>, OpenError> {
-    let redacted = redact_url(url);
-    let Some((name, rest)) = url.split_once(':') else {
+impl Parsed<'_> {
+    /// The URL, or why the text is none.
+    fn url(&self) -> Result<&Url, OpenError> {
+        self.url.as_ref().map_err(|e| OpenError::InvalidUrl { url: self.redacted.clone(), reason: e.to_string() })
+    }
+}
+
+fn parse<'a>(text: &'a str, supported: &'static str) -> Result<Parsed<'a>, OpenError> {
+    let redacted = redact_url(text);
+    let url = Url::parse(text);
+    // The `url` crate falls back to a relative reference exactly when the text does not
+    // start with a scheme; any other error comes after a valid `scheme:`.
+    let has_scheme = url != Err(url::ParseError::RelativeUrlWithoutBase);
+    let Some((name, rest)) = text.split_once(':').filter(|_| has_scheme) else {
         return Err(OpenError::NoScheme { url: redacted, supported });
     };
-    let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    if !valid_name {
-        return Err(OpenError::NoScheme { url: redacted, supported });
-    }
-    let scheme = Scheme::from_name(name).ok_or_else(|| OpenError::UnknownScheme {
+    let name = url.as_ref().map_or_else(|_| name.to_ascii_lowercase(), |u| u.scheme().to_owned());
+    let scheme = Scheme::from_name(&name).ok_or_else(|| OpenError::UnknownScheme {
         url: redacted.clone(),
-        scheme: name.to_owned(),
+        scheme: name.clone(),
         supported,
     })?;
     let rest = rest.strip_prefix("//").unwrap_or(rest);
-    Ok(Parsed { scheme, rest, redacted })
+    Ok(Parsed { scheme, rest, url, redacted })
+}
+
+/// What follows `s3://`, once the `url` crate has read it and no credentials or port
+/// are in it; the bucket and prefix rules are the S3 backend's.
+#[cfg(feature = "s3")]
+fn s3_location(parsed: &Parsed<'_>) -> Result<String, OpenError> {
+    let url = parsed.url()?;
+    let invalid = |reason: &str| OpenError::InvalidUrl { url: parsed.redacted.clone(), reason: reason.to_owned() };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials do not belong in an s3:// URL: give them as settings (--s3-access-key-id, AWS_ACCESS_KEY_ID, …)",
+        ));
+    }
+    if url.port().is_some() {
+        return Err(invalid("a port belongs to the endpoint (--s3-endpoint), not to the bucket"));
+    }
+    let mut location = format!("{}{}", url.host_str().unwrap_or_default(), url.path());
+    // Passed on for the backend to refuse with its reason.
+    for (mark, part) in [('?', url.query()), ('#', url.fragment())] {
+        if let Some(part) = part {
+            location.push(mark);
+            location.push_str(part);
+        }
+    }
+    Ok(location)
 }
 
 /// The file-system path of a `sqlite:` or `file:` URL.
@@ -148,6 +188,8 @@ pub async fn open_blobs(
 
 #[cfg(feature = "postgres")]
 async fn open_postgres(parsed: &Parsed<'_>, url: &str, mode: OpenMode) -> Result<Arc<dyn MetadataStore>, OpenError> {
+    // Refused here, naming what is wrong, rather than by the driver.
+    parsed.url()?;
     crate::postgres::open(url, parsed.redacted.clone(), mode).await
 }
 
@@ -158,7 +200,7 @@ async fn open_postgres(parsed: &Parsed<'_>, _url: &str, _mode: OpenMode) -> Resu
 
 #[cfg(feature = "s3")]
 async fn open_s3(parsed: &Parsed<'_>, mode: OpenMode, options: &S3Options) -> Result<Arc<dyn BlobStore>, OpenError> {
-    crate::s3::open(parsed.rest, parsed.redacted.clone(), mode, options).await
+    crate::s3::open(&s3_location(parsed)?, parsed.redacted.clone(), mode, options).await
 }
 
 #[cfg(not(feature = "s3"))]
@@ -193,5 +235,38 @@ mod tests {
         assert!(matches!(path_of("data/p.db"), Err(OpenError::NoScheme { .. })));
         assert!(matches!(path_of("./x:y"), Err(OpenError::NoScheme { .. })));
         assert!(matches!(path_of("redis://h"), Err(OpenError::UnknownScheme { .. })));
+        assert!(matches!(path_of(""), Err(OpenError::NoScheme { .. })));
+        assert!(matches!(path_of(":x"), Err(OpenError::NoScheme { .. })));
+    }
+
+    #[test]
+    fn local_paths_a_url_cannot_hold_are_still_taken_literally() {
+        assert_eq!(path_of("sqlite://my data/p.db").unwrap(), "my data/p.db");
+        assert_eq!(path_of("file:///var/lib/my blobs").unwrap(), "/var/lib/my blobs");
+        assert_eq!(path_of("file://Data/Blobs").unwrap(), "Data/Blobs", "no host lower-casing");
+        assert_eq!(path_of("sqlite://data/p%20q.db").unwrap(), "data/p%20q.db", "no percent-decoding");
+        assert_eq!(path_of("FILE:///x").unwrap(), "/x");
+    }
+
+    #[cfg(feature = "s3")]
+    #[test]
+    fn s3_urls_are_read_by_the_url_crate_and_refuse_credentials_and_ports() {
+        let location = |text: &str| parse(text, BLOB_SCHEMES).and_then(|p| s3_location(&p));
+        assert_eq!(location("s3://avatars/profiles").unwrap(), "avatars/profiles");
+        assert_eq!(location("s3://avatars").unwrap(), "avatars");
+        assert_eq!(location("S3://avatars/p/").unwrap(), "avatars/p/");
+        assert_eq!(location("s3://b/p?region=eu").unwrap(), "b/p?region=eu", "left for the backend to refuse");
+        let err = location("s3://AKIA:hunter2@avatars/p").unwrap_err().to_string();
+        assert!(err.contains("credentials") && !err.contains("hunter2") && !err.contains("AKIA"), "{err}");
+        assert!(location("s3://avatars:9000/p").unwrap_err().to_string().contains("--s3-endpoint"));
+        assert!(matches!(location("s3://bad bucket/p"), Err(OpenError::InvalidUrl { .. })));
+    }
+
+    #[test]
+    fn a_database_url_must_be_a_url() {
+        let parsed = parse("postgres://u:pw@[::1/db", METADATA_SCHEMES).unwrap();
+        let err = parsed.url().unwrap_err().to_string();
+        assert!(err.contains("invalid storage URL") && !err.contains("pw"), "{err}");
+        assert!(parse("postgres://u:pw@[::1]:5432/db", METADATA_SCHEMES).unwrap().url().is_ok());
     }
 }

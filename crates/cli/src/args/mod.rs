@@ -1,17 +1,24 @@
-//! The command line: subcommands and their flags. Every flag can also come from a
+//! The command line: subcommands and their flags. Every setting can also come from a
 //! `PROFILESTORE_…` environment variable or the TOML file named by `--config`
-//! (precedence: flag, then environment, then file, then the built-in default).
+//! (precedence: flag, then environment, then file, then the built-in default); the
+//! settings groups in [`settings`] are the one definition all three read.
 
-use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use profilestore_cleaner::DeleteRate;
 
+#[cfg(test)]
+mod readme_tests;
+mod settings;
 mod tools;
 
+pub use settings::{
+    CleanSettings, ClockCheckArgs, Layer, Listen, LogArgs, ProgressArgs, S3Args, ServeSettings, StoreArgs, TimingArgs,
+};
 pub use tools::{BenchArgs, CheckModelArgs, ModelVariant, SimulateArgs};
 
 /// User profiles split across a database and a blob store, with a storage cleaner
@@ -23,9 +30,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "PROFILESTORE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Log format on standard error.
-    #[arg(long, global = true, env = "PROFILESTORE_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[command(flatten)]
+    pub log: LogArgs,
 
     #[command(subcommand)]
     pub command: Command,
@@ -124,126 +130,6 @@ pub struct ReportArgs {
     pub json: bool,
 }
 
-/// Where the stores are.
-#[derive(Debug, Clone, Args, Default)]
-pub struct StoreArgs {
-    /// Directory for the embedded default stores (SQLite file and blob directory).
-    /// [default: ./profilestore-data]
-    #[arg(long, env = "PROFILESTORE_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// Metadata database URL (`sqlite://PATH` or `postgres://USER@HOST/DB`).
-    /// [default: sqlite://DATA_DIR/profilestore.db]
-    #[arg(long, env = "PROFILESTORE_DATABASE", value_name = "URL")]
-    pub database: Option<String>,
-
-    /// Blob store URL (`file://PATH` or `s3://BUCKET/PREFIX`). [default: file://DATA_DIR/blobs]
-    #[arg(long, env = "PROFILESTORE_BLOBS", value_name = "URL")]
-    pub blobs: Option<String>,
-
-    #[command(flatten)]
-    pub s3: S3Args,
-}
-
-/// How to reach an S3-compatible server (only for `--blobs s3://…`). Credentials must
-/// be given (or signing explicitly skipped): profilestore never asks a cloud metadata
-/// endpoint for them.
-#[derive(Debug, Clone, Args, Default)]
-pub struct S3Args {
-    /// S3 endpoint, e.g. `http://127.0.0.1:9000` for a self-hosted server. [default: AWS]
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
-    pub s3_endpoint: Option<String>,
-
-    /// Region to sign requests for. [default: us-east-1]
-    #[arg(long, env = "AWS_REGION", value_name = "REGION")]
-    pub s3_region: Option<String>,
-
-    /// Access key id.
-    #[arg(long, env = "AWS_ACCESS_KEY_ID", value_name = "KEY", hide_env_values = true)]
-    pub s3_access_key_id: Option<String>,
-
-    /// Secret access key (prefer the environment variable to the flag).
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
-
-    /// Session token for temporary credentials.
-    #[arg(long, env = "AWS_SESSION_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub s3_session_token: Option<String>,
-
-    /// Send unsigned requests (a bucket that allows anonymous access); no credentials.
-    #[arg(long, env = "PROFILESTORE_S3_SKIP_SIGNATURE")]
-    pub s3_skip_signature: bool,
-
-    /// How many key prefixes (shards) a listing lists at once, 1 to 64; 1 lists with
-    /// one sequential walk. [default: 8]
-    #[arg(long, env = "PROFILESTORE_S3_LIST_CONCURRENCY", value_parser = parse_positive, value_name = "N")]
-    pub s3_list_concurrency: Option<NonZeroUsize>,
-}
-
-impl S3Args {
-    /// The options the S3 backend opens with.
-    pub fn options(&self) -> profilestore_stores::S3Options {
-        profilestore_stores::S3Options {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            access_key_id: self.s3_access_key_id.clone(),
-            secret_access_key: self.s3_secret_access_key.clone(),
-            session_token: self.s3_session_token.clone(),
-            skip_signature: self.s3_skip_signature,
-            list_concurrency: self.s3_list_concurrency,
-        }
-    }
-}
-
-/// The cluster-wide timings (docs/design.md, "Timing rules"). Left unset, a process uses
-/// the values stored when the stores were paired.
-#[derive(Debug, Clone, Args, Default)]
-pub struct TimingArgs {
-    /// A request is abandoned once this old: no database write and no blob read after
-    /// it. [default: 1h]
-    #[arg(long, env = "PROFILESTORE_REQUEST_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
-    pub request_timeout: Option<Duration>,
-
-    /// The cleaner only considers blobs at least this old. Must be at least
-    /// request-timeout + clock-skew. [default: 2h]
-    #[arg(long, env = "PROFILESTORE_MIN_BLOB_AGE", value_parser = parse_duration, value_name = "DURATION")]
-    pub min_blob_age: Option<Duration>,
-
-    /// The cleaner waits this long between finding blobs unreferenced and deleting
-    /// them. Must be at least request-timeout. [default: 1h]
-    #[arg(long, env = "PROFILESTORE_DELETE_DELAY", value_parser = parse_duration, value_name = "DURATION")]
-    pub delete_delay: Option<Duration>,
-
-    /// How far apart the clocks of servers, cleaners and stores may be. [default: 5m]
-    #[arg(long, env = "PROFILESTORE_CLOCK_SKEW", value_parser = parse_duration, value_name = "DURATION")]
-    pub clock_skew: Option<Duration>,
-
-    /// Run even with timings that break a safety rule. For simulation and
-    /// demonstration only: images can be lost.
-    #[arg(long, env = "PROFILESTORE_ALLOW_UNSAFE_TIMING")]
-    pub allow_unsafe_timing: bool,
-}
-
-/// How a process checks its clock against the stores' clocks.
-#[derive(Debug, Clone, Args, Default)]
-pub struct ClockCheckArgs {
-    /// How often to measure this process's offsets to the database's and the blob
-    /// store's clocks; writing and cleaning stop while one may exceed clock-skew.
-    /// [default: 10s]
-    #[arg(long, env = "PROFILESTORE_CLOCK_CHECK_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
-    pub clock_check_interval: Option<Duration>,
-}
-
-/// How `clean` and `audit` show their progress on standard error: a bar at a terminal,
-/// else a log line with the same counters every interval.
-#[derive(Debug, Clone, Args, Default)]
-pub struct ProgressArgs {
-    /// How often to log a progress line when standard error is not a terminal (and
-    /// always for `clean --every`). [default: 10s]
-    #[arg(long, env = "PROFILESTORE_PROGRESS_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
-    pub progress_interval: Option<Duration>,
-}
-
 /// Flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -253,51 +139,8 @@ pub struct ServeArgs {
     pub timings: TimingArgs,
     #[command(flatten)]
     pub clocks: ClockCheckArgs,
-
-    /// Address to listen on; port 0 picks a free port (printed at start). [default: 127.0.0.1:8080]
-    #[arg(long, env = "PROFILESTORE_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-
-    /// Largest image accepted, e.g. `10MiB`. [default: 10MiB]
-    #[arg(long, env = "PROFILESTORE_MAX_IMAGE_SIZE", value_parser = parse_size, value_name = "SIZE")]
-    pub max_image_size: Option<u64>,
-
-    /// Most pixels (width × height) an image may have. [default: 40000000]
-    #[arg(long, env = "PROFILESTORE_MAX_IMAGE_PIXELS", value_name = "PIXELS")]
-    pub max_image_pixels: Option<u64>,
-
-    /// Address of the admin listener (`/metrics`), kept apart from the API so a public
-    /// listener exposes only the API; `off` serves none. Port 0 picks a free port
-    /// (printed at start). [default: 127.0.0.1:0]
-    #[arg(long, env = "PROFILESTORE_ADMIN_LISTEN", value_parser = parse_listen, value_name = "ADDR|off")]
-    pub admin_listen: Option<Listen>,
-}
-
-/// Where an optional listener listens: an address, or nowhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub enum Listen {
-    /// Listen on this address.
-    On(SocketAddr),
-    /// Do not listen.
-    Off,
-}
-
-impl TryFrom<String> for Listen {
-    type Error = String;
-
-    fn try_from(s: String) -> Result<Listen, String> {
-        parse_listen(&s)
-    }
-}
-
-/// Parses `off` or a socket address such as `127.0.0.1:9464`.
-pub fn parse_listen(s: &str) -> Result<Listen, String> {
-    let s = s.trim();
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(Listen::Off);
-    }
-    s.parse().map(Listen::On).map_err(|_| format!("{s:?} is not an address such as 127.0.0.1:9464, nor `off`"))
+    #[command(flatten)]
+    pub serve: ServeSettings,
 }
 
 /// Flags of `init`.
@@ -320,48 +163,16 @@ pub struct CleanArgs {
     pub clocks: ClockCheckArgs,
     #[command(flatten)]
     pub progress: ProgressArgs,
-
-    /// Run as a daemon: a cycle every DURATION (e.g. `10m`) until SIGINT/SIGTERM.
-    #[arg(long, env = "PROFILESTORE_EVERY", value_parser = parse_duration, value_name = "DURATION")]
-    pub every: Option<Duration>,
-
-    /// Clean incrementally: each cycle lists only images minted since the horizon the
-    /// last completed cycles stored (plus the queue of replaced and deleted images),
-    /// and a full sweep of the whole store runs once every DURATION (e.g. `1d`) as the
-    /// safety net. [default: every cycle is a full sweep]
-    #[arg(long, env = "PROFILESTORE_FULL_EVERY", value_parser = parse_duration, value_name = "DURATION")]
-    pub full_every: Option<Duration>,
+    #[command(flatten)]
+    pub clean: CleanSettings,
 
     /// List what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Delete even when the database holds no records at all (otherwise such a cycle
-    /// deletes nothing: a wiped database would make every image look unreferenced).
-    #[arg(long, env = "PROFILESTORE_ALLOW_EMPTY_DATABASE")]
-    pub allow_empty_database: bool,
-
-    /// Stop a cycle that would delete more than this share (0..=1) of the old blobs.
-    #[arg(long, env = "PROFILESTORE_MAX_UNREFERENCED_FRACTION", value_parser = parse_fraction, value_name = "FRACTION")]
-    pub max_unreferenced_fraction: Option<f64>,
-
-    /// Delete at most this many keys per unit of time, on average (e.g. `500/s`,
-    /// `30000/min`, `1000/10s`; a bare number is per second). [default: no limit]
-    #[arg(long, env = "PROFILESTORE_DELETE_RATE", value_parser = parse_delete_rate, value_name = "RATE")]
-    pub delete_rate: Option<DeleteRate>,
-
-    /// Keys per delete request, 1 to 1000. [default: 1000]
-    #[arg(long, env = "PROFILESTORE_DELETE_BATCH_SIZE", value_name = "N")]
-    pub delete_batch_size: Option<usize>,
-
     /// Print the cycle summary as JSON.
     #[arg(long)]
     pub json: bool,
-
-    /// With `--every`: serve the daemon's `/metrics` on this address (e.g.
-    /// `127.0.0.1:9465`). [default: off]
-    #[arg(long, env = "PROFILESTORE_METRICS_LISTEN", value_parser = parse_listen, value_name = "ADDR|off")]
-    pub metrics_listen: Option<Listen>,
 }
 
 /// Flags of `audit`.
@@ -388,18 +199,20 @@ pub struct SetTimingsArgs {
     pub timings: TimingArgs,
 }
 
+/// What a duration looks like, for refusals of a flag's or a file's value alike.
+const DURATION_HINT: &str = "expected a duration such as 2h, 10m, 1h 30m or 250ms";
+
+/// What a size looks like, for refusals of a flag's or a file's value alike.
+const SIZE_HINT: &str = "expected a size such as 10MiB, 512KiB or 1000000";
+
 /// Parses a human duration such as `2h`, `10m`, `1h 5m` or `250ms`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim())
-        .map_err(|e| format!("{e} (expected a duration such as 2h, 10m, 1h 30m or 250ms)"))
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e} ({DURATION_HINT})"))
 }
 
 /// Parses a human size such as `10MiB`, `512KiB` or `1000000` (bytes).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    s.trim()
-        .parse::<bytesize::ByteSize>()
-        .map(|b| b.as_u64())
-        .map_err(|e| format!("{e} (expected a size such as 10MiB, 512KiB or 1000000)"))
+pub fn parse_size(s: &str) -> Result<ByteSize, String> {
+    s.trim().parse::<ByteSize>().map_err(|e| format!("{e} ({SIZE_HINT})"))
 }
 
 /// Parses a whole number of at least 1.
@@ -422,6 +235,7 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::settings::parse_listen;
     use super::*;
 
     #[test]
@@ -430,8 +244,8 @@ mod tests {
         assert_eq!(parse_duration("1h 5m"), Ok(Duration::from_secs(3900)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("soon").unwrap_err().contains("expected a duration"));
-        assert_eq!(parse_size("10MiB"), Ok(10 * 1024 * 1024));
-        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("10MiB"), Ok(ByteSize::mib(10)));
+        assert_eq!(parse_size("1000"), Ok(ByteSize::b(1000)));
         assert!(parse_size("big").is_err());
         assert_eq!(parse_fraction("0.25"), Ok(0.25));
         assert_eq!(parse_listen("off"), Ok(Listen::Off));

@@ -4,16 +4,17 @@ use profilestore_runtime::SystemClock;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::args::AuditArgs;
+use crate::args::{AuditArgs, Layer};
 use crate::config::FileSettings;
 use crate::progress::{self, Mode, Work};
 use crate::stores::open_paired;
 
 /// Prints the audit; exit status 1 when a record names a missing image.
 pub async fn run(mut args: AuditArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
-    file.fill_stores(&mut args.stores);
-    file.fill_timings(&mut args.timings)?;
-    let interval = file.progress_interval(&args.progress)?;
+    args.stores.fill_from(&file.stores);
+    args.timings.fill_from(&file.timings);
+    args.progress.fill_from(&file.progress);
+    let interval = args.progress.interval()?;
     let clock = Arc::new(SystemClock::new());
     let opened = open_paired(&args.stores, &args.timings, clock.clone()).await?;
     let counters = Arc::new(profilestore_cleaner::Progress::new());

@@ -9,7 +9,7 @@ use profilestore_core::pairing::verify;
 use profilestore_core::time::Clock;
 use profilestore_runtime::SystemClock;
 
-use crate::args::{CleanArgs, Listen};
+use crate::args::{CleanArgs, Layer, Listen};
 use crate::config::FileSettings;
 use crate::progress::{self, Mode, Work};
 use crate::stores::{Opened, open_paired};
@@ -17,11 +17,13 @@ use crate::stores::{Opened, open_paired};
 /// Runs the cleaner; a single cycle exits 1 unless it completed. A daemon serves its
 /// `/metrics` (from `render`) when given an address.
 pub async fn run(mut args: CleanArgs, file: &FileSettings, render: RenderMetrics) -> anyhow::Result<ExitCode> {
-    file.fill_stores(&mut args.stores);
-    file.fill_timings(&mut args.timings)?;
-    let progress_interval = file.progress_interval(&args.progress)?;
-    let metrics_listen = args.metrics_listen.or(file.metrics_listen);
-    let every = args.every.or(file.every()?);
+    args.stores.fill_from(&file.stores);
+    args.timings.fill_from(&file.timings);
+    args.clocks.fill_from(&file.clocks);
+    args.progress.fill_from(&file.progress);
+    args.clean.fill_from(&file.clean);
+    let progress_interval = args.progress.interval()?;
+    let (metrics_listen, every) = (args.clean.metrics_listen, args.clean.every);
     anyhow::ensure!(
         every.is_some() || !matches!(metrics_listen, Some(Listen::On(_))),
         "--metrics-listen serves a daemon's figures: it needs --every (one cycle exits before anyone scrapes it)"
@@ -31,15 +33,12 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings, render: RenderMetrics
     let config = CleanerConfig {
         timings: opened.timings,
         dry_run: args.dry_run,
-        allow_empty_database: args.allow_empty_database || file.allow_empty_database.unwrap_or(false),
-        max_unreferenced_fraction: args.max_unreferenced_fraction.or(file.max_unreferenced_fraction),
+        allow_empty_database: args.clean.allow_empty_database,
+        max_unreferenced_fraction: args.clean.max_unreferenced_fraction,
         allow_unsafe_timing: args.timings.allow_unsafe_timing,
-        delete_rate: args.delete_rate.or(file.delete_rate()?),
-        delete_batch_size: args
-            .delete_batch_size
-            .or(file.delete_batch_size)
-            .unwrap_or(CleanerConfig::default().delete_batch_size),
-        sweep: match args.full_every.or(file.full_every()?) {
+        delete_rate: args.clean.delete_rate,
+        delete_batch_size: args.clean.delete_batch_size.unwrap_or(CleanerConfig::default().delete_batch_size),
+        sweep: match args.clean.full_every {
             Some(full_every) => SweepMode::Incremental { full_every },
             None => SweepMode::Full,
         },

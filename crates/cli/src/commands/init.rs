@@ -6,14 +6,14 @@ use std::sync::Arc;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::SystemClock;
 
-use crate::args::InitArgs;
+use crate::args::{InitArgs, Layer};
 use crate::config::FileSettings;
 use crate::stores::open_and_pair;
 
 /// Prepares the stores and prints the cluster's identity and timings.
 pub async fn run(mut args: InitArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
-    file.fill_stores(&mut args.stores);
-    file.fill_timings(&mut args.timings)?;
+    args.stores.fill_from(&file.stores);
+    args.timings.fill_from(&file.timings);
     let opened = open_and_pair(&args.stores, &args.timings, Arc::new(SystemClock::new())).await?;
     let t = opened.timings;
     println!("stores paired as cluster {}", opened.cluster_id);

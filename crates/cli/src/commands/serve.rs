@@ -10,7 +10,7 @@ use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
 
-use crate::args::{Listen, ServeArgs};
+use crate::args::{Layer, Listen, ServeArgs};
 use crate::config::FileSettings;
 use crate::metrics::{AdminListener, announce};
 use crate::stores::open_and_pair;
@@ -26,14 +26,16 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:0";
 /// Serves until SIGINT/SIGTERM, then finishes the requests in flight; `/metrics` (from
 /// `render`) on the admin listener.
 pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics) -> anyhow::Result<ExitCode> {
-    file.fill_stores(&mut args.stores);
-    file.fill_timings(&mut args.timings)?;
+    args.stores.fill_from(&file.stores);
+    args.timings.fill_from(&file.timings);
+    args.clocks.fill_from(&file.clocks);
+    args.serve.fill_from(&file.serve);
     let defaults = ApiConfig::default();
     let config = ApiConfig {
-        max_image_size: args.max_image_size.or(file.max_image_size()?).unwrap_or(defaults.max_image_size),
-        max_image_pixels: args.max_image_pixels.or(file.max_image_pixels).unwrap_or(defaults.max_image_pixels),
+        max_image_size: args.serve.max_image_size.map_or(defaults.max_image_size, |size| size.as_u64()),
+        max_image_pixels: args.serve.max_image_pixels.unwrap_or(defaults.max_image_pixels),
     };
-    let listen: SocketAddr = match args.listen.or(file.listen) {
+    let listen: SocketAddr = match args.serve.listen {
         Some(addr) => addr,
         None => DEFAULT_LISTEN.parse().expect("default address parses"),
     };
@@ -67,7 +69,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         commit_stall_slack = %fmt_duration(timings.commit_stall_margin()),
         "serving"
     );
-    let admin = match args.admin_listen.or(file.admin_listen) {
+    let admin = match args.serve.admin_listen {
         Some(Listen::On(addr)) => Some(AdminListener::bind(addr).await?),
         Some(Listen::Off) => None,
         None => Some(AdminListener::bind(DEFAULT_ADMIN_LISTEN.parse().expect("default address parses")).await?),

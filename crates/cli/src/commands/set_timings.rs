@@ -7,14 +7,14 @@ use anyhow::Context;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::SystemClock;
 
-use crate::args::SetTimingsArgs;
+use crate::args::{Layer, SetTimingsArgs};
 use crate::config::FileSettings;
 use crate::stores::{open_existing, updated_timings};
 
 /// Stores the new timings, after checking them against the safety rules.
 pub async fn run(mut args: SetTimingsArgs, file: &FileSettings) -> anyhow::Result<ExitCode> {
-    file.fill_stores(&mut args.stores);
-    file.fill_timings(&mut args.timings)?;
+    args.stores.fill_from(&file.stores);
+    args.timings.fill_from(&file.timings);
     let clock = Arc::new(SystemClock::new());
     let (metadata, _, pairing) = open_existing(&args.stores, clock).await.context("refusing to change timings")?;
     let new = updated_timings(&pairing.timings, &args.timings)?;
