@@ -32,62 +32,52 @@ impl Timings<Duration> {
         clock_skew: Duration::from_secs(300),
     };
 
-    /// Checks every timing rule; `Ok` when all hold, else each broken rule.
-    pub fn validate(&self) -> Result<(), TimingViolations> {
-        let mut broken = Vec::new();
-        if self.request_timeout.is_zero() {
-            broken.push(TimingViolation {
-                setting: "request-timeout",
-                rule: "request-timeout > 0".into(),
-                detail: "a request with no time at all can do nothing".into(),
-            });
-        }
-        let needed = self.request_timeout + self.clock_skew;
-        if self.min_blob_age < needed {
-            broken.push(TimingViolation {
-                setting: "min-blob-age",
-                rule: format!(
-                    "min-blob-age ({}) >= request-timeout + clock-skew ({})",
-                    fmt_duration(self.min_blob_age),
-                    fmt_duration(needed)
-                ),
-                detail: "otherwise the cleaner can delete the blob of a write that has not yet committed its record"
-                    .into(),
-            });
-        }
-        if self.delete_delay < self.request_timeout {
-            broken.push(TimingViolation {
-                setting: "delete-delay",
-                rule: format!(
-                    "delete-delay ({}) >= request-timeout ({})",
-                    fmt_duration(self.delete_delay),
-                    fmt_duration(self.request_timeout)
-                ),
-                detail: "otherwise a read that fetched the old record can find its blob deleted".into(),
-            });
-        }
-        if broken.is_empty() { Ok(()) } else { Err(TimingViolations(broken)) }
-    }
-
-    /// Each timing rule with these values filled in, and whether it holds (for status
-    /// pages; [`validate`](Self::validate) says why a broken one matters).
-    pub fn rules(&self) -> Vec<(String, bool)> {
+    /// Every timing rule with these values filled in: the setting it constrains, the
+    /// rule, whether it holds, and why a broken one matters. The one list both
+    /// [`validate`](Self::validate) and [`rules`](Self::rules) read.
+    fn checked_rules(&self) -> [(&'static str, String, bool, &'static str); 3] {
         let (timeout, age, delay, skew) = (self.request_timeout, self.min_blob_age, self.delete_delay, self.clock_skew);
-        vec![
-            (format!("request-timeout ({}) > 0", fmt_duration(timeout)), !timeout.is_zero()),
+        [
             (
+                "request-timeout",
+                format!("request-timeout ({}) > 0", fmt_duration(timeout)),
+                !timeout.is_zero(),
+                "a request with no time at all can do nothing",
+            ),
+            (
+                "min-blob-age",
                 format!(
                     "min-blob-age ({}) >= request-timeout + clock-skew ({})",
                     fmt_duration(age),
                     fmt_duration(timeout + skew)
                 ),
                 age >= timeout + skew,
+                "otherwise the cleaner can delete the blob of a write that has not yet committed its record",
             ),
             (
+                "delete-delay",
                 format!("delete-delay ({}) >= request-timeout ({})", fmt_duration(delay), fmt_duration(timeout)),
                 delay >= timeout,
+                "otherwise a read that fetched the old record can find its blob deleted",
             ),
         ]
+    }
+
+    /// Checks every timing rule; `Ok` when all hold, else each broken rule.
+    pub fn validate(&self) -> Result<(), TimingViolations> {
+        let broken: Vec<TimingViolation> = self
+            .checked_rules()
+            .into_iter()
+            .filter(|(_, _, holds, _)| !holds)
+            .map(|(setting, rule, _, detail)| TimingViolation { setting, rule, detail: detail.into() })
+            .collect();
+        if broken.is_empty() { Ok(()) } else { Err(TimingViolations(broken)) }
+    }
+
+    /// Each timing rule with these values filled in, and whether it holds (for status
+    /// pages; [`validate`](Self::validate) says why a broken one matters).
+    pub fn rules(&self) -> Vec<(String, bool)> {
+        self.checked_rules().into_iter().map(|(_, rule, holds, _)| (rule, holds)).collect()
     }
 
     /// The slack a committed-but-not-yet-visible record may stall for without risk:
