@@ -43,6 +43,13 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     code(400, "unknown_part", "the upload has a part other than `metadata` and `image`"),
     code(400, "invalid_metadata", "the metadata part is not JSON"),
     code(400, "bad_request", "the request is malformed in a way the HTTP layer refused before the API saw it"),
+    code(401, "unauthenticated", "the request carries no bearer token and this server needs one (`WWW-Authenticate`)"),
+    code(
+        401,
+        "invalid_token",
+        "the bearer token is not valid here: bad signature or algorithm, expired, not yet valid, wrong issuer or audience",
+    ),
+    code(403, "forbidden", "the token is valid but may not write this profile (another user's, without the admin scope)"),
     code(404, "profile_not_found", "there is no profile for this user"),
     code(404, "image_not_found", "there is no image with this id"),
     code(404, "not_found", "no route matches the path"),
@@ -91,12 +98,14 @@ pub(crate) struct ApiError {
     code: &'static str,
     message: String,
     retry_after: Option<u64>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
     /// An error answered with `status`, the stable `code` and a human `message`.
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, challenge: None }
     }
 
     /// Asks the client to retry after `secs` seconds (`Retry-After`).
@@ -115,6 +124,26 @@ impl ApiError {
     #[cfg(test)]
     pub(crate) fn code(&self) -> &'static str {
         self.code
+    }
+
+    /// 401 `unauthenticated`: no bearer token where one is needed.
+    pub(crate) fn unauthenticated() -> Self {
+        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "this request needs a bearer token");
+        e.challenge = Some(r#"Bearer realm="profilestore""#);
+        e
+    }
+
+    /// 401 `invalid_token`: a bearer token that is not valid here. Why is logged, not
+    /// answered: the answer must not help forge a token.
+    pub(crate) fn invalid_token() -> Self {
+        let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", "the bearer token is not valid");
+        e.challenge = Some(r#"Bearer realm="profilestore", error="invalid_token""#);
+        e
+    }
+
+    /// 403 `forbidden`: a valid token without the right to this profile.
+    pub(crate) fn forbidden() -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "this token may not change this profile")
     }
 
     /// 404 `profile_not_found`.
@@ -283,6 +312,9 @@ impl IntoResponse for ApiError {
         );
         let body = ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(challenge) = self.challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -366,6 +398,9 @@ mod tests {
             ApiError::method_not_allowed(),
             ApiError::not_ready(),
             ApiError::internal(),
+            ApiError::unauthenticated(),
+            ApiError::invalid_token(),
+            ApiError::forbidden(),
         ];
         uploads
             .into_iter()

@@ -26,6 +26,7 @@
 //! | `image` | recognising an image by its magic bytes and reading its dimensions (never decoding) |
 //! | `json` | the JSON bodies of successful answers (and the upload's form, for the document) |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
+//! | `auth` | bearer tokens (JWT) and the policy: who may write which profile, whether reads need a token |
 //! | `error` | `ApiError`: every refusal with its status and stable code, and the mapping from [`ServiceError`](profilestore_core::error::ServiceError) |
 //! | `middleware` | the request id, the per-request log line and the net that turns any non-JSON error into the JSON shape |
 //! | [`metrics`] | the HTTP figures: requests, latency, bytes, in flight |
@@ -37,6 +38,7 @@ use std::future::Future;
 use profilestore_core::service::ProfileService;
 
 mod admin;
+mod auth;
 mod error;
 mod image;
 mod json;
@@ -48,12 +50,13 @@ mod status;
 mod upload;
 
 pub use admin::{RenderMetrics, admin_router};
+pub use auth::{AuthPolicy, KeyError, KeySource, TokenRules, TokenVerifier};
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
 pub use status::StatusPage;
 
-/// Limits the API enforces on uploads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the API enforces: who may write, and the limits on uploads.
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The largest image accepted, in bytes; larger ones are refused with 413
     /// `image_too_large` as soon as this many bytes have arrived.
@@ -61,6 +64,8 @@ pub struct ApiConfig {
     /// The most pixels (width × height, read from the image's header) accepted; more
     /// is refused with 422 `image_too_many_pixels`.
     pub max_image_pixels: u64,
+    /// Who may write and read; [`AuthPolicy::open`] by default.
+    pub auth: AuthPolicy,
 }
 
 impl ApiConfig {
@@ -73,7 +78,11 @@ impl ApiConfig {
 impl Default for ApiConfig {
     /// 10 MiB and 40 million pixels.
     fn default() -> Self {
-        ApiConfig { max_image_size: Self::DEFAULT_MAX_IMAGE_SIZE, max_image_pixels: Self::DEFAULT_MAX_IMAGE_PIXELS }
+        ApiConfig {
+            max_image_size: Self::DEFAULT_MAX_IMAGE_SIZE,
+            max_image_pixels: Self::DEFAULT_MAX_IMAGE_PIXELS,
+            auth: AuthPolicy::open(),
+        }
     }
 }
 

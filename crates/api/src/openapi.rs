@@ -61,6 +61,10 @@ const UPLOAD: &[&str] = &[
 ];
 /// A path whose user id is refused, or so malformed that no route matches it.
 const USER_PATH: &[&str] = &["invalid_user_id", "not_found", "bad_request"];
+/// A write or a delete without the right token, where the server checks tokens.
+const WRITER: &[&str] = &["unauthenticated", "invalid_token", "forbidden"];
+/// A read without a valid token, where the server makes reads need one.
+const READER: &[&str] = &["unauthenticated", "invalid_token"];
 /// What a write or a delete can meet in the stores.
 const WRITING: &[&str] =
     &["store_unavailable", "commit_unknown", "clock_out_of_bounds", "timings_changed", "deadline_exceeded", "internal"];
@@ -71,22 +75,18 @@ const READING: &[&str] = &["store_unavailable", "contended", "deadline_exceeded"
 fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     let join = |groups: &[&[&'static str]]| groups.concat();
     vec![
-        (PROFILE, "put", join(&[USER_PATH, UPLOAD, WRITING])),
-        (PROFILE, "get", join(&[USER_PATH, &["profile_not_found"], READING])),
-        (PROFILE, "delete", join(&[USER_PATH, &["profile_not_found"], WRITING])),
-        (PROFILE_IMAGE, "get", join(&[USER_PATH, &["profile_not_found"], READING])),
+        (PROFILE, "put", join(&[USER_PATH, WRITER, UPLOAD, WRITING])),
+        (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
+        (PROFILE, "delete", join(&[USER_PATH, WRITER, &["profile_not_found"], WRITING])),
+        (PROFILE_IMAGE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
         (
             IMAGE,
             "get",
-            vec![
-                "invalid_image_id",
-                "not_found",
-                "bad_request",
-                "image_not_found",
-                "store_unavailable",
-                "deadline_exceeded",
-                "internal",
-            ],
+            join(&[
+                &["invalid_image_id", "not_found", "bad_request", "image_not_found"],
+                READER,
+                &["store_unavailable", "deadline_exceeded", "internal"],
+            ]),
         ),
         ("/readyz", "get", vec!["not_ready", "clock_out_of_bounds"]),
     ]
@@ -130,6 +130,19 @@ fn build() -> Value {
         "metadata": {"contentType": "application/json"},
         "image": {"contentType": IMAGE_TYPES[..4].join(", ")},
     });
+    // Tokens are optional in the document: a deployment decides whether writes (and
+    // reads) need one (docs/security.md).
+    doc["components"]["securitySchemes"]["bearer"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT whose `sub` is the profile's user id, or with the admin scope (default \
+            `profiles:admin`); writes and deletes need one unless the server runs without authentication, \
+            reads only when the server is told so.",
+    });
+    for (path, method, _) in operation_errors().iter().filter(|(p, _, _)| p.starts_with("/v1/")) {
+        doc["paths"][path][method]["security"] = json!([{}, {"bearer": []}]);
+    }
     // Exactly the two parts: any other is refused `unknown_part`.
     doc["components"]["schemas"]["UploadForm"]["additionalProperties"] = false.into();
     add_request_id_header(&mut doc);

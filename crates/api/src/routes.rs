@@ -142,6 +142,8 @@ pub(crate) async fn put_profile(
     UserPath(user): UserPath,
     request: Request,
 ) -> Result<Json<ProfileBody>, ApiError> {
+    // Before the body: a client that may not write costs no buffer.
+    state.config.auth.authorize_write(request.headers(), &user)?;
     upload::check_headers(request.headers(), &state.config)?;
     let multipart = Multipart::from_request(request, &())
         .await
@@ -170,7 +172,12 @@ pub(crate) async fn put_profile(
     params(UserPath),
     responses((status = 200, description = "the profile and its image", body = ProfileWithImage)),
 )]
-pub(crate) async fn get_profile(State(state): State<AppState>, UserPath(user): UserPath) -> Result<Response, ApiError> {
+pub(crate) async fn get_profile(
+    State(state): State<AppState>,
+    UserPath(user): UserPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.config.auth.authorize_read(&headers)?;
     let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
     profile_response(&profile.record, profile.image)
 }
@@ -190,6 +197,7 @@ pub(crate) async fn get_profile_image(
     UserPath(user): UserPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    state.config.auth.authorize_read(&headers)?;
     let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
     let content_type = HeaderValue::from_str(&profile.record.content_type).unwrap_or_else(|_| {
         tracing::error!(user = %user, "stored content type is not a valid header value");
@@ -212,6 +220,7 @@ pub(crate) async fn get_image(
     ImagePath(image_id): ImagePath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    state.config.auth.authorize_read(&headers)?;
     let bytes = state.service.image(image_id).await?.ok_or_else(ApiError::image_not_found)?;
     let content_type = ImageFormat::sniff(&bytes).map_or("application/octet-stream", ImageFormat::content_type);
     Ok(image_response(&headers, image_id, HeaderValue::from_static(content_type), bytes, IMMUTABLE))
@@ -229,7 +238,9 @@ pub(crate) async fn get_image(
 pub(crate) async fn delete_profile(
     State(state): State<AppState>,
     UserPath(user): UserPath,
+    headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
+    state.config.auth.authorize_write(&headers, &user)?;
     if state.service.delete(&user).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::profile_not_found()) }
 }
 

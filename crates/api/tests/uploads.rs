@@ -12,7 +12,7 @@ use std::time::Duration;
 const MAX_IMAGE: u64 = 4096;
 
 fn config() -> ApiConfig {
-    ApiConfig { max_image_size: MAX_IMAGE, max_image_pixels: 1_000_000 }
+    ApiConfig { max_image_size: MAX_IMAGE, max_image_pixels: 1_000_000, ..ApiConfig::default() }
 }
 
 /// A server where `ada` already has a profile, so that a refused upload can be seen to

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::args::{CleanSettings, ClockCheckArgs, LogArgs, ProgressArgs, ServeSettings, StoreArgs, TimingArgs};
+use crate::args::{
+    AuthSettings, CleanSettings, ClockCheckArgs, LogArgs, ProgressArgs, ServeSettings, StoreArgs, TimingArgs,
+};
 
 /// Every setting the file may hold; keys are the long flag names. Unknown keys are
 /// an error, so a typo never silently falls back to a default.
@@ -37,6 +39,9 @@ pub struct FileSettings {
     /// `serve`'s own settings.
     #[serde(flatten)]
     pub serve: ServeSettings,
+    /// `serve`'s authentication.
+    #[serde(flatten)]
+    pub auth: AuthSettings,
     /// `clean`'s own settings.
     #[serde(flatten)]
     pub clean: CleanSettings,

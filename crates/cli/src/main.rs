@@ -4,6 +4,7 @@
 //! unreachable or unpaired stores).
 
 mod args;
+mod auth;
 mod commands;
 mod config;
 mod metrics;

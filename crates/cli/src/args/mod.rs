@@ -17,7 +17,8 @@ mod settings;
 mod tools;
 
 pub use settings::{
-    CleanSettings, ClockCheckArgs, Layer, Listen, LogArgs, ProgressArgs, S3Args, ServeSettings, StoreArgs, TimingArgs,
+    AuthMode, AuthSettings, CleanSettings, ClockCheckArgs, Layer, Listen, LogArgs, ProgressArgs, S3Args, ServeSettings,
+    StoreArgs, TimingArgs,
 };
 pub use tools::{BenchArgs, CheckModelArgs, ModelVariant, SimulateArgs};
 
@@ -141,6 +142,8 @@ pub struct ServeArgs {
     pub clocks: ClockCheckArgs,
     #[command(flatten)]
     pub serve: ServeSettings,
+    #[command(flatten)]
+    pub auth: AuthSettings,
 }
 
 /// Flags of `init`.

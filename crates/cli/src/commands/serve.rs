@@ -30,14 +30,24 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     args.timings.fill_from(&file.timings);
     args.clocks.fill_from(&file.clocks);
     args.serve.fill_from(&file.serve);
+    args.auth.fill_from(&file.auth);
+    let listen: SocketAddr = match args.serve.listen {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN.parse().expect("default address parses"),
+    };
+    let admin_listen = match args.serve.admin_listen {
+        Some(Listen::On(addr)) => Some(addr),
+        Some(Listen::Off) => None,
+        None => Some(DEFAULT_ADMIN_LISTEN.parse().expect("default address parses")),
+    };
+    // Before any store is opened: a server that must not start touches nothing.
+    let auth =
+        crate::auth::decide(&args.auth, &[Some(listen), admin_listen].into_iter().flatten().collect::<Vec<_>>())?;
     let defaults = ApiConfig::default();
     let config = ApiConfig {
         max_image_size: args.serve.max_image_size.map_or(defaults.max_image_size, |size| size.as_u64()),
         max_image_pixels: args.serve.max_image_pixels.unwrap_or(defaults.max_image_pixels),
-    };
-    let listen: SocketAddr = match args.serve.listen {
-        Some(addr) => addr,
-        None => DEFAULT_LISTEN.parse().expect("default address parses"),
+        auth: auth.policy,
     };
 
     let clock = Arc::new(SystemClock::new());
@@ -55,7 +65,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         }
     });
     let page = profilestore_api::StatusPage { service: service.clone(), cluster_id: opened.cluster_id.to_string() };
-    let app = profilestore_api::router(service, config);
+    let app = profilestore_api::router(service, config.clone());
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -69,10 +79,10 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         commit_stall_slack = %fmt_duration(timings.commit_stall_margin()),
         "serving"
     );
-    let admin = match args.serve.admin_listen {
-        Some(Listen::On(addr)) => Some(AdminListener::bind(addr).await?),
-        Some(Listen::Off) => None,
-        None => Some(AdminListener::bind(DEFAULT_ADMIN_LISTEN.parse().expect("default address parses")).await?),
+    auth.notice.log();
+    let admin = match admin_listen {
+        Some(addr) => Some(AdminListener::bind(addr).await?),
+        None => None,
     };
     // The addresses go to stdout, the API's on the first line, so scripts (and port 0
     // users) can read them.
