@@ -49,7 +49,11 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
         "invalid_token",
         "the bearer token is not valid here: bad signature or algorithm, expired, not yet valid, wrong issuer or audience",
     ),
-    code(403, "forbidden", "the token is valid but may not write this profile (another user's, without the admin scope)"),
+    code(
+        403,
+        "forbidden",
+        "the token is valid but may not write this profile (another user's, without the admin scope)",
+    ),
     code(404, "profile_not_found", "there is no profile for this user"),
     code(404, "image_not_found", "there is no image with this id"),
     code(404, "not_found", "no route matches the path"),
@@ -79,6 +83,7 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     ),
     code(503, "timings_changed", "the cluster's timings changed while the request ran; nothing was done; retry"),
     code(503, "not_ready", "a store did not answer the readiness probe"),
+    code(503, "overloaded", "the server is reading as many uploads (or upload bytes) as it may at once; retry"),
     code(504, "deadline_exceeded", "the request reached its `request-timeout`; nothing was written after it"),
 ];
 
@@ -174,6 +179,12 @@ impl ApiError {
     /// logged, never answered.
     pub(crate) fn not_ready() -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "a store is not answering")
+            .retry_after(RETRY_AFTER_SECS)
+    }
+
+    /// 503 `overloaded`: the upload budgets are spent.
+    pub(crate) fn overloaded() -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many uploads at once; retry shortly")
             .retry_after(RETRY_AFTER_SECS)
     }
 
@@ -401,6 +412,7 @@ mod tests {
             ApiError::unauthenticated(),
             ApiError::invalid_token(),
             ApiError::forbidden(),
+            ApiError::overloaded(),
         ];
         uploads
             .into_iter()

@@ -26,6 +26,8 @@
 //! | `image` | recognising an image by its magic bytes and reading its dimensions (never decoding) |
 //! | `json` | the JSON bodies of successful answers (and the upload's form, for the document) |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
+//! | `admission` | the budgets of uploads read at once and their bytes |
+//! | `drain` | refusing a request whose body is still arriving so that the client reads the answer |
 //! | `auth` | bearer tokens (JWT) and the policy: who may write which profile, whether reads need a token |
 //! | `error` | `ApiError`: every refusal with its status and stable code, and the mapping from [`ServiceError`](profilestore_core::error::ServiceError) |
 //! | `middleware` | the request id, the per-request log line and the net that turns any non-JSON error into the JSON shape |
@@ -38,7 +40,9 @@ use std::future::Future;
 use profilestore_core::service::ProfileService;
 
 mod admin;
+mod admission;
 mod auth;
+mod drain;
 mod error;
 mod image;
 mod json;
@@ -50,6 +54,7 @@ mod status;
 mod upload;
 
 pub use admin::{RenderMetrics, admin_router};
+pub use admission::UploadLimits;
 pub use auth::{AuthPolicy, KeyError, KeySource, TokenRules, TokenVerifier};
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
@@ -66,6 +71,9 @@ pub struct ApiConfig {
     pub max_image_pixels: u64,
     /// Who may write and read; [`AuthPolicy::open`] by default.
     pub auth: AuthPolicy,
+    /// How many uploads are read at once, and their bytes; beyond either, 503
+    /// `overloaded`.
+    pub uploads: UploadLimits,
 }
 
 impl ApiConfig {
@@ -82,6 +90,7 @@ impl Default for ApiConfig {
             max_image_size: Self::DEFAULT_MAX_IMAGE_SIZE,
             max_image_pixels: Self::DEFAULT_MAX_IMAGE_PIXELS,
             auth: AuthPolicy::open(),
+            uploads: UploadLimits::default(),
         }
     }
 }

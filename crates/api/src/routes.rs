@@ -18,6 +18,8 @@ use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::ApiConfig;
+use crate::admission::Admission;
+use crate::drain::{DrainBound, drain_refused};
 use crate::error::ApiError;
 use crate::image::ImageFormat;
 use crate::json::{ProfileBody, ProfileWithImage, StatusBody, UploadForm, profile_response};
@@ -40,10 +42,12 @@ const REVALIDATE: &str = "no-cache";
 pub(crate) struct AppState {
     service: ProfileService,
     config: ApiConfig,
+    admission: Admission,
 }
 
 /// The API's router; see the crate documentation for the endpoints.
 pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
+    let drain = DrainBound { bytes: upload::body_limit(&config).max(crate::drain::MIN_DRAIN_BYTES) };
     let body_limit = usize::try_from(upload::body_limit(&config)).unwrap_or(usize::MAX);
     Router::new()
         .route("/v1/profiles/{user_id}", get(get_profile).put(put_profile).delete(delete_profile))
@@ -55,7 +59,9 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
         .fallback(route_not_found)
         // After the routes: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { service, config })
+        .with_state(AppState { service, admission: Admission::new(config.uploads), config })
+        // Innermost: a refusal waits for the rest of the body, so the client reads it.
+        .layer(middleware::from_fn_with_state(drain, drain_refused))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
@@ -144,7 +150,9 @@ pub(crate) async fn put_profile(
 ) -> Result<Json<ProfileBody>, ApiError> {
     // Before the body: a client that may not write costs no buffer.
     state.config.auth.authorize_write(request.headers(), &user)?;
-    upload::check_headers(request.headers(), &state.config)?;
+    let may_hold = upload::check_headers(request.headers(), &state.config)?;
+    // Held until the write is done: the image's bytes live that long.
+    let _admitted = state.admission.admit(may_hold)?;
     let multipart = Multipart::from_request(request, &())
         .await
         .map_err(|_| UploadError::Malformed("the multipart boundary is missing or invalid"))?;

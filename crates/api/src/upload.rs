@@ -105,8 +105,9 @@ impl UploadError {
 }
 
 /// Checks what can be checked from the headers alone, before any of the body is read:
-/// the content type, and a declared `Content-Length` over the body limit.
-pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<(), UploadError> {
+/// the content type, and a declared `Content-Length` over the body limit. Returns the
+/// most bytes the body may hold: its declared length, or the body limit.
+pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<u64, UploadError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("multipart/form-data") {
@@ -118,7 +119,7 @@ pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<(
     if declared.is_some_and(|len| len > limit) {
         return Err(UploadError::BodyTooLarge { limit });
     }
-    Ok(())
+    Ok(declared.unwrap_or(limit))
 }
 
 /// Reads and validates the whole upload. Stops at the first refusal without reading
@@ -242,7 +243,9 @@ mod tests {
         let config = ApiConfig { max_image_size: 1000, ..ApiConfig::default() };
         let limit = body_limit(&config);
         let ct = "multipart/form-data; boundary=x";
-        assert!(check_headers(&headers(ct, Some(limit)), &config).is_ok());
+        assert_eq!(check_headers(&headers(ct, Some(limit)), &config).unwrap(), limit);
+        assert_eq!(check_headers(&headers(ct, Some(10)), &config).unwrap(), 10);
+        assert_eq!(check_headers(&headers(ct, None), &config).unwrap(), limit, "undeclared: the whole limit");
         assert!(matches!(check_headers(&headers(ct, Some(limit + 1)), &config), Err(UploadError::BodyTooLarge { .. })));
     }
 

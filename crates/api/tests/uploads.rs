@@ -157,13 +157,16 @@ async fn a_body_over_the_overall_limit_is_refused_with_json() {
     // Limit: image + 64 KiB metadata + 16 KiB framing.
     let limit = MAX_IMAGE + 64 * 1024 + 16 * 1024;
 
-    // Declared too large: refused from the headers, before the body is read.
-    let request = format!(
+    // Declared too large: refused from the headers, before the body is read (the body
+    // is then drained, so the client reads the answer).
+    let mut request = format!(
         "PUT /v1/profiles/ada HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\
          Content-Type: multipart/form-data; boundary=XyZ\r\nContent-Length: {}\r\n\r\n",
         limit + 1
-    );
-    let (status, _, body) = f.server.raw(request.as_bytes()).await;
+    )
+    .into_bytes();
+    request.resize(request.len() + limit as usize + 1, b'x');
+    let (status, _, body) = f.server.raw(&request).await;
     assert_eq!(status, 413);
     expect_error_body(&serde_json::from_slice(&body).unwrap(), "payload_too_large");
     f.assert_unchanged("declared too large").await;

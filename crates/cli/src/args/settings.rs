@@ -248,6 +248,18 @@ settings_group! {
         #[arg(long, env = "PROFILESTORE_MAX_IMAGE_PIXELS", value_name = "PIXELS")]
         pub max_image_pixels: Option<u64>,
 
+        /// How many uploads are read at once; more are refused with 503 `overloaded`.
+        /// [default: 64]
+        #[arg(long, env = "PROFILESTORE_MAX_CONCURRENT_UPLOADS", value_parser = parse_positive, value_name = "N")]
+        pub max_concurrent_uploads: Option<NonZeroUsize>,
+
+        /// How many bytes the uploads being read may hold together (each counted at its
+        /// declared length, or at the body limit), e.g. `256MiB`; beyond it, 503
+        /// `overloaded`. [default: 256MiB]
+        #[arg(long, env = "PROFILESTORE_MAX_UPLOAD_MEMORY", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub max_upload_memory: Option<ByteSize>,
+
         /// Address of the admin listener (`/metrics`), kept apart from the API so a public
         /// listener exposes only the API; `off` serves none. Port 0 picks a free port
         /// (printed at start). [default: 127.0.0.1:0]

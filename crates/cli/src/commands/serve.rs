@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use profilestore_api::{ApiConfig, RenderMetrics};
+use profilestore_api::{ApiConfig, RenderMetrics, UploadLimits};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
@@ -48,6 +48,13 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         max_image_size: args.serve.max_image_size.map_or(defaults.max_image_size, |size| size.as_u64()),
         max_image_pixels: args.serve.max_image_pixels.unwrap_or(defaults.max_image_pixels),
         auth: auth.policy,
+        uploads: UploadLimits {
+            max_concurrent: args.serve.max_concurrent_uploads.map_or(defaults.uploads.max_concurrent, |n| n.get()),
+            max_bytes_in_flight: args
+                .serve
+                .max_upload_memory
+                .map_or(defaults.uploads.max_bytes_in_flight, |size| size.as_u64()),
+        },
     };
 
     let clock = Arc::new(SystemClock::new());
