@@ -50,6 +50,7 @@ pub mod metrics;
 mod middleware;
 mod openapi;
 mod routes;
+mod serve;
 mod status;
 mod upload;
 
@@ -58,6 +59,7 @@ pub use admission::UploadLimits;
 pub use auth::{AuthPolicy, KeyError, KeySource, TokenRules, TokenVerifier};
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
+pub use serve::{ServeOptions, serve_with};
 pub use status::StatusPage;
 
 /// What the API enforces: who may write, and the limits on uploads.
@@ -74,11 +76,18 @@ pub struct ApiConfig {
     /// How many uploads are read at once, and their bytes; beyond either, 503
     /// `overloaded`.
     pub uploads: UploadLimits,
+    /// The slowest average pace, in bytes per second, an upload's body may arrive at
+    /// once its first 10 s are past; slower is refused with 408 `request_timeout`.
+    /// 0: no minimum (the request timeout still bounds it).
+    pub min_upload_rate: u64,
 }
 
 impl ApiConfig {
     /// The default [`max_image_size`](Self::max_image_size): 10 MiB.
     pub const DEFAULT_MAX_IMAGE_SIZE: u64 = 10 * 1024 * 1024;
+    /// The default [`min_upload_rate`](Self::min_upload_rate): 8 KiB/s (64 kbit/s), a
+    /// poor mobile link.
+    pub const DEFAULT_MIN_UPLOAD_RATE: u64 = 8 * 1024;
     /// The default [`max_image_pixels`](Self::max_image_pixels): 40 million.
     pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
 }
@@ -91,6 +100,7 @@ impl Default for ApiConfig {
             max_image_pixels: Self::DEFAULT_MAX_IMAGE_PIXELS,
             auth: AuthPolicy::open(),
             uploads: UploadLimits::default(),
+            min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,
         }
     }
 }
@@ -101,16 +111,13 @@ pub fn router(service: ProfileService, config: ApiConfig) -> axum::Router {
     routes::router(service, config)
 }
 
-/// Serves `app` on `listener` until `shutdown` completes; then stops accepting
-/// connections, lets the requests in flight finish, closes idle connections, and
-/// returns. Errors only if serving itself fails.
-///
-/// The wait for requests in flight is not bounded here: a caller that wants a limit
-/// wraps this future in a timeout.
+/// Serves `app` on `listener` until `shutdown` completes, with
+/// [`ServeOptions::default`]: a 10 s head timeout, and a shutdown that waits for every
+/// request in flight (a caller that wants a limit uses [`serve_with`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    serve_with(listener, app, shutdown, ServeOptions::default()).await
 }

@@ -5,6 +5,8 @@
 //! as bytes arrive, so a refused upload costs at most the limit in memory, and an
 //! image with the wrong magic bytes is refused after its first few bytes.
 
+use std::time::Duration;
+
 use axum::extract::multipart::{Field, Multipart, MultipartError};
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::{Bytes, BytesMut};
@@ -17,6 +19,42 @@ pub(crate) const MAX_METADATA_SIZE: u64 = 64 * 1024;
 
 /// Room for multipart framing (boundaries, part headers) on top of the two parts.
 const FRAMING_ALLOWANCE: u64 = 16 * 1024;
+
+/// How long an upload may take before its average rate is held to the minimum: room
+/// for a slow start (TCP's, a phone waking its radio).
+const RATE_GRACE: Duration = Duration::from_secs(10);
+
+/// The pace an upload's body must keep: after [`RATE_GRACE`], on average at least
+/// `min_rate` bytes per second since the body began.
+struct Pace {
+    // Transport timing, not a decision about the stores: tokio's clock (which tests
+    // can pause), not the Clock seam.
+    started: tokio::time::Instant,
+    received: u64,
+    min_rate: u64,
+}
+
+impl Pace {
+    fn new(min_rate: u64) -> Self {
+        #[allow(clippy::disallowed_methods)]
+        let started = tokio::time::Instant::now();
+        Pace { started, received: 0, min_rate }
+    }
+
+    /// When the next bytes must have arrived to keep the pace; `None` without a minimum.
+    fn next_by(&self) -> Option<tokio::time::Instant> {
+        (self.min_rate > 0)
+            .then(|| self.started + RATE_GRACE + Duration::from_secs_f64(self.received as f64 / self.min_rate as f64))
+    }
+
+    /// Waits for `next` within the pace; refuses the upload as too slow otherwise.
+    async fn keep<T>(&self, next: impl std::future::Future<Output = T>) -> Result<T, UploadError> {
+        match self.next_by() {
+            None => Ok(next.await),
+            Some(deadline) => tokio::time::timeout_at(deadline, next).await.map_err(|_| UploadError::TooSlow),
+        }
+    }
+}
 
 /// The largest request body a profile upload may have under `config`.
 pub(crate) fn body_limit(config: &ApiConfig) -> u64 {
@@ -126,16 +164,17 @@ pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<u
 /// the rest of the body.
 pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig) -> Result<Upload, UploadError> {
     let limit = body_limit(config);
+    let mut pace = Pace::new(config.min_upload_rate);
     let mut metadata: Option<String> = None;
     let mut image: Option<(Bytes, ImageFormat)> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e, limit))? {
+    while let Some(mut field) = pace.keep(multipart.next_field()).await?.map_err(|e| multipart_error(&e, limit))? {
         match field.name() {
             Some("metadata") => {
                 if metadata.is_some() {
                     return Err(UploadError::DuplicatePart("metadata"));
                 }
                 let too_large = || UploadError::MetadataTooLarge { limit: MAX_METADATA_SIZE };
-                let bytes = read_part(&mut field, MAX_METADATA_SIZE, limit, too_large, |_| Ok(())).await?;
+                let bytes = read_part(&mut field, &mut pace, MAX_METADATA_SIZE, limit, too_large, |_| Ok(())).await?;
                 metadata = Some(validate_metadata(&bytes)?);
             }
             Some("image") => {
@@ -144,7 +183,7 @@ pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig) -> Result
                 }
                 let max = config.max_image_size;
                 let too_large = || UploadError::ImageTooLarge { limit: max };
-                let bytes = read_part(&mut field, max, limit, too_large, refuse_unrecognised).await?;
+                let bytes = read_part(&mut field, &mut pace, max, limit, too_large, refuse_unrecognised).await?;
                 let format = image::inspect(&bytes, config.max_image_pixels)?;
                 image = Some((bytes, format));
             }
@@ -166,16 +205,19 @@ fn refuse_unrecognised(so_far: &[u8]) -> Result<(), UploadError> {
 }
 
 /// Reads one part, refusing it with `too_large()` the moment more than `max` bytes
-/// have arrived, and running `check` on what has arrived after each chunk.
+/// have arrived, as too slow when a chunk does not arrive within `pace`, and running
+/// `check` on what has arrived after each chunk.
 async fn read_part(
     field: &mut Field<'_>,
+    pace: &mut Pace,
     max: u64,
     body_limit: u64,
     too_large: impl Fn() -> UploadError,
     check: impl Fn(&[u8]) -> Result<(), UploadError>,
 ) -> Result<Bytes, UploadError> {
     let mut buf = BytesMut::new();
-    while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e, body_limit))? {
+    while let Some(chunk) = pace.keep(field.chunk()).await?.map_err(|e| multipart_error(&e, body_limit))? {
+        pace.received += chunk.len() as u64;
         if (buf.len() as u64).saturating_add(chunk.len() as u64) > max {
             return Err(too_large());
         }

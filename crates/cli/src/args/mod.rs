@@ -266,4 +266,28 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn every_command_parses_with_its_defaults_into_its_fields() {
+        // A value parser whose type differs from its field's panics only when parsed:
+        // parse every command, defaults included, and every setting given.
+        let commands: &[&[&str]] = &[
+            &["serve", "--max-image-size", "1MiB", "--max-upload-memory", "2MiB", "--min-upload-rate", "0"],
+            &["serve", "--header-timeout", "5s", "--max-concurrent-uploads", "3", "--auth-leeway", "1m"],
+            &["init"],
+            &["clean", "--every", "1m", "--delete-rate", "5/s", "--max-unreferenced-fraction", "0.5"],
+            &["audit", "--progress-interval", "1s"],
+            &["set-timings", "--min-blob-age", "3h"],
+            &["check-model"],
+            &["simulate"],
+            &["bench", "--image-size", "2KiB"],
+            &["report", "scrape.txt"],
+        ];
+        for args in commands {
+            let line = std::iter::once("profilestore").chain(args.iter().copied());
+            if let Err(e) = Cli::try_parse_from(line) {
+                panic!("{args:?}: {e}");
+            }
+        }
+    }
 }

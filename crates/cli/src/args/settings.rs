@@ -260,6 +260,19 @@ settings_group! {
         #[serde(deserialize_with = "size")]
         pub max_upload_memory: Option<ByteSize>,
 
+        /// How long a client may take to send a request's head (request line and
+        /// headers); then its connection is closed. [default: 10s]
+        #[arg(long, env = "PROFILESTORE_HEADER_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+        #[serde(deserialize_with = "duration")]
+        pub header_timeout: Option<Duration>,
+
+        /// The slowest average pace, per second, an upload's body may arrive at once its
+        /// first 10 s are past, e.g. `8KiB`; slower is refused with 408. `0` turns it off
+        /// (the request timeout still bounds an upload). [default: 8KiB]
+        #[arg(long, env = "PROFILESTORE_MIN_UPLOAD_RATE", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub min_upload_rate: Option<ByteSize>,
+
         /// Address of the admin listener (`/metrics`), kept apart from the API so a public
         /// listener exposes only the API; `off` serves none. Port 0 picks a free port
         /// (printed at start). [default: 127.0.0.1:0]

@@ -33,7 +33,7 @@ pub struct BenchArgs {
     pub users: usize,
     /// Size of the uploaded image (the example PNG, padded).
     #[arg(long, value_parser = parse_size, default_value = "20KiB", value_name = "SIZE")]
-    pub image_size: u64,
+    pub image_size: bytesize::ByteSize,
     /// Metadata database URL for the write and read scenarios. [default: a fresh
     /// SQLite file in a temporary directory]
     #[arg(long, value_name = "URL")]

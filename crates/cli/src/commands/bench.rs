@@ -20,7 +20,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         run_time: args.run_time,
         clients: args.clients,
         users: args.users,
-        image_size: args.image_size,
+        image_size: args.image_size.as_u64(),
         stores: StoreTarget { database: args.database, blobs: args.blobs, s3: args.s3.options() },
         sweep_sizes: args.blobs_count,
         model_sizes: args.model_size.into_iter().map(Into::into).collect(),

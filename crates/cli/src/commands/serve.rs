@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use profilestore_api::{ApiConfig, RenderMetrics, UploadLimits};
+use profilestore_api::{ApiConfig, RenderMetrics, ServeOptions, UploadLimits};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
@@ -55,6 +55,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
                 .max_upload_memory
                 .map_or(defaults.uploads.max_bytes_in_flight, |size| size.as_u64()),
         },
+        min_upload_rate: args.serve.min_upload_rate.map_or(defaults.min_upload_rate, |rate| rate.as_u64()),
     };
 
     let clock = Arc::new(SystemClock::new());
@@ -99,6 +100,11 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         admin.serve(render, Some((page, config)), super::shutdown_signal());
     }
     announce(&lines)?;
-    profilestore_api::serve(listener, app, super::shutdown_signal()).await.context("server failed")?;
+    // A request in flight at shutdown has at most its request timeout left.
+    let options = ServeOptions {
+        header_timeout: args.serve.header_timeout.unwrap_or(ServeOptions::DEFAULT_HEADER_TIMEOUT),
+        shutdown_limit: Some(timings.request_timeout),
+    };
+    profilestore_api::serve_with(listener, app, super::shutdown_signal(), options).await.context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }
