@@ -62,6 +62,7 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     code(413, "metadata_too_large", "the metadata part is over 64 KiB"),
     code(413, "image_too_large", "the image part is over the server's `max-image-size`"),
     code(413, "payload_too_large", "the whole body is over the image and metadata limits plus 16 KiB of framing"),
+    code(416, "range_not_satisfiable", "the `Range` starts past the image's end (`Content-Range` gives its length)"),
     code(415, "unsupported_media_type", "the request is not `multipart/form-data`"),
     code(415, "unsupported_image", "the image bytes are not PNG, JPEG, GIF or WebP, whatever was declared"),
     code(422, "metadata_not_object", "the metadata is JSON, but not an object"),
@@ -186,6 +187,12 @@ impl ApiError {
     pub(crate) fn overloaded() -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many uploads at once; retry shortly")
             .retry_after(RETRY_AFTER_SECS)
+    }
+
+    /// 416 `range_not_satisfiable`: the `Range` starts past the end; the caller adds
+    /// `Content-Range`.
+    pub(crate) fn range_not_satisfiable() -> Self {
+        ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "the range starts past the end")
     }
 
     /// 500 `internal` with a fixed message; the caller logs the cause.
@@ -413,6 +420,7 @@ mod tests {
             ApiError::invalid_token(),
             ApiError::forbidden(),
             ApiError::overloaded(),
+            ApiError::range_not_satisfiable(),
         ];
         uploads
             .into_iter()

@@ -25,6 +25,7 @@
 //! | `upload` | reading the multipart upload part by part, with each limit enforced as bytes arrive |
 //! | `image` | recognising an image by its magic bytes and reading its dimensions (never decoding) |
 //! | `json` | the JSON bodies of successful answers (and the upload's form, for the document) |
+//! | `range` | `Range` requests on image bytes: one range, 206 or 416 |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
 //! | `admission` | the budgets of uploads read at once and their bytes |
 //! | `drain` | refusing a request whose body is still arriving so that the client reads the answer |
@@ -49,6 +50,7 @@ mod json;
 pub mod metrics;
 mod middleware;
 mod openapi;
+mod range;
 mod routes;
 mod serve;
 mod status;

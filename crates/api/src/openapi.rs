@@ -79,12 +79,12 @@ fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
         (PROFILE, "put", join(&[USER_PATH, WRITER, UPLOAD, WRITING])),
         (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
         (PROFILE, "delete", join(&[USER_PATH, WRITER, &["profile_not_found"], WRITING])),
-        (PROFILE_IMAGE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
+        (PROFILE_IMAGE, "get", join(&[USER_PATH, READER, &["profile_not_found", "range_not_satisfiable"], READING])),
         (
             IMAGE,
             "get",
             join(&[
-                &["invalid_image_id", "not_found", "bad_request", "image_not_found"],
+                &["invalid_image_id", "not_found", "bad_request", "image_not_found", "range_not_satisfiable"],
                 READER,
                 &["store_unavailable", "deadline_exceeded", "internal"],
             ]),
@@ -157,6 +157,16 @@ fn describe_image_answers(operation: &mut Value) {
     ok["content"] = IMAGE_TYPES.iter().map(|t| (t.to_string(), json!({}))).collect();
     ok["headers"]["ETag"] = etag.clone();
     ok["headers"]["Cache-Control"] = json!({"required": true, "schema": {"type": "string"}});
+    ok["headers"]["Accept-Ranges"] =
+        json!({"description": "`bytes`: one byte range may be asked for", "schema": {"type": "string"}});
+    operation["responses"]["206"] = json!({
+        "description": "the one byte range `Range` asked for (a request for several gets the whole image)",
+        "headers": {
+            "Content-Range": {"required": true, "schema": {"type": "string"}},
+            "ETag": etag.clone(),
+        },
+        "content": IMAGE_TYPES.iter().map(|t| (t.to_string(), json!({}))).collect::<serde_json::Map<_, _>>(),
+    });
     operation["responses"]["304"] = json!({
         "description": "`If-None-Match` names this image: no body",
         "headers": {"ETag": etag},
@@ -168,7 +178,21 @@ fn describe_image_answers(operation: &mut Value) {
         "description": "ETags (or `*`); answered 304 when one names the image",
         "schema": {"type": "string"},
     });
-    operation["parameters"].as_array_mut().expect("path parameters").push(if_none_match);
+    let range = json!({
+        "name": "Range",
+        "in": "header",
+        "required": false,
+        "description": "`bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-SUFFIX`: one range of the image",
+        "schema": {"type": "string"},
+    });
+    let if_range = json!({
+        "name": "If-Range",
+        "in": "header",
+        "required": false,
+        "description": "the image's ETag: serve the range only if the image is still this one",
+        "schema": {"type": "string"},
+    });
+    operation["parameters"].as_array_mut().expect("path parameters").extend([if_none_match, range, if_range]);
 }
 
 /// `codes`' catalogue entries grouped by status.

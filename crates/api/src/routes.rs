@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::image::ImageFormat;
 use crate::json::{ProfileBody, ProfileWithImage, StatusBody, UploadForm, profile_response};
 use crate::middleware::{json_errors, log_request, request_id};
+use crate::range::{self, Requested};
 use crate::upload::{self, UploadError};
 
 /// How long the readiness probe waits for both stores. Short, so that a load balancer
@@ -317,12 +318,33 @@ fn image_response(
     cache_control: &'static str,
 ) -> Response {
     let etag = format!("\"{image_id}\"");
+    let len = bytes.len() as u64;
     let mut response = if if_none_match(request_headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut ok = bytes.into_response();
-        ok.headers_mut().insert(header::CONTENT_TYPE, content_type);
-        ok
+        match range::requested(request_headers, &etag, len) {
+            Requested::Whole => {
+                let mut ok = bytes.into_response();
+                ok.headers_mut().insert(header::CONTENT_TYPE, content_type);
+                ok.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                ok
+            }
+            Requested::Part { first, last } => {
+                // Both ends lie within the image (`range::requested` clamps them).
+                let part = bytes.slice(first as usize..=last as usize);
+                let mut partial = (StatusCode::PARTIAL_CONTENT, part).into_response();
+                partial.headers_mut().insert(header::CONTENT_TYPE, content_type);
+                let content_range = HeaderValue::from_str(&format!("bytes {first}-{last}/{len}"));
+                partial.headers_mut().extend(content_range.ok().map(|v| (header::CONTENT_RANGE, v)));
+                partial
+            }
+            Requested::Unsatisfiable => {
+                let mut refused = ApiError::range_not_satisfiable().into_response();
+                let content_range = HeaderValue::from_str(&format!("bytes */{len}"));
+                refused.headers_mut().extend(content_range.ok().map(|v| (header::CONTENT_RANGE, v)));
+                refused
+            }
+        }
     };
     let headers = response.headers_mut();
     if let Ok(etag) = HeaderValue::from_str(&etag) {
