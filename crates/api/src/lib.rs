@@ -28,6 +28,7 @@
 //! | `range` | `Range` requests on image bytes: one range, 206 or 416 |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
 //! | `admission` | the budgets of uploads read at once and their bytes |
+//! | `deadline` | an answer is sent only until its request's deadline |
 //! | `drain` | refusing a request whose body is still arriving so that the client reads the answer |
 //! | `auth` | bearer tokens (JWT) and the policy: who may write which profile, whether reads need a token |
 //! | `error` | `ApiError`: every refusal with its status and stable code, and the mapping from [`ServiceError`](profilestore_core::error::ServiceError) |
@@ -43,6 +44,7 @@ use profilestore_core::service::ProfileService;
 mod admin;
 mod admission;
 mod auth;
+mod deadline;
 mod drain;
 mod error;
 mod image;

@@ -19,6 +19,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::ApiConfig;
 use crate::admission::Admission;
+use crate::deadline::within_request_timeout;
 use crate::drain::{DrainBound, drain_refused};
 use crate::error::ApiError;
 use crate::image::ImageFormat;
@@ -48,6 +49,7 @@ pub(crate) struct AppState {
 
 /// The API's router; see the crate documentation for the endpoints.
 pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
+    let service_for_deadline = service.clone();
     let drain = DrainBound { bytes: upload::body_limit(&config).max(crate::drain::MIN_DRAIN_BYTES) };
     let body_limit = usize::try_from(upload::body_limit(&config)).unwrap_or(usize::MAX);
     Router::new()
@@ -67,6 +69,7 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
         .layer(middleware::from_fn(crate::metrics::measure))
+        .layer(middleware::from_fn_with_state(service_for_deadline, within_request_timeout))
         .layer(middleware::from_fn(request_id))
 }
 

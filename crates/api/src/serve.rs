@@ -1,15 +1,21 @@
 //! Serving a router over HTTP/1.1 with the bounds a public listener needs: a client
 //! must send its request head within a timeout (a connection that dribbles headers
-//! holds no slot for long), and a shutdown waits for the requests in flight at most a
-//! bounded time.
+//! holds no slot for long), must keep taking the answer it is sent (one that stops
+//! reading is dropped with the bytes it held), and a shutdown waits for the requests in
+//! flight at most a bounded time.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
 
 /// How a listener bounds its clients and its shutdown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +23,9 @@ pub struct ServeOptions {
     /// How long a client may take to send a request's head (request line and
     /// headers), on a new connection and between requests on a kept-alive one.
     pub header_timeout: Duration,
+    /// How long a client may go without taking any of the answer being sent to it
+    /// (its socket stays full); then its connection is dropped, with what it held.
+    pub send_timeout: Duration,
     /// After the shutdown signal, how long the requests in flight may take to finish
     /// before their connections are dropped; `None` waits for them all.
     pub shutdown_limit: Option<Duration>,
@@ -25,12 +34,19 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// The default [`header_timeout`](Self::header_timeout): 10 s.
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default [`send_timeout`](Self::send_timeout): 60 s.
+    pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 }
 
 impl Default for ServeOptions {
-    /// A 10 s head timeout; a shutdown waits for every request in flight.
+    /// A 10 s head timeout, a 60 s send timeout; a shutdown waits for every request in
+    /// flight.
     fn default() -> Self {
-        ServeOptions { header_timeout: Self::DEFAULT_HEADER_TIMEOUT, shutdown_limit: None }
+        ServeOptions {
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+            send_timeout: Self::DEFAULT_SEND_TIMEOUT,
+            shutdown_limit: None,
+        }
     }
 }
 
@@ -61,7 +77,8 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let io = TokioIo::new(SendTimeout { inner: stream, limit: options.send_timeout, stalled: None });
+        let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
             // A client that went away, or sent garbage, is its own business.
             if let Err(e) = connection.await {
@@ -79,4 +96,64 @@ pub async fn serve_with(
         }
     }
     Ok(())
+}
+
+/// A connection's socket whose writes fail once they have been stalled (the client
+/// reading nothing) for `limit`: hyper then drops the connection and what it held.
+struct SendTimeout {
+    inner: TcpStream,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendTimeout {
+    /// Passes `attempt`'s answer on, timing how long it has been pending.
+    fn guard<T>(&mut self, cx: &mut Context<'_>, attempt: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if attempt.is_ready() {
+            self.stalled = None;
+            return attempt;
+        }
+        let limit = self.limit;
+        let timer = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if timer.as_mut().poll(cx).is_ready() {
+            tracing::info!(limit_secs = limit.as_secs(), "dropped a connection whose client stopped reading");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let attempt = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.guard(cx, attempt)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let attempt = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.guard(cx, attempt)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let attempt = Pin::new(&mut self.inner).poll_flush(cx);
+        self.guard(cx, attempt)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

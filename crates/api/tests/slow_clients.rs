@@ -87,3 +87,61 @@ async fn an_upload_above_the_minimum_pace_is_served_however_long_it_takes() {
     let (answer, _) = answer(&mut stream).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Stores a profile whose answer (the image in base64) is far larger than the socket
+/// buffers, and sends a GET for it on a raw connection.
+async fn big_answer_requested(server: &TestServer, image_size: usize) -> TcpStream {
+    let mut image = png(1, 1);
+    image.resize(image_size, 0);
+    let stored = server.put("ada", common::form("{}", image, "image/png")).await;
+    assert_eq!(stored.status(), 200);
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream.write_all(b"GET /v1/profiles/ada HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    stream
+}
+
+/// Reads `stream` a `piece` every `every` for `slowly`, then the rest at once; the
+/// bytes read in all.
+async fn read_slowly_then_all(stream: &mut TcpStream, piece: usize, every: Duration, slowly: Duration) -> usize {
+    #[allow(clippy::disallowed_methods)] // tokio's paused clock: virtual time.
+    let started = tokio::time::Instant::now();
+    let mut received = 0;
+    let mut piece = vec![0u8; piece];
+    while started.elapsed() < slowly {
+        // The client idles between pieces: that is the slow reader being modelled.
+        tokio::time::sleep(every).await;
+        match stream.read(&mut piece).await {
+            Ok(0) | Err(_) => return received,
+            Ok(n) => received += n,
+        }
+    }
+    // What the server sent before it gave up is still buffered: read it all.
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest).await;
+    received + rest.len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_its_answer_is_dropped_after_the_send_timeout() {
+    let server = TestServer::start(config()).await;
+    let mut stream = big_answer_requested(&server, 9 << 20).await;
+    // Reads nothing for longer than the send timeout. (The answer is 12 MiB in base64.)
+    let received = read_slowly_then_all(&mut stream, 1, Duration::from_secs(61), Duration::from_secs(1)).await;
+    assert!(received < 12 << 20, "the whole answer was sent ({received} bytes) to a client that stopped reading");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_read_too_slowly_is_cut_off_at_the_request_timeout() {
+    let timings = profilestore_core::settings::Timings {
+        request_timeout: Duration::from_secs(120),
+        min_blob_age: Duration::from_secs(7200),
+        ..Default::default()
+    };
+    let config = ApiConfig { max_image_size: 32 << 20, ..config() };
+    let server = TestServer::start_wrapped(config, timings, |m, b| (m, b)).await;
+    let mut stream = big_answer_requested(&server, 30 << 20).await;
+    // 1 MiB every 10 s (well within the send timeout) for 5 minutes: 30 MiB of the 40
+    // the answer has in base64, had it not been cut off after 2 minutes.
+    let received = read_slowly_then_all(&mut stream, 1 << 20, Duration::from_secs(10), Duration::from_secs(300)).await;
+    assert!(received < 30 << 20, "the whole answer was sent ({received} bytes) past the request timeout");
+}

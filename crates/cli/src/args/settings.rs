@@ -266,6 +266,12 @@ settings_group! {
         #[serde(deserialize_with = "duration")]
         pub header_timeout: Option<Duration>,
 
+        /// How long a client may go without taking any of the answer sent to it; then
+        /// its connection is dropped with the bytes it held. [default: 60s]
+        #[arg(long, env = "PROFILESTORE_SEND_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+        #[serde(deserialize_with = "duration")]
+        pub send_timeout: Option<Duration>,
+
         /// The slowest average pace, per second, an upload's body may arrive at once its
         /// first 10 s are past, e.g. `8KiB`; slower is refused with 408. `0` turns it off
         /// (the request timeout still bounds an upload). [default: 8KiB]

@@ -103,6 +103,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     // A request in flight at shutdown has at most its request timeout left.
     let options = ServeOptions {
         header_timeout: args.serve.header_timeout.unwrap_or(ServeOptions::DEFAULT_HEADER_TIMEOUT),
+        send_timeout: args.serve.send_timeout.unwrap_or(ServeOptions::DEFAULT_SEND_TIMEOUT),
         shutdown_limit: Some(timings.request_timeout),
     };
     profilestore_api::serve_with(listener, app, super::shutdown_signal(), options).await.context("server failed")?;
