@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -14,7 +15,11 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use profilestore_core::service::ProfileService;
 use tokio::time::{Instant, Sleep};
 
-/// Sends the answer's body only until the request's deadline.
+/// How long an answer ready at or after its request's deadline may still take to send.
+const LAST_ANSWER_GRACE: Duration = Duration::from_secs(10);
+
+/// Sends the answer's body only until the request's deadline, or [`LAST_ANSWER_GRACE`]
+/// after the answer is ready, whichever is later.
 pub(crate) async fn within_request_timeout(
     State(service): State<ProfileService>,
     request: Request,
@@ -27,6 +32,9 @@ pub(crate) async fn within_request_timeout(
     // The handling keeps to the deadline itself (the service's deadlines, the upload's
     // timeout, the bounded drain of a refused body), each answering in its own terms.
     let response = next.run(request).await;
+    // An answer made at the deadline (a 504 says just that) still gets a moment to go.
+    #[allow(clippy::disallowed_methods)]
+    let deadline = deadline.max(Instant::now() + LAST_ANSWER_GRACE);
     let (parts, body) = response.into_parts();
     let body = Body::new(UntilDeadline { inner: body, deadline: Box::pin(tokio::time::sleep_until(deadline)) });
     Response::from_parts(parts, body)
