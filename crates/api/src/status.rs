@@ -115,6 +115,7 @@ textarea {{ font-family: monospace; }} #shown {{ max-width: 12em; margin-top: 1e
 <label>User id <input id="user" required value="status-page-demo"></label>
 <label>Metadata (a JSON object) <textarea id="metadata" rows="3">{{"name": "demo"}}</textarea></label>
 <label>Image <input id="image" type="file" accept="image/png,image/jpeg,image/gif,image/webp" required></label>
+<label>Bearer token, when this server checks tokens <input id="token" type="password" autocomplete="off"></label>
 <button id="send" type="submit">Upload</button>
 </form>
 <p id="result" role="status"></p>
@@ -127,11 +128,15 @@ document.getElementById("upload").addEventListener("submit", async (event) => {{
   body.append("metadata", document.getElementById("metadata").value);
   body.append("image", document.getElementById("image").files[0]);
   const result = document.getElementById("result");
-  const answer = await fetch("/v1/profiles/" + user, {{ method: "PUT", body }});
+  const token = document.getElementById("token").value.trim();
+  const headers = token ? {{ Authorization: "Bearer " + token }} : {{}};
+  const answer = await fetch("/v1/profiles/" + user, {{ method: "PUT", body, headers }});
   const json = await answer.json();
   if (!answer.ok) {{ result.textContent = json.error.code + ": " + json.error.message; return; }}
   result.textContent = "stored image " + json.image_id + " (" + json.image_size + " bytes, " + json.content_type + ")";
-  document.getElementById("shown").src = "/v1/profiles/" + user + "/image?v=" + json.image_id;
+  // Fetched, not linked: a server whose reads need a token gets it here too.
+  const image = await fetch("/v1/profiles/" + user + "/image", {{ headers }});
+  document.getElementById("shown").src = URL.createObjectURL(await image.blob());
 }});
 </script>
 </body></html>

@@ -84,6 +84,39 @@ impl Browser {
         found[ELEMENT].as_str().unwrap().to_owned()
     }
 
+    /// Types `text` into the form field `css`.
+    async fn type_into(&self, css: &str, text: &str) {
+        let field = self.element(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{field}/value"), json!({"text": text})).await;
+    }
+
+    /// Uploads the example PNG through the page's form (with `token` in its token
+    /// field), and waits for the page to show an answer: its text, and the width of the
+    /// image shown back (0 for none).
+    async fn upload_through_form(&self, dir: &Path, token: Option<&str>) -> (String, u64) {
+        let image = dir.join("avatar.png");
+        std::fs::write(&image, PNG).unwrap();
+        self.type_into("#image", &image.display().to_string()).await;
+        if let Some(token) = token {
+            self.type_into("#token", token).await;
+        }
+        let send = self.element("#send").await;
+        self.call(reqwest::Method::POST, &format!("/element/{send}/click"), json!({})).await;
+        let shown = "const i = document.getElementById('shown'); \
+                     return [document.getElementById('result').textContent, i.complete ? i.naturalWidth : 0];";
+        let started = Instant::now();
+        loop {
+            let seen = self.script(shown).await;
+            let (text, width) = (seen[0].as_str().unwrap_or_default().to_owned(), seen[1].as_u64().unwrap_or(0));
+            // Done when an image is shown, or a refusal is (no image comes with one).
+            if width > 0 || (!text.is_empty() && !text.starts_with("stored image ")) {
+                return (text, width);
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "the page showed nothing: {text:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn script(&self, script: &str) -> Value {
         self.call(reqwest::Method::POST, "/execute/sync", json!({"script": script, "args": []})).await
     }
@@ -109,25 +142,7 @@ async fn the_status_page_renders_and_its_form_uploads_an_image_and_shows_it_back
         assert!(table.contains(expected), "{expected:?} missing from the page: {table}");
     }
 
-    let image = dir.path().join("avatar.png");
-    std::fs::write(&image, PNG).unwrap();
-    let input = browser.element("#image").await;
-    browser
-        .call(reqwest::Method::POST, &format!("/element/{input}/value"), json!({"text": image.display().to_string()}))
-        .await;
-    let send = browser.element("#send").await;
-    browser.call(reqwest::Method::POST, &format!("/element/{send}/click"), json!({})).await;
-    let shown = "const i = document.getElementById('shown'); \
-                 return [document.getElementById('result').textContent, i.complete ? i.naturalWidth : 0];";
-    let started = Instant::now();
-    let (result, width) = loop {
-        let seen = browser.script(shown).await;
-        let width = seen[1].as_u64().unwrap_or(0);
-        if width > 0 || started.elapsed() > Duration::from_secs(30) {
-            break (seen[0].as_str().unwrap_or_default().to_owned(), width);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let (result, width) = browser.upload_through_form(dir.path(), None).await;
     assert!(width > 0, "the uploaded image was not shown back: {result:?}");
     assert!(result.starts_with("stored image "), "{result}");
     // The page's upload went through the API: the stored image is the file's bytes.
@@ -140,5 +155,35 @@ async fn the_status_page_renders_and_its_form_uploads_an_image_and_shows_it_back
     if std::env::var_os("PROFILESTORE_UPDATE_SCREENSHOT").is_some() {
         std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/status-page.png"), &png).unwrap();
     }
+    browser.call(reqwest::Method::DELETE, "", Value::Null).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_pages_form_sends_a_bearer_token_when_the_server_checks_tokens() {
+    let Some(browser) = Browser::start().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a status page test secret of 32+ bytes").unwrap();
+    let args = [
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--auth-hs256-secret-file".into(),
+        secret.display().to_string(),
+        "--auth-reads".into(),
+    ];
+    let server = Server::start(&args);
+    let admin = server.admin.clone().unwrap();
+    browser.call(reqwest::Method::POST, "/url", json!({"url": format!("{admin}/")})).await;
+    let (refused, _) = browser.upload_through_form(dir.path(), None).await;
+    assert!(refused.starts_with("unauthenticated"), "{refused}");
+
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 600;
+    let claims = json!({"sub": "status-page-demo", "exp": exp});
+    let key = jsonwebtoken::EncodingKey::from_secret(b"a status page test secret of 32+ bytes").unwrap();
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    browser.call(reqwest::Method::POST, "/refresh", json!({})).await;
+    let (stored, width) = browser.upload_through_form(dir.path(), Some(&token)).await;
+    assert!(stored.starts_with("stored image "), "{stored}");
+    assert!(width > 0, "the image, read with the token, was not shown back");
     browser.call(reqwest::Method::DELETE, "", Value::Null).await;
 }
