@@ -84,6 +84,9 @@ pub struct ApiConfig {
     /// once its first 10 s are past; slower is refused with 408 `request_timeout`.
     /// 0: no minimum (the request timeout still bounds it).
     pub min_upload_rate: u64,
+    /// How long caches may keep an image served by id (`Cache-Control: max-age`): the
+    /// bound on how long a deleted or replaced photo can still be seen in a cache.
+    pub image_cache_max_age: std::time::Duration,
 }
 
 impl ApiConfig {
@@ -92,6 +95,8 @@ impl ApiConfig {
     /// The default [`min_upload_rate`](Self::min_upload_rate): 8 KiB/s (64 kbit/s), a
     /// poor mobile link.
     pub const DEFAULT_MIN_UPLOAD_RATE: u64 = 8 * 1024;
+    /// The default [`image_cache_max_age`](Self::image_cache_max_age): 5 minutes.
+    pub const DEFAULT_IMAGE_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
     /// The default [`max_image_pixels`](Self::max_image_pixels): 40 million.
     pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
 }
@@ -105,6 +110,7 @@ impl Default for ApiConfig {
             auth: AuthPolicy::open(),
             uploads: UploadLimits::default(),
             min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,
+            image_cache_max_age: Self::DEFAULT_IMAGE_CACHE_MAX_AGE,
         }
     }
 }

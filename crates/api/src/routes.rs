@@ -32,10 +32,6 @@ use crate::upload::{self, UploadError};
 /// polling it notices an outage within a few seconds.
 const READY_LIMIT: Duration = Duration::from_secs(2);
 
-/// Served images are immutable (an id names one upload forever), so caches may keep
-/// them for the maximum a year allows.
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-
 /// A profile's current image changes with every write: caches may keep it, but must
 /// revalidate (cheap, thanks to the ETag) before reuse.
 const REVALIDATE: &str = "no-cache";
@@ -215,17 +211,24 @@ pub(crate) async fn get_profile_image(
         tracing::error!(user = %user, "stored content type is not a valid header value");
         HeaderValue::from_static("application/octet-stream")
     });
-    Ok(image_response(&headers, profile.record.image_id, content_type, profile.image, REVALIDATE))
+    Ok(image_response(
+        &headers,
+        profile.record.image_id,
+        content_type,
+        profile.image,
+        HeaderValue::from_static(REVALIDATE),
+    ))
 }
 
-/// `GET /v1/images/{image_id}`: one image's immutable bytes, typed by their content.
+/// `GET /v1/images/{image_id}`: one image's bytes, typed by their content, while a
+/// profile shows it.
 #[utoipa::path(
     get,
     path = "/v1/images/{image_id}",
     tag = "images",
-    summary = "One image's immutable bytes, typed by their content, cacheable for a year",
+    summary = "One image's bytes, typed by their content, served only while a profile shows it",
     params(ImagePath),
-    responses((status = 200, description = "the image's bytes; cacheable for a year (`immutable`)")),
+    responses((status = 200, description = "the image's bytes; caches may keep them for the server's `image-cache-max-age` (default 5 minutes), the bound on how long a deleted or replaced photo can still be seen")),
 )]
 pub(crate) async fn get_image(
     State(state): State<AppState>,
@@ -235,7 +238,12 @@ pub(crate) async fn get_image(
     state.config.auth.authorize_read(&headers)?;
     let bytes = state.service.image(image_id).await?.ok_or_else(ApiError::image_not_found)?;
     let content_type = ImageFormat::sniff(&bytes).map_or("application/octet-stream", ImageFormat::content_type);
-    Ok(image_response(&headers, image_id, HeaderValue::from_static(content_type), bytes, IMMUTABLE))
+    // An id names one upload forever, but it is served only while a profile shows it:
+    // caches keep it for the stated bound, after which a deleted photo is gone.
+    let max_age = state.config.image_cache_max_age.as_secs();
+    let cache_control =
+        HeaderValue::from_str(&format!("public, max-age={max_age}")).expect("digits are a valid header");
+    Ok(image_response(&headers, image_id, HeaderValue::from_static(content_type), bytes, cache_control))
 }
 
 /// `DELETE /v1/profiles/{user_id}`: 204, or 404 when there was no profile.
@@ -318,7 +326,7 @@ fn image_response(
     image_id: ImageId,
     content_type: HeaderValue,
     bytes: Bytes,
-    cache_control: &'static str,
+    cache_control: HeaderValue,
 ) -> Response {
     let etag = format!("\"{image_id}\"");
     let len = bytes.len() as u64;
@@ -355,7 +363,7 @@ fn image_response(
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.insert(header::CACHE_CONTROL, cache_control);
     response
 }
 

@@ -85,7 +85,7 @@ async fn the_profile_image_is_served_with_its_exact_bytes_and_headers() {
 }
 
 #[tokio::test]
-async fn images_by_id_are_immutable_and_cacheable() {
+async fn images_by_id_are_cacheable_for_a_bounded_time() {
     let server = TestServer::start(ApiConfig::default()).await;
     let image = gif(4, 4);
     let written = put_ok(&server, "ada", META, image.clone(), "image/gif").await;
@@ -99,13 +99,13 @@ async fn images_by_id_are_immutable_and_cacheable() {
     assert_eq!(h["etag"], etag.as_str());
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["content-security-policy"], "default-src 'none'");
-    assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(h["cache-control"], "public, max-age=300");
     assert_eq!(response.bytes().await.unwrap(), image);
 
     let weak = format!("W/{etag}");
     let response = server.client.get(server.url(url)).header("if-none-match", weak).send().await.unwrap();
     assert_eq!(response.status(), 304);
-    assert_eq!(response.headers()["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(response.headers()["cache-control"], "public, max-age=300");
 
     let absent = "01900000-0000-7000-8000-0000000000ab";
     expect_error(server.get(&format!("/v1/images/{absent}")).await, 404, "image_not_found").await;
@@ -132,10 +132,16 @@ async fn a_replaced_profile_gets_a_new_image_id_and_url() {
     assert_eq!(current.headers()["etag"], format!("\"{}\"", second["image_id"].as_str().unwrap()).as_str());
     assert_eq!(current.bytes().await.unwrap(), second_image);
 
-    // The old URL still names the old bytes until the cleaner reclaims them.
+    // The old URL is not served once no profile shows its image, although the bytes
+    // stay until the cleaner reclaims them.
     let old = server.get(first["image_url"].as_str().unwrap()).await;
-    assert_eq!(old.status(), 200);
-    assert_eq!(old.bytes().await.unwrap(), png(1, 1));
+    expect_error(old, 404, "image_not_found").await;
+    assert_eq!(server.blobs.keys().len(), 2, "both blobs are still stored");
+
+    // Nor is the current one once the profile is deleted.
+    let deleted = server.client.delete(server.url("/v1/profiles/ada")).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    expect_error(server.get(second["image_url"].as_str().unwrap()).await, 404, "image_not_found").await;
 }
 
 #[tokio::test]

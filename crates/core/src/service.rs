@@ -267,11 +267,19 @@ impl ProfileService {
         }
     }
 
-    /// The original bytes of `image_id`, or `None` when no such blob exists. Bounded
-    /// by the request timeout like every request.
+    /// The original bytes of `image_id` while a profile names it, or `None` (no record
+    /// names it, or no such blob exists). So a deleted or replaced photo stops being
+    /// served the moment its record moves on, long before the cleaner deletes its
+    /// bytes. Bounded by the request timeout like every request.
     pub async fn image(&self, image_id: ImageId) -> Result<Option<Bytes>, ServiceError> {
         let deadline = self.start_request();
-        match within(&deadline, self.blobs.get(&BlobKey::original(image_id))).await {
+        let fetch = async {
+            if !self.metadata.names_image(&image_id).await? {
+                return Ok(None);
+            }
+            self.blobs.get(&BlobKey::original(image_id)).await
+        };
+        match within(&deadline, fetch).await {
             Some(result) => Ok(result?),
             None => Err(ServiceError::DeadlineExceeded),
         }

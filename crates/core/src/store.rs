@@ -145,6 +145,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// a profile written after its deadline.
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError>;
 
+    /// Whether some record names `image_id` at the moment of the call: a plain read of
+    /// the latest committed state, for serving an image only while a profile shows it.
+    /// It carries none of [`referenced`](MetadataStore::referenced)'s guarantees to
+    /// the cleaner and must never decide a delete. The default asks `referenced`;
+    /// stores whose `referenced` writes a fence answer with a plain read instead.
+    async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {
+        Ok(self.referenced(std::slice::from_ref(image_id)).await?.contains(image_id))
+    }
+
     /// Which of `ids` some record names, by one query in a fresh transaction on the
     /// primary. Ids not in the answer were unreferenced at some moment during the
     /// call, and no record naming one of them can become visible later unless its

@@ -146,6 +146,10 @@ impl MetadataStore for Measured<dyn MetadataStore> {
         self.call("referenced", self.inner.referenced(ids)).await
     }
 
+    async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {
+        self.call("names_image", self.inner.names_image(image_id)).await
+    }
+
     async fn claim_superseded(&self, delete_delay: Duration, limit: usize) -> Result<SupersededClaim, StoreError> {
         self.call("claim_superseded", self.inner.claim_superseded(delete_delay, limit)).await
     }

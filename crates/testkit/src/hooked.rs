@@ -13,15 +13,15 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record,
-    SupersededClaim, SweepMarks,
+    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record, SupersededClaim,
+    SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 
 /// A store call, as a [`CallHook`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreCall {
-    /// [`MetadataStore::get`].
+    /// [`MetadataStore::get`] and [`MetadataStore::names_image`].
     GetRecord,
     /// [`MetadataStore::put_before`].
     CommitRecord,
@@ -171,6 +171,11 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
     async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::DeleteRecord)).await?;
         self.inner.delete_before(user, deadline).await
+    }
+
+    async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::GetRecord)).await?;
+        self.inner.names_image(image_id).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {

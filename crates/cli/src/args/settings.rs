@@ -266,6 +266,13 @@ settings_group! {
         #[serde(deserialize_with = "duration")]
         pub header_timeout: Option<Duration>,
 
+        /// How long caches may keep an image served by id (`Cache-Control: max-age`):
+        /// the bound on how long a deleted or replaced photo can still be seen in a
+        /// cache. [default: 5m]
+        #[arg(long, env = "PROFILESTORE_IMAGE_CACHE_MAX_AGE", value_parser = parse_duration, value_name = "DURATION")]
+        #[serde(deserialize_with = "duration")]
+        pub image_cache_max_age: Option<Duration>,
+
         /// How long a client may go without taking any of the answer sent to it; then
         /// its connection is dropped with the bytes it held. [default: 60s]
         #[arg(long, env = "PROFILESTORE_SEND_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]

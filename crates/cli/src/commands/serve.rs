@@ -56,6 +56,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
                 .map_or(defaults.uploads.max_bytes_in_flight, |size| size.as_u64()),
         },
         min_upload_rate: args.serve.min_upload_rate.map_or(defaults.min_upload_rate, |rate| rate.as_u64()),
+        image_cache_max_age: args.serve.image_cache_max_age.unwrap_or(defaults.image_cache_max_age),
     };
 
     let clock = Arc::new(SystemClock::new());

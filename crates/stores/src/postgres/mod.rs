@@ -293,6 +293,14 @@ impl MetadataStore for PostgresMetadataStore {
         DECODE.within_request(deadline, &commit_sent, attempt).await
     }
 
+    async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM profiles WHERE image_id = $1::uuid)")
+            .bind(image_id.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed("asking whether a record names an image"))
+    }
+
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         if ids.is_empty() {
             return Ok(HashSet::new());

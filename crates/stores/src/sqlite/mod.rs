@@ -314,6 +314,10 @@ impl MetadataStore for SqliteMetadataStore {
         self.writer.delete(user.clone(), deadline).await
     }
 
+    async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {
+        self.reads.names_image(image_id).await
+    }
+
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         if ids.is_empty() {
             return Ok(HashSet::new());

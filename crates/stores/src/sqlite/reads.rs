@@ -1,4 +1,5 @@
-//! A profile's record read on a connection of its own, on a blocking thread.
+//! A profile's record (or whether a record names an image) read on a connection of its
+//! own, on a blocking thread.
 //!
 //! A read is the hottest call the store answers, and one point query costs SQLite a
 //! few microseconds. Through sqlx it also costs a round trip to the connection's
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use profilestore_core::error::{StoreError, StoreErrorKind};
-use profilestore_core::ids::UserId;
+use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::store::Record;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
@@ -27,6 +28,8 @@ use crate::decode::{Decoder, StoredRecord};
 
 const GET_RECORD: &str = "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms \
      FROM profiles WHERE user_id = ?1";
+
+const NAMES_IMAGE: &str = "SELECT EXISTS (SELECT 1 FROM profiles WHERE image_id = ?1)";
 
 /// At most this many reads run at once, each on a connection of its own; more wait
 /// for one. Two cores gain nothing from more, and each connection holds a page cache.
@@ -57,16 +60,36 @@ impl PointReads {
 
     /// The record of `user`, or `None` when it has none.
     pub(super) async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
-        let permit = self.permits.clone().acquire_owned().await.map_err(|_| unavailable("the store is closed"))?;
-        let reads = self.clone();
         let user = user.as_str().to_owned();
-        let stored = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            reads.get_blocking(&user)
+        let stored = self.run("reading a profile record", move |conn| read_record(conn, &user)).await?;
+        stored.map(|s| self.decode.stored_record(s)).transpose()
+    }
+
+    /// Whether some record names `image_id` now: a plain read, without the cleaner's
+    /// fence (for serving an image, never for deciding a delete).
+    pub(super) async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {
+        let id = image_id.to_string();
+        self.run("asking whether a record names an image", move |conn| {
+            conn.prepare_cached(NAMES_IMAGE)?.query_row([id], |row| row.get::<_, bool>(0))
         })
         .await
-        .map_err(|e| unavailable(&format!("the reading thread failed: {e}")))??;
-        stored.map(|s| self.decode.stored_record(s)).transpose()
+    }
+
+    /// Runs `read` on an idle connection (or a new one) on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        doing: &'static str,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let permit =
+            self.permits.clone().acquire_owned().await.map_err(|_| unavailable(doing, "the store is closed"))?;
+        let reads = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            reads.run_blocking(doing, read)
+        })
+        .await
+        .map_err(|e| unavailable(doing, &format!("the reading thread failed: {e}")))?
     }
 
     /// Waits for reads in flight, then closes every connection; later reads fail as
@@ -80,18 +103,22 @@ impl PointReads {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
-    fn get_blocking(&self, user: &str) -> Result<Option<StoredRecord>, StoreError> {
+    fn run_blocking<T>(
+        &self,
+        doing: &str,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
         let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(conn) => conn,
             None => self.connect().map_err(|e| sqlite_error("opening a reading connection", &e))?,
         };
-        let read = read_record(&conn, user);
+        let result = read(&conn);
         // A connection whose statement failed may be in any state: it is dropped (and
         // closed) rather than handed to the next read.
-        if read.is_ok() {
+        if result.is_ok() {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         }
-        read.map_err(|e| sqlite_error("reading a profile record", &e))
+        result.map_err(|e| sqlite_error(doing, &e))
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
@@ -136,8 +163,8 @@ fn sqlite_error(doing: &str, e: &rusqlite::Error) -> StoreError {
     StoreError::new(kind, format!("SQLite, {doing}: {e}"))
 }
 
-fn unavailable(what: &str) -> StoreError {
-    StoreError::new(StoreErrorKind::Unavailable, format!("SQLite, reading a profile record: {what}"))
+fn unavailable(doing: &str, what: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, format!("SQLite, {doing}: {what}"))
 }
 
 #[cfg(test)]

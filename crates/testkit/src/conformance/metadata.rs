@@ -21,7 +21,7 @@ pub(super) type Check = Result<(), String>;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 26;
+const CHECKS: usize = 27;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -46,6 +46,7 @@ where
         delete_removes_only_that_record,
         referenced_answers_exactly_the_referenced_subset,
         referenced_follows_replace_and_delete,
+        names_image_follows_replace_and_delete,
         referenced_answers_large_inputs,
         records_after_pages_in_byte_order,
         pairing_is_create_if_absent,
@@ -268,6 +269,19 @@ async fn referenced_follows_replace_and_delete(t: &MetadataUnderTest) -> Check {
     delete(t, &user("u2")?).await?;
     let got = t.store.referenced(&[old, new, other]).await.doing("referenced")?;
     ensure!(got == HashSet::from([new]), "after deleting the record naming {other}, referenced answered {got:?}");
+    Ok(())
+}
+
+async fn names_image_follows_replace_and_delete(t: &MetadataUnderTest) -> Check {
+    let (old, new, never) = (image(), image(), image());
+    put(t, &record("u1", old, "{}")?).await?;
+    ensure!(t.store.names_image(&old).await.doing("names_image")?, "a stored record's image is not named");
+    ensure!(!t.store.names_image(&never).await.doing("names_image")?, "an image no record names is named");
+    put(t, &record("u1", new, "{}")?).await?;
+    ensure!(!t.store.names_image(&old).await.doing("names_image")?, "a replaced image is still named");
+    ensure!(t.store.names_image(&new).await.doing("names_image")?, "the replacing image is not named");
+    delete(t, &user("u1")?).await?;
+    ensure!(!t.store.names_image(&new).await.doing("names_image")?, "a deleted record's image is still named");
     Ok(())
 }
 
