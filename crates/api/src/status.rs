@@ -5,7 +5,10 @@
 //! (through the API, which the admin listener serves too).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Mutex;
 
 use axum::extract::State;
 use axum::http::header;
@@ -20,6 +23,14 @@ const LIMIT: Duration = Duration::from_secs(5);
 /// The most records and blobs the page counts (beyond, it says "at least").
 const CAP: u64 = 100_000;
 
+/// How long a gathered status is shown again instead of asking the stores anew: the
+/// page counts up to [`CAP`] records and blobs (a hundred S3 listing requests), which
+/// reloading operators, or a monitor polling the page, must not multiply.
+const FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// A status and when it was gathered.
+type Gathered = (tokio::time::Instant, Arc<ServiceStatus>);
+
 /// What the status page needs besides the service.
 #[derive(Clone)]
 pub struct StatusPage {
@@ -27,10 +38,36 @@ pub struct StatusPage {
     pub service: ProfileService,
     /// The pairing's cluster id.
     pub cluster_id: String,
+    /// The last status gathered and when; one gathering at a time.
+    last: Arc<Mutex<Option<Gathered>>>,
+}
+
+impl StatusPage {
+    /// The page of `service`, whose stores are paired as `cluster_id`.
+    pub fn new(service: ProfileService, cluster_id: String) -> Self {
+        StatusPage { service, cluster_id, last: Arc::default() }
+    }
+
+    /// The status gathered at most [`FRESH_FOR`] ago, or a new one. Loads that arrive
+    /// while one gathers wait for it rather than start their own.
+    async fn status(&self) -> Arc<ServiceStatus> {
+        let mut last = self.last.lock().await;
+        // Transport-level caching on tokio's clock, not a decision about the stores.
+        #[allow(clippy::disallowed_methods)]
+        let now = tokio::time::Instant::now();
+        if let Some((at, status)) = last.as_ref()
+            && now.duration_since(*at) < FRESH_FOR
+        {
+            return status.clone();
+        }
+        let status = Arc::new(self.service.status(LIMIT, CAP).await);
+        *last = Some((now, status.clone()));
+        status
+    }
 }
 
 pub(crate) async fn page(State(page): State<StatusPage>) -> impl IntoResponse {
-    let status = page.service.status(LIMIT, CAP).await;
+    let status = page.status().await;
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], render(&page, &status))
 }
 

@@ -73,7 +73,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
             refresher.reload_timings().await;
         }
     });
-    let page = profilestore_api::StatusPage { service: service.clone(), cluster_id: opened.cluster_id.to_string() };
+    let page = profilestore_api::StatusPage::new(service.clone(), opened.cluster_id.to_string());
     let app = profilestore_api::router(service, config.clone());
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
