@@ -35,6 +35,7 @@
 //! | `middleware` | the request id, the per-request log line and the net that turns any non-JSON error into the JSON shape |
 //! | [`metrics`] | the HTTP figures: requests, latency, bytes, in flight |
 //! | `admin` | [`admin_router`]: `/metrics` and the status page for operators, on its own address |
+//! | `tls` | TLS for a listener: a certificate and key from PEM files, reloaded when they change |
 //! | `status` | the status page: timings and rules, store contents, sweep marks, clocks, an upload form |
 
 use std::future::Future;
@@ -56,6 +57,7 @@ mod range;
 mod routes;
 mod serve;
 mod status;
+mod tls;
 mod upload;
 
 pub use admin::{RenderMetrics, admin_router};
@@ -64,6 +66,7 @@ pub use auth::{AuthPolicy, KeyError, KeySource, TokenRules, TokenVerifier};
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
 pub use serve::{ServeOptions, serve_with};
+pub use tls::{TlsError, TlsFiles};
 pub use status::StatusPage;
 
 /// What the API enforces: who may write, and the limits on uploads.

@@ -7,18 +7,21 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+
+use crate::tls::TlsFiles;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Sleep;
 
 /// How a listener bounds its clients and its shutdown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// How long a client may take to send a request's head (request line and
     /// headers), on a new connection and between requests on a kept-alive one.
@@ -29,6 +32,9 @@ pub struct ServeOptions {
     /// After the shutdown signal, how long the requests in flight may take to finish
     /// before their connections are dropped; `None` waits for them all.
     pub shutdown_limit: Option<Duration>,
+    /// Serve HTTPS with this certificate (reloaded when its files change); `None`:
+    /// plain HTTP.
+    pub tls: Option<Arc<TlsFiles>>,
 }
 
 impl ServeOptions {
@@ -46,6 +52,7 @@ impl Default for ServeOptions {
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             send_timeout: Self::DEFAULT_SEND_TIMEOUT,
             shutdown_limit: None,
+            tls: None,
         }
     }
 }
@@ -77,14 +84,31 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let io = TokioIo::new(SendTimeout { inner: stream, limit: options.send_timeout, stalled: None });
-        let connection = graceful.watch(http.serve_connection(io, service));
-        tokio::spawn(async move {
-            // A client that went away, or sent garbage, is its own business.
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+        let limit = options.send_timeout;
+        match &options.tls {
+            None => {
+                let io = TokioIo::new(SendTimeout { inner: stream, limit, stalled: None });
+                spawn_connection(graceful.watch(http.serve_connection(io, service)));
             }
-        });
+            Some(tls) => {
+                // The handshake runs in the connection's own task, within the head
+                // timeout: a client that never finishes it holds nothing for long.
+                let (acceptor, http, watcher) = (tls.acceptor(), http.clone(), graceful.watcher());
+                let handshake_limit = options.header_timeout;
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(handshake_limit, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                    let io = TokioIo::new(SendTimeout { inner: stream, limit, stalled: None });
+                    let connection = watcher.watch(http.serve_connection(io, service));
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     match options.shutdown_limit {
@@ -98,15 +122,29 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// Runs a connection to its end; a client that went away, or sent garbage, is its own
+/// business.
+fn spawn_connection<F, E>(connection: F)
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
 /// A connection's socket whose writes fail once they have been stalled (the client
 /// reading nothing) for `limit`: hyper then drops the connection and what it held.
-struct SendTimeout {
-    inner: TcpStream,
+struct SendTimeout<S> {
+    inner: S,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
 }
 
-impl SendTimeout {
+impl<S> SendTimeout<S> {
     /// Passes `attempt`'s answer on, timing how long it has been pending.
     fn guard<T>(&mut self, cx: &mut Context<'_>, attempt: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if attempt.is_ready() {
@@ -123,13 +161,13 @@ impl SendTimeout {
     }
 }
 
-impl AsyncRead for SendTimeout {
+impl<S: AsyncRead + Unpin> AsyncRead for SendTimeout<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for SendTimeout {
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let attempt = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.guard(cx, attempt)

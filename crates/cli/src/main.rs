@@ -11,6 +11,7 @@ mod metrics;
 mod progress;
 mod report;
 mod stores;
+mod transport;
 
 use std::process::ExitCode;
 
@@ -53,7 +54,7 @@ fn main() -> ExitCode {
         // Before any store is opened: every part records into it.
         let render = metrics::install()?;
         match cli.command {
-            Command::Serve(args) => commands::serve::run(args, &file, render).await,
+            Command::Serve(args) => commands::serve::run(*args, &file, render).await,
             Command::Init(args) => commands::init::run(args, &file).await,
             Command::Clean(args) => commands::clean::run(args, &file, render).await,
             Command::Audit(args) => commands::audit::run(args, &file).await,

@@ -52,7 +52,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTP API. Applies migrations and pairs the stores on first use.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Prepare the stores (migrations, pairing, cluster timings) without serving.
     Init(InitArgs),
     /// Run the storage cleaner: one cycle, or a cycle every `--every`.

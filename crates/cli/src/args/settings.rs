@@ -266,6 +266,20 @@ settings_group! {
         #[serde(deserialize_with = "duration")]
         pub header_timeout: Option<Duration>,
 
+        /// A PEM certificate chain (leaf first) to serve HTTPS with; reloaded when the file
+        /// changes. Needs `--tls-key`.
+        #[arg(long, env = "PROFILESTORE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+        pub tls_cert: Option<PathBuf>,
+
+        /// The PEM private key of `--tls-cert`; reloaded with it.
+        #[arg(long, env = "PROFILESTORE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+        pub tls_key: Option<PathBuf>,
+
+        /// A TLS-terminating proxy is in front: serve plain HTTP on a non-loopback
+        /// address anyway (without it, and without `--tls-cert`, `serve` refuses one).
+        #[arg(long, env = "PROFILESTORE_BEHIND_PROXY")]
+        pub behind_proxy: bool,
+
         /// How long caches may keep an image served by id (`Cache-Control: max-age`):
         /// the bound on how long a deleted or replaced photo can still be seen in a
         /// cache. [default: 5m]

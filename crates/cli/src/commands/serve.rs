@@ -41,8 +41,10 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         None => Some(DEFAULT_ADMIN_LISTEN.parse().expect("default address parses")),
     };
     // Before any store is opened: a server that must not start touches nothing.
-    let auth =
-        crate::auth::decide(&args.auth, &[Some(listen), admin_listen].into_iter().flatten().collect::<Vec<_>>())?;
+    let listeners: Vec<SocketAddr> = [Some(listen), admin_listen].into_iter().flatten().collect();
+    let auth = crate::auth::decide(&args.auth, &listeners)?;
+    let tls = crate::transport::decide(&args.serve, &listeners)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let defaults = ApiConfig::default();
     let config = ApiConfig {
         max_image_size: args.serve.max_image_size.map_or(defaults.max_image_size, |size| size.as_u64()),
@@ -95,10 +97,10 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     };
     // The addresses go to stdout, the API's on the first line, so scripts (and port 0
     // users) can read them.
-    let mut lines = format!("profilestore listening on http://{addr}\n");
+    let mut lines = format!("profilestore listening on {scheme}://{addr}\n");
     if let Some(admin) = admin {
-        lines.push_str(&format!("profilestore admin on http://{}\n", admin.addr));
-        admin.serve(render, Some((page, config)), super::shutdown_signal());
+        lines.push_str(&format!("profilestore admin on {scheme}://{}\n", admin.addr));
+        admin.serve(render, Some((page, config)), tls.clone(), super::shutdown_signal());
     }
     announce(&lines)?;
     // A request in flight at shutdown has at most its request timeout left.
@@ -106,6 +108,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         header_timeout: args.serve.header_timeout.unwrap_or(ServeOptions::DEFAULT_HEADER_TIMEOUT),
         send_timeout: args.serve.send_timeout.unwrap_or(ServeOptions::DEFAULT_SEND_TIMEOUT),
         shutdown_limit: Some(timings.request_timeout),
+        tls,
     };
     profilestore_api::serve_with(listener, app, super::shutdown_signal(), options).await.context("server failed")?;
     Ok(ExitCode::SUCCESS)
