@@ -12,8 +12,7 @@ use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::Timings;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -23,24 +22,12 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(Path::new(FIXTURES).join(name)).unwrap()
 }
 
-/// A client that trusts only the CA in `ca_pem`.
-fn client_trusting(ca_pem: &[u8]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// `GET /healthz` over TLS, trusting the CA in `ca_pem`: the status line, or the failure.
 async fn healthz(addr: std::net::SocketAddr, ca_pem: &[u8]) -> Result<String, String> {
     let tcp = TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = client_trusting(ca_pem).connect(name, tcp).await.map_err(|e| e.to_string())?;
+    let mut tls =
+        profilestore_testkit::tls::client_trusting(ca_pem).connect(name, tcp).await.map_err(|e| e.to_string())?;
     tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).await.map_err(|e| e.to_string())?;

@@ -8,10 +8,8 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use support::{Server, bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -33,18 +31,10 @@ async fn serve_answers_https_with_the_given_certificate() {
     let addr = server.base.strip_prefix("https://").expect("the printed address is https");
     assert!(server.admin.as_deref().is_some_and(|a| a.starts_with("https://")), "{:?}", server.admin);
 
-    let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(fixture("tls-a-ca.pem")).unwrap();
-    roots.add(CertificateDer::from_pem_slice(&ca).unwrap()).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    let mut tls = profilestore_testkit::tls::client_trusting(&ca).connect(name, tcp).await.unwrap();
     tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").await.unwrap();
     let mut answer = Vec::new();
     tls.read_to_end(&mut answer).await.unwrap();

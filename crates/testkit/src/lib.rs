@@ -17,6 +17,7 @@ pub mod failpoint;
 pub mod hooked;
 pub mod postgres;
 pub mod services;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
