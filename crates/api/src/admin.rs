@@ -9,7 +9,6 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::ApiConfig;
 use crate::error::ApiError;
 use crate::status::{self, StatusPage};
 
@@ -18,14 +17,15 @@ use crate::status::{self, StatusPage};
 pub type RenderMetrics = Arc<dyn Fn() -> String + Send + Sync>;
 
 /// The admin routes: `GET /metrics` (Prometheus text format 0.0.4) and, given a
-/// status page, `GET /` and `GET /status` (HTML) with the whole API beside them (the
-/// page's form uploads through it). Without one, anything else is a JSON 404.
-pub fn admin_router(render: RenderMetrics, page: Option<(StatusPage, ApiConfig)>) -> Router {
+/// status page, `GET /` and `GET /status` (HTML) with `api` beside them (the page's
+/// form uploads through it). `api` is the API's own [`router`](crate::router), shared:
+/// its upload budgets then bound both listeners together. Without a page, anything
+/// else is a JSON 404.
+pub fn admin_router(render: RenderMetrics, page: Option<(StatusPage, Router)>) -> Router {
     let metrics = Router::new().route("/metrics", get(metrics)).with_state(render);
     match page {
         None => metrics.fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) }),
-        Some((page, config)) => {
-            let api = crate::routes::router(page.service.clone(), config);
+        Some((page, api)) => {
             let status =
                 Router::new().route("/", get(status::page)).route("/status", get(status::page)).with_state(page);
             metrics.merge(status).merge(api)

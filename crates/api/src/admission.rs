@@ -33,8 +33,8 @@ impl Default for UploadLimits {
     }
 }
 
-/// The budgets of one router.
-#[derive(Clone)]
+/// The budgets, shared by every router of one process.
+#[derive(Clone, Debug)]
 pub(crate) struct Admission {
     uploads: Arc<Semaphore>,
     units: Arc<Semaphore>,

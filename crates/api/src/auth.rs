@@ -77,6 +77,9 @@ pub enum KeyError {
     /// A PEM that is neither an RSA nor an EC public key.
     #[error("the public key is neither an RSA nor a P-256 EC key in PEM form: {0}")]
     Pem(String),
+    /// An admin scope that is empty or holds whitespace (it would match too much).
+    #[error("the admin scope {0:?} must be one non-empty word")]
+    AdminScope(String),
     /// A JWKS document that does not parse, or holds no usable key.
     #[error("the JWKS document is unusable: {0}")]
     Jwks(String),
@@ -97,12 +100,29 @@ enum Keys {
 #[derive(Debug, serde::Deserialize)]
 struct Claims {
     sub: Option<String>,
-    /// Space-separated scopes (RFC 8693).
+    /// Scopes: space-separated (RFC 8693), or an array (some issuers).
     #[serde(default)]
-    scope: Option<String>,
-    /// Scopes as an array (a common alternative).
+    scope: Option<Scopes>,
+    /// The same under the name other issuers use, string or array alike.
     #[serde(default)]
-    scp: Option<Vec<String>>,
+    scp: Option<Scopes>,
+}
+
+/// Scopes as a space-separated string or as an array of them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    Spaced(String),
+    Listed(Vec<String>),
+}
+
+impl Scopes {
+    fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Scopes::Spaced(text) => text.split_whitespace().any(|s| s == wanted),
+            Scopes::Listed(list) => list.iter().flat_map(|s| s.split_whitespace()).any(|s| s == wanted),
+        }
+    }
 }
 
 /// Why a request's token was refused; logged by [`kind`](Refusal::kind), never with
@@ -141,6 +161,9 @@ impl Refusal {
 impl TokenVerifier {
     /// A verifier of tokens signed by `source`'s keys and meeting `rules`.
     pub fn new(source: KeySource, rules: TokenRules) -> Result<Self, KeyError> {
+        if rules.admin_scope.is_empty() || rules.admin_scope.contains(char::is_whitespace) {
+            return Err(KeyError::AdminScope(rules.admin_scope));
+        }
         let keys = match source {
             KeySource::HmacSecret(secret) if secret.len() < 32 => return Err(KeyError::ShortSecret(secret.len())),
             KeySource::HmacSecret(secret) => {
@@ -187,12 +210,11 @@ impl TokenVerifier {
             }
             None => validation.iss = None,
         }
-        match &self.rules.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                required.push("aud");
-            }
-            None => validation.validate_aud = false,
+        // Without a configured audience, a token that names one is refused (the
+        // library's default): it was minted for some other service.
+        if let Some(audience) = &self.rules.audience {
+            validation.set_audience(&[audience]);
+            required.push("aud");
         }
         validation.set_required_spec_claims(&required);
         jsonwebtoken::decode::<Claims>(token, key, &validation).map(|data| data.claims).map_err(|e| refusal(e.kind()))
@@ -204,17 +226,24 @@ fn jwks(text: &str) -> Result<HashMap<String, (DecodingKey, Algorithm)>, KeyErro
     let set: JwkSet = serde_json::from_str(text).map_err(|e| KeyError::Jwks(e.to_string()))?;
     let mut keys = HashMap::new();
     for jwk in &set.keys {
-        let kid = jwk.common.key_id.clone().ok_or_else(|| KeyError::Jwks("a key has no `kid`".into()))?;
-        let algorithm = jwk
-            .common
-            .key_algorithm
-            .and_then(|a| a.to_string().parse::<Algorithm>().ok())
-            .ok_or_else(|| KeyError::Jwks(format!("key {kid:?} names no supported `alg`")))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Jwks(format!("key {kid:?}: {e}")))?;
-        keys.insert(kid, (key, algorithm));
+        // Issuers publish encryption keys and keys for other algorithms beside their
+        // signing keys: those are skipped (and said so), not a reason to refuse the set.
+        let kid = jwk.common.key_id.clone().unwrap_or_default();
+        let signing = !matches!(jwk.common.public_key_use, Some(jsonwebtoken::jwk::PublicKeyUse::Encryption));
+        let algorithm = jwk.common.key_algorithm.and_then(|a| a.to_string().parse::<Algorithm>().ok());
+        match (kid.is_empty(), signing, algorithm) {
+            (false, true, Some(algorithm)) => {
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| KeyError::Jwks(format!("key {kid:?}: {e}")))?;
+                keys.insert(kid, (key, algorithm));
+            }
+            _ => tracing::warn!(
+                kid,
+                "skipping a JWKS key that has no kid, is not for signatures or names no supported alg"
+            ),
+        }
     }
     if keys.is_empty() {
-        return Err(KeyError::Jwks("it holds no keys".into()));
+        return Err(KeyError::Jwks("it holds no signing key with a kid and a supported alg".into()));
     }
     Ok(keys)
 }
@@ -269,17 +298,21 @@ impl AuthPolicy {
         self.verifier.is_some()
     }
 
+    /// Whether reads need a token (answers must then not be kept by shared caches).
+    pub fn reads_need_token(&self) -> bool {
+        self.verifier.is_some() && self.reads_need_token
+    }
+
     /// Allows writing or deleting `user`'s profile, or answers 401 or 403.
     pub(crate) fn authorize_write(&self, headers: &HeaderMap, user: &UserId) -> Result<(), ApiError> {
         let Some(verifier) = &self.verifier else { return Ok(()) };
         let claims = authenticate(verifier, headers)?;
         let admin = &verifier.rules.admin_scope;
-        let is_admin = claims.scope.as_deref().is_some_and(|s| s.split(' ').any(|scope| scope == admin))
-            || claims.scp.iter().flatten().any(|scope| scope == admin);
+        let is_admin = [&claims.scope, &claims.scp].into_iter().flatten().any(|scopes| scopes.contains(admin));
         if is_admin || claims.sub.as_deref() == Some(user.as_str()) {
             Ok(())
         } else {
-            tracing::info!(user = %user, "refused a token for another user's profile");
+            tracing::info!("refused a token for another user's profile");
             Err(ApiError::forbidden())
         }
     }

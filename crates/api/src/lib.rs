@@ -63,11 +63,13 @@ mod upload;
 pub use admin::{RenderMetrics, admin_router};
 pub use admission::UploadLimits;
 pub use auth::{AuthPolicy, KeyError, KeySource, TokenRules, TokenVerifier};
+/// The router type every function here builds and takes (axum's).
+pub use axum::Router;
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
 pub use serve::{ServeOptions, serve_with};
-pub use tls::{TlsError, TlsFiles};
 pub use status::StatusPage;
+pub use tls::{TlsError, TlsFiles};
 
 /// What the API enforces: who may write, and the limits on uploads.
 #[derive(Debug, Clone)]

@@ -159,7 +159,7 @@ pub(crate) async fn put_profile(
     // A slow client must not hold a connection and a buffer forever: the body gets the
     // same allowance as the request it is part of.
     let allowance = state.service.timings().request_timeout;
-    let upload = tokio::time::timeout(allowance, upload::read(multipart, &state.config))
+    let upload = tokio::time::timeout(allowance, upload::read(multipart, &state.config, may_hold))
         .await
         .map_err(|_| UploadError::TooSlow)??;
     let profile = NewProfile {
@@ -241,8 +241,9 @@ pub(crate) async fn get_image(
     // An id names one upload forever, but it is served only while a profile shows it:
     // caches keep it for the stated bound, after which a deleted photo is gone.
     let max_age = state.config.image_cache_max_age.as_secs();
-    let cache_control =
-        HeaderValue::from_str(&format!("public, max-age={max_age}")).expect("digits are a valid header");
+    // Behind a token, no shared cache may keep it for others.
+    let audience = if state.config.auth.reads_need_token() { "private" } else { "public" };
+    let cache_control = HeaderValue::from_str(&format!("{audience}, max-age={max_age}")).expect("a valid header");
     Ok(image_response(&headers, image_id, HeaderValue::from_static(content_type), bytes, cache_control))
 }
 

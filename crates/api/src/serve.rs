@@ -192,6 +192,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        // Over TLS, shutting down writes `close_notify`: a peer that reads nothing
+        // must not hold the connection here either.
+        let attempt = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.guard(cx, attempt)
     }
 }

@@ -162,7 +162,11 @@ pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<u
 
 /// Reads and validates the whole upload. Stops at the first refusal without reading
 /// the rest of the body.
-pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig) -> Result<Upload, UploadError> {
+///
+/// `may_hold` is the most the body can hold (its declared length, or the body limit):
+/// a part's buffer is allocated once at the smaller of it and the part's limit, so an
+/// upload holds no more than it was admitted for (a growing buffer would double).
+pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig, may_hold: u64) -> Result<Upload, UploadError> {
     let limit = body_limit(config);
     let mut pace = Pace::new(config.min_upload_rate);
     let mut metadata: Option<String> = None;
@@ -174,7 +178,9 @@ pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig) -> Result
                     return Err(UploadError::DuplicatePart("metadata"));
                 }
                 let too_large = || UploadError::MetadataTooLarge { limit: MAX_METADATA_SIZE };
-                let bytes = read_part(&mut field, &mut pace, MAX_METADATA_SIZE, limit, too_large, |_| Ok(())).await?;
+                let max = MAX_METADATA_SIZE.min(may_hold);
+                let bytes =
+                    read_part(&mut field, &mut pace, (MAX_METADATA_SIZE, max), limit, too_large, |_| Ok(())).await?;
                 metadata = Some(validate_metadata(&bytes)?);
             }
             Some("image") => {
@@ -183,7 +189,8 @@ pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig) -> Result
                 }
                 let max = config.max_image_size;
                 let too_large = || UploadError::ImageTooLarge { limit: max };
-                let bytes = read_part(&mut field, &mut pace, max, limit, too_large, refuse_unrecognised).await?;
+                let sizes = (max, max.min(may_hold));
+                let bytes = read_part(&mut field, &mut pace, sizes, limit, too_large, refuse_unrecognised).await?;
                 let format = image::inspect(&bytes, config.max_image_pixels)?;
                 image = Some((bytes, format));
             }
@@ -204,18 +211,18 @@ fn refuse_unrecognised(so_far: &[u8]) -> Result<(), UploadError> {
     Ok(())
 }
 
-/// Reads one part, refusing it with `too_large()` the moment more than `max` bytes
-/// have arrived, as too slow when a chunk does not arrive within `pace`, and running
+/// Reads one part into a buffer of `capacity` bytes, refusing it with `too_large()`
+/// the moment more than `max` bytes have arrived, as too slow when a chunk does not arrive within `pace`, and running
 /// `check` on what has arrived after each chunk.
 async fn read_part(
     field: &mut Field<'_>,
     pace: &mut Pace,
-    max: u64,
+    (max, capacity): (u64, u64),
     body_limit: u64,
     too_large: impl Fn() -> UploadError,
     check: impl Fn(&[u8]) -> Result<(), UploadError>,
 ) -> Result<Bytes, UploadError> {
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
     while let Some(chunk) = pace.keep(field.chunk()).await?.map_err(|e| multipart_error(&e, body_limit))? {
         pace.received += chunk.len() as u64;
         if (buf.len() as u64).saturating_add(chunk.len() as u64) > max {

@@ -95,7 +95,12 @@ async fn a_token_writes_and_deletes_its_own_profile_only_and_the_admin_scope_any
     expect_error(deleted, 403, "forbidden").await;
     assert!(server.record("ada").await.is_some(), "another user's token changed nothing");
 
-    for admin in [json!({"scope": "openid profiles:admin"}), json!({"scp": ["profiles:admin"]})] {
+    for admin in [
+        json!({"scope": "openid profiles:admin"}),
+        json!({"scp": ["profiles:admin"]}),
+        json!({"scp": "profiles:admin offline"}),
+        json!({"scope": ["profiles:admin"]}),
+    ] {
         let token = hs256(&claims("operator", admin));
         assert_eq!(put(&server, "ada", Some(&token)).await.status(), 200);
     }
@@ -197,8 +202,43 @@ async fn reads_can_be_made_to_need_a_token() {
         let bob = hs256(&claims("bob", json!({})));
         let read = server.client.get(server.url(path)).bearer_auth(bob).send().await.unwrap();
         assert_eq!(read.status(), 200, "{path}: any valid token reads");
+        let cache = read.headers().get("cache-control").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        assert!(!cache.contains("public"), "{path}: a shared cache may keep what needs a token: {cache}");
     }
     assert_eq!(server.get("/healthz").await.status(), 200, "probes stay open");
+}
+
+#[tokio::test]
+async fn without_a_configured_audience_a_token_minted_for_another_is_refused() {
+    let rules = TokenRules { audience: None, ..rules() };
+    let verifier = TokenVerifier::new(KeySource::HmacSecret(SECRET.to_vec()), rules).unwrap();
+    let config = ApiConfig { auth: AuthPolicy::tokens(verifier, false), ..ApiConfig::default() };
+    let server = TestServer::start(config).await;
+    let no_audience = hs256(&json!({"sub": "ada", "iss": "https://issuer.test", "exp": now() + 60}));
+    assert_eq!(put(&server, "ada", Some(&no_audience)).await.status(), 200);
+    let for_another = hs256(&claims("ada", json!({"aud": "another-service"})));
+    expect_error(put(&server, "ada", Some(&for_another)).await, 401, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn a_jwks_with_encryption_keys_and_keys_without_alg_keeps_its_signing_keys() {
+    let signing = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    let mut good = Jwk::from_encoding_key(&signing, Algorithm::RS256).unwrap();
+    good.common.key_id = Some("sig".into());
+    let mut encryption = good.clone();
+    encryption.common.key_id = Some("enc".into());
+    encryption.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Encryption);
+    let mut no_alg = good.clone();
+    no_alg.common.key_id = Some("bare".into());
+    no_alg.common.key_algorithm = None;
+    let set = serde_json::to_string(&JwkSet { keys: vec![encryption, no_alg, good] }).unwrap();
+    let server = server(KeySource::Jwks(set), false).await;
+    assert_eq!(
+        put(&server, "ada", Some(&rs256(&claims("ada", json!({})), RSA_PRIVATE, Some("sig")))).await.status(),
+        200
+    );
+    let via_encryption_key = rs256(&claims("ada", json!({})), RSA_PRIVATE, Some("enc"));
+    expect_error(put(&server, "ada", Some(&via_encryption_key)).await, 401, "invalid_token").await;
 }
 
 #[test]
@@ -208,6 +248,10 @@ fn unusable_keys_are_refused_when_configured() {
     assert!(TokenVerifier::new(KeySource::PublicKeyPem(RSA_PRIVATE.to_vec()), rules()).is_err(), "a private key");
     assert!(TokenVerifier::new(KeySource::Jwks(r#"{"keys": []}"#.into()), rules()).is_err());
     assert!(TokenVerifier::new(KeySource::Jwks("{".into()), rules()).is_err());
+    for scope in ["", "profiles admin"] {
+        let rules = TokenRules { admin_scope: scope.into(), ..rules() };
+        assert!(TokenVerifier::new(KeySource::HmacSecret(SECRET.to_vec()), rules).is_err(), "admin scope {scope:?}");
+    }
 }
 
 /// `claims` as a token with `alg: none` and no signature.

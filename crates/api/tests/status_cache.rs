@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use profilestore_api::{ApiConfig, StatusPage, admin_router};
+use profilestore_api::{ApiConfig, StatusPage, admin_router, router};
 use profilestore_core::error::StoreError;
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::service::ProfileService;
@@ -38,8 +38,8 @@ async fn loads_within_ten_seconds_share_one_gathering() {
     let metadata = Hooked::new(memory, counts.clone());
     let blobs = Arc::new(MemoryBlobStore::new(clock.clone()));
     let service = ProfileService::new(metadata, blobs, clock, Arc::new(UuidV7Ids), Timings::default());
-    let page = StatusPage::new(service, "cluster".into());
-    let app = admin_router(Arc::new(String::new), Some((page, ApiConfig::default())));
+    let page = StatusPage::new(service.clone(), "cluster".into());
+    let app = admin_router(Arc::new(String::new), Some((page, router(service, ApiConfig::default()))));
     let load = || async {
         let response = app.clone().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
         assert_eq!(response.status(), 200);

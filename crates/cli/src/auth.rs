@@ -19,8 +19,9 @@ pub struct Decided {
 
 /// How writes are authorised, as `serve` reports it at start.
 pub enum Notice {
-    /// Tokens are checked.
-    Tokens,
+    /// Tokens are checked; the flag says a shared issuer's tokens are not tied to this
+    /// service by `iss` and `aud`.
+    Tokens { unchecked_issuer_or_audience: bool },
     /// Open writes on loopback listeners only.
     OpenOnLoopback,
     /// `--auth none`: open writes wherever it listens.
@@ -67,11 +68,24 @@ pub fn decide(settings: &AuthSettings, listeners: &[SocketAddr]) -> anyhow::Resu
                 leeway: settings.auth_leeway.unwrap_or(defaults.leeway),
                 admin_scope: settings.auth_admin_scope.clone().unwrap_or(defaults.admin_scope),
             };
+            // A public key's tokens may be minted by an issuer for many services: without
+            // an issuer and audience to check, any of them whose `sub` matches writes.
+            let unchecked = flag != "--auth-hs256-secret-file" && (rules.issuer.is_none() || rules.audience.is_none());
             let verifier = TokenVerifier::new(source, rules).with_context(|| format!("{flag} {}", path.display()))?;
-            Ok(Decided { policy: AuthPolicy::tokens(verifier, settings.auth_reads), notice: Notice::Tokens })
+            let notice = Notice::Tokens { unchecked_issuer_or_audience: unchecked };
+            Ok(Decided { policy: AuthPolicy::tokens(verifier, settings.auth_reads), notice })
         }
         (None, None) => {
             anyhow::ensure!(!settings.auth_reads, "--auth-reads needs a token key");
+            let orphans = [
+                settings.auth_issuer.as_ref().map(|_| "--auth-issuer"),
+                settings.auth_audience.as_ref().map(|_| "--auth-audience"),
+                settings.auth_admin_scope.as_ref().map(|_| "--auth-admin-scope"),
+                settings.auth_leeway.as_ref().map(|_| "--auth-leeway"),
+            ];
+            if let Some(flag) = orphans.into_iter().flatten().next() {
+                anyhow::bail!("{flag} says how tokens are checked, but no token key is given");
+            }
             if let Some(public) = listeners.iter().find(|addr| !addr.ip().is_loopback()) {
                 anyhow::bail!(
                     "refusing to serve on {public} without authentication: anyone who reaches it could change any \
@@ -88,7 +102,15 @@ impl Notice {
     /// Logs how writes are authorised: a warning unless tokens are checked.
     pub fn log(&self) {
         match self {
-            Notice::Tokens => tracing::info!("writes and deletes need a bearer token"),
+            Notice::Tokens { unchecked_issuer_or_audience } => {
+                tracing::info!("writes and deletes need a bearer token");
+                if *unchecked_issuer_or_audience {
+                    tracing::warn!(
+                        "tokens are verified by a public key without --auth-issuer and --auth-audience: any token \
+                         its issuer signs for any service may write the profile its `sub` names"
+                    );
+                }
+            }
             Notice::OpenOnLoopback => tracing::warn!(
                 "no token key is set: accepting unauthenticated writes, because every listener is on loopback"
             ),
@@ -162,6 +184,8 @@ mod tests {
         assert!(error(&token_without_key, &loopback).contains("needs a key"));
         let reads_without_key = AuthSettings { auth_reads: true, ..AuthSettings::default() };
         assert!(error(&reads_without_key, &loopback).contains("--auth-reads"));
+        let issuer_without_key = AuthSettings { auth_issuer: Some("https://id".into()), ..AuthSettings::default() };
+        assert!(error(&issuer_without_key, &loopback).contains("--auth-issuer says how tokens are checked"));
     }
 
     #[test]
@@ -175,7 +199,7 @@ mod tests {
         assert!(error(&settings, &public).contains("31 bytes"));
         std::fs::write(&path, format!("{}\r\n", "s".repeat(32))).unwrap();
         let decided = decide(&settings, &public).unwrap();
-        assert!(decided.policy.checks_tokens() && matches!(decided.notice, Notice::Tokens));
+        assert!(decided.policy.checks_tokens() && matches!(decided.notice, Notice::Tokens { .. }));
         let missing =
             AuthSettings { auth_public_key_file: Some(dir.path().join("absent.pem")), ..AuthSettings::default() };
         assert!(error(&missing, &public).contains("cannot read --auth-public-key-file"));

@@ -64,17 +64,16 @@ impl AdminListener {
     }
 
     /// Serves `/metrics` (rendered by `render`) and, given one, the status page with
-    /// the API, in the background until `shutdown`, over HTTPS when given `tls`.
+    /// the API, in the background until `shutdown`, with `options` (timeouts, TLS).
     pub fn serve(
         self,
         render: RenderMetrics,
-        page: Option<(profilestore_api::StatusPage, profilestore_api::ApiConfig)>,
-        tls: Option<std::sync::Arc<profilestore_api::TlsFiles>>,
+        page: Option<(profilestore_api::StatusPage, profilestore_api::Router)>,
+        options: profilestore_api::ServeOptions,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
         tracing::info!(address = %self.addr, status_page = page.is_some(), "serving /metrics");
         let app = profilestore_api::admin_router(render, page);
-        let options = profilestore_api::ServeOptions { tls, ..profilestore_api::ServeOptions::default() };
         tokio::spawn(async move {
             if let Err(e) = profilestore_api::serve_with(self.listener, app, shutdown, options).await {
                 tracing::error!(error = %e, "the admin listener failed");

@@ -21,8 +21,9 @@ pub fn decide(settings: &ServeSettings, listeners: &[SocketAddr]) -> anyhow::Res
         && let Some(public) = listeners.iter().find(|addr| !addr.ip().is_loopback())
     {
         anyhow::bail!(
-            "refusing to serve plain HTTP on {public}: bearer tokens would cross the network in clear. Give \
-             --tls-cert and --tls-key, or --behind-proxy when a TLS-terminating proxy is in front"
+            "refusing to serve plain HTTP on {public}: requests (and their bearer tokens) would cross the \
+             network in clear. Give --tls-cert and --tls-key, or --behind-proxy when a TLS-terminating proxy \
+             is in front"
         );
     }
     Ok(tls)

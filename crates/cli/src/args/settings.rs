@@ -268,11 +268,11 @@ settings_group! {
 
         /// A PEM certificate chain (leaf first) to serve HTTPS with; reloaded when the file
         /// changes. Needs `--tls-key`.
-        #[arg(long, env = "PROFILESTORE_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+        #[arg(long, env = "PROFILESTORE_TLS_CERT", value_name = "FILE")]
         pub tls_cert: Option<PathBuf>,
 
         /// The PEM private key of `--tls-cert`; reloaded with it.
-        #[arg(long, env = "PROFILESTORE_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+        #[arg(long, env = "PROFILESTORE_TLS_KEY", value_name = "FILE")]
         pub tls_key: Option<PathBuf>,
 
         /// A TLS-terminating proxy is in front: serve plain HTTP on a non-loopback

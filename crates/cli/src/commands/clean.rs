@@ -82,7 +82,7 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings, render: RenderMetrics
         });
         let admin = crate::metrics::AdminListener::bind(addr).await?;
         crate::metrics::announce(&format!("profilestore cleaner metrics on http://{}\n", admin.addr))?;
-        admin.serve(render, None, None, super::shutdown_signal());
+        admin.serve(render, None, profilestore_api::ServeOptions::default(), super::shutdown_signal());
     }
     // A daemon logs its progress, terminal or not: nobody waits at a daemon's bar,
     // which would be redrawn for days between the cycle lines, while the log line

@@ -76,7 +76,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         }
     });
     let page = profilestore_api::StatusPage::new(service.clone(), opened.cluster_id.to_string());
-    let app = profilestore_api::router(service, config.clone());
+    let app = profilestore_api::router(service, config);
 
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -91,6 +91,13 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         "serving"
     );
     auth.notice.log();
+    // A request in flight at shutdown has at most its request timeout left.
+    let options = ServeOptions {
+        header_timeout: args.serve.header_timeout.unwrap_or(ServeOptions::DEFAULT_HEADER_TIMEOUT),
+        send_timeout: args.serve.send_timeout.unwrap_or(ServeOptions::DEFAULT_SEND_TIMEOUT),
+        shutdown_limit: Some(timings.request_timeout),
+        tls,
+    };
     let admin = match admin_listen {
         Some(addr) => Some(AdminListener::bind(addr).await?),
         None => None,
@@ -100,16 +107,9 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     let mut lines = format!("profilestore listening on {scheme}://{addr}\n");
     if let Some(admin) = admin {
         lines.push_str(&format!("profilestore admin on {scheme}://{}\n", admin.addr));
-        admin.serve(render, Some((page, config)), tls.clone(), super::shutdown_signal());
+        admin.serve(render, Some((page, app.clone())), options.clone(), super::shutdown_signal());
     }
     announce(&lines)?;
-    // A request in flight at shutdown has at most its request timeout left.
-    let options = ServeOptions {
-        header_timeout: args.serve.header_timeout.unwrap_or(ServeOptions::DEFAULT_HEADER_TIMEOUT),
-        send_timeout: args.serve.send_timeout.unwrap_or(ServeOptions::DEFAULT_SEND_TIMEOUT),
-        shutdown_limit: Some(timings.request_timeout),
-        tls,
-    };
     profilestore_api::serve_with(listener, app, super::shutdown_signal(), options).await.context("server failed")?;
     Ok(ExitCode::SUCCESS)
 }
