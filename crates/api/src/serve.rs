@@ -29,6 +29,10 @@ pub struct ServeOptions {
     /// How long a client may go without taking any of the answer being sent to it
     /// (its socket stays full); then its connection is dropped, with what it held.
     pub send_timeout: Duration,
+    /// The least average pace, in bytes per second, a client that fell behind (its
+    /// socket full) must take its answer at once its first 10 s behind are past; slower,
+    /// its connection is dropped. 0: no minimum (the send timeout still applies).
+    pub min_send_rate: u64,
     /// After the shutdown signal, how long the requests in flight may take to finish
     /// before their connections are dropped; `None` waits for them all.
     pub shutdown_limit: Option<Duration>,
@@ -40,6 +44,8 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// The default [`header_timeout`](Self::header_timeout): 10 s.
     pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default [`min_send_rate`](Self::min_send_rate): 8 KiB/s.
+    pub const DEFAULT_MIN_SEND_RATE: u64 = 8 * 1024;
     /// The default [`send_timeout`](Self::send_timeout): 60 s.
     pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 }
@@ -51,6 +57,7 @@ impl Default for ServeOptions {
         ServeOptions {
             header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
             send_timeout: Self::DEFAULT_SEND_TIMEOUT,
+            min_send_rate: Self::DEFAULT_MIN_SEND_RATE,
             shutdown_limit: None,
             tls: None,
         }
@@ -84,10 +91,10 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let service = TowerToHyperService::new(app.clone());
-        let limit = options.send_timeout;
+        let (limit, min_rate) = (options.send_timeout, options.min_send_rate);
         match &options.tls {
             None => {
-                let io = TokioIo::new(SendTimeout { inner: stream, limit, stalled: None });
+                let io = TokioIo::new(SendTimeout::new(stream, limit, min_rate));
                 spawn_connection(graceful.watch(http.serve_connection(io, service)));
             }
             Some(tls) => {
@@ -101,7 +108,7 @@ pub async fn serve_with(
                         Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     };
-                    let io = TokioIo::new(SendTimeout { inner: stream, limit, stalled: None });
+                    let io = TokioIo::new(SendTimeout::new(stream, limit, min_rate));
                     let connection = watcher.watch(http.serve_connection(io, service));
                     if let Err(e) = connection.await {
                         tracing::debug!(error = %e, "connection ended with an error");
@@ -142,9 +149,68 @@ struct SendTimeout<S> {
     inner: S,
     limit: Duration,
     stalled: Option<Pin<Box<Sleep>>>,
+    /// The least average pace, in bytes per second, a client that fell behind must
+    /// take its answer at, once [`SEND_GRACE`] has passed; 0: no minimum.
+    min_rate: u64,
+    /// Since when the client has been behind (its socket full), and what it took since.
+    behind: Option<Behind>,
+    /// Whether the last write waited for the client.
+    waited: bool,
+}
+
+/// How long a client that fell behind may take before its pace is held to the minimum.
+const SEND_GRACE: Duration = Duration::from_secs(10);
+
+struct Behind {
+    since: tokio::time::Instant,
+    taken: u64,
+    deadline: Pin<Box<Sleep>>,
 }
 
 impl<S> SendTimeout<S> {
+    fn new(inner: S, limit: Duration, min_rate: u64) -> Self {
+        SendTimeout { inner, limit, stalled: None, min_rate, behind: None, waited: false }
+    }
+
+    /// Passes a write's answer on, holding a client that fell behind to the minimum
+    /// pace, and then to the send timeout.
+    fn guard_write(&mut self, cx: &mut Context<'_>, attempt: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match &attempt {
+            Poll::Ready(Ok(n)) => {
+                match (&mut self.behind, self.waited) {
+                    (Some(behind), true) => behind.taken += *n as u64,
+                    // Written without waiting: the client keeps up.
+                    _ => self.behind = None,
+                }
+                self.waited = false;
+            }
+            Poll::Ready(Err(_)) => {}
+            Poll::Pending if self.min_rate > 0 => {
+                self.waited = true;
+                // Transport timing on tokio's clock, not a decision about the stores.
+                #[allow(clippy::disallowed_methods)]
+                let now = tokio::time::Instant::now();
+                let behind = self.behind.get_or_insert_with(|| Behind {
+                    since: now,
+                    taken: 0,
+                    deadline: Box::pin(tokio::time::sleep_until(now)),
+                });
+                let due =
+                    behind.since + SEND_GRACE + Duration::from_secs_f64(behind.taken as f64 / self.min_rate as f64);
+                behind.deadline.as_mut().reset(due);
+                if behind.deadline.as_mut().poll(cx).is_ready() {
+                    tracing::info!(
+                        min_rate = self.min_rate,
+                        "dropped a connection whose client takes its answer too slowly"
+                    );
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client reads too slowly")));
+                }
+            }
+            Poll::Pending => self.waited = true,
+        }
+        self.guard(cx, attempt)
+    }
+
     /// Passes `attempt`'s answer on, timing how long it has been pending.
     fn guard<T>(&mut self, cx: &mut Context<'_>, attempt: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if attempt.is_ready() {
@@ -170,7 +236,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for SendTimeout<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let attempt = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.guard(cx, attempt)
+        self.guard_write(cx, attempt)
     }
 
     fn poll_write_vectored(
@@ -179,7 +245,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let attempt = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.guard(cx, attempt)
+        self.guard_write(cx, attempt)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, png};
-use profilestore_api::ApiConfig;
+use profilestore_api::{ApiConfig, ServeOptions};
+use profilestore_core::settings::Timings;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -144,4 +145,24 @@ async fn an_answer_read_too_slowly_is_cut_off_at_the_request_timeout() {
     // the answer has in base64, had it not been cut off after 2 minutes.
     let received = read_slowly_then_all(&mut stream, 1 << 20, Duration::from_secs(10), Duration::from_secs(300)).await;
     assert!(received < 30 << 20, "the whole answer was sent ({received} bytes) past the request timeout");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_taking_its_answer_below_the_minimum_pace_is_dropped() {
+    // A send timeout of an hour: on loopback the kernel's buffers are so large that a
+    // slow reader leaves the server's writes waiting for minutes, which the send
+    // timeout alone would cut; here only the pace may.
+    let options = ServeOptions { send_timeout: Duration::from_secs(3600), ..ServeOptions::default() };
+    let server = TestServer::start_serving(config(), Timings::default(), |m, b| (m, b), options).await;
+    drop(big_answer_requested(&server, 9 << 20).await);
+    // A small receive buffer, so that each piece read opens the window again and the
+    // server sees steady (slow) progress: the send timeout never fires.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(32 << 10).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    stream.write_all(b"GET /v1/profiles/ada HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    // 16 KiB every 5 s: about 3 KiB/s, below the 8 KiB/s minimum; for 10 minutes (the
+    // request timeout is an hour).
+    let received = read_slowly_then_all(&mut stream, 16 << 10, Duration::from_secs(5), Duration::from_secs(600)).await;
+    assert!(received < 12 << 20, "the whole answer was sent ({received} bytes) to a client below the minimum pace");
 }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use profilestore_api::{ApiConfig, router, serve};
+use profilestore_api::{ApiConfig, ServeOptions, router, serve_with};
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
@@ -45,6 +45,16 @@ impl TestServer {
         timings: Timings,
         wrap: impl FnOnce(Arc<dyn MetadataStore>, Arc<dyn BlobStore>) -> (Arc<dyn MetadataStore>, Arc<dyn BlobStore>),
     ) -> TestServer {
+        Self::start_serving(config, timings, wrap, ServeOptions::default()).await
+    }
+
+    /// Like [`start_wrapped`](Self::start_wrapped), serving with `options`.
+    pub async fn start_serving(
+        config: ApiConfig,
+        timings: Timings,
+        wrap: impl FnOnce(Arc<dyn MetadataStore>, Arc<dyn BlobStore>) -> (Arc<dyn MetadataStore>, Arc<dyn BlobStore>),
+        options: ServeOptions,
+    ) -> TestServer {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
         let metadata = Arc::new(MemoryMetadataStore::new(clock.clone()));
         let blobs = Arc::new(MemoryBlobStore::new(clock.clone()));
@@ -54,9 +64,10 @@ impl TestServer {
         let addr = listener.local_addr().expect("local addr");
         let (tx, rx) = oneshot::channel::<()>();
         let app = router(service, config);
-        let handle = tokio::spawn(serve(listener, app, async {
+        let stop = async {
             let _ = rx.await;
-        }));
+        };
+        let handle = tokio::spawn(serve_with(listener, app, stop, options));
         TestServer { addr, client: reqwest::Client::new(), metadata, blobs, shutdown: Some(tx), handle: Some(handle) }
     }
 

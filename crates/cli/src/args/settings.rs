@@ -293,6 +293,13 @@ settings_group! {
         #[serde(deserialize_with = "duration")]
         pub send_timeout: Option<Duration>,
 
+        /// The slowest average pace, per second, a client that fell behind may take its
+        /// answer at once it has been behind for 10 s, e.g. `8KiB`; slower, its connection
+        /// is dropped. `0` turns it off (the send timeout still applies). [default: 8KiB]
+        #[arg(long, env = "PROFILESTORE_MIN_DOWNLOAD_RATE", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub min_download_rate: Option<ByteSize>,
+
         /// The slowest average pace, per second, an upload's body may arrive at once its
         /// first 10 s are past, e.g. `8KiB`; slower is refused with 408. `0` turns it off
         /// (the request timeout still bounds an upload). [default: 8KiB]

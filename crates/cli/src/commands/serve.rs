@@ -95,6 +95,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     let options = ServeOptions {
         header_timeout: args.serve.header_timeout.unwrap_or(ServeOptions::DEFAULT_HEADER_TIMEOUT),
         send_timeout: args.serve.send_timeout.unwrap_or(ServeOptions::DEFAULT_SEND_TIMEOUT),
+        min_send_rate: args.serve.min_download_rate.map_or(ServeOptions::DEFAULT_MIN_SEND_RATE, |rate| rate.as_u64()),
         shutdown_limit: Some(timings.request_timeout),
         tls,
     };
