@@ -92,8 +92,20 @@ pub struct TokenVerifier {
 }
 
 enum Keys {
+    One(Box<Verifying>),
+    ByKid(HashMap<String, Verifying>),
+}
+
+/// The keys a source holds, each with the one algorithm it is accepted with.
+enum KeysFound {
     One(DecodingKey, Algorithm),
     ByKid(HashMap<String, (DecodingKey, Algorithm)>),
+}
+
+/// A key and the whole check of a token it verifies, built once.
+struct Verifying {
+    key: DecodingKey,
+    validation: Validation,
 }
 
 /// What a verified token grants.
@@ -168,7 +180,7 @@ impl TokenVerifier {
             KeySource::HmacSecret(secret) if secret.len() < 32 => return Err(KeyError::ShortSecret(secret.len())),
             KeySource::HmacSecret(secret) => {
                 let key = DecodingKey::from_secret(&secret).map_err(|e| KeyError::Secret(e.to_string()))?;
-                Keys::One(key, Algorithm::HS256)
+                KeysFound::One(key, Algorithm::HS256)
             }
             // A private key would verify too (it holds the public one), but it has no
             // business on a server that only verifies: refuse it rather than keep it.
@@ -176,13 +188,18 @@ impl TokenVerifier {
                 return Err(KeyError::Pem("this is a private key; give the public key".into()));
             }
             KeySource::PublicKeyPem(pem) => match DecodingKey::from_rsa_pem(&pem) {
-                Ok(key) => Keys::One(key, Algorithm::RS256),
+                Ok(key) => KeysFound::One(key, Algorithm::RS256),
                 Err(rsa) => match DecodingKey::from_ec_pem(&pem) {
-                    Ok(key) => Keys::One(key, Algorithm::ES256),
+                    Ok(key) => KeysFound::One(key, Algorithm::ES256),
                     Err(ec) => return Err(KeyError::Pem(format!("as RSA: {rsa}; as EC: {ec}"))),
                 },
             },
-            KeySource::Jwks(text) => Keys::ByKid(jwks(&text)?),
+            KeySource::Jwks(text) => KeysFound::ByKid(jwks(&text)?),
+        };
+        let verifying = |(key, algorithm)| Verifying { key, validation: validation(&rules, algorithm) };
+        let keys = match keys {
+            KeysFound::One(key, algorithm) => Keys::One(Box::new(verifying((key, algorithm)))),
+            KeysFound::ByKid(found) => Keys::ByKid(found.into_iter().map(|(kid, k)| (kid, verifying(k))).collect()),
         };
         Ok(TokenVerifier { keys, rules })
     }
@@ -190,35 +207,41 @@ impl TokenVerifier {
     /// The subject and scopes of `token`, if it is valid.
     fn verify(&self, token: &str) -> Result<Claims, Refusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| refusal(e.kind()))?;
-        let (key, algorithm) = match &self.keys {
-            Keys::One(key, algorithm) => (key, *algorithm),
+        let verifying = match &self.keys {
+            Keys::One(verifying) => verifying,
             Keys::ByKid(keys) => {
                 let kid = header.kid.as_deref().ok_or(Refusal::UnknownKey)?;
-                let (key, algorithm) = keys.get(kid).ok_or(Refusal::UnknownKey)?;
-                (key, *algorithm)
+                keys.get(kid).ok_or(Refusal::UnknownKey)?
             }
         };
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = self.rules.leeway.as_secs();
-        validation.validate_nbf = true;
-        // A configured issuer or audience must be present, not merely right when present.
-        let mut required = vec!["exp", "sub"];
-        match &self.rules.issuer {
-            Some(issuer) => {
-                validation.set_issuer(&[issuer]);
-                required.push("iss");
-            }
-            None => validation.iss = None,
-        }
-        // Without a configured audience, a token that names one is refused (the
-        // library's default): it was minted for some other service.
-        if let Some(audience) = &self.rules.audience {
-            validation.set_audience(&[audience]);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        jsonwebtoken::decode::<Claims>(token, key, &validation).map(|data| data.claims).map_err(|e| refusal(e.kind()))
+        jsonwebtoken::decode::<Claims>(token, &verifying.key, &verifying.validation)
+            .map(|data| data.claims)
+            .map_err(|e| refusal(e.kind()))
     }
+}
+
+/// What a token verified with an `algorithm` key must carry under `rules`.
+fn validation(rules: &TokenRules, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = rules.leeway.as_secs();
+    validation.validate_nbf = true;
+    // A configured issuer or audience must be present, not merely right when present.
+    let mut required = vec!["exp", "sub"];
+    match &rules.issuer {
+        Some(issuer) => {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        None => validation.iss = None,
+    }
+    // Without a configured audience, a token that names one is refused (the library's
+    // default): it was minted for some other service.
+    if let Some(audience) = &rules.audience {
+        validation.set_audience(&[audience]);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 /// The keys of a JWKS document, by `kid`; each must name its algorithm.

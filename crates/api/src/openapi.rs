@@ -103,11 +103,15 @@ pub(crate) fn document() -> &'static Value {
     DOCUMENT.get_or_init(build)
 }
 
-/// The document as served and committed: pretty JSON with a final newline.
-pub fn openapi_json() -> String {
-    let mut text = serde_json::to_string_pretty(document()).expect("a JSON value always serialises");
-    text.push('\n');
-    text
+/// The document as served and committed: pretty JSON with a final newline, rendered
+/// once.
+pub fn openapi_json() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = serde_json::to_string_pretty(document()).expect("a JSON value always serialises");
+        text.push('\n');
+        text
+    })
 }
 
 fn build() -> Value {
@@ -261,7 +265,7 @@ mod tests {
         let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
         let generated = openapi_json();
         if std::env::var_os("PROFILESTORE_UPDATE_OPENAPI").is_some() {
-            std::fs::write(committed_path, &generated).unwrap();
+            std::fs::write(committed_path, generated).unwrap();
         }
         let committed = std::fs::read_to_string(committed_path).unwrap_or_default();
         assert!(
