@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{TestServer, png};
 use profilestore_api::{ApiConfig, UploadLimits};
+use profilestore_testkit::raw_http::{multipart_body, put_head};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -17,16 +18,6 @@ const MAX_IMAGE: u64 = 4096;
 
 fn config(uploads: UploadLimits) -> ApiConfig {
     ApiConfig { max_image_size: MAX_IMAGE, max_image_pixels: 1_000_000, uploads, ..ApiConfig::default() }
-}
-
-/// A multipart body: metadata `{}`, then an image part of `image`.
-fn body(image: &[u8]) -> Vec<u8> {
-    let mut b = b"--b\r\ncontent-disposition: form-data; name=\"metadata\"\r\n\r\n{}\r\n--b\r\n\
-                  content-disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
-        .to_vec();
-    b.extend_from_slice(image);
-    b.extend_from_slice(b"\r\n--b--\r\n");
-    b
 }
 
 /// A multipart body: an image part of `image` first, then 50 KiB of metadata.
@@ -39,11 +30,12 @@ fn image_first(image: &[u8]) -> Vec<u8> {
     b
 }
 
+fn body(image: &[u8]) -> Vec<u8> {
+    multipart_body("{}", image)
+}
+
 fn head(length: usize, extra: &str) -> String {
-    format!(
-        "PUT /v1/profiles/ada HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; boundary=b\r\n\
-         content-length: {length}\r\n{extra}\r\n"
-    )
+    put_head("ada", length, extra)
 }
 
 /// Sends `head` then `body` in pieces while reading, the way a client that does not

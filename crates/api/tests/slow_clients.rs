@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{TestServer, png};
 use profilestore_api::{ApiConfig, ServeOptions};
 use profilestore_core::settings::Timings;
+use profilestore_testkit::raw_http::{multipart_body, put_head};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -20,19 +21,8 @@ fn config() -> ApiConfig {
 /// A multipart upload of a small PNG whose metadata is padded to `metadata_len` bytes.
 fn upload(metadata_len: usize) -> Vec<u8> {
     let metadata = format!("{{\"pad\":\"{}\"}}", "x".repeat(metadata_len.saturating_sub(10)));
-    let mut body = format!(
-        "--b\r\ncontent-disposition: form-data; name=\"metadata\"\r\n\r\n{metadata}\r\n--b\r\n\
-         content-disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
-    )
-    .into_bytes();
-    body.extend_from_slice(&png(1, 1));
-    body.extend_from_slice(b"\r\n--b--\r\n");
-    let head = format!(
-        "PUT /v1/profiles/ada HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
-         content-type: multipart/form-data; boundary=b\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    [head.into_bytes(), body].concat()
+    let body = multipart_body(&metadata, &png(1, 1));
+    [put_head("ada", body.len(), "connection: close\r\n").into_bytes(), body].concat()
 }
 
 /// What the server answers before it closes, and the virtual time it took; a server

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use profilestore_testkit::raw_http::{multipart_body, put_head};
 use support::{Server, tagged_png};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,19 +30,11 @@ const SLOW_BODIES: usize = 100;
 const BIG_UPLOADERS: usize = 16;
 
 fn multipart(image: &[u8]) -> Vec<u8> {
-    let mut body = b"--b\r\ncontent-disposition: form-data; name=\"metadata\"\r\n\r\n{}\r\n--b\r\n\
-                     content-disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
-        .to_vec();
-    body.extend_from_slice(image);
-    body.extend_from_slice(b"\r\n--b--\r\n");
-    body
+    multipart_body("{}", image)
 }
 
 fn head(user: &str, length: usize) -> String {
-    format!(
-        "PUT /v1/profiles/{user} HTTP/1.1\r\nhost: x\r\ncontent-type: multipart/form-data; boundary=b\r\n\
-         content-length: {length}\r\nconnection: close\r\n\r\n"
-    )
+    put_head(user, length, "connection: close\r\n")
 }
 
 fn resident_bytes(pid: u32) -> u64 {

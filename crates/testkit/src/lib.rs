@@ -16,6 +16,7 @@ pub mod conformance;
 pub mod failpoint;
 pub mod hooked;
 pub mod postgres;
+pub mod raw_http;
 pub mod services;
 pub mod tls;
 
