@@ -43,6 +43,11 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     code(400, "unknown_part", "the upload has a part other than `metadata` and `image`"),
     code(400, "invalid_metadata", "the metadata part is not JSON"),
     code(400, "bad_request", "the request is malformed in a way the HTTP layer refused before the API saw it"),
+    code(
+        400,
+        "invalid_precondition",
+        "`If-Match` and `If-None-Match` together, a tag that is not a quoted string, or `If-None-Match` with tags on a change (only `*`)",
+    ),
     code(401, "unauthenticated", "the request carries no bearer token and this server needs one (`WWW-Authenticate`)"),
     code(
         401,
@@ -59,13 +64,22 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     code(404, "not_found", "no route matches the path"),
     code(405, "method_not_allowed", "the route exists, the method does not; `Allow` lists the methods"),
     code(408, "request_timeout", "the upload's body did not arrive within the request timeout; nothing was stored"),
-    code(413, "metadata_too_large", "the metadata part is over 64 KiB"),
+    code(
+        412,
+        "precondition_failed",
+        "the profile is not a version `If-Match` names, or exists despite `If-None-Match: *`; nothing changed",
+    ),
+    code(413, "metadata_too_large", "the metadata (part, or patched) is over 64 KiB"),
     code(413, "image_too_large", "the image part is over the server's `max-image-size`"),
     code(413, "payload_too_large", "the whole body is over the image and metadata limits plus 16 KiB of framing"),
     code(416, "range_not_satisfiable", "the `Range` starts past the image's end (`Content-Range` gives its length)"),
-    code(415, "unsupported_media_type", "the request is not `multipart/form-data`"),
+    code(
+        415,
+        "unsupported_media_type",
+        "the body is not what the operation takes: `multipart/form-data` for a PUT, JSON for a PATCH",
+    ),
     code(415, "unsupported_image", "the image bytes are not PNG, JPEG, GIF or WebP, whatever was declared"),
-    code(422, "metadata_not_object", "the metadata is JSON, but not an object"),
+    code(422, "metadata_not_object", "the metadata (or the patch) is JSON, but not an object"),
     code(422, "invalid_image", "recognised magic bytes, but no usable dimensions in the image's header"),
     code(422, "image_too_many_pixels", "width × height is over the server's `max-image-pixels`"),
     code(500, "dangling_reference", "the profile names an image missing from the blob store; an operator must look"),
@@ -195,6 +209,12 @@ impl ApiError {
         ApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "the range starts past the end")
     }
 
+    /// 400 `invalid_precondition`: a change's `If-Match` / `If-None-Match` that cannot
+    /// be honoured as sent.
+    pub(crate) fn invalid_precondition(message: &'static str) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_precondition", message)
+    }
+
     /// 500 `internal` with a fixed message; the caller logs the cause.
     pub(crate) fn internal() -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
@@ -225,8 +245,14 @@ impl ApiError {
 }
 
 impl From<InvalidInput> for ApiError {
+    /// Answered with the status the catalogue gives its code (400 when it has none).
     fn from(e: InvalidInput) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, e.code, e.message)
+        let status = ERROR_CODES
+            .iter()
+            .find(|c| c.code == e.code)
+            .and_then(|c| StatusCode::from_u16(c.status).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        ApiError::new(status, e.code, e.message)
     }
 }
 
@@ -259,6 +285,11 @@ impl From<ServiceError> for ApiError {
                 };
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(RETRY_AFTER_SECS)
             }
+            ErrorKind::Conflict => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                code,
+                "the profile is not in the state the request's condition names; nothing was changed: read it again",
+            ),
             ErrorKind::DeadlineExceeded => {
                 tracing::warn!(code, "request reached its deadline");
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, code, "the request did not finish within its deadline")
@@ -407,6 +438,7 @@ mod tests {
             ServiceError::TimingsChanged("x".into()),
             ServiceError::Contended,
             ServiceError::Internal("x".into()),
+            ServiceError::PreconditionFailed,
         ];
         let statuses = (400..600).filter_map(|s| StatusCode::from_u16(s).ok()).map(ApiError::for_status);
         let named = [
@@ -421,6 +453,7 @@ mod tests {
             ApiError::forbidden(),
             ApiError::overloaded(),
             ApiError::range_not_satisfiable(),
+            ApiError::invalid_precondition("x"),
         ];
         uploads
             .into_iter()

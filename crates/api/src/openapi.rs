@@ -29,6 +29,7 @@ use crate::routes;
         routes::put_profile,
         routes::get_profile,
         routes::delete_profile,
+        crate::patch::patch_profile,
         routes::get_profile_image,
         routes::get_image,
         routes::healthz,
@@ -69,6 +70,11 @@ const READER: &[&str] = &["unauthenticated", "invalid_token"];
 /// What a write or a delete can meet in the stores.
 const WRITING: &[&str] =
     &["store_unavailable", "commit_unknown", "clock_out_of_bounds", "timings_changed", "deadline_exceeded", "internal"];
+/// A change's `If-Match` / `If-None-Match`, malformed or not met.
+const CONDITION: &[&str] = &["invalid_precondition", "precondition_failed"];
+/// Refusals of a metadata patch itself.
+const PATCH_BODY: &[&str] =
+    &["invalid_metadata", "metadata_too_large", "metadata_not_object", "unsupported_media_type", "contended"];
 /// What a read can meet in the stores.
 const READING: &[&str] = &["store_unavailable", "contended", "deadline_exceeded", "dangling_reference", "internal"];
 
@@ -76,9 +82,10 @@ const READING: &[&str] = &["store_unavailable", "contended", "deadline_exceeded"
 fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     let join = |groups: &[&[&'static str]]| groups.concat();
     vec![
-        (PROFILE, "put", join(&[USER_PATH, WRITER, UPLOAD, WRITING])),
+        (PROFILE, "put", join(&[USER_PATH, WRITER, CONDITION, UPLOAD, WRITING])),
         (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
-        (PROFILE, "delete", join(&[USER_PATH, WRITER, &["profile_not_found"], WRITING])),
+        (PROFILE, "delete", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], WRITING])),
+        (PROFILE, "patch", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], PATCH_BODY, WRITING])),
         (PROFILE_IMAGE, "get", join(&[USER_PATH, READER, &["profile_not_found", "range_not_satisfiable"], READING])),
         (
             IMAGE,
@@ -131,6 +138,7 @@ fn build() -> Value {
     for path in [PROFILE_IMAGE, IMAGE] {
         describe_image_answers(&mut doc["paths"][path]["get"]);
     }
+    describe_profile_versions(&mut doc["paths"][PROFILE]);
     doc["paths"][PROFILE]["put"]["requestBody"]["content"]["multipart/form-data"]["encoding"] = json!({
         "metadata": {"contentType": "application/json"},
         "image": {"contentType": IMAGE_TYPES[..4].join(", ")},
@@ -197,6 +205,28 @@ fn describe_image_answers(operation: &mut Value) {
         "schema": {"type": "string"},
     });
     operation["parameters"].as_array_mut().expect("path parameters").extend([if_none_match, range, if_range]);
+}
+
+/// A profile's versions: the `ETag` its answers carry, the 304 a read's
+/// `If-None-Match` earns, and the conditions a change may send.
+fn describe_profile_versions(profile: &mut Value) {
+    let etag = json!({"description": "the profile's version, quoted: a strong validator that changes with every write",
+        "required": true, "schema": {"type": "string"}});
+    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "description": description, "schema": {"type": "string"}});
+    for method in ["get", "put", "patch"] {
+        profile[method]["responses"]["200"]["headers"]["ETag"] = etag.clone();
+    }
+    profile["get"]["responses"]["304"] =
+        json!({"description": "`If-None-Match` names the profile's version: no body", "headers": {"ETag": etag}});
+    profile["get"]["parameters"]
+        .as_array_mut()
+        .expect("path parameters")
+        .push(header("If-None-Match", "ETags (or `*`); answered 304 when one names the profile's version"));
+    for method in ["put", "delete", "patch"] {
+        let parameters = profile[method]["parameters"].as_array_mut().expect("path parameters");
+        parameters.push(header("If-Match", "`*`, or ETags of profile versions: change only one of these (else 412)"));
+        parameters.push(header("If-None-Match", "`*`: change only where there is no profile (else 412)"));
+    }
 }
 
 /// `codes`' catalogue entries grouped by status.

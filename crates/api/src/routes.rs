@@ -19,6 +19,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::ApiConfig;
 use crate::admission::Admission;
+use crate::conditions::{change_condition, not_modified, profile_etag};
 use crate::deadline::within_request_timeout;
 use crate::drain::{DrainBound, drain_refused};
 use crate::error::ApiError;
@@ -43,13 +44,28 @@ pub(crate) struct AppState {
     admission: Admission,
 }
 
+impl AppState {
+    /// The profile operations.
+    pub(crate) fn service(&self) -> &ProfileService {
+        &self.service
+    }
+
+    /// The API's settings.
+    pub(crate) fn config(&self) -> &ApiConfig {
+        &self.config
+    }
+}
+
 /// The API's router; see the crate documentation for the endpoints.
 pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
     let service_for_deadline = service.clone();
     let drain = DrainBound { bytes: upload::body_limit(&config).max(crate::drain::MIN_DRAIN_BYTES) };
     let body_limit = usize::try_from(upload::body_limit(&config)).unwrap_or(usize::MAX);
     Router::new()
-        .route("/v1/profiles/{user_id}", get(get_profile).put(put_profile).delete(delete_profile))
+        .route(
+            "/v1/profiles/{user_id}",
+            get(get_profile).put(put_profile).delete(delete_profile).patch(crate::patch::patch_profile),
+        )
         .route("/v1/profiles/{user_id}/image", get(get_profile_image))
         .route("/v1/images/{image_id}", get(get_image))
         .route("/healthz", get(healthz))
@@ -70,7 +86,7 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
 }
 
 /// A user id from the path, validated by [`UserId::parse`].
-pub(crate) struct UserPath(UserId);
+pub(crate) struct UserPath(pub(crate) UserId);
 
 impl<S: Send + Sync> FromRequestParts<S> for UserPath {
     type Rejection = ApiError;
@@ -138,7 +154,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
     tag = "profiles",
     summary = "Write a profile: its metadata and its image, together",
     description = "The whole upload is checked before anything is stored: a refused upload stores nothing. \
-        Each write stores the image under a fresh id, so `image_id` and `image_url` change with every write.",
+        Each write stores the image under a fresh id, so `image_id` and `image_url` change with every write. \
+        `If-Match` with a read's `ETag` writes only over that version, `If-None-Match: *` only where there is \
+        no profile (412 otherwise).",
     params(UserPath),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "the profile as stored", body = ProfileBody)),
@@ -147,9 +165,10 @@ pub(crate) async fn put_profile(
     State(state): State<AppState>,
     UserPath(user): UserPath,
     request: Request,
-) -> Result<Json<ProfileBody>, ApiError> {
+) -> Result<Response, ApiError> {
     // Before the body: a client that may not write costs no buffer.
     state.config.auth.authorize_write(request.headers(), &user)?;
+    let condition = change_condition(request.headers())?;
     let may_hold = upload::check_headers(request.headers(), &state.config)?;
     // Held until the write is done: the image's bytes live that long.
     let _admitted = state.admission.admit(may_hold)?;
@@ -167,8 +186,8 @@ pub(crate) async fn put_profile(
         image: upload.image,
         content_type: upload.format.content_type().to_owned(),
     };
-    let record = state.service.write(user, profile).await?;
-    Ok(Json(ProfileBody::new(&record)?))
+    let record = state.service.write_if(user, profile, &condition).await?;
+    Ok(with_etag(Json(ProfileBody::new(&record)?).into_response(), &record))
 }
 
 /// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.
@@ -187,7 +206,17 @@ pub(crate) async fn get_profile(
 ) -> Result<Response, ApiError> {
     state.config.auth.authorize_read(&headers)?;
     let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
-    profile_response(&profile.record, profile.image)
+    let etag = profile_etag(&profile.record);
+    if not_modified(&headers, etag.to_str().unwrap_or_default()) {
+        return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &profile.record));
+    }
+    Ok(with_etag(profile_response(&profile.record, profile.image)?, &profile.record))
+}
+
+/// `response` with `record`'s version as its strong `ETag`.
+fn with_etag(mut response: Response, record: &profilestore_core::store::Record) -> Response {
+    response.headers_mut().insert(header::ETAG, profile_etag(record));
+    response
 }
 
 /// `GET /v1/profiles/{user_id}/image`: the current image's bytes with the type
@@ -253,6 +282,7 @@ pub(crate) async fn get_image(
     path = "/v1/profiles/{user_id}",
     tag = "profiles",
     summary = "Delete a profile; its image is left for the cleaner",
+    description = "`If-Match` with a read's `ETag` deletes only that version (412 otherwise).",
     params(UserPath),
     responses((status = 204, description = "the profile was deleted")),
 )]
@@ -262,7 +292,12 @@ pub(crate) async fn delete_profile(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     state.config.auth.authorize_write(&headers, &user)?;
-    if state.service.delete(&user).await? { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::profile_not_found()) }
+    let condition = change_condition(&headers)?;
+    if state.service.delete_if(&user, &condition).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::profile_not_found())
+    }
 }
 
 /// `GET /healthz`: the process is up. Touches no store, so a store outage does not
@@ -331,7 +366,7 @@ fn image_response(
 ) -> Response {
     let etag = format!("\"{image_id}\"");
     let len = bytes.len() as u64;
-    let mut response = if if_none_match(request_headers, &etag) {
+    let mut response = if not_modified(request_headers, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         match range::requested(request_headers, &etag, len) {
@@ -366,42 +401,4 @@ fn image_response(
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'"));
     headers.insert(header::CACHE_CONTROL, cache_control);
     response
-}
-
-/// Whether the request's `If-None-Match` matches `etag`: `*`, or a listed tag equal to
-/// it under the weak comparison RFC 9110 prescribes for this header.
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn with_inm(values: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for v in values {
-            h.append(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn if_none_match_uses_weak_comparison_and_lists() {
-        let etag = "\"abc\"";
-        assert!(if_none_match(&with_inm(&["\"abc\""]), etag));
-        assert!(if_none_match(&with_inm(&["W/\"abc\""]), etag));
-        assert!(if_none_match(&with_inm(&["\"x\", \"abc\""]), etag));
-        assert!(if_none_match(&with_inm(&["\"x\"", "\"abc\""]), etag));
-        assert!(if_none_match(&with_inm(&["*"]), etag));
-        assert!(!if_none_match(&with_inm(&["\"abcd\""]), etag));
-        assert!(!if_none_match(&with_inm(&["abc"]), etag));
-        assert!(!if_none_match(&HeaderMap::new(), etag));
-    }
 }

@@ -114,6 +114,9 @@ pub enum ErrorKind {
     DeadlineExceeded,
     /// The stores disagree in a way the design forbids; an operator must look.
     Internal,
+    /// The stored profile is not in the state the request required (another write came
+    /// first): read it again and decide; retrying unchanged fails the same way.
+    Conflict,
 }
 
 /// Why a profile operation did not succeed.
@@ -153,6 +156,10 @@ pub enum ServiceError {
     /// The record changed under the read more often than it retries; try again.
     #[error("the profile changed repeatedly while it was being read")]
     Contended,
+    /// The profile is not the version the request's precondition named (or is there
+    /// when it must not be, or is missing when it must be): nothing was changed.
+    #[error("the profile does not meet the request's precondition; nothing was changed")]
+    PreconditionFailed,
     /// Something that should never happen did (corrupt store data, a broken invariant).
     #[error("internal error: {0}")]
     Internal(String),
@@ -170,6 +177,7 @@ impl ServiceError {
             | ServiceError::ClockOutOfBounds(_)
             | ServiceError::TimingsChanged(_) => ErrorKind::Unavailable,
             ServiceError::DanglingReference { .. } | ServiceError::Internal(_) => ErrorKind::Internal,
+            ServiceError::PreconditionFailed => ErrorKind::Conflict,
         }
     }
 
@@ -185,6 +193,7 @@ impl ServiceError {
             ServiceError::ClockOutOfBounds(_) => "clock_out_of_bounds",
             ServiceError::TimingsChanged(_) => "timings_changed",
             ServiceError::Internal(_) => "internal",
+            ServiceError::PreconditionFailed => "precondition_failed",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
 use crate::store::{
     BlobStore, CLOCK_PROBE_KEY, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore,
-    PAIRING_MARKER_KEY, Pairing, Record, SupersededClaim, SweepMarks,
+    PAIRING_MARKER_KEY, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
 };
 use crate::time::{Clock, Deadline, Time, Timestamp};
 
@@ -65,11 +65,19 @@ impl MetadataStore for MemoryMetadataStore {
         Ok(lock(&self.state).records.get(user).cloned())
     }
 
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
         let mut state = lock(&self.state);
         state.check_timings(deadline.timings())?;
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
+        }
+        if !precondition.holds(state.records.get(&record.user_id).map(|r| (&r.image_id, &r.metadata))) {
+            return Ok(CommitOutcome::PreconditionFailed);
         }
         if let Some(old) = state.records.insert(record.user_id.clone(), record.clone())
             && old.image_id != record.image_id
@@ -83,11 +91,21 @@ impl MetadataStore for MemoryMetadataStore {
         lock(&self.state).bound = Some(*timings);
     }
 
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
         let mut state = lock(&self.state);
         state.check_timings(deadline.timings())?;
         if self.clock.now() >= deadline.at() || deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
+        }
+        if let Some(current) = state.records.get(user)
+            && !precondition.holds(Some((&current.image_id, &current.metadata)))
+        {
+            return Ok(DeleteOutcome::PreconditionFailed);
         }
         Ok(match state.records.remove(user) {
             Some(old) => {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+mod conditional;
 mod status;
+pub use conditional::Condition;
 pub use status::{ServiceStatus, Tally};
 
 use crate::clocks::ClockCheck;
@@ -123,20 +125,44 @@ impl ProfileService {
     /// then the record, committed only before the request's deadline. Returns the
     /// committed record. On any error the previous profile (if any) is untouched.
     pub async fn write(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
-        let result = self.write_steps(user, profile).await;
+        self.write_if(user, profile, &Condition::None).await
+    }
+
+    /// [`write`](Self::write), committed only if `user`'s profile meets `condition`
+    /// when the record is committed (checked in the commit's own transaction: a
+    /// version is compared with the record read before the upload, and that record
+    /// must still be there at the commit); else [`ServiceError::PreconditionFailed`]
+    /// and the previous profile is untouched. A write refused at its commit has put
+    /// its blob already: an orphan for the cleaner, as any failed write leaves.
+    pub async fn write_if(
+        &self,
+        user: UserId,
+        profile: NewProfile,
+        condition: &Condition,
+    ) -> Result<Record, ServiceError> {
+        let result = self.write_steps(user, profile, condition).await;
         metrics::write_ended(match &result {
             Ok(_) => "committed",
             Err(ServiceError::DeadlineExceeded) => "deadline_exceeded",
             Err(ServiceError::CommitUnknown(_)) => "commit_unknown",
-            Err(ServiceError::ClockOutOfBounds(_) | ServiceError::TimingsChanged(_)) => "refused",
+            Err(
+                ServiceError::ClockOutOfBounds(_) | ServiceError::TimingsChanged(_) | ServiceError::PreconditionFailed,
+            ) => "refused",
             Err(_) => "failed",
         });
         result
     }
 
-    async fn write_steps(&self, user: UserId, profile: NewProfile) -> Result<Record, ServiceError> {
+    async fn write_steps(
+        &self,
+        user: UserId,
+        profile: NewProfile,
+        condition: &Condition,
+    ) -> Result<Record, ServiceError> {
         self.clocks_agree()?;
         let deadline = self.start_request();
+        let precondition =
+            self.precondition_for(&user, condition, &deadline).await?.ok_or(ServiceError::PreconditionFailed)?;
         let timeout = deadline.timeout();
         let start = request_start(&deadline, timeout);
         let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, timeout);
@@ -169,8 +195,9 @@ impl ProfileService {
                         image_size: profile.image.len() as u64,
                         updated_at: start,
                     });
-                    match within(&deadline, self.metadata.put_before(r, &deadline)).await {
+                    match within(&deadline, self.metadata.put_if_before(r, &precondition, &deadline)).await {
                         Some(Ok(CommitOutcome::Committed)) => WriteEvent::RecordCommitted,
+                        Some(Ok(CommitOutcome::PreconditionFailed)) => WriteEvent::CommitRefusedPrecondition,
                         Some(Ok(CommitOutcome::DeadlineExceeded)) => {
                             cut_phase = DeadlinePhase::RefusedAtCommit;
                             WriteEvent::CommitRefusedLate
@@ -197,6 +224,7 @@ impl ProfileService {
                     metrics::deadline_cut(cut_phase);
                     return Err(ServiceError::DeadlineExceeded);
                 }
+                WriteAction::Done(WriteOutcome::PreconditionFailed) => return Err(ServiceError::PreconditionFailed),
                 WriteAction::Done(WriteOutcome::Failed) => return Err(failure(last_error)),
             };
             machine.handle(event);
@@ -291,11 +319,24 @@ impl ProfileService {
     /// after it. The image's blob is left for the cleaner (a read in flight may still
     /// be fetching it).
     pub async fn delete(&self, user: &UserId) -> Result<bool, ServiceError> {
+        self.delete_if(user, &Condition::None).await
+    }
+
+    /// [`delete`](Self::delete), only if `user`'s profile meets `condition` in the
+    /// delete's own transaction; else [`ServiceError::PreconditionFailed`] and nothing
+    /// is deleted. With no profile the answer is `false` whatever the condition.
+    pub async fn delete_if(&self, user: &UserId, condition: &Condition) -> Result<bool, ServiceError> {
         self.clocks_agree()?;
         let deadline = self.start_request();
-        match within(&deadline, self.metadata.delete_before(user, &deadline)).await {
+        // No profile to compare a version with: as HTTP answers a conditional delete
+        // of nothing, "not found".
+        let Some(precondition) = self.precondition_for(user, condition, &deadline).await? else {
+            return Ok(false);
+        };
+        match within(&deadline, self.metadata.delete_if_before(user, &precondition, &deadline)).await {
             Some(Ok(DeleteOutcome::Deleted)) => Ok(true),
             Some(Ok(DeleteOutcome::NotFound)) => Ok(false),
+            Some(Ok(DeleteOutcome::PreconditionFailed)) => Err(ServiceError::PreconditionFailed),
             Some(Ok(DeleteOutcome::DeadlineExceeded)) => Err(ServiceError::DeadlineExceeded),
             Some(Err(e)) if e.kind() == StoreErrorKind::TimingsChanged => {
                 self.reload_timings().await;

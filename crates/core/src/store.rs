@@ -34,6 +34,47 @@ pub struct Record {
     pub updated_at: Timestamp,
 }
 
+impl Record {
+    /// This record's version: equal for two records exactly when they name the same
+    /// image and hold the same metadata (a digest of both), so it changes with every
+    /// write, including one that keeps the image. Stable across releases: clients keep
+    /// it as an entity tag.
+    pub fn version(&self) -> ProfileVersion {
+        use sha2::Digest as _;
+        let mut digest = sha2::Sha256::new();
+        digest.update(self.image_id.to_string().as_bytes());
+        digest.update([0]);
+        digest.update(self.metadata.as_bytes());
+        let hex: String = digest.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        ProfileVersion(hex)
+    }
+}
+
+/// An opaque version of a profile, as [`Record::version`] makes it: 32 lowercase hex
+/// digits, the entity tag HTTP clients send back in `If-Match`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProfileVersion(String);
+
+impl ProfileVersion {
+    /// The version a client sent, if it has the form versions have (anything else
+    /// names no version this server ever made).
+    pub fn parse(text: &str) -> Option<ProfileVersion> {
+        (text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then(|| ProfileVersion(text.to_owned()))
+    }
+
+    /// The version's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ProfileVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What a deadline-guarded record write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CommitOutcome {
@@ -41,6 +82,46 @@ pub enum CommitOutcome {
     Committed,
     /// The database's clock had reached the deadline: nothing was written.
     DeadlineExceeded,
+    /// The current record did not meet the write's [`Precondition`]: nothing was written.
+    PreconditionFailed,
+}
+
+/// What a conditional record write or delete requires of the user's current record,
+/// checked in the same transaction as the change (so no other change slips between
+/// the check and the change).
+///
+/// Generic over the image id and the metadata so that the step machines and the model
+/// checker use the same rule; the stores take it over [`ImageId`] and JSON text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum Precondition<Id = ImageId, Meta = String> {
+    /// No requirement: the plain write or delete.
+    #[default]
+    Any,
+    /// There must be no record (`If-None-Match: *`: create only).
+    Absent,
+    /// There must be a record (`If-Match: *`).
+    Present,
+    /// The record must be exactly this version: name this image and hold this
+    /// metadata (`If-Match` with the version a read returned, and the compare-and-set
+    /// of a metadata-only update, which must find the image id it read).
+    Is {
+        /// The image the record must name.
+        image_id: Id,
+        /// The metadata the record must hold.
+        metadata: Meta,
+    },
+}
+
+impl<Id: PartialEq, Meta: PartialEq> Precondition<Id, Meta> {
+    /// Whether a user whose record names `current` (`None`: no record) meets it.
+    pub fn holds(&self, current: Option<(&Id, &Meta)>) -> bool {
+        match self {
+            Precondition::Any => true,
+            Precondition::Absent => current.is_none(),
+            Precondition::Present => current.is_some(),
+            Precondition::Is { image_id, metadata } => current.is_some_and(|(i, m)| i == image_id && m == metadata),
+        }
+    }
 }
 
 /// What a deadline-guarded record delete did.
@@ -52,6 +133,9 @@ pub enum DeleteOutcome {
     NotFound,
     /// The deadline had passed: nothing was deleted.
     DeadlineExceeded,
+    /// A record was there but did not meet the delete's [`Precondition`]: nothing was
+    /// deleted.
+    PreconditionFailed,
 }
 
 /// What one [`MetadataStore::claim_superseded`] call found in the queue.
@@ -108,6 +192,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The record of `user`, if any.
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError>;
 
+    /// [`put_if_before`](MetadataStore::put_if_before) with no precondition.
+    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+        self.put_if_before(record, &Precondition::Any, deadline).await
+    }
+
     /// Inserts or replaces `record` **only if the request's deadline has not passed**
     /// by both of its clocks: the database's own clock is before `deadline.at()` at
     /// the moment the statement executes, and the request's time on the writing
@@ -124,7 +213,18 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// remaining time. An error means the record was not written, except when its kind
     /// is [`CommitUnknown`](crate::error::StoreErrorKind::CommitUnknown): the commit
     /// was under way and may have landed.
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError>;
+    ///
+    /// **Conditional.** The user's current record must meet `precondition` in the same
+    /// transaction as the change, else nothing is written and the answer is
+    /// [`CommitOutcome::PreconditionFailed`] (or `DeadlineExceeded` when the deadline
+    /// had passed too). This is the compare-and-set a write that keeps an image id
+    /// (metadata only) must use: [`Precondition::Is`] the record it read.
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError>;
 
     /// Binds this store to the timings its process runs under. From then on every
     /// guarded write ([`put_before`](MetadataStore::put_before),
@@ -143,7 +243,21 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// database's clock or the tick clock, nothing is deleted and the answer is
     /// [`DeleteOutcome::DeadlineExceeded`]. So a delete that timed out can never remove
     /// a profile written after its deadline.
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError>;
+    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+        self.delete_if_before(user, &Precondition::Any, deadline).await
+    }
+
+    /// [`delete_before`](MetadataStore::delete_before), only if the user's current
+    /// record meets `precondition` in the same transaction; else nothing is deleted
+    /// and the answer is [`DeleteOutcome::PreconditionFailed`]. When there is no record
+    /// the answer is `NotFound` whatever the precondition (as HTTP answers a
+    /// conditional `DELETE` of nothing: 404).
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError>;
 
     /// Whether some record names `image_id` at the moment of the call: a plain read of
     /// the latest committed state, for serving an image only while a profile shows it.

@@ -78,6 +78,7 @@ impl Trace {
                 action.push_str(match outcome {
                     WriteOutcome::Committed(_) => " → write committed",
                     WriteOutcome::DeadlineExceeded => " → write deadline exceeded",
+                    WriteOutcome::PreconditionFailed => " → write precondition failed",
                     WriteOutcome::Failed => " → write failed",
                 });
                 None

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::{ImageId, UserId};
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, MetadataStore, Precondition, Record};
 use profilestore_core::time::{Deadline, Timestamp};
 
 use super::log::{Actor, Counters, short};
@@ -82,6 +82,7 @@ impl SimWorld {
         self: &Arc<Self>,
         actor: Actor,
         record: &Record,
+        precondition: &Precondition,
         deadline: &Deadline,
         delay: Duration,
     ) -> Result<CommitOutcome, StoreError> {
@@ -108,10 +109,10 @@ impl SimWorld {
         // Where writes serialise, the writer holds the lock until its commit landed.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let world = self.clone();
-        let (record, deadline) = (record.clone(), deadline.clone());
+        let (record, precondition, deadline) = (record.clone(), precondition.clone(), deadline.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let outcome = world.land(actor, &record, &deadline, (checked_at, delay)).await;
+            let outcome = world.land(actor, &record, &precondition, &deadline, (checked_at, delay)).await;
             drop(lock);
             let _ = tx.send(outcome);
         });
@@ -125,6 +126,7 @@ impl SimWorld {
         &self,
         actor: Actor,
         record: &Record,
+        precondition: &Precondition,
         deadline: &Deadline,
         (checked_at, delay): (Timestamp, Duration),
     ) -> CommitOutcome {
@@ -135,10 +137,12 @@ impl SimWorld {
             Counters::bump(&counters.commits_past_deadline);
         }
         let outcome = match self.protocol {
-            StoreProtocol::PostgresBounded => self.metadata.put_before(record, deadline).await,
+            // The precondition is checked as the commit lands: the one moment the
+            // change becomes visible.
+            StoreProtocol::PostgresBounded => self.metadata.put_if_before(record, precondition, deadline).await,
             StoreProtocol::SqliteLocked | StoreProtocol::Unlocked => {
                 let never = Deadline::new(self.db_clock.clone(), Timestamp::from_millis(i64::MAX), Duration::MAX);
-                self.metadata.put_before(record, &never).await
+                self.metadata.put_if_before(record, precondition, &never).await
             }
         };
         let outcome = outcome.unwrap_or(CommitOutcome::DeadlineExceeded);
@@ -146,6 +150,7 @@ impl SimWorld {
             let text = match outcome {
                 CommitOutcome::Committed => "lands: the record is visible",
                 CommitOutcome::DeadlineExceeded => "refused at commit: the database's clock is past the deadline",
+                CommitOutcome::PreconditionFailed => "refused at commit: the record is not the one expected",
             };
             self.journal.record(
                 actor,
@@ -166,10 +171,16 @@ impl SimWorld {
     /// A deadline-guarded record delete: atomic (its check, its visibility and the
     /// queue entry for the image it removes are one step), but behind the write lock
     /// where writes serialise.
-    pub async fn delete(&self, actor: Actor, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    pub async fn delete(
+        &self,
+        actor: Actor,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
         let _lock = if self.protocol.writes_serialise() { Some(self.lock.lock().await) } else { None };
         let before = self.record_of(user);
-        let outcome = self.metadata.delete_before(user, deadline).await?;
+        let outcome = self.metadata.delete_if_before(user, precondition, deadline).await?;
         if let (DeleteOutcome::Deleted, Some(old)) = (outcome, before) {
             self.supersede(actor, user, old.image_id, self.db_clock_now());
         }
@@ -232,7 +243,7 @@ mod tests {
         let deadline = Deadline::after(server, HOUR);
         let writer = {
             let world = world.clone();
-            tokio::spawn(async move { world.commit(Actor::Server(0), &record, &deadline, 2 * HOUR).await })
+            tokio::spawn(async move { world.commit(Actor::Server(0), &record, &Precondition::Any, &deadline, 2 * HOUR).await })
         };
         tokio::time::sleep(HOUR + HOUR / 2).await;
         // Within ten minutes: the question is answered before the commit lands, or not.

@@ -224,7 +224,7 @@ mod tests {
     use crate::FaultRates;
     use crate::clock::{Origin, SimClock};
     use crate::log::Journal;
-    use profilestore_core::store::CommitOutcome;
+    use profilestore_core::store::{CommitOutcome, Precondition};
     use profilestore_core::time::{Clock, Deadline};
 
     const HOUR: Duration = Duration::from_secs(3600);
@@ -261,12 +261,12 @@ mod tests {
         let world = Arc::new(world.with_queue_delay_from_statement(from_statement));
         let server: Arc<dyn Clock> = Arc::new(SimClock::new(origin, 0));
         let deadline = Deadline::after(server.clone(), HOUR);
-        let first = world.commit(Actor::Server(0), &record(1, &server), &deadline, HOUR / 60).await;
+        let first = world.commit(Actor::Server(0), &record(1, &server), &Precondition::Any, &deadline, HOUR / 60).await;
         assert_eq!(first.unwrap(), CommitOutcome::Committed);
         let writer = {
             let (world, record) = (world.clone(), record(2, &server));
             let deadline = Deadline::after(server.clone(), 3 * HOUR);
-            tokio::spawn(async move { world.commit(Actor::Server(0), &record, &deadline, 2 * HOUR).await })
+            tokio::spawn(async move { world.commit(Actor::Server(0), &record, &Precondition::Any, &deadline, 2 * HOUR).await })
         };
         let claim = |world: Arc<SimWorld>| async move {
             let asked = tokio::time::timeout(Duration::from_secs(600), world.claim_superseded(HOUR, 10)).await;
@@ -318,9 +318,9 @@ mod tests {
         let world = Arc::new(world);
         let server: Arc<dyn Clock> = Arc::new(SimClock::new(origin, 0));
         let deadline = Deadline::after(server.clone(), HOUR);
-        world.commit(Actor::Server(0), &record(1, &server), &deadline, Duration::ZERO).await.unwrap();
+        world.commit(Actor::Server(0), &record(1, &server), &Precondition::Any, &deadline, Duration::ZERO).await.unwrap();
         let user = UserId::parse("user-1").unwrap();
-        world.delete(Actor::Server(0), &user, &deadline).await.unwrap();
+        world.delete(Actor::Server(0), &user, &Precondition::Any, &deadline).await.unwrap();
         assert_eq!(world.count_superseded(), 1);
         assert_eq!(world.forget_superseded(&[image(1), image(9)]), 1);
         assert_eq!(world.count_superseded(), 0);

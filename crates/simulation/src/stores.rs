@@ -20,7 +20,7 @@ use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
+    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Clock, Deadline, Timestamp};
 
@@ -308,7 +308,12 @@ impl MetadataStore for Faulty {
         .await
     }
 
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
         let what = format!(
             "{}{}'s record naming {} (deadline in {})",
             RECORD_CHANGES[0],
@@ -321,11 +326,12 @@ impl MetadataStore for Faulty {
             what,
             Some(&record.user_id),
             &[record.image_id],
-            || self.world.commit(self.actor, record, deadline, delay),
+            || self.world.commit(self.actor, record, precondition, deadline, delay),
             |r| {
                 Described::text(match r {
                     Ok(CommitOutcome::Committed) => "committed".into(),
                     Ok(CommitOutcome::DeadlineExceeded) => "refused: the database's clock is past the deadline".into(),
+                    Ok(CommitOutcome::PreconditionFailed) => "refused: the record is not the one expected".into(),
                     Err(e) => format!("error: {e}"),
                 })
             },
@@ -335,17 +341,23 @@ impl MetadataStore for Faulty {
         .await
     }
 
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
         self.call(
             format!("{}{user}", RECORD_CHANGES[1]),
             Some(user),
             &[],
-            || self.world.delete(self.actor, user, deadline),
+            || self.world.delete(self.actor, user, precondition, deadline),
             |r| {
                 Described::text(match r {
                     Ok(DeleteOutcome::Deleted) => "deleted".into(),
                     Ok(DeleteOutcome::NotFound) => "no record".into(),
                     Ok(DeleteOutcome::DeadlineExceeded) => "refused: the database's clock is past the deadline".into(),
+                    Ok(DeleteOutcome::PreconditionFailed) => "refused: the record is not the one expected".into(),
                     Err(e) => format!("error: {e}"),
                 })
             },

@@ -17,8 +17,8 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record, SupersededClaim,
-    SweepMarks, SweepingListing,
+    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Precondition, Record,
+    SupersededClaim, SweepMarks, SweepingListing,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 
@@ -130,16 +130,26 @@ impl MetadataStore for Measured<dyn MetadataStore> {
         self.call("get", self.inner.get(user)).await
     }
 
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
-        self.call("put", self.inner.put_before(record, deadline)).await
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
+        self.call("put", self.inner.put_if_before(record, precondition, deadline)).await
     }
 
     fn run_under_timings(&self, timings: &Timings) {
         self.inner.run_under_timings(timings);
     }
 
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
-        self.call("delete", self.inner.delete_before(user, deadline)).await
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.call("delete", self.inner.delete_if_before(user, precondition, deadline)).await
     }
 
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {

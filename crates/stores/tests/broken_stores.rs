@@ -11,7 +11,9 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record};
+use profilestore_core::store::{
+    BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Precondition, Record,
+};
 use profilestore_core::time::{Clock, Deadline, Timestamp};
 use profilestore_runtime::SystemClock;
 use profilestore_testkit::conformance::{
@@ -22,6 +24,7 @@ use profilestore_testkit::test_deadline;
 #[derive(Clone, Copy, PartialEq)]
 enum MetaFlaw {
     IgnoresDeadline,
+    IgnoresPrecondition,
     ReferencesEverythingAsked,
     IgnoresPageLimit,
     ReplacesPairing,
@@ -38,11 +41,21 @@ impl MetadataStore for BrokenMetadata {
     async fn get(&self, user: &UserId) -> Result<Option<Record>, StoreError> {
         self.inner.get(user).await
     }
-    async fn put_before(&self, r: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
-        self.inner.put_before(r, &self.deadline(deadline)).await
+    async fn put_if_before(
+        &self,
+        r: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
+        self.inner.put_if_before(r, self.precondition(precondition), &self.deadline(deadline)).await
     }
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
-        self.inner.delete_before(user, &self.deadline(deadline)).await
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
+        self.inner.delete_if_before(user, self.precondition(precondition), &self.deadline(deadline)).await
     }
     async fn referenced(&self, ids: &[ImageId]) -> Result<HashSet<ImageId>, StoreError> {
         if self.flaw == MetaFlaw::ReferencesEverythingAsked {
@@ -90,6 +103,11 @@ impl MetadataStore for BrokenMetadata {
 }
 
 impl BrokenMetadata {
+    /// The precondition the flawed store acts on.
+    fn precondition<'a>(&self, asked: &'a Precondition) -> &'a Precondition {
+        if self.flaw == MetaFlaw::IgnoresPrecondition { &Precondition::Any } else { asked }
+    }
+
     /// The deadline the flawed store acts on.
     fn deadline(&self, asked: &Deadline) -> Deadline {
         if self.flaw == MetaFlaw::IgnoresDeadline {
@@ -198,6 +216,20 @@ async fn a_store_that_ignores_deadlines_is_caught() {
     let report = metadata_report(MetaFlaw::IgnoresDeadline).await;
     assert_caught(&report, &["past_deadline_writes_nothing", "past_deadline_leaves_the_existing_record"]);
     assert!(!report.failed("future_deadline_commits"));
+}
+
+#[tokio::test]
+async fn a_store_that_ignores_preconditions_is_caught() {
+    let report = metadata_report(MetaFlaw::IgnoresPrecondition).await;
+    assert_caught(
+        &report,
+        &[
+            "conditional_put_checks_the_current_record",
+            "conditional_delete_checks_the_current_record",
+            "concurrent_compare_and_sets_let_exactly_one_win",
+            "a_failed_precondition_fails_only_its_own_change",
+        ],
+    );
 }
 
 #[tokio::test]

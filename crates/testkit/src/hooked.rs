@@ -13,8 +13,8 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Record, SupersededClaim,
-    SweepMarks,
+    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Precondition, Record,
+    SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 
@@ -159,18 +159,28 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
         self.inner.get(user).await
     }
 
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::CommitRecord)).await?;
-        self.inner.put_before(record, deadline).await
+        self.inner.put_if_before(record, precondition, deadline).await
     }
 
     fn run_under_timings(&self, timings: &Timings) {
         self.inner.run_under_timings(timings);
     }
 
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::DeleteRecord)).await?;
-        self.inner.delete_before(user, deadline).await
+        self.inner.delete_if_before(user, precondition, deadline).await
     }
 
     async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {

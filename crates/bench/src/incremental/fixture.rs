@@ -170,7 +170,7 @@ impl Fixture {
         };
         match self.stores.metadata.put_before(&record, &self.deadline()).await? {
             CommitOutcome::Committed => Ok(()),
-            CommitOutcome::DeadlineExceeded => Err(BenchError::Config("a fixture record missed its deadline".into())),
+            other => Err(BenchError::Config(format!("a fixture record was not committed: {other:?}"))),
         }
     }
 

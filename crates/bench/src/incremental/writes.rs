@@ -52,7 +52,7 @@ impl Writer {
         let deadline = Deadline::after(self.clock.clone(), self.timings.request_timeout).under(self.timings);
         match self.metadata.put_before(&record, &deadline).await {
             Ok(CommitOutcome::Committed) => Ok(()),
-            Ok(CommitOutcome::DeadlineExceeded) => Err("deadline exceeded".into()),
+            Ok(other) => Err(format!("not committed: {other:?}")),
             Err(e) => Err(e.to_string()),
         }
     }

@@ -11,9 +11,11 @@
 //! on suspicious listings) belong to the drivers, not here.
 
 mod cleaner;
+mod patch;
 mod read;
 mod write;
 
 pub use cleaner::{BatchId, CleanerAction, CleanerCycle, CleanerEvent, CycleLimits, CycleOutcome, CycleStatus};
+pub use patch::{MAX_PATCH_ATTEMPTS, PatchAction, PatchDesign, PatchEvent, PatchMachine, PatchOutcome};
 pub use read::{MAX_REREADS, ReadAction, ReadEvent, ReadMachine, ReadOutcome};
 pub use write::{WriteAction, WriteDesign, WriteEvent, WriteMachine, WriteOutcome};

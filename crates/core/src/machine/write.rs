@@ -48,6 +48,9 @@ pub enum WriteOutcome<Id> {
     Committed(Id),
     /// The deadline passed first; the record was not written.
     DeadlineExceeded,
+    /// The current record did not meet the write's precondition; the record was not
+    /// written (its blob is an orphan for the cleaner, like any failed write's).
+    PreconditionFailed,
     /// A store operation failed; the record was not written.
     Failed,
 }
@@ -88,6 +91,9 @@ pub enum WriteEvent<Id> {
     RecordCommitted,
     /// The database refused the record because its clock had reached the deadline.
     CommitRefusedLate,
+    /// The database refused the record because the current one did not meet the
+    /// write's precondition.
+    CommitRefusedPrecondition,
     /// The store operation failed (error or timeout).
     Failed,
 }
@@ -167,6 +173,9 @@ impl<T: Time, Id: Copy + Eq + std::fmt::Debug> WriteMachine<T, Id> {
             }
             (WritePhase::CommitRecord(_), WriteEvent::CommitRefusedLate) => {
                 WritePhase::Done(WriteOutcome::DeadlineExceeded)
+            }
+            (WritePhase::CommitRecord(_), WriteEvent::CommitRefusedPrecondition) => {
+                WritePhase::Done(WriteOutcome::PreconditionFailed)
             }
             (WritePhase::Done(outcome), _) => WritePhase::Done(*outcome),
             (_, WriteEvent::Failed) => WritePhase::Done(WriteOutcome::Failed),

@@ -53,7 +53,7 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
+    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::PgPool;
@@ -76,6 +76,7 @@ macro_rules! record_columns {
     };
 }
 
+mod changes;
 mod cleaner_state;
 mod commit;
 mod errors;
@@ -85,7 +86,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use crate::decode::{Decoder, bind_record_write};
+use crate::decode::Decoder;
 use commit::{commit_guarded, not_written, roll_back_unchanged};
 use errors::{corrupt, failed};
 
@@ -95,16 +96,6 @@ const DECODE: Decoder = Decoder { backend: "PostgreSQL" };
 /// changes of the cluster's timings (exclusive): a change waits for the writes in
 /// flight, and whatever runs after it sees it. The value spells "pstiming".
 const TIMINGS_LOCK: i64 = 0x7073_7469_6d69_6e67;
-
-/// Inserts or replaces, but only while the database's clock is before `$7` (see the
-/// module docs for why both conditions, and the commit-time trigger, are there).
-const PUT_BEFORE: &str = "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) \
-     SELECT $1, $2, $3::uuid, $4, $5, $6 \
-     WHERE extract(epoch FROM clock_timestamp()) * 1000 < $7::bigint \
-     ON CONFLICT (user_id) DO UPDATE SET metadata = excluded.metadata, image_id = excluded.image_id, \
-     content_type = excluded.content_type, image_size = excluded.image_size, \
-     updated_at_ms = excluded.updated_at_ms \
-     WHERE extract(epoch FROM clock_timestamp()) * 1000 < $7::bigint";
 
 /// One query for any number of ids: they travel as one `text[]` parameter, cast to
 /// `uuid[]` by the server, and the `image_id` index is probed once per element.
@@ -214,7 +205,12 @@ impl MetadataStore for PostgresMetadataStore {
         row.as_ref().map(|r| DECODE.record(r, failed("reading a profile record"))).transpose()
     }
 
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
         if deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
@@ -228,13 +224,14 @@ impl MetadataStore for PostgresMetadataStore {
             let Some(mut tx) = self.begin_guarded(deadline).await? else {
                 return Ok(CommitOutcome::DeadlineExceeded);
             };
-            let done = bind_record_write(sqlx::query(PUT_BEFORE), record, image_size, deadline.at())
+            let done = changes::record_write(record, image_size, precondition, deadline.at())
                 .execute(&mut *tx)
                 .await
                 .map_err(not_written("writing a profile record"))?;
             if done.rows_affected() == 0 {
+                let refused = changes::refused_put(&mut tx, precondition, deadline.at()).await?;
                 roll_back_unchanged(tx).await;
-                return Ok(CommitOutcome::DeadlineExceeded);
+                return Ok(refused);
             }
             #[cfg(feature = "failpoints")]
             if crate::failpoint::take_park_before_commit() {
@@ -260,7 +257,12 @@ impl MetadataStore for PostgresMetadataStore {
         DECODE.within_request(deadline, &commit_sent, attempt).await
     }
 
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
         if deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
         }
@@ -269,23 +271,18 @@ impl MetadataStore for PostgresMetadataStore {
             let Some(mut tx) = self.begin_guarded(deadline).await? else {
                 return Ok(DeleteOutcome::DeadlineExceeded);
             };
-            let done = sqlx::query(
-                "DELETE FROM profiles WHERE user_id = $1 AND extract(epoch FROM clock_timestamp()) * 1000 < $2::bigint",
-            )
-            .bind(user.as_str())
-            .bind(deadline.at().as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(not_written("deleting a profile record"))?;
-            if done.rows_affected() == 0 {
-                let late: bool =
-                    sqlx::query_scalar("SELECT extract(epoch FROM clock_timestamp()) * 1000 >= $1::bigint")
-                        .bind(deadline.at().as_millis())
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(not_written("reading the database's clock"))?;
+            let deleted = match changes::record_delete(user, precondition, deadline.at()) {
+                Some(statement) => {
+                    let done =
+                        statement.execute(&mut *tx).await.map_err(not_written("deleting a profile record"))?;
+                    done.rows_affected() > 0
+                }
+                None => false,
+            };
+            if !deleted {
+                let refused = changes::refused_delete(&mut tx, user, precondition, deadline.at()).await?;
                 roll_back_unchanged(tx).await;
-                return Ok(if late { DeleteOutcome::DeadlineExceeded } else { DeleteOutcome::NotFound });
+                return Ok(refused);
             }
             let committed = commit_guarded(&self.pool, tx, deadline, &commit_sent).await?;
             Ok(if committed { DeleteOutcome::Deleted } else { DeleteOutcome::DeadlineExceeded })

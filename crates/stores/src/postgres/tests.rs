@@ -13,7 +13,8 @@ use profilestore_runtime::UuidV7Ids;
 use sqlx::{Connection, PgConnection};
 
 use super::commit::timeout_millis;
-use super::{PUT_BEFORE, PostgresMetadataStore, PostgresSettings, REFERENCED};
+use super::changes::PUT_BEFORE;
+use super::{PostgresMetadataStore, PostgresSettings, REFERENCED};
 use crate::open::OpenMode;
 
 const URL_VAR: &str = "PROFILESTORE_TEST_POSTGRES_URL";

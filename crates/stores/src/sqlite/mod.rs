@@ -48,7 +48,7 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Record, SupersededClaim, SweepMarks,
+    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -67,6 +67,7 @@ macro_rules! db_now_ms {
     };
 }
 
+mod changes;
 mod cleaner_state;
 mod errors;
 mod fenced;
@@ -95,23 +96,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in the pool. One writes at a time; the others serve reads meanwhile.
 const POOL_SIZE: u32 = 4;
-
-/// Inserts or replaces, but only while SQLite's clock is before `?7`. Run inside
-/// `BEGIN IMMEDIATE`, so the clock is read after the write lock is ours.
-const PUT_BEFORE: &str = concat!(
-    "INSERT INTO profiles (user_id, metadata, image_id, content_type, image_size, updated_at_ms) ",
-    "SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE ",
-    db_now_ms!(),
-    " < ?7 ",
-    "ON CONFLICT (user_id) DO UPDATE SET metadata = excluded.metadata, image_id = excluded.image_id, ",
-    "content_type = excluded.content_type, image_size = excluded.image_size, updated_at_ms = excluded.updated_at_ms"
-);
-
-/// Deletes the user's record, but only while SQLite's clock is before `?2`.
-const DELETE_BEFORE: &str = concat!("DELETE FROM profiles WHERE user_id = ?1 AND ", db_now_ms!(), " < ?2");
-
-/// Whether SQLite's clock has reached `?1`.
-const PAST_DEADLINE: &str = concat!("SELECT ", db_now_ms!(), " >= ?1");
 
 /// Profile records and the pairing in a SQLite database file.
 ///
@@ -294,7 +278,12 @@ impl MetadataStore for SqliteMetadataStore {
         self.reads.get(user).await
     }
 
-    async fn put_before(&self, record: &Record, deadline: &Deadline) -> Result<CommitOutcome, StoreError> {
+    async fn put_if_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
         if deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
@@ -304,14 +293,19 @@ impl MetadataStore for SqliteMetadataStore {
                 format!("image size {} does not fit SQLite's integers; nothing was written", record.image_size),
             )
         })?;
-        self.writer.put(record.clone(), image_size, deadline).await
+        self.writer.put(record.clone(), image_size, precondition, deadline).await
     }
 
-    async fn delete_before(&self, user: &UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
+    async fn delete_if_before(
+        &self,
+        user: &UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
         if deadline.passed() {
             return Ok(DeleteOutcome::DeadlineExceeded);
         }
-        self.writer.delete(user.clone(), deadline).await
+        self.writer.delete(user.clone(), precondition, deadline).await
     }
 
     async fn names_image(&self, image_id: &ImageId) -> Result<bool, StoreError> {

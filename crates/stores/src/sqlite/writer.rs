@@ -28,15 +28,16 @@ use std::sync::{Arc, RwLock};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::UserId;
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, Precondition, Record};
 use profilestore_core::time::Deadline;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::changes::{Applied, Change, Done, apply};
 use super::errors::failed;
-use super::{DECODE, DELETE_BEFORE, PAST_DEADLINE, PUT_BEFORE, commit_failed, stored_timings};
-use crate::decode::{bind_record_write, timings_changed};
+use super::{DECODE, commit_failed, stored_timings};
+use crate::decode::timings_changed;
 
 /// The most jobs one transaction carries: enough to share an fsync among every
 /// client of a busy server, few enough that the lock is held for a short while.
@@ -50,32 +51,6 @@ const QUEUED: u8 = 0;
 const CLAIMED: u8 = 1;
 const COMMIT_SENT: u8 = 2;
 const WITHDRAWN: u8 = 3;
-
-/// One change the writer makes.
-#[derive(Debug)]
-enum Change {
-    /// Insert or replace the record (its image size already checked to fit SQLite).
-    Put(Record, i64),
-    /// Delete the user's record.
-    Delete(UserId),
-}
-
-/// What a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Done {
-    Put(CommitOutcome),
-    Delete(DeleteOutcome),
-}
-
-impl Done {
-    /// The outcome of a change refused because its deadline had passed.
-    fn deadline_exceeded(change: &Change) -> Done {
-        match change {
-            Change::Put(..) => Done::Put(CommitOutcome::DeadlineExceeded),
-            Change::Delete(_) => Done::Delete(DeleteOutcome::DeadlineExceeded),
-        }
-    }
-}
 
 struct Job {
     change: Change,
@@ -129,23 +104,30 @@ impl Writer {
         Ok(Writer { queue, commits })
     }
 
-    /// Inserts or replaces `record` (whose image size fits SQLite) unless `deadline`
-    /// has passed, as [`apply`](Self::apply) does.
+    /// Inserts or replaces `record` (whose image size fits SQLite) if the current record
+    /// meets `precondition`, unless `deadline` has passed, as [`apply`](Self::apply) does.
     pub(super) async fn put(
         &self,
         record: Record,
         image_size: i64,
+        precondition: &Precondition,
         deadline: &Deadline,
     ) -> Result<CommitOutcome, StoreError> {
-        match self.apply(Change::Put(record, image_size), deadline).await? {
+        match self.apply(Change::Put(record, image_size, precondition.clone()), deadline).await? {
             Done::Put(outcome) => Ok(outcome),
             Done::Delete(_) => Err(mixed_up()),
         }
     }
 
-    /// Deletes `user`'s record unless `deadline` has passed, as [`apply`](Self::apply) does.
-    pub(super) async fn delete(&self, user: UserId, deadline: &Deadline) -> Result<DeleteOutcome, StoreError> {
-        match self.apply(Change::Delete(user), deadline).await? {
+    /// Deletes `user`'s record if it meets `precondition`, unless `deadline` has passed,
+    /// as [`apply`](Self::apply) does.
+    pub(super) async fn delete(
+        &self,
+        user: UserId,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<DeleteOutcome, StoreError> {
+        match self.apply(Change::Delete(user, precondition.clone()), deadline).await? {
             Done::Delete(outcome) => Ok(outcome),
             Done::Put(_) => Err(mixed_up()),
         }
@@ -354,7 +336,7 @@ async fn run_batch(connection: &mut SqliteConnection, batch: Vec<Job>, bound: Op
                 continue;
             }
         }
-        match apply(connection, &job).await {
+        match apply(connection, &job.change, &job.deadline).await {
             Ok(Applied::Wrote(done)) => written.push((job, done)),
             Ok(Applied::Refused(done)) => job.answer(Ok(done)),
             Err(e) => {
@@ -409,52 +391,6 @@ fn answer_commit(written: Vec<(Job, Done)>, committed: Result<(), sqlx::Error>) 
             let error = commit_failed(e);
             written.into_iter().for_each(|(job, _)| job.answer(Err(error.shared())));
             false
-        }
-    }
-}
-
-/// What one job's statement did.
-enum Applied {
-    /// It changed a row: the job's outcome once the batch commits.
-    Wrote(Done),
-    /// It changed nothing, for a reason final whatever the batch does.
-    Refused(Done),
-}
-
-async fn apply(tx: &mut SqliteConnection, job: &Job) -> Result<Applied, StoreError> {
-    let deadline_ms = job.deadline.at().as_millis();
-    match &job.change {
-        Change::Put(record, image_size) => {
-            let done = bind_record_write(sqlx::query(PUT_BEFORE), record, *image_size, job.deadline.at())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("writing a profile record"))?;
-            Ok(if done.rows_affected() == 0 {
-                Applied::Refused(Done::Put(CommitOutcome::DeadlineExceeded))
-            } else {
-                Applied::Wrote(Done::Put(CommitOutcome::Committed))
-            })
-        }
-        Change::Delete(user) => {
-            let done = sqlx::query(DELETE_BEFORE)
-                .bind(user.as_str())
-                .bind(deadline_ms)
-                .execute(&mut *tx)
-                .await
-                .map_err(failed("deleting a profile record"))?;
-            if done.rows_affected() > 0 {
-                return Ok(Applied::Wrote(Done::Delete(DeleteOutcome::Deleted)));
-            }
-            let late: bool = sqlx::query_scalar(PAST_DEADLINE)
-                .bind(deadline_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(failed("reading the database's clock"))?;
-            Ok(Applied::Refused(Done::Delete(if late {
-                DeleteOutcome::DeadlineExceeded
-            } else {
-                DeleteOutcome::NotFound
-            })))
         }
     }
 }

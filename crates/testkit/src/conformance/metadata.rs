@@ -13,6 +13,7 @@ use profilestore_core::time::{Deadline, Time, Timestamp};
 use profilestore_runtime::UuidV7Ids;
 
 use super::cleaner_state::*;
+use super::conditional::*;
 use super::{Doing, MetadataUnderTest, Report};
 
 pub(super) type Check = Result<(), String>;
@@ -21,7 +22,7 @@ pub(super) type Check = Result<(), String>;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 27;
+const CHECKS: usize = 31;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -62,6 +63,10 @@ where
         claim_answers_oldest_first_up_to_the_limit,
         claim_separates_images_a_record_names_again,
         sweep_marks_only_move_forward,
+        conditional_put_checks_the_current_record,
+        conditional_delete_checks_the_current_record,
+        concurrent_compare_and_sets_let_exactly_one_win,
+        a_failed_precondition_fails_only_its_own_change,
     );
     report
 }
@@ -86,7 +91,7 @@ pub(super) fn record(user_id: &str, image_id: ImageId, metadata: &str) -> Result
 }
 
 /// A deadline `by` ahead on both clocks.
-fn later(t: &MetadataUnderTest, by: Duration) -> Deadline {
+pub(super) fn later(t: &MetadataUnderTest, by: Duration) -> Deadline {
     Deadline::after(t.clock.clone(), by)
 }
 

@@ -45,6 +45,7 @@ macro_rules! ensure {
 
 mod blob;
 mod cleaner_state;
+mod conditional;
 mod metadata;
 
 /// A fresh, empty metadata store for one check, with a clock close to the store's own.

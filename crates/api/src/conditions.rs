@@ -1,0 +1,138 @@
+//! Conditional requests on profiles (RFC 9110 §13): the `ETag` a profile answer
+//! carries, and the `If-Match` / `If-None-Match` a change may send so that two
+//! editors cannot silently overwrite each other, and a create cannot replace.
+//!
+//! A profile's entity tag is its version ([`Record::version`]): a digest of the image
+//! id and the metadata, so it changes with every write, including a metadata-only
+//! update that keeps the image. It is strong: equal tags mean the same profile.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use profilestore_core::service::Condition;
+use profilestore_core::store::{ProfileVersion, Record};
+
+use crate::error::ApiError;
+
+/// The strong entity tag of `record`: its version, quoted.
+pub(crate) fn profile_etag(record: &Record) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}\"", record.version())).expect("a version is hex digits")
+}
+
+/// Whether the request's `If-Match` / `If-None-Match` ask anything of a change.
+///
+/// - `If-Match: *` → there must be a profile; `If-Match: "v1", "v2"` → it must be one
+///   of these versions (strong comparison: a weak tag, or a tag this server never
+///   made, matches nothing).
+/// - `If-None-Match: *` → there must be none (create only). Entity tags in
+///   `If-None-Match` are refused on a change: "change it unless it is this version"
+///   is never what an editor means, and ignoring a condition would be worse.
+/// - Both headers at once, or a tag that is not a quoted string: 400.
+pub(crate) fn change_condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
+    let if_match = joined(headers, header::IF_MATCH)?;
+    let if_none_match = joined(headers, header::IF_NONE_MATCH)?;
+    match (if_match, if_none_match) {
+        (None, None) => Ok(Condition::None),
+        (Some(_), Some(_)) => Err(invalid("send `If-Match` or `If-None-Match`, not both")),
+        (None, Some(tags)) if tags.trim() == "*" => Ok(Condition::Absent),
+        (None, Some(_)) => Err(invalid("on a change, `If-None-Match` takes only `*` (create only)")),
+        (Some(tags), None) if tags.trim() == "*" => Ok(Condition::Present),
+        (Some(tags), None) => {
+            let mut versions = Vec::new();
+            for tag in tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                let (weak, quoted) = match tag.strip_prefix("W/") {
+                    Some(rest) => (true, rest),
+                    None => (false, tag),
+                };
+                let Some(opaque) = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+                    return Err(invalid("`If-Match` holds a tag that is not a quoted string"));
+                };
+                if !weak && let Some(version) = ProfileVersion::parse(opaque) {
+                    versions.push(version);
+                }
+            }
+            Ok(Condition::OneOf(versions))
+        }
+    }
+}
+
+/// Whether a read's `If-None-Match` names `etag` (`*`, or a listed tag equal to it
+/// under the weak comparison RFC 9110 prescribes for this header): answer 304.
+pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+/// All of a header's lines as one list (RFC 9110 §5.3), or `None` without it.
+fn joined(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<String>, ApiError> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
+    }
+    let texts: Result<Vec<&str>, _> = lines.map(HeaderValue::to_str).collect();
+    Ok(Some(texts.map_err(|_| invalid("a condition header is not visible ASCII"))?.join(",")))
+}
+
+fn invalid(message: &'static str) -> ApiError {
+    ApiError::invalid_precondition(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (name, value) in pairs {
+            h.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        h
+    }
+
+    const V: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn if_match_names_versions_strongly() {
+        let tag = format!("\"{V}\"");
+        assert_eq!(change_condition(&with(&[])).unwrap(), Condition::None);
+        assert_eq!(change_condition(&with(&[(header::IF_MATCH, "*")])).unwrap(), Condition::Present);
+        assert_eq!(
+            change_condition(&with(&[(header::IF_MATCH, &tag)])).unwrap(),
+            Condition::OneOf(vec![ProfileVersion::parse(V).unwrap()])
+        );
+        // Two lines are one list; a weak tag and a foreign tag match nothing.
+        let weak = format!("W/{tag}");
+        let listed = change_condition(&with(&[(header::IF_MATCH, "\"other\""), (header::IF_MATCH, &weak)])).unwrap();
+        assert_eq!(listed, Condition::OneOf(vec![]));
+    }
+
+    #[test]
+    fn if_none_match_star_creates_only_and_nonsense_is_refused() {
+        assert_eq!(change_condition(&with(&[(header::IF_NONE_MATCH, "*")])).unwrap(), Condition::Absent);
+        for refused in [
+            with(&[(header::IF_NONE_MATCH, "\"abc\"")]),
+            with(&[(header::IF_MATCH, "*"), (header::IF_NONE_MATCH, "*")]),
+            with(&[(header::IF_MATCH, "unquoted")]),
+        ] {
+            let error = change_condition(&refused).unwrap_err();
+            assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn not_modified_uses_weak_comparison_and_lists() {
+        let etag = "\"abc\"";
+        let inm = |values: &[&str]| with(&values.iter().map(|v| (header::IF_NONE_MATCH, *v)).collect::<Vec<_>>());
+        assert!(not_modified(&inm(&["\"abc\""]), etag));
+        assert!(not_modified(&inm(&["W/\"abc\""]), etag));
+        assert!(not_modified(&inm(&["\"x\", \"abc\""]), etag));
+        assert!(not_modified(&inm(&["\"x\"", "\"abc\""]), etag));
+        assert!(not_modified(&inm(&["*"]), etag));
+        assert!(!not_modified(&inm(&["\"abcd\""]), etag));
+        assert!(!not_modified(&inm(&["abc"]), etag));
+        assert!(!not_modified(&HeaderMap::new(), etag));
+    }
+}
