@@ -315,6 +315,15 @@ pub(crate) fn make_visible(config: &ModelConfig, w: &mut ModelWorld, user: u8, r
     }
 }
 
+/// Removes `user`'s record at `now`, queuing the image it named under incremental
+/// cleaning (the real store's trigger does it in the deleting statement).
+pub(crate) fn make_deleted(config: &ModelConfig, w: &mut ModelWorld, user: u8, now: Hour) {
+    let Some(old) = w.records.get_mut(usize::from(user)).and_then(Option::take) else { return };
+    let Some(design) = config.cleaning.incremental() else { return };
+    let first_seen = (design == IncrementalDesign::DelayFromStatement).then_some(now);
+    let _ = w.enqueue(Superseded { id: old.image_id, first_seen });
+}
+
 pub(crate) fn mask(ids: &[ImageId]) -> u64 {
     ids.iter().fold(0, |m, id| m | 1u64.checked_shl(u32::from(*id)).unwrap_or(0))
 }

@@ -1,5 +1,6 @@
 //! What the checker explores: actor counts, value domains, bounds, timings, design.
 
+use profilestore_core::machine::PatchDesign;
 use profilestore_core::settings::Timings;
 
 use crate::time::Hours;
@@ -117,6 +118,17 @@ impl Cleaning {
     }
 }
 
+/// Which client operations servers start besides writes and reads. Both off by default,
+/// so that the state counts of the models before them are unchanged.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Debug)]
+pub struct Operations {
+    /// Profile deletes: one deadline-guarded record delete.
+    pub deletes: bool,
+    /// Metadata-only updates following this design (the production machine's
+    /// compare-and-set, or the blind flaw).
+    pub patches: Option<PatchDesign>,
+}
+
 /// Which safety properties are checked. Each can be switched off so a test can show
 /// that a flawed design also breaks a weaker property (flaw 1 breaks "no dangling
 /// reference" transiently before it breaks "consistent reads").
@@ -178,6 +190,8 @@ pub struct ModelConfig {
     pub properties: Properties,
     /// Full sweeps only, or the superseded-image queue and the listing horizon.
     pub cleaning: Cleaning,
+    /// Deletes and metadata-only updates, beside writes and reads.
+    pub operations: Operations,
 }
 
 /// The case study's timings in hours: 1 h timeout, 2 h age filter, 1 h delete delay.
@@ -205,6 +219,7 @@ impl ModelConfig {
             fail_steps: true,
             properties: Properties::SAFETY,
             cleaning: Cleaning::Full,
+            operations: Operations { deletes: false, patches: None },
         }
     }
 

@@ -64,6 +64,7 @@ pub mod bench;
 pub mod checker;
 pub mod cleaner;
 mod codec;
+mod requests;
 pub mod config;
 pub mod liveness;
 mod search;
@@ -77,8 +78,10 @@ pub use bench::{ModelRunStats, run_bench};
 pub use checker::{CheckError, Coverage, Progress, Report, SearchOptions, Verdict, check, check_with};
 pub use codec::EncodeError;
 pub use config::{
-    CASE_STUDY_TIMINGS, Cleaning, ConfigError, Design, IncrementalDesign, ModelConfig, Properties, StoreProtocol,
+    CASE_STUDY_TIMINGS, Cleaning, ConfigError, Design, IncrementalDesign, ModelConfig, Operations, Properties,
+    StoreProtocol,
 };
+pub use profilestore_core::machine::PatchDesign;
 pub use step::Property;
 pub use time::{Hour, Hours};
 pub use trace::{Trace, TraceRow};

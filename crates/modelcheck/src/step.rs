@@ -8,13 +8,16 @@
 //! steps between them.
 
 use profilestore_core::machine::{
-    CycleOutcome, ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteDesign, WriteEvent, WriteMachine,
-    WriteOutcome,
+    CycleOutcome, MAX_PATCH_ATTEMPTS, PatchMachine, PatchOutcome, ReadAction, ReadEvent, ReadMachine, ReadOutcome,
+    WriteAction, WriteDesign, WriteEvent, WriteMachine, WriteOutcome,
 };
 
 pub use crate::cleaner::cleaner_step;
 use crate::cleaner::{self, cleaner_op, is_fresh, make_visible};
 use crate::config::{Cleaning, Design, IncrementalDesign, ModelConfig};
+use crate::requests::{delete_step, patch_step};
+use profilestore_core::time::Time as _;
+
 use crate::time::Hour;
 use crate::world::{Blob, ImageId, ModelWorld, Record, Server, triple_bit};
 
@@ -80,7 +83,32 @@ pub enum Action {
         /// Whether the database refused the commit as late.
         refused: bool,
     },
-    /// The read fetched the record.
+    /// A client asked to delete a profile.
+    StartDelete {
+        /// The user whose profile is deleted.
+        user: u8,
+    },
+    /// A client asked to update a profile's metadata, keeping its image.
+    StartPatch {
+        /// The user updated.
+        user: u8,
+        /// The metadata value submitted.
+        metadata: u8,
+    },
+    /// The delete's guarded statement ran.
+    DeleteRecord {
+        /// Whether there was a record to delete.
+        found: bool,
+    },
+    /// The update committed its record naming the image it read (one step).
+    PatchRecord {
+        /// The image the record keeps.
+        image_id: ImageId,
+        /// Whether the database refused it: late, or (compare-and-set) the record was
+        /// no longer the one read.
+        refused: bool,
+    },
+    /// The read (or update) fetched the record.
     GetRecord {
         /// The record, if there was one.
         found: Option<Record>,
@@ -152,6 +180,10 @@ pub enum Finished {
     Read(ReadOutcome<ImageId>, Option<(u8, u8)>),
     /// A cleaner cycle ended.
     Cycle(CycleOutcome),
+    /// A delete ended (`true`: a record was deleted).
+    Delete(bool),
+    /// A metadata-only update ended.
+    Patch(PatchOutcome<ImageId>),
 }
 
 /// One labelled transition.
@@ -293,6 +325,22 @@ fn start_requests(
         w.servers[i] =
             Server::Reading { user, machine: ReadMachine::start(now, config.timings.request_timeout), seen: None };
         emit(Step { actor, action: Action::StartRead { user }, failed: false, finished: None }, w, None);
+        if config.operations.deletes {
+            let mut w = world.clone();
+            w.ops += 1;
+            w.servers[i] = Server::Deleting { user, deadline: now.plus(config.timings.request_timeout) };
+            emit(Step { actor, action: Action::StartDelete { user }, failed: false, finished: None }, w, None);
+        }
+        if let Some(design) = config.operations.patches {
+            for metadata in 0..config.metadata_values {
+                let mut w = world.clone();
+                w.ops += 1;
+                let machine = PatchMachine::start_with(design, now, config.timings.request_timeout, MAX_PATCH_ATTEMPTS);
+                w.servers[i] = Server::Patching { user, metadata, machine, read: None };
+                let action = Action::StartPatch { user, metadata };
+                emit(Step { actor, action, failed: false, finished: None }, w, None);
+            }
+        }
     }
 }
 
@@ -316,6 +364,14 @@ pub fn server_step(config: &ModelConfig, w: &mut ModelWorld, i: usize, fail: boo
         }
         Server::Reading { user, machine, seen } => read_step(config, w, *user, machine, seen, fail)
             .map(|(step, violation)| (Step { actor, ..step }, violation)),
+        Server::Deleting { user, deadline } => delete_step(config, w, *user, *deadline, fail)
+            .map(|(action, failed, finished)| (Step { actor, action, failed, finished: Some(finished) }, None)),
+        Server::Patching { user, metadata, machine, read } => {
+            patch_step(config, w, (*user, *metadata), machine, read, fail).map(|(action, failed)| {
+                let finished = machine.outcome().map(Finished::Patch);
+                (Step { actor, action, failed, finished }, None)
+            })
+        }
     };
     // A check that passed stages the record: the server now holds a pending commit.
     if let (
@@ -332,6 +388,8 @@ pub fn server_step(config: &ModelConfig, w: &mut ModelWorld, i: usize, fail: boo
         Server::Idle => true,
         Server::Writing { machine, .. } | Server::Committing { machine, .. } => machine.outcome().is_some(),
         Server::Reading { machine, .. } => machine.outcome().is_some(),
+        Server::Deleting { .. } => true,
+        Server::Patching { machine, .. } => machine.outcome().is_some(),
     };
     // A finished request frees its server at once: servers serve again.
     if !(done && result.is_some()) {

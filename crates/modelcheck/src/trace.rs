@@ -83,6 +83,14 @@ impl Trace {
                 });
                 None
             }
+            Some(Finished::Delete(deleted)) => {
+                action.push_str(if deleted { " → delete done" } else { " → delete found nothing" });
+                None
+            }
+            Some(Finished::Patch(outcome)) => {
+                action.push_str(&format!(" → update {outcome:?}"));
+                None
+            }
             Some(Finished::Cycle(outcome)) => {
                 action.push_str(&format!(" → cycle {outcome:?}"));
                 None
@@ -113,6 +121,12 @@ fn describe(action: &Action) -> String {
             None => format!("start write u{user} (m{metadata}, i{image})"),
         },
         Action::StartRead { user } => format!("start read u{user}"),
+        Action::StartDelete { user } => format!("start delete u{user}"),
+        Action::StartPatch { user, metadata } => format!("start metadata update u{user} (m{metadata})"),
+        Action::DeleteRecord { found } => format!("delete record{}", if found { "" } else { ": none" }),
+        Action::PatchRecord { image_id, refused } => {
+            format!("commit update →#{image_id}{}", if refused { " refused" } else { "" })
+        }
         Action::PutBlob { image_id, overwrite } => {
             format!("put blob #{image_id}{}", if overwrite { " (overwrite)" } else { "" })
         }

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use arrayvec::ArrayVec;
-use profilestore_core::machine::{CleanerCycle, CycleLimits, ReadMachine, WriteMachine};
+use profilestore_core::machine::{CleanerCycle, CycleLimits, PatchMachine, ReadMachine, WriteMachine};
 
 use crate::cleaner::Sweep;
 use crate::config::{MAX_ACTORS, MAX_BLOBS, MAX_QUEUE, MAX_USERS, ModelConfig};
@@ -77,6 +77,24 @@ pub enum Server {
         /// [`DelayFromStatement`](crate::config::IncrementalDesign::DelayFromStatement)
         /// needs it; `Hour(0)` otherwise, so that no other model tells states apart by it.
         statement: Hour,
+    },
+    /// Serving a profile delete: one deadline-guarded statement.
+    Deleting {
+        /// The user whose profile is deleted.
+        user: u8,
+        /// The request's deadline.
+        deadline: Hour,
+    },
+    /// Serving a metadata-only update.
+    Patching {
+        /// The user updated.
+        user: u8,
+        /// The metadata value the update submits.
+        metadata: u8,
+        /// The production update machine.
+        machine: PatchMachine<Hour, ImageId>,
+        /// The record the last `GetRecord` returned: the compare-and-set's expectation.
+        read: Option<Record>,
     },
     /// Serving a profile read.
     Reading {

@@ -2,8 +2,8 @@
 //! shape, and pass the working design. Configurations are tiny: tests run unoptimised.
 
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, ModelConfig, Properties, Property, Report, StoreProtocol, Trace,
-    Verdict, check,
+    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, ModelConfig, Operations, PatchDesign, Properties, Property, Report,
+    StoreProtocol, Trace, Verdict, check,
 };
 
 fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelConfig {
@@ -24,6 +24,7 @@ fn small(servers: usize, cleaners: usize, max_ops: u8, max_hours: u8) -> ModelCo
         fail_steps: false,
         properties: Properties::SAFETY,
         cleaning: Cleaning::Full,
+        operations: Operations::default(),
     }
 }
 
@@ -248,4 +249,46 @@ fn image_ids_bound_the_writes_without_changing_the_verdict() {
     let flawed = ModelConfig { image_ids: 1, ..with_timings(small(1, 1, 2, 3), 1, 0, 1) };
     assert!(matches!(run(&flawed).verdict, Verdict::Violation { .. }));
     assert!(ModelConfig { image_ids: 0, ..small(1, 1, 2, 2) }.validate().is_err());
+}
+
+/// Deletes and metadata-only updates beside writes and reads: the working design
+/// (the update's compare-and-set) keeps every property at the case study's size.
+#[test]
+fn deletes_and_compare_and_set_updates_keep_every_property() {
+    let mut config = small(2, 1, 3, 3);
+    config.operations = Operations { deletes: true, patches: Some(PatchDesign::CompareAndSet) };
+    let report = run(&config);
+    assert_eq!(report.verdict, Verdict::Pass);
+    let plain = run(&small(2, 1, 3, 3));
+    let (with, without) = (report.distinct_states, plain.distinct_states);
+    assert!(with > without, "the new operations add states: {with} vs {without}");
+}
+
+/// The update that re-attaches the image it read without a compare-and-set: another
+/// write replaces the image, the cleaner finds it unreferenced, the update commits it
+/// back, and the cleaner deletes the blob under the record.
+#[test]
+fn an_update_without_compare_and_set_re_attaches_an_image_the_cleaner_deletes() {
+    let mut config = small(2, 1, 3, 3);
+    config.operations = Operations { deletes: false, patches: Some(PatchDesign::Blind) };
+    let (property, trace) = violation(&config);
+    assert_eq!(property, Property::NoDanglingReference);
+    let text = trace.to_string();
+    assert!(text.contains("start metadata update"), "{trace}");
+    assert!(text.contains("commit update"), "{trace}");
+    assert!(last_action(&trace).starts_with("delete"), "{trace}");
+}
+
+/// A delete is a change like a replacement: without the delete delay, a read that
+/// fetched the record before the delete finds its blob gone.
+#[test]
+fn without_delete_delay_a_read_racing_a_delete_finds_its_blob_gone() {
+    let mut config = small(2, 1, 3, 3);
+    config.timings.delete_delay = Hours(0);
+    // One image id: one write, so no replacement can stand in for the delete.
+    config.image_ids = 1;
+    config.operations = Operations { deletes: true, patches: None };
+    let (property, trace) = violation(&config);
+    assert_eq!(property, Property::NoVanishedBlob);
+    assert!(trace.to_string().contains("delete record"), "{trace}");
 }

@@ -4,8 +4,8 @@
 //! expected shape, and the working design passes at the very same bounds.
 
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Properties, Property, Report,
-    StoreProtocol, Trace, Verdict, check,
+    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Operations, Properties, Property,
+    Report, StoreProtocol, Trace, Verdict, check,
 };
 
 const WORKING: Cleaning = Cleaning::Incremental(IncrementalDesign::Working);
@@ -26,6 +26,7 @@ fn small(servers: usize, max_ops: u8, max_hours: u8, store: StoreProtocol) -> Mo
         fail_steps: false,
         properties: Properties::SAFETY,
         cleaning: WORKING,
+        operations: Operations::default(),
     }
 }
 

@@ -142,6 +142,14 @@ pub struct CheckModelArgs {
     /// `horizon-without-age-filter` or `horizon-without-lag`.
     #[arg(long, value_parser = ["queue-without-delay", "delay-from-statement", "horizon-without-age-filter", "horizon-without-lag"])]
     pub incremental_flaw: Option<String>,
+    /// Servers also delete profiles (a deadline-guarded record delete).
+    #[arg(long)]
+    pub deletes: bool,
+    /// Servers also update metadata keeping the image: `compare-and-set` (the
+    /// production update) or `blind` (the flaw: it re-attaches the image it read
+    /// whatever the record is now).
+    #[arg(long, value_parser = ["compare-and-set", "blind"])]
+    pub patches: Option<String>,
     /// Threads expanding each level of the search; the states, the verdict and the
     /// trace are the same for every count. [default: the machine's cores]
     #[arg(long)]

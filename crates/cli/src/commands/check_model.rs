@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::bail;
 use profilestore_core::settings::Timings;
 use profilestore_modelcheck::{
-    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Properties, SearchOptions,
-    StoreProtocol, Verdict, check_with,
+    CASE_STUDY_TIMINGS, Cleaning, Design, Hours, IncrementalDesign, ModelConfig, Operations, PatchDesign, Properties,
+    SearchOptions, StoreProtocol, Verdict, check_with,
 };
 
 use crate::args::{CheckModelArgs, ModelVariant};
@@ -125,6 +125,13 @@ fn config(args: &CheckModelArgs) -> anyhow::Result<ModelConfig> {
         fail_steps: !args.no_failures,
         properties: if args.liveness { Properties::ALL } else { Properties::SAFETY },
         cleaning: cleaning(args)?,
+        operations: Operations {
+            deletes: args.deletes,
+            patches: args.patches.as_deref().map(|design| match design {
+                "blind" => PatchDesign::Blind,
+                _ => PatchDesign::CompareAndSet,
+            }),
+        },
     };
     config.validate()?;
     Ok(config)
