@@ -81,6 +81,18 @@ pub async fn open_existing(
     Ok((metadata, blobs, pairing))
 }
 
+/// For `serve` and `clean` at start, on an S3 blob store: reads the bucket's
+/// versioning (and lifecycle rules) and logs what it means for erasure: a warning when
+/// deleted photos' bytes outlive the documented bound. Never fails and never stops the
+/// start; bounded by [`profilestore_stores::s3::CHECK_LIMIT`]. Other blob stores have
+/// no versions: nothing to check.
+pub async fn check_bucket_versioning(stores: &StoreArgs, clock: &dyn Clock) {
+    let Ok((_, blob_url, _)) = urls(stores) else { return };
+    if let Some(location) = profilestore_stores::resolve::s3_bucket_and_prefix(&blob_url) {
+        profilestore_stores::s3::check_versioning(&location, &stores.s3.options(), clock.now()).await;
+    }
+}
+
 /// The timings a process runs under once the cluster's are `pairing.timings`: the
 /// stored ones, unless timings given explicitly to this process differ (an error).
 pub fn adopt_timings(pairing: &Pairing, args: &TimingArgs) -> anyhow::Result<Timings> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
@@ -33,8 +33,17 @@ pub const CALL_ERRORS: &str = "profilestore_store_call_errors_total";
 /// `already_exists` and leaves an orphan, so retries explain such errors.
 pub const BLOB_PUT_RETRIES: &str = "profilestore_blob_put_retries_total";
 
+/// The S3 blob bucket's versioning as read at start, by `state` (`off`, `enabled`,
+/// `suspended`, `unknown`): 1 for the state found, 0 for the others. On a versioned
+/// bucket deleted photos' bytes stay as noncurrent versions (`s3::check_versioning`).
+pub const BLOB_BUCKET_VERSIONING: &str = "profilestore_blob_bucket_versioning";
+/// Days after which the S3 blob bucket's lifecycle rules expire the store's noncurrent
+/// versions, as read at start; set only for a versioned bucket with such a rule.
+pub const BLOB_NONCURRENT_EXPIRATION_DAYS: &str = "profilestore_blob_noncurrent_expiration_days";
+
 /// Every figure the stores record, by name.
-pub const NAMES: &[&str] = &[CALL_DURATION, CALL_ERRORS, BLOB_PUT_RETRIES];
+pub const NAMES: &[&str] =
+    &[CALL_DURATION, CALL_ERRORS, BLOB_PUT_RETRIES, BLOB_BUCKET_VERSIONING, BLOB_NONCURRENT_EXPIRATION_DAYS];
 
 /// The buckets of [`CALL_DURATION`], in seconds: from a cached point read to a stalled
 /// store.
@@ -46,6 +55,11 @@ pub fn describe() {
     describe_histogram!(CALL_DURATION, Unit::Seconds, "Store call latency by store, backend and operation.");
     describe_counter!(CALL_ERRORS, "Store calls that failed or were abandoned, by error kind.");
     describe_counter!(BLOB_PUT_RETRIES, "Retries the blob store's client made inside blob puts.");
+    describe_gauge!(BLOB_BUCKET_VERSIONING, "The S3 blob bucket's versioning as read at start: 1 for the state found.");
+    describe_gauge!(
+        BLOB_NONCURRENT_EXPIRATION_DAYS,
+        "Days until the S3 blob bucket's lifecycle rules expire deleted photos' noncurrent versions, as read at start."
+    );
 }
 
 /// A store whose every call is measured. Keeps the inner store's contract exactly.

@@ -128,6 +128,14 @@ fn s3_location(parsed: &Parsed<'_>) -> Result<String, OpenError> {
     Ok(location)
 }
 
+/// What follows `s3://` in a blob store URL (`bucket/prefix`), as the S3 backend is
+/// given it; `None` for every other URL, and for one that opening would refuse.
+#[cfg(feature = "s3")]
+pub fn s3_bucket_and_prefix(url: &str) -> Option<String> {
+    let parsed = parse(url, BLOB_SCHEMES).ok().filter(|parsed| parsed.scheme == Scheme::S3)?;
+    s3_location(&parsed).ok()
+}
+
 /// The file-system path of a `sqlite:` or `file:` URL.
 fn local_path<'a>(parsed: &Parsed<'a>) -> Result<&'a str, OpenError> {
     let invalid = |reason: &str| OpenError::InvalidUrl { url: parsed.redacted.clone(), reason: reason.to_owned() };

@@ -30,6 +30,8 @@ pub async fn run(mut args: CleanArgs, file: &FileSettings, render: RenderMetrics
     );
     let clock = Arc::new(SystemClock::new());
     let opened = open_paired(&args.stores, &args.timings, clock.clone()).await?;
+    // The cleaner's deletes are what a versioned bucket keeps.
+    crate::stores::check_bucket_versioning(&args.stores, clock.as_ref()).await;
     let config = CleanerConfig {
         timings: opened.timings,
         dry_run: args.dry_run,

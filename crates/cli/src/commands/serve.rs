@@ -63,6 +63,9 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
 
     let clock = Arc::new(SystemClock::new());
     let opened = open_and_pair(&args.stores, &args.timings, clock.clone()).await?;
+    // The cleaner deletes, but every server says it too: servers are what operators
+    // watch start.
+    crate::stores::check_bucket_versioning(&args.stores, clock.as_ref()).await;
     let timings = opened.timings;
     let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
     let service = ProfileService::new(opened.metadata, opened.blobs, clock, Arc::new(UuidV7Ids), timings)

@@ -15,7 +15,7 @@ use crate::open::S3Options;
 pub(super) const DEFAULT_REGION: &str = "us-east-1";
 
 /// How long establishing a connection may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one request may take, from connecting to the end of the response body.
 /// Images are at most tens of MiB, sent in one PUT.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,7 +47,7 @@ fn misconfigured(message: impl Into<String>) -> StoreError {
 
 /// The credential requests are signed with, and whether signing is skipped; refuses
 /// every combination that is not explicit.
-fn credential(options: &S3Options) -> Result<(AwsCredential, bool), StoreError> {
+pub(super) fn credential(options: &S3Options) -> Result<(AwsCredential, bool), StoreError> {
     let set = |v: &Option<String>| v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
     let (key_id, secret, token) =
         (set(&options.access_key_id), set(&options.secret_access_key), set(&options.session_token));
@@ -75,11 +75,35 @@ fn credential(options: &S3Options) -> Result<(AwsCredential, bool), StoreError> 
     }
 }
 
+/// The region requests are signed for: the one set, or [`DEFAULT_REGION`].
+pub(super) fn region(options: &S3Options) -> &str {
+    options.region.as_deref().filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REGION)
+}
+
+/// A self-hosted server's base URL, as set.
+pub(super) struct Endpoint<'a> {
+    /// The URL, `http://` or `https://`.
+    pub url: &'a str,
+    /// Whether it is plain `http://` (allowed only because it was set explicitly).
+    pub plain_http: bool,
+}
+
+/// The endpoint `options` set, `None` for AWS itself; refuses one that is not an
+/// `http://` or `https://` URL.
+pub(super) fn endpoint(options: &S3Options) -> Result<Option<Endpoint<'_>>, StoreError> {
+    let Some(url) = options.endpoint.as_deref().filter(|e| !e.is_empty()) else { return Ok(None) };
+    let plain_http = url.starts_with("http://");
+    if !plain_http && !url.starts_with("https://") {
+        return Err(misconfigured(format!("S3 endpoint {url:?} must start with http:// or https://")));
+    }
+    Ok(Some(Endpoint { url, plain_http }))
+}
+
 /// Builds the client for `bucket` as `options` say. Fails, before any network traffic,
 /// when the options are not explicit about credentials or name a malformed endpoint.
 pub(super) fn build(bucket: &str, options: &S3Options) -> Result<AmazonS3, StoreError> {
     let (credential, skip_signature) = credential(options)?;
-    let region = options.region.as_deref().filter(|r| !r.is_empty()).unwrap_or(DEFAULT_REGION);
+    let region = region(options);
     // `new`, not `from_env`: every setting comes from `options`, so nothing in the
     // environment (AWS_* variables, profiles) changes where or how we connect.
     let mut builder = AmazonS3Builder::new()
@@ -96,15 +120,11 @@ pub(super) fn build(bucket: &str, options: &S3Options) -> Result<AmazonS3, Store
         // Counts each call's requests, so a blob put's retries can be reported.
         .with_http_connector(super::attempts::CountingConnector::default());
     let mut client_options = ClientOptions::new().with_connect_timeout(CONNECT_TIMEOUT).with_timeout(REQUEST_TIMEOUT);
-    match options.endpoint.as_deref().filter(|e| !e.is_empty()) {
-        Some(endpoint) => {
-            let plain_http = endpoint.starts_with("http://");
-            if !plain_http && !endpoint.starts_with("https://") {
-                return Err(misconfigured(format!("S3 endpoint {endpoint:?} must start with http:// or https://")));
-            }
+    match endpoint(options)? {
+        Some(Endpoint { url, plain_http }) => {
             // Self-hosted servers rarely have a DNS name per bucket: address the bucket
             // in the path (`{endpoint}/{bucket}/{key}`).
-            builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+            builder = builder.with_endpoint(url).with_virtual_hosted_style_request(false);
             client_options = client_options.with_allow_http(plain_http);
         }
         // AWS itself: `https://{bucket}.s3.{region}.amazonaws.com`, the addressing AWS

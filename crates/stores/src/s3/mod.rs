@@ -23,6 +23,10 @@
 //!   shards) are listed in parallel and put back in key order (module `listing`), so
 //!   the result is the same, in the same order, in a fraction of the time.
 //!
+//! The bucket's versioning, which decides whether a delete removes a photo's bytes, is
+//! read at start by [`check_versioning`] through a small SigV4 client of our own
+//! ([`BucketConfigClient`]): `object_store` has no API for bucket settings.
+//!
 //! The client is built from [`S3Options`] alone: explicit credentials or explicitly
 //! unsigned requests, never the environment and never a cloud metadata endpoint.
 
@@ -44,16 +48,21 @@ use profilestore_core::time::Timestamp;
 use crate::open::{OpenError, OpenMode, S3Options};
 
 mod attempts;
+mod bucket_config;
 mod client;
 mod errors;
 mod listing;
 mod location;
 mod measure;
+mod sigv4;
 #[cfg(test)]
 mod tests;
+mod versioning;
 
+pub use bucket_config::{BucketConfigClient, BucketConfigError, LifecycleRule, Versioning};
 pub use listing::{DEFAULT_LIST_CONCURRENCY, ListingStats, MAX_LIST_CONCURRENCY, PREFETCH_PAGES, max_pages_held};
 pub use measure::{ListingRun, time_listing};
+pub use versioning::{CHECK_LIMIT, NoncurrentExpiry, VersioningCheck, check_versioning};
 
 use errors::{created_rounded_up, is_missing_key, is_no_such_bucket, store_error};
 use location::Location;
