@@ -138,7 +138,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
     tag = "profiles",
     summary = "Write a profile: its metadata and its image, together",
     description = "The whole upload is checked before anything is stored: a refused upload stores nothing. \
-        Each write stores the image under a fresh id, so `image_id` and `image_url` change with every write.",
+        Each write stores the image under a fresh id, so `image_id` and `image_url` change with every write. \
+        The image is stored without its EXIF, XMP and IPTC metadata and comments, with its EXIF orientation applied \
+        to the pixels and its ICC profile kept (unless the server runs with `keep-image-metadata`): the answer's \
+        `image_size` and `image_sha256` name the stored bytes, which every read returns.",
     params(UserPath),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "the profile as stored", body = ProfileBody)),
@@ -162,13 +165,15 @@ pub(crate) async fn put_profile(
     let upload = tokio::time::timeout(allowance, upload::read(multipart, &state.config, may_hold))
         .await
         .map_err(|_| UploadError::TooSlow)??;
+    // The stored form: metadata removed, orientation applied (see `photo`).
+    let stored = crate::photo::prepare(upload.image, &state.config, &state.admission).await?;
     let profile = NewProfile {
         metadata: upload.metadata,
-        image: upload.image,
+        image: stored.image,
         content_type: upload.format.content_type().to_owned(),
     };
     let record = state.service.write(user, profile).await?;
-    Ok(Json(ProfileBody::new(&record)?))
+    Ok(Json(ProfileBody::new(&record, stored.sha256)?))
 }
 
 /// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.
