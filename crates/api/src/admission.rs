@@ -64,7 +64,19 @@ impl Admission {
         let units = self.units.clone().try_acquire_many_owned(units).map_err(|_| ApiError::overloaded())?;
         Ok(Admitted { _upload: upload, _units: units })
     }
+
+    /// Reserves `bytes` more of the byte budget for work on an admitted upload (the
+    /// pixels of an image being re-encoded), or `None` at once when it is spent. Like
+    /// [`admit`](Self::admit), more than the whole budget is held at the budget: the
+    /// work then runs alone.
+    pub(crate) fn reserve(&self, bytes: u64) -> Option<Reserved> {
+        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).clamp(1, self.max_units.max(1));
+        self.units.clone().try_acquire_many_owned(units).ok().map(Reserved)
+    }
 }
+
+/// Bytes reserved by [`Admission::reserve`], returned when dropped.
+pub(crate) struct Reserved(#[allow(dead_code)] OwnedSemaphorePermit);
 
 #[cfg(test)]
 mod tests {

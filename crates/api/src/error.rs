@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use profilestore_core::error::{ErrorKind, InvalidInput, ServiceError};
 
 use crate::image::ImageError;
+use crate::photo::PhotoError;
 use crate::upload::UploadError;
 
 /// How long a client should wait before retrying after a 503, in seconds. Store
@@ -80,8 +81,23 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     ),
     code(415, "unsupported_image", "the image bytes are not PNG, JPEG, GIF or WebP, whatever was declared"),
     code(422, "metadata_not_object", "the metadata (or the patch) is JSON, but not an object"),
-    code(422, "invalid_image", "recognised magic bytes, but no usable dimensions in the image's header"),
-    code(422, "image_too_many_pixels", "width × height is over the server's `max-image-pixels`"),
+    code(
+        422,
+        "invalid_image",
+        "recognised magic bytes, but no usable dimensions in the image's header, a structure (segments, chunks, blocks) \
+         that cannot be walked to remove its metadata, or pixels that do not decode when its EXIF orientation is applied",
+    ),
+    code(
+        422,
+        "image_too_many_pixels",
+        "width × height is over the server's `max-image-pixels`, or applying its EXIF orientation would need more memory \
+         than that many pixels allow",
+    ),
+    code(
+        422,
+        "image_too_many_frames",
+        "the image has more frames (APNG, animated WebP, GIF) than the server's `max-image-frames`",
+    ),
     code(500, "dangling_reference", "the profile names an image missing from the blob store; an operator must look"),
     code(500, "internal", "anything else; the details are logged, never answered"),
     code(503, "store_unavailable", "a store failed or did not answer; nothing is known to have changed; retry"),
@@ -320,6 +336,20 @@ impl From<ImageError> for ApiError {
     }
 }
 
+impl From<PhotoError> for ApiError {
+    fn from(e: PhotoError) -> Self {
+        let status = match e {
+            PhotoError::Header(image) => return image.into(),
+            PhotoError::Overloaded => return ApiError::overloaded(),
+            PhotoError::Malformed { .. }
+            | PhotoError::TooManyFrames { .. }
+            | PhotoError::Undecodable { .. }
+            | PhotoError::DecodingLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
 impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
         let status = match e {
@@ -425,6 +455,14 @@ mod tests {
             UploadError::Image(ImageError::TooManyPixels { width: 2, height: 2, limit: 1 }),
             UploadError::TooSlow,
         ];
+        let photos = [
+            PhotoError::Header(ImageError::Unrecognised),
+            PhotoError::Malformed { format: "image/png", why: "x" },
+            PhotoError::TooManyFrames { frames: 2, limit: 1 },
+            PhotoError::Undecodable { format: "image/jpeg" },
+            PhotoError::DecodingLimit { format: "image/jpeg" },
+            PhotoError::Overloaded,
+        ];
         let user = profilestore_core::ids::UserId::parse("u").unwrap();
         let image_id = "01900000-0000-7000-8000-000000000001".parse().unwrap();
         let services = [
@@ -458,6 +496,7 @@ mod tests {
         uploads
             .into_iter()
             .map(ApiError::from)
+            .chain(photos.into_iter().map(ApiError::from))
             .chain(services.into_iter().map(ApiError::from))
             .chain(statuses)
             .chain(named)

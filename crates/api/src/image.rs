@@ -88,9 +88,26 @@ impl ImageError {
     }
 }
 
+/// What an image's header declares: its format and its dimensions (both non-zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    /// The format, recognised by its magic bytes.
+    pub(crate) format: ImageFormat,
+    /// Declared width in pixels.
+    pub(crate) width: u64,
+    /// Declared height in pixels.
+    pub(crate) height: u64,
+}
+
 /// Checks a complete uploaded image: its format by magic bytes, then its dimensions
 /// from the header, refusing more than `max_pixels`. Returns the format.
 pub(crate) fn inspect(bytes: &[u8], max_pixels: u64) -> Result<ImageFormat, ImageError> {
+    header(bytes, max_pixels).map(|h| h.format)
+}
+
+/// Like [`inspect`], returning the dimensions too: what the limits on decoding are
+/// computed from, before any pixel is decoded.
+pub(crate) fn header(bytes: &[u8], max_pixels: u64) -> Result<Header, ImageError> {
     let format = ImageFormat::sniff(bytes).ok_or(ImageError::Unrecognised)?;
     let unreadable = ImageError::Unreadable { format: format.content_type() };
     // imagesize detects the format again before reading the header; it must agree with
@@ -111,7 +128,7 @@ pub(crate) fn inspect(bytes: &[u8], max_pixels: u64) -> Result<ImageFormat, Imag
     if width.saturating_mul(height) > max_pixels {
         return Err(ImageError::TooManyPixels { width, height, limit: max_pixels });
     }
-    Ok(format)
+    Ok(Header { format, width, height })
 }
 
 #[cfg(test)]

@@ -32,8 +32,15 @@ pub(crate) struct ProfileBody {
     /// The image's media type, recognised from its bytes at upload.
     #[schema(example = "image/png")]
     content_type: String,
-    /// The image's size in bytes.
+    /// The stored image's size in bytes: after its metadata was removed, not as sent.
     image_size: u64,
+    /// The SHA-256 of the stored image's bytes (lowercase hex): what every read of the
+    /// image returns, which may differ from what was sent (metadata removed,
+    /// orientation applied). Absent from a `PATCH`'s answer, which changes metadata
+    /// only (a read names it).
+    #[schema(example = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", pattern = "^[0-9a-f]{64}$")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_sha256: Option<String>,
     /// When the profile was written: RFC 3339, UTC, millisecond precision.
     #[schema(format = DateTime)]
     updated_at: String,
@@ -58,18 +65,19 @@ pub(crate) struct UploadForm {
     #[schema(value_type = Object)]
     metadata: serde_json::Value,
     /// The image: PNG, JPEG, GIF or WebP, recognised by its bytes, at most
-    /// `max-image-size` bytes and `max-image-pixels` pixels.
+    /// `max-image-size` bytes, `max-image-pixels` pixels and `max-image-frames` frames.
+    /// Stored without its metadata, upright (see the `PUT`).
     #[schema(value_type = String, format = Binary, content_media_type = "application/octet-stream")]
     image: Vec<u8>,
 }
 
 impl ProfileBody {
-    /// The body for `record`, without its image (a `PUT`'s answer; a read's answer is
-    /// [`profile_response`], which adds it).
+    /// The body for `record`, whose image's SHA-256 is `image_sha256`, without its
+    /// image (a `PUT`'s answer; a read's answer is [`profile_response`], which adds it).
     ///
     /// Fails only when the stored metadata is not JSON, which the API never stores:
     /// that is corrupt data, logged and answered as an internal error.
-    pub(crate) fn new(record: &Record) -> Result<Self, ApiError> {
+    pub(crate) fn new(record: &Record, image_sha256: Option<String>) -> Result<Self, ApiError> {
         let metadata = serde_json::from_str(&record.metadata).map_err(|e| {
             tracing::error!(user = %record.user_id, error = %e, "stored metadata is not valid JSON");
             ApiError::internal()
@@ -81,6 +89,7 @@ impl ProfileBody {
             image_url: image_url(record.image_id),
             content_type: record.content_type.clone(),
             image_size: record.image_size,
+            image_sha256,
             updated_at: record.updated_at.to_rfc3339(),
         })
     }
@@ -96,7 +105,9 @@ const IMAGE_PIECE: usize = 48 * 1024;
 ///
 /// The length is known in advance and sent as `Content-Length`.
 pub(crate) fn profile_response(record: &Record, image: Bytes) -> Result<Response, ApiError> {
-    let mut head = serde_json::to_vec(&ProfileBody::new(record)?).map_err(|e| {
+    // Hashed from the bytes read, so the read names what it answers.
+    let body = ProfileBody::new(record, Some(crate::photo::sha256_hex(&image)))?;
+    let mut head = serde_json::to_vec(&body).map_err(|e| {
         tracing::error!(user = %record.user_id, error = %e, "a profile did not serialise");
         ApiError::internal()
     })?;
@@ -156,7 +167,7 @@ mod tests {
             let got: serde_json::Value = serde_json::from_slice(&body).unwrap();
             // The documented shape of the answer, built directly.
             let whole = ProfileWithImage {
-                profile: ProfileBody::new(&record).unwrap(),
+                profile: ProfileBody::new(&record, Some(crate::photo::sha256_hex(&image))).unwrap(),
                 image: base64::engine::general_purpose::STANDARD.encode(&image),
             };
             let expected = serde_json::to_value(whole).unwrap();

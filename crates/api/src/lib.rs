@@ -24,6 +24,7 @@
 //! | `routes` | the router, the handlers and the path extractors |
 //! | `upload` | reading the multipart upload part by part, with each limit enforced as bytes arrive |
 //! | `image` | recognising an image by its magic bytes and reading its dimensions (never decoding) |
+//! | `photo` | the stored form of a photo: metadata removed losslessly, or the EXIF orientation applied by a re-encode under limits |
 //! | `json` | the JSON bodies of successful answers (and the upload's form, for the document) |
 //! | `range` | `Range` requests on image bytes: one range, 206 or 416 |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
@@ -55,6 +56,7 @@ pub mod metrics;
 mod middleware;
 mod openapi;
 mod patch;
+mod photo;
 mod range;
 mod routes;
 mod serve;
@@ -82,6 +84,14 @@ pub struct ApiConfig {
     /// The most pixels (width × height, read from the image's header) accepted; more
     /// is refused with 422 `image_too_many_pixels`.
     pub max_image_pixels: u64,
+    /// The most frames an animated image (APNG, animated WebP, GIF) may have, counted
+    /// from its structure before anything is decoded; more is refused with 422
+    /// `image_too_many_frames`.
+    pub max_image_frames: u64,
+    /// Store images exactly as sent, metadata and all. Off by default: images are
+    /// stored without EXIF, XMP, IPTC and comments, with the EXIF orientation applied
+    /// to the pixels and the ICC profile kept. The limits apply either way.
+    pub keep_image_metadata: bool,
     /// Who may write and read; [`AuthPolicy::open`] by default.
     pub auth: AuthPolicy,
     /// How many uploads are read at once, and their bytes; beyond either, 503
@@ -106,14 +116,19 @@ impl ApiConfig {
     pub const DEFAULT_IMAGE_CACHE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
     /// The default [`max_image_pixels`](Self::max_image_pixels): 40 million.
     pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
+    /// The default [`max_image_frames`](Self::max_image_frames): 1000, a 30 s
+    /// animation at 30 frames per second with room to spare.
+    pub const DEFAULT_MAX_IMAGE_FRAMES: u64 = 1000;
 }
 
 impl Default for ApiConfig {
-    /// 10 MiB and 40 million pixels.
+    /// 10 MiB, 40 million pixels, 1000 frames, metadata stripped.
     fn default() -> Self {
         ApiConfig {
             max_image_size: Self::DEFAULT_MAX_IMAGE_SIZE,
             max_image_pixels: Self::DEFAULT_MAX_IMAGE_PIXELS,
+            max_image_frames: Self::DEFAULT_MAX_IMAGE_FRAMES,
+            keep_image_metadata: false,
             auth: AuthPolicy::open(),
             uploads: UploadLimits::default(),
             min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,

@@ -59,6 +59,7 @@ const UPLOAD: &[&str] = &[
     "metadata_not_object",
     "invalid_image",
     "image_too_many_pixels",
+    "image_too_many_frames",
     "overloaded",
 ];
 /// A path whose user id is refused, or so malformed that no route matches it.

@@ -54,7 +54,8 @@ pub(crate) async fn patch_profile(
         .update_metadata(&user, &condition, |current| merged(current, &patch))
         .await?
         .ok_or_else(ApiError::profile_not_found)?;
-    let mut answer = Json(ProfileBody::new(&record)?).into_response();
+    // The image did not change: its hash is not recomputed (a read names it).
+    let mut answer = Json(ProfileBody::new(&record, None)?).into_response();
     answer.headers_mut().insert(header::ETAG, profile_etag(&record));
     Ok(answer)
 }

@@ -155,6 +155,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ImagePath {
     summary = "Write a profile: its metadata and its image, together",
     description = "The whole upload is checked before anything is stored: a refused upload stores nothing. \
         Each write stores the image under a fresh id, so `image_id` and `image_url` change with every write. \
+        The image is stored without its EXIF, XMP and IPTC metadata and comments, with its EXIF orientation applied \
+        to the pixels and its ICC profile kept (unless the server runs with `keep-image-metadata`): the answer's \
+        `image_size` and `image_sha256` name the stored bytes, which every read returns. \
         `If-Match` with a read's `ETag` writes only over that version, `If-None-Match: *` only where there is \
         no profile (412 otherwise).",
     params(UserPath),
@@ -181,13 +184,15 @@ pub(crate) async fn put_profile(
     let upload = tokio::time::timeout(allowance, upload::read(multipart, &state.config, may_hold))
         .await
         .map_err(|_| UploadError::TooSlow)??;
+    // The stored form: metadata removed, orientation applied (see `photo`).
+    let stored = crate::photo::prepare(upload.image, &state.config, &state.admission).await?;
     let profile = NewProfile {
         metadata: upload.metadata,
-        image: upload.image,
+        image: stored.image,
         content_type: upload.format.content_type().to_owned(),
     };
     let record = state.service.write_if(user, profile, &condition).await?;
-    Ok(with_etag(Json(ProfileBody::new(&record)?).into_response(), &record))
+    Ok(with_etag(Json(ProfileBody::new(&record, Some(stored.sha256))?).into_response(), &record))
 }
 
 /// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.

@@ -26,7 +26,10 @@ async fn a_written_profile_reads_back_with_its_image() {
     let obj = written.as_object().unwrap();
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["content_type", "image_id", "image_size", "image_url", "metadata", "updated_at", "user_id"]);
+    assert_eq!(
+        keys,
+        ["content_type", "image_id", "image_sha256", "image_size", "image_url", "metadata", "updated_at", "user_id"]
+    );
     assert_eq!(written["user_id"], "ada");
     assert_eq!(written["metadata"], json!({"name": "Ada", "tags": ["x", 1]}), "metadata is an object, not a string");
     assert_eq!(written["content_type"], "image/png");

@@ -82,8 +82,7 @@ async fn an_upload_above_the_minimum_pace_is_served_however_long_it_takes() {
 /// Stores a profile whose answer (the image in base64) is far larger than the socket
 /// buffers, and sends a GET for it on a raw connection.
 async fn big_answer_requested(server: &TestServer, image_size: usize) -> TcpStream {
-    let mut image = png(1, 1);
-    image.resize(image_size, 0);
+    let image = common::padded_png(1, 1, image_size);
     let stored = server.put("ada", common::form("{}", image, "image/png")).await;
     assert_eq!(stored.status(), 200);
     let mut stream = TcpStream::connect(server.addr).await.unwrap();

@@ -121,8 +121,7 @@ async fn images_are_recognised_by_content_and_limited_by_size_and_pixels() {
     let mut padded = png(10, 10);
     padded.resize(MAX_IMAGE as usize + 1, 0);
     f.refused("one byte too large", form(meta, padded, "image/png"), 413, "image_too_large").await;
-    let mut exact = png(10, 10);
-    exact.resize(MAX_IMAGE as usize, 0);
+    let exact = common::padded_png(10, 10, MAX_IMAGE as usize);
     assert_eq!(
         f.server.put("bob", form(meta, exact, "image/png")).await.status(),
         200,

@@ -134,6 +134,18 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     b
 }
 
+/// [`png`] padded to exactly `size` bytes with an `IDAT` chunk of zeros: a chunk the
+/// server keeps (padding after the last chunk would be cut off as trailing bytes, and
+/// a private chunk removed as possible metadata). Its CRC is not checked.
+pub fn padded_png(width: u32, height: u32, size: usize) -> Vec<u8> {
+    let mut b = png(width, height);
+    let data = size.checked_sub(b.len() + 12).expect("room for the padding chunk");
+    b.extend_from_slice(&(data as u32).to_be_bytes());
+    b.extend_from_slice(b"IDAT");
+    b.resize(b.len() + data + 4, 0);
+    b
+}
+
 /// A minimal GIF89a header.
 pub fn gif(width: u16, height: u16) -> Vec<u8> {
     let mut b = b"GIF89a".to_vec();

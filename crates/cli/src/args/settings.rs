@@ -248,6 +248,17 @@ settings_group! {
         #[arg(long, env = "PROFILESTORE_MAX_IMAGE_PIXELS", value_name = "PIXELS")]
         pub max_image_pixels: Option<u64>,
 
+        /// Most frames an animated image (APNG, animated WebP, GIF) may have, counted from
+        /// its structure before anything is decoded. [default: 1000]
+        #[arg(long, env = "PROFILESTORE_MAX_IMAGE_FRAMES", value_name = "FRAMES")]
+        pub max_image_frames: Option<u64>,
+
+        /// Store images exactly as sent. Without it, EXIF, XMP, IPTC and comments (GPS
+        /// above all) are removed, the EXIF orientation is applied to the pixels and the
+        /// ICC profile is kept; the limits apply either way.
+        #[arg(long, env = "PROFILESTORE_KEEP_IMAGE_METADATA")]
+        pub keep_image_metadata: bool,
+
         /// How many uploads are read at once; more are refused with 503 `overloaded`.
         /// [default: 64]
         #[arg(long, env = "PROFILESTORE_MAX_CONCURRENT_UPLOADS", value_parser = parse_positive, value_name = "N")]

@@ -49,6 +49,8 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     let config = ApiConfig {
         max_image_size: args.serve.max_image_size.map_or(defaults.max_image_size, |size| size.as_u64()),
         max_image_pixels: args.serve.max_image_pixels.unwrap_or(defaults.max_image_pixels),
+        max_image_frames: args.serve.max_image_frames.unwrap_or(defaults.max_image_frames),
+        keep_image_metadata: args.serve.keep_image_metadata,
         auth: auth.policy,
         uploads: UploadLimits {
             max_concurrent: args.serve.max_concurrent_uploads.map_or(defaults.uploads.max_concurrent, |n| n.get()),
