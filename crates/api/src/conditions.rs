@@ -7,6 +7,7 @@
 //! update that keeps the image. It is strong: equal tags mean the same profile.
 
 use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
 use profilestore_core::service::Condition;
 use profilestore_core::store::{ProfileVersion, Record};
 
@@ -15,6 +16,12 @@ use crate::error::ApiError;
 /// The strong entity tag of `record`: its version, quoted.
 pub(crate) fn profile_etag(record: &Record) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", record.version())).expect("a version is hex digits")
+}
+
+/// `response` with `record`'s version as its strong `ETag`.
+pub(crate) fn with_etag(mut response: Response, record: &Record) -> Response {
+    response.headers_mut().insert(header::ETAG, profile_etag(record));
+    response
 }
 
 /// Whether the request's `If-Match` / `If-None-Match` ask anything of a change.

@@ -43,6 +43,11 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     code(400, "duplicate_part", "the upload has two `metadata` or two `image` parts"),
     code(400, "unknown_part", "the upload has a part other than `metadata` and `image`"),
     code(400, "invalid_metadata", "the metadata part is not JSON"),
+    code(
+        400,
+        "invalid_idempotency_key",
+        "`Idempotency-Key` is not 1 to 255 visible ASCII characters, or is sent twice",
+    ),
     code(400, "bad_request", "the request is malformed in a way the HTTP layer refused before the API saw it"),
     code(
         400,
@@ -80,6 +85,11 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
         "the body is not what the operation takes: `multipart/form-data` for a PUT, JSON for a PATCH",
     ),
     code(415, "unsupported_image", "the image bytes are not PNG, JPEG, GIF or WebP, whatever was declared"),
+    code(
+        422,
+        "idempotency_key_reused",
+        "this `Idempotency-Key` names an earlier write of another request (image or metadata); nothing was written",
+    ),
     code(422, "metadata_not_object", "the metadata (or the patch) is JSON, but not an object"),
     code(
         422,
@@ -229,6 +239,20 @@ impl ApiError {
     /// be honoured as sent.
     pub(crate) fn invalid_precondition(message: &'static str) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_precondition", message)
+    }
+
+    /// 400 `invalid_idempotency_key`.
+    pub(crate) fn invalid_idempotency_key(message: &'static str) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_idempotency_key", message)
+    }
+
+    /// 422 `idempotency_key_reused`.
+    pub(crate) fn idempotency_key_reused() -> Self {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key names an earlier write of another request; nothing was written: use a new key",
+        )
     }
 
     /// 500 `internal` with a fixed message; the caller logs the cause.
@@ -492,6 +516,8 @@ mod tests {
             ApiError::overloaded(),
             ApiError::range_not_satisfiable(),
             ApiError::invalid_precondition("x"),
+            ApiError::invalid_idempotency_key("x"),
+            ApiError::idempotency_key_reused(),
         ];
         uploads
             .into_iter()

@@ -50,6 +50,7 @@ mod conditions;
 mod deadline;
 mod drain;
 mod error;
+mod idempotency;
 mod image;
 mod json;
 pub mod metrics;
@@ -104,6 +105,9 @@ pub struct ApiConfig {
     /// How long caches may keep an image served by id (`Cache-Control: max-age`): the
     /// bound on how long a deleted or replaced photo can still be seen in a cache.
     pub image_cache_max_age: std::time::Duration,
+    /// How long the database keeps a write's `Idempotency-Key`: a retry within it is
+    /// answered with the first write's result instead of writing again.
+    pub idempotency_key_ttl: std::time::Duration,
 }
 
 impl ApiConfig {
@@ -119,6 +123,9 @@ impl ApiConfig {
     /// The default [`max_image_frames`](Self::max_image_frames): 1000, a 30 s
     /// animation at 30 frames per second with room to spare.
     pub const DEFAULT_MAX_IMAGE_FRAMES: u64 = 1000;
+    /// The default [`idempotency_key_ttl`](Self::idempotency_key_ttl): 24 hours, as
+    /// long as any client keeps retrying one request.
+    pub const DEFAULT_IDEMPOTENCY_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 }
 
 impl Default for ApiConfig {
@@ -133,6 +140,7 @@ impl Default for ApiConfig {
             uploads: UploadLimits::default(),
             min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,
             image_cache_max_age: Self::DEFAULT_IMAGE_CACHE_MAX_AGE,
+            idempotency_key_ttl: Self::DEFAULT_IDEMPOTENCY_KEY_TTL,
         }
     }
 }

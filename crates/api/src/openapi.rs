@@ -73,6 +73,8 @@ const WRITING: &[&str] =
     &["store_unavailable", "commit_unknown", "clock_out_of_bounds", "timings_changed", "deadline_exceeded", "internal"];
 /// A change's `If-Match` / `If-None-Match`, malformed or not met.
 const CONDITION: &[&str] = &["invalid_precondition", "precondition_failed"];
+/// A write's `Idempotency-Key`, malformed or naming another request's write.
+const IDEMPOTENCY: &[&str] = &["invalid_idempotency_key", "idempotency_key_reused"];
 /// Refusals of a metadata patch itself.
 const PATCH_BODY: &[&str] =
     &["invalid_metadata", "metadata_too_large", "metadata_not_object", "unsupported_media_type", "contended"];
@@ -83,7 +85,7 @@ const READING: &[&str] = &["store_unavailable", "contended", "deadline_exceeded"
 fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     let join = |groups: &[&[&'static str]]| groups.concat();
     vec![
-        (PROFILE, "put", join(&[USER_PATH, WRITER, CONDITION, UPLOAD, WRITING])),
+        (PROFILE, "put", join(&[USER_PATH, WRITER, CONDITION, IDEMPOTENCY, UPLOAD, WRITING])),
         (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
         (PROFILE, "delete", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], WRITING])),
         (PROFILE, "patch", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], PATCH_BODY, WRITING])),
@@ -223,6 +225,15 @@ fn describe_profile_versions(profile: &mut Value) {
         .as_array_mut()
         .expect("path parameters")
         .push(header("If-None-Match", "ETags (or `*`); answered 304 when one names the profile's version"));
+    profile["put"]["parameters"].as_array_mut().expect("path parameters").push(header(
+        "Idempotency-Key",
+        "1 to 255 visible ASCII characters: a retry with the same key (within the server's `idempotency-key-ttl`) \
+         gets the first write's answer instead of writing again",
+    ));
+    profile["put"]["responses"]["200"]["headers"]["Idempotent-Replayed"] = json!({
+        "description": "`true` when the answer repeats the earlier write this request's `Idempotency-Key` names",
+        "schema": {"type": "string"},
+    });
     for method in ["put", "delete", "patch"] {
         let parameters = profile[method]["parameters"].as_array_mut().expect("path parameters");
         parameters.push(header("If-Match", "`*`, or ETags of profile versions: change only one of these (else 412)"));

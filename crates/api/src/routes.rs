@@ -12,6 +12,7 @@ use bytes::Bytes;
 use profilestore_core::error::{InvalidInput, ServiceError};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::service::{NewProfile, ProfileService};
+use profilestore_core::store::IdempotencyKey;
 use utoipa::IntoParams;
 use utoipa::openapi::Required;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
@@ -19,7 +20,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::ApiConfig;
 use crate::admission::Admission;
-use crate::conditions::{change_condition, not_modified, profile_etag};
+use crate::conditions::{change_condition, not_modified, profile_etag, with_etag};
 use crate::deadline::within_request_timeout;
 use crate::drain::{DrainBound, drain_refused};
 use crate::error::ApiError;
@@ -172,6 +173,7 @@ pub(crate) async fn put_profile(
     // Before the body: a client that may not write costs no buffer.
     state.config.auth.authorize_write(request.headers(), &user)?;
     let condition = change_condition(request.headers())?;
+    let key_name = crate::idempotency::requested_key(request.headers())?;
     let may_hold = upload::check_headers(request.headers(), &state.config)?;
     // Held until the write is done: the image's bytes live that long.
     let _admitted = state.admission.admit(may_hold)?;
@@ -186,13 +188,18 @@ pub(crate) async fn put_profile(
         .map_err(|_| UploadError::TooSlow)??;
     // The stored form: metadata removed, orientation applied (see `photo`).
     let stored = crate::photo::prepare(upload.image, &state.config, &state.admission).await?;
+    let key = key_name.map(|key| IdempotencyKey {
+        key,
+        fingerprint: crate::idempotency::fingerprint(&stored.sha256, &upload.metadata),
+        keep_for: state.config.idempotency_key_ttl,
+    });
     let profile = NewProfile {
         metadata: upload.metadata,
         image: stored.image,
         content_type: upload.format.content_type().to_owned(),
     };
-    let record = state.service.write_if(user, profile, &condition).await?;
-    Ok(with_etag(Json(ProfileBody::new(&record, Some(stored.sha256))?).into_response(), &record))
+    let written = state.service.write_keyed(user, profile, &condition, key.as_ref()).await?;
+    crate::idempotency::answer(written, key.as_ref(), stored.sha256)
 }
 
 /// `GET /v1/profiles/{user_id}`: metadata and image together, or 404.
@@ -216,12 +223,6 @@ pub(crate) async fn get_profile(
         return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &profile.record));
     }
     Ok(with_etag(profile_response(&profile.record, profile.image)?, &profile.record))
-}
-
-/// `response` with `record`'s version as its strong `ETag`.
-fn with_etag(mut response: Response, record: &profilestore_core::store::Record) -> Response {
-    response.headers_mut().insert(header::ETAG, profile_etag(record));
-    response
 }
 
 /// `GET /v1/profiles/{user_id}/image`: the current image's bytes with the type

@@ -12,8 +12,8 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::ids::{BlobKey, ImageId, UserId};
 use crate::settings::Timings;
 use crate::store::{
-    BlobStore, CLOCK_PROBE_KEY, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore,
-    PAIRING_MARKER_KEY, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
+    BlobStore, CLOCK_PROBE_KEY, ClockProbe, CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, ListedBlob,
+    MetadataStore, PAIRING_MARKER_KEY, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
 };
 use crate::time::{Clock, Deadline, Time, Timestamp};
 
@@ -37,6 +37,9 @@ struct MetadataState {
     /// The superseded-image queue: each id with when a cleaner first saw it.
     superseded: BTreeMap<ImageId, Option<Timestamp>>,
     marks: SweepMarks,
+    /// Idempotency keys by (user, key): the record written, its fingerprint, and when
+    /// the key expires.
+    keys: BTreeMap<(UserId, String), (Record, String, Timestamp)>,
 }
 
 impl MetadataState {
@@ -57,6 +60,29 @@ impl MemoryMetadataStore {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         MemoryMetadataStore { clock, state: Mutex::new(MetadataState::default()) }
     }
+
+    /// The guarded write under the store's one lock, held by the caller.
+    fn put_locked(
+        &self,
+        state: &mut MetadataState,
+        record: &Record,
+        precondition: &Precondition,
+        deadline: &Deadline,
+    ) -> Result<CommitOutcome, StoreError> {
+        state.check_timings(deadline.timings())?;
+        if self.clock.now() >= deadline.at() || deadline.passed() {
+            return Ok(CommitOutcome::DeadlineExceeded);
+        }
+        if !precondition.holds(state.records.get(&record.user_id).map(|r| (&r.image_id, &r.metadata))) {
+            return Ok(CommitOutcome::PreconditionFailed);
+        }
+        if let Some(old) = state.records.insert(record.user_id.clone(), record.clone())
+            && old.image_id != record.image_id
+        {
+            state.superseded.insert(old.image_id, None);
+        }
+        Ok(CommitOutcome::Committed)
+    }
 }
 
 #[async_trait::async_trait]
@@ -71,20 +97,39 @@ impl MetadataStore for MemoryMetadataStore {
         precondition: &Precondition,
         deadline: &Deadline,
     ) -> Result<CommitOutcome, StoreError> {
+        self.put_locked(&mut lock(&self.state), record, precondition, deadline)
+    }
+
+    async fn put_keyed_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        let now = self.clock.now();
         let mut state = lock(&self.state);
-        state.check_timings(deadline.timings())?;
-        if self.clock.now() >= deadline.at() || deadline.passed() {
-            return Ok(CommitOutcome::DeadlineExceeded);
-        }
-        if !precondition.holds(state.records.get(&record.user_id).map(|r| (&r.image_id, &r.metadata))) {
-            return Ok(CommitOutcome::PreconditionFailed);
-        }
-        if let Some(old) = state.records.insert(record.user_id.clone(), record.clone())
-            && old.image_id != record.image_id
+        let slot = (record.user_id.clone(), key.key.clone());
+        if let Some((earlier, fingerprint, expires)) = state.keys.get(&slot)
+            && now < *expires
         {
-            state.superseded.insert(old.image_id, None);
+            return Ok(KeyedOutcome::Earlier { record: earlier.clone(), fingerprint: fingerprint.clone() });
         }
-        Ok(CommitOutcome::Committed)
+        let outcome = self.put_locked(&mut state, record, precondition, deadline)?;
+        if outcome == CommitOutcome::Committed {
+            state.keys.insert(slot, (record.clone(), key.fingerprint.clone(), now.plus(key.keep_for)));
+        }
+        Ok(outcome.into())
+    }
+
+    async fn keyed_record(&self, user: &UserId, key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        let now = self.clock.now();
+        let state = lock(&self.state);
+        Ok(state
+            .keys
+            .get(&(user.clone(), key.to_owned()))
+            .filter(|(_, _, expires)| now < *expires)
+            .map(|(record, fingerprint, _)| (record.clone(), fingerprint.clone())))
     }
 
     fn run_under_timings(&self, timings: &Timings) {

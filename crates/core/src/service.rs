@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 mod conditional;
 mod status;
-pub use conditional::Condition;
+pub use conditional::{Condition, Written};
 pub use status::{ServiceStatus, Tally};
 
 use crate::clocks::ClockCheck;
@@ -24,7 +24,7 @@ use crate::machine::{
 };
 use crate::metrics::{self, DeadlinePhase};
 use crate::settings::Timings;
-use crate::store::{BlobStore, CommitOutcome, DeleteOutcome, MetadataStore, Record};
+use crate::store::{BlobStore, DeleteOutcome, IdempotencyKey, KeyedOutcome, MetadataStore, Record};
 use crate::time::{Clock, Deadline, Timestamp};
 
 /// A profile as a client submits it, already validated.
@@ -140,9 +140,26 @@ impl ProfileService {
         profile: NewProfile,
         condition: &Condition,
     ) -> Result<Record, ServiceError> {
-        let result = self.write_steps(user, profile, condition).await;
+        Ok(self.write_keyed(user, profile, condition, None).await?.into_record())
+    }
+
+    /// [`write_if`](Self::write_if) under an idempotency key: when a live key of
+    /// `user` already names a write, nothing is written (not even the blob, when the
+    /// key is found before the upload is stored) and the answer is that write's record
+    /// and fingerprint, whatever happened to the profile since. The key is stored with
+    /// the record in the commit's transaction, and attempts with one key are
+    /// serialised there, so at most one of them writes.
+    pub async fn write_keyed(
+        &self,
+        user: UserId,
+        profile: NewProfile,
+        condition: &Condition,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, ServiceError> {
+        let result = self.write_steps(user, profile, condition, key).await;
         metrics::write_ended(match &result {
-            Ok(_) => "committed",
+            Ok(Written::New(_)) => "committed",
+            Ok(Written::Earlier { .. }) => "replayed",
             Err(ServiceError::DeadlineExceeded) => "deadline_exceeded",
             Err(ServiceError::CommitUnknown(_)) => "commit_unknown",
             Err(
@@ -158,14 +175,19 @@ impl ProfileService {
         user: UserId,
         profile: NewProfile,
         condition: &Condition,
-    ) -> Result<Record, ServiceError> {
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Written, ServiceError> {
         self.clocks_agree()?;
         let deadline = self.start_request();
+        if let Some(earlier) = self.earlier_write(&user, key, &deadline).await? {
+            return Ok(earlier);
+        }
         let precondition =
             self.precondition_for(&user, condition, &deadline).await?.ok_or(ServiceError::PreconditionFailed)?;
         let timeout = deadline.timeout();
         let start = request_start(&deadline, timeout);
         let mut machine = WriteMachine::<Timestamp, ImageId>::start(start, timeout);
+        let mut earlier: Option<Written> = None;
         let mut record: Option<Record> = None;
         let mut last_error: Option<StoreError> = None;
         // Where a deadline would cut the write now.
@@ -195,10 +217,22 @@ impl ProfileService {
                         image_size: profile.image.len() as u64,
                         updated_at: start,
                     });
-                    match within(&deadline, self.metadata.put_if_before(r, &precondition, &deadline)).await {
-                        Some(Ok(CommitOutcome::Committed)) => WriteEvent::RecordCommitted,
-                        Some(Ok(CommitOutcome::PreconditionFailed)) => WriteEvent::CommitRefusedPrecondition,
-                        Some(Ok(CommitOutcome::DeadlineExceeded)) => {
+                    let commit = async {
+                        match key {
+                            Some(key) => self.metadata.put_keyed_before(r, &precondition, key, &deadline).await,
+                            None => Ok(self.metadata.put_if_before(r, &precondition, &deadline).await?.into()),
+                        }
+                    };
+                    match within(&deadline, commit).await {
+                        Some(Ok(KeyedOutcome::Committed)) => WriteEvent::RecordCommitted,
+                        Some(Ok(KeyedOutcome::Earlier { record: first, fingerprint })) => {
+                            // Another attempt with this key wrote: its record is the answer,
+                            // this one's blob an orphan for the cleaner.
+                            earlier = Some(Written::Earlier { record: first, fingerprint });
+                            WriteEvent::RecordCommitted
+                        }
+                        Some(Ok(KeyedOutcome::PreconditionFailed)) => WriteEvent::CommitRefusedPrecondition,
+                        Some(Ok(KeyedOutcome::DeadlineExceeded)) => {
                             cut_phase = DeadlinePhase::RefusedAtCommit;
                             WriteEvent::CommitRefusedLate
                         }
@@ -218,7 +252,12 @@ impl ProfileService {
                     }
                 }
                 WriteAction::Done(WriteOutcome::Committed(_)) => {
-                    return record.ok_or_else(|| ServiceError::Internal("write committed without a record".into()));
+                    if let Some(earlier) = earlier {
+                        return Ok(earlier);
+                    }
+                    let record =
+                        record.ok_or_else(|| ServiceError::Internal("write committed without a record".into()))?;
+                    return Ok(Written::New(record));
                 }
                 WriteAction::Done(WriteOutcome::DeadlineExceeded) => {
                     metrics::deadline_cut(cut_phase);

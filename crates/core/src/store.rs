@@ -124,6 +124,48 @@ impl<Id: PartialEq, Meta: PartialEq> Precondition<Id, Meta> {
     }
 }
 
+/// A write's idempotency key: a retry of the same request with the same key answers
+/// the first write's record instead of writing again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The client's key, unique per user (1 to 255 visible ASCII characters).
+    pub key: String,
+    /// What identifies the request the key was sent with; a retry carries the same,
+    /// another request reusing the key does not.
+    pub fingerprint: String,
+    /// How long the database keeps the key after the write, by its own clock.
+    pub keep_for: Duration,
+}
+
+/// What a keyed write ([`MetadataStore::put_keyed_before`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyedOutcome {
+    /// The record and its key are stored.
+    Committed,
+    /// An earlier write with the same key committed `record` under `fingerprint`:
+    /// nothing was written now.
+    Earlier {
+        /// The record the earlier write committed (the profile may have changed since).
+        record: Record,
+        /// The fingerprint the earlier write was keyed with.
+        fingerprint: String,
+    },
+    /// The database's clock had reached the deadline: nothing was written.
+    DeadlineExceeded,
+    /// The current record did not meet the write's precondition: nothing was written.
+    PreconditionFailed,
+}
+
+impl From<CommitOutcome> for KeyedOutcome {
+    fn from(outcome: CommitOutcome) -> Self {
+        match outcome {
+            CommitOutcome::Committed => KeyedOutcome::Committed,
+            CommitOutcome::DeadlineExceeded => KeyedOutcome::DeadlineExceeded,
+            CommitOutcome::PreconditionFailed => KeyedOutcome::PreconditionFailed,
+        }
+    }
+}
+
 /// What a deadline-guarded record delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeleteOutcome {
@@ -225,6 +267,35 @@ pub trait MetadataStore: Send + Sync + 'static {
         precondition: &Precondition,
         deadline: &Deadline,
     ) -> Result<CommitOutcome, StoreError>;
+
+    /// [`put_if_before`](MetadataStore::put_if_before) that also stores `key` with a
+    /// copy of the record, in the same transaction, for `key.keep_for`: when a live
+    /// key of the same user is already stored, nothing is written and the answer is
+    /// [`KeyedOutcome::Earlier`] with the record stored under it. Attempts with one
+    /// key are serialised by the database: a second attempt checks for the key only
+    /// once the first has committed or rolled back, so at most one of them writes. A
+    /// write refused (deadline, precondition) stores no key, so a retry may still
+    /// write. Stores without keys answer `Misconfigured`.
+    async fn put_keyed_before(
+        &self,
+        _record: &Record,
+        _precondition: &Precondition,
+        _key: &IdempotencyKey,
+        _deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        Err(StoreError::new(
+            crate::error::StoreErrorKind::Misconfigured,
+            "this metadata store keeps no idempotency keys",
+        ))
+    }
+
+    /// The record a live idempotency key `key` of `user` names, with the key's
+    /// fingerprint: a plain read, so that a retry is answered without putting a blob
+    /// first. Only [`put_keyed_before`](MetadataStore::put_keyed_before) decides
+    /// whether a write happens. Stores without keys answer `None`.
+    async fn keyed_record(&self, _user: &UserId, _key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        Ok(None)
+    }
 
     /// Binds this store to the timings its process runs under. From then on every
     /// guarded write ([`put_before`](MetadataStore::put_before),

@@ -65,6 +65,22 @@ impl Decoder {
         self.stored_record(stored)
     }
 
+    /// An idempotency key's row: the record stored under it and its fingerprint.
+    pub(crate) fn keyed_record<'r, R>(
+        &self,
+        row: &'r R,
+        read_failed: impl Fn(sqlx::Error) -> StoreError,
+    ) -> Result<(Record, String), StoreError>
+    where
+        R: Row,
+        &'static str: ColumnIndex<R>,
+        String: Decode<'r, R::Database> + Type<R::Database>,
+        i64: Decode<'r, R::Database> + Type<R::Database>,
+    {
+        let fingerprint: String = row.try_get("fingerprint").map_err(&read_failed)?;
+        Ok((self.record(row, &read_failed)?, fingerprint))
+    }
+
     /// A profiles row's values as any driver read them.
     pub(crate) fn stored_record(&self, stored: StoredRecord) -> Result<Record, StoreError> {
         let StoredRecord { user_id, metadata, image_id, content_type, image_size, updated_at_ms } = stored;

@@ -17,8 +17,8 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Precondition, Record,
-    SupersededClaim, SweepMarks, SweepingListing,
+    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, ListedBlob, MetadataStore,
+    Pairing, Precondition, Record, SupersededClaim, SweepMarks, SweepingListing,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 
@@ -151,6 +151,20 @@ impl MetadataStore for Measured<dyn MetadataStore> {
         deadline: &Deadline,
     ) -> Result<CommitOutcome, StoreError> {
         self.call("put", self.inner.put_if_before(record, precondition, deadline)).await
+    }
+
+    async fn put_keyed_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        self.call("put", self.inner.put_keyed_before(record, precondition, key, deadline)).await
+    }
+
+    async fn keyed_record(&self, user: &UserId, key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        self.call("get", self.inner.keyed_record(user, key)).await
     }
 
     fn run_under_timings(&self, timings: &Timings) {

@@ -12,7 +12,8 @@ use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::memory::{MemoryBlobStore, MemoryMetadataStore};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    BlobStore, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Precondition, Record,
+    BlobStore, CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, ListedBlob, MetadataStore, Pairing,
+    Precondition, Record,
 };
 use profilestore_core::time::{Clock, Deadline, Timestamp};
 use profilestore_runtime::SystemClock;
@@ -25,6 +26,7 @@ use profilestore_testkit::test_deadline;
 enum MetaFlaw {
     IgnoresDeadline,
     IgnoresPrecondition,
+    ForgetsKeys,
     ReferencesEverythingAsked,
     IgnoresPageLimit,
     ReplacesPairing,
@@ -48,6 +50,25 @@ impl MetadataStore for BrokenMetadata {
         deadline: &Deadline,
     ) -> Result<CommitOutcome, StoreError> {
         self.inner.put_if_before(r, self.precondition(precondition), &self.deadline(deadline)).await
+    }
+    async fn put_keyed_before(
+        &self,
+        r: &Record,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        let (precondition, deadline) = (self.precondition(precondition), self.deadline(deadline));
+        if self.flaw == MetaFlaw::ForgetsKeys {
+            return Ok(self.inner.put_if_before(r, precondition, &deadline).await?.into());
+        }
+        self.inner.put_keyed_before(r, precondition, key, &deadline).await
+    }
+    async fn keyed_record(&self, user: &UserId, key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        if self.flaw == MetaFlaw::ForgetsKeys {
+            return Ok(None);
+        }
+        self.inner.keyed_record(user, key).await
     }
     async fn delete_if_before(
         &self,
@@ -229,6 +250,15 @@ async fn a_store_that_ignores_preconditions_is_caught() {
             "concurrent_compare_and_sets_let_exactly_one_win",
             "a_failed_precondition_fails_only_its_own_change",
         ],
+    );
+}
+
+#[tokio::test]
+async fn a_store_that_forgets_idempotency_keys_is_caught() {
+    let report = metadata_report(MetaFlaw::ForgetsKeys).await;
+    assert_caught(
+        &report,
+        &["a_keyed_write_is_answered_again_not_written_twice", "concurrent_attempts_with_one_key_write_once"],
     );
 }
 

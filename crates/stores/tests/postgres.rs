@@ -94,7 +94,7 @@ async fn concurrent_first_opens_migrate_exactly_once() {
         let mut conn = scratch.conn().await;
         let versions: Vec<i64> =
             sqlx::query_scalar("SELECT version FROM schema_version").fetch_all(&mut conn).await.unwrap();
-        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(versions, [1, 2, 3, 4]);
         conn.close().await.ok();
         scratch.drop(&server).await;
     }

@@ -13,8 +13,8 @@ use profilestore_core::error::StoreError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, ListedBlob, MetadataStore, Pairing, Precondition, Record,
-    SupersededClaim, SweepMarks,
+    BlobStore, ClockProbe, CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, ListedBlob, MetadataStore,
+    Pairing, Precondition, Record, SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 
@@ -167,6 +167,22 @@ impl<H: CallHook> MetadataStore for Hooked<dyn MetadataStore, H> {
     ) -> Result<CommitOutcome, StoreError> {
         self.hook.before_call(&Call::Other(StoreCall::CommitRecord)).await?;
         self.inner.put_if_before(record, precondition, deadline).await
+    }
+
+    async fn put_keyed_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::CommitRecord)).await?;
+        self.inner.put_keyed_before(record, precondition, key, deadline).await
+    }
+
+    async fn keyed_record(&self, user: &UserId, key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        self.hook.before_call(&Call::Other(StoreCall::GetRecord)).await?;
+        self.inner.keyed_record(user, key).await
     }
 
     fn run_under_timings(&self, timings: &Timings) {

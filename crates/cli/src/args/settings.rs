@@ -298,6 +298,12 @@ settings_group! {
         #[serde(deserialize_with = "duration")]
         pub image_cache_max_age: Option<Duration>,
 
+        /// How long a write's `Idempotency-Key` is kept: a retry within it is answered
+        /// with the first write's result instead of writing again. [default: 24h]
+        #[arg(long, env = "PROFILESTORE_IDEMPOTENCY_KEY_TTL", value_parser = parse_duration, value_name = "DURATION")]
+        #[serde(deserialize_with = "duration")]
+        pub idempotency_key_ttl: Option<Duration>,
+
         /// How long a client may go without taking any of the answer sent to it; then
         /// its connection is dropped with the bytes it held. [default: 60s]
         #[arg(long, env = "PROFILESTORE_SEND_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]

@@ -61,6 +61,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         },
         min_upload_rate: args.serve.min_upload_rate.map_or(defaults.min_upload_rate, |rate| rate.as_u64()),
         image_cache_max_age: args.serve.image_cache_max_age.unwrap_or(defaults.image_cache_max_age),
+        idempotency_key_ttl: args.serve.idempotency_key_ttl.unwrap_or(defaults.idempotency_key_ttl),
     };
 
     let clock = Arc::new(SystemClock::new());

@@ -7,7 +7,7 @@ use crate::error::{InvalidInput, ServiceError, StoreError, StoreErrorKind};
 use crate::ids::UserId;
 use crate::machine::{MAX_PATCH_ATTEMPTS, PatchAction, PatchEvent, PatchMachine, PatchOutcome};
 use crate::metrics;
-use crate::store::{CommitOutcome, Precondition, ProfileVersion, Record};
+use crate::store::{CommitOutcome, IdempotencyKey, Precondition, ProfileVersion, Record};
 use crate::time::{Deadline, Timestamp};
 
 /// What a conditional request requires of the profile it changes.
@@ -36,6 +36,30 @@ impl Condition {
     }
 }
 
+/// What a keyed write came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// This write committed this record.
+    New(Record),
+    /// An earlier write with the same idempotency key committed `record`, keyed with
+    /// `fingerprint`: nothing was written now.
+    Earlier {
+        /// The record the earlier write committed.
+        record: Record,
+        /// What identified the earlier write's request.
+        fingerprint: String,
+    },
+}
+
+impl Written {
+    /// The record the answer names: this write's, or the earlier one's.
+    pub fn into_record(self) -> Record {
+        match self {
+            Written::New(record) | Written::Earlier { record, .. } => record,
+        }
+    }
+}
+
 impl<Id> From<FailedStep> for PatchEvent<Id> {
     fn from(_: FailedStep) -> Self {
         PatchEvent::Failed
@@ -43,6 +67,21 @@ impl<Id> From<FailedStep> for PatchEvent<Id> {
 }
 
 impl ProfileService {
+    /// The earlier write a live `key` of `user` names, read before anything is put:
+    /// a retry then costs one read. (The commit checks again, in its transaction.)
+    pub(super) async fn earlier_write(
+        &self,
+        user: &UserId,
+        key: Option<&IdempotencyKey>,
+        deadline: &Deadline,
+    ) -> Result<Option<Written>, ServiceError> {
+        let Some(key) = key else { return Ok(None) };
+        match within(deadline, self.metadata.keyed_record(user, &key.key)).await {
+            Some(found) => Ok(found?.map(|(record, fingerprint)| Written::Earlier { record, fingerprint })),
+            None => Err(ServiceError::DeadlineExceeded),
+        }
+    }
+
     /// The precondition the store must check for `condition`: a version becomes a
     /// compare-and-set of the record read now (one read, within the request's time),
     /// after which a change to the profile fails the commit. `None` when a version was

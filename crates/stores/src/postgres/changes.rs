@@ -4,7 +4,7 @@
 
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::UserId;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, Precondition, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 use profilestore_core::time::Timestamp;
 use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
@@ -44,6 +44,67 @@ const REPLACE_BEFORE: &str = "UPDATE profiles SET metadata = $2, image_id = $3::
 const DELETE_BEFORE: &str = "DELETE FROM profiles WHERE user_id = $1 \
      AND ($3::text IS NULL OR (image_id = $3::uuid AND metadata = $4)) \
      AND extract(epoch FROM clock_timestamp()) * 1000 < $2::bigint";
+
+/// Claims key `$7` of user `$1` with fingerprint `$8` and a copy of the record (`$2` to
+/// `$6`), kept for `$9` milliseconds by the database's clock; an expired row of the key
+/// is taken over. A live row claims nothing (no row changed). A concurrent attempt's
+/// uncommitted row makes this wait for its commit or rollback.
+const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (user_id, metadata, image_id, content_type, image_size, \
+     updated_at_ms, key, fingerprint, expires_at_ms) \
+     VALUES ($1, $2, $3::uuid, $4, $5, $6, $7, $8, (extract(epoch FROM clock_timestamp()) * 1000)::bigint + $9) \
+     ON CONFLICT (user_id, key) DO UPDATE SET metadata = excluded.metadata, image_id = excluded.image_id, \
+     content_type = excluded.content_type, image_size = excluded.image_size, \
+     updated_at_ms = excluded.updated_at_ms, fingerprint = excluded.fingerprint, \
+     expires_at_ms = excluded.expires_at_ms \
+     WHERE idempotency_keys.expires_at_ms <= extract(epoch FROM clock_timestamp()) * 1000";
+
+/// The record and fingerprint stored under key `$2` of user `$1`.
+const KEYED_RECORD: &str = "SELECT fingerprint, user_id, metadata, image_id::text AS image_id, content_type, \
+     image_size, updated_at_ms FROM idempotency_keys WHERE user_id = $1 AND key = $2";
+
+/// The same, only while the key is live (a retry's look before it writes).
+pub(super) const LIVE_KEYED_RECORD: &str = "SELECT fingerprint, user_id, metadata, image_id::text AS image_id, \
+     content_type, image_size, updated_at_ms FROM idempotency_keys WHERE user_id = $1 AND key = $2 \
+     AND expires_at_ms > extract(epoch FROM clock_timestamp()) * 1000";
+
+/// Removes a few expired keys, so the table does not grow with keys nobody retries.
+const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE ctid IN (SELECT ctid FROM idempotency_keys \
+     WHERE expires_at_ms <= extract(epoch FROM clock_timestamp()) * 1000 LIMIT 16 FOR UPDATE SKIP LOCKED)";
+
+/// Claims `key` for `record` in the write's transaction, before the record is written:
+/// `Some(Earlier)` when a live key names an earlier write (the caller rolls back).
+pub(super) async fn claim_key(
+    tx: &mut PgConnection,
+    record: &Record,
+    image_size: i64,
+    key: &IdempotencyKey,
+) -> Result<Option<KeyedOutcome>, StoreError> {
+    let claimed = sqlx::query(CLAIM_KEY)
+        .bind(record.user_id.as_str())
+        .bind(record.metadata.as_str())
+        .bind(record.image_id.to_string())
+        .bind(record.content_type.as_str())
+        .bind(image_size)
+        .bind(record.updated_at.as_millis())
+        .bind(key.key.as_str())
+        .bind(key.fingerprint.as_str())
+        .bind(i64::try_from(key.keep_for.as_millis()).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await
+        .map_err(not_written("claiming an idempotency key"))?;
+    if claimed.rows_affected() > 0 {
+        sqlx::query(PURGE_KEYS).execute(&mut *tx).await.map_err(not_written("removing expired idempotency keys"))?;
+        return Ok(None);
+    }
+    let row = sqlx::query(KEYED_RECORD)
+        .bind(record.user_id.as_str())
+        .bind(key.key.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(not_written("reading an idempotency key"))?;
+    let (record, fingerprint) = super::DECODE.keyed_record(&row, not_written("reading an idempotency key"))?;
+    Ok(Some(KeyedOutcome::Earlier { record, fingerprint }))
+}
 
 /// The statement that writes `record` under `precondition` and `deadline`, bound.
 pub(super) fn record_write<'q>(

@@ -53,7 +53,8 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
+    CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, MetadataStore, Pairing, Precondition, Record,
+    SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::PgPool;
@@ -186,6 +187,68 @@ impl PostgresMetadataStore {
         self.pool.close().await;
     }
 
+    /// A guarded record write, keyed or not (see `put_keyed_before`): the key's row is
+    /// claimed first in the transaction, so a concurrent attempt with the same key waits
+    /// for this one's commit or rollback.
+    async fn put_guarded(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        key: Option<&IdempotencyKey>,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        if deadline.passed() {
+            return Ok(KeyedOutcome::DeadlineExceeded);
+        }
+        let image_size = i64::try_from(record.image_size).map_err(|_| {
+            corrupt(format!("image size {} does not fit a BIGINT; nothing was written", record.image_size))
+        })?;
+        // Set just before COMMIT is sent: from then on a timeout cannot tell whether
+        // the commit happened.
+        let commit_sent = AtomicBool::new(false);
+        let attempt = async {
+            let Some(mut tx) = self.begin_guarded(deadline).await? else {
+                return Ok(KeyedOutcome::DeadlineExceeded);
+            };
+            if let Some(key) = key
+                && let Some(earlier) = changes::claim_key(&mut tx, record, image_size, key).await?
+            {
+                roll_back_unchanged(tx).await;
+                return Ok(earlier);
+            }
+            let done = changes::record_write(record, image_size, precondition, deadline.at())
+                .execute(&mut *tx)
+                .await
+                .map_err(not_written("writing a profile record"))?;
+            if done.rows_affected() == 0 {
+                let refused = changes::refused_put(&mut tx, precondition, deadline.at()).await?;
+                roll_back_unchanged(tx).await;
+                return Ok(refused.into());
+            }
+            #[cfg(feature = "failpoints")]
+            if crate::failpoint::take_park_before_commit() {
+                // A frozen process: the commit survives the caller's timeouts.
+                commit_sent.store(true, std::sync::atomic::Ordering::SeqCst);
+                let parked = tokio::spawn({
+                    let (deadline, pool) = (deadline.clone(), self.pool.clone());
+                    async move {
+                        crate::failpoint::park().await;
+                        let committed = commit_guarded(&pool, tx, &deadline, &AtomicBool::new(false)).await;
+                        tracing::warn!(outcome = ?committed, "failpoint: the parked commit finished");
+                        committed
+                    }
+                });
+                let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
+                return Ok(if committed? { KeyedOutcome::Committed } else { KeyedOutcome::DeadlineExceeded });
+            }
+            let committed = commit_guarded(&self.pool, tx, deadline, &commit_sent).await?;
+            Ok(if committed { KeyedOutcome::Committed } else { KeyedOutcome::DeadlineExceeded })
+        };
+        // On timeout, dropping the transaction queued its ROLLBACK behind the running
+        // statement, which the server-side statement timeout ends (see the module docs).
+        DECODE.within_request(deadline, &commit_sent, attempt).await
+    }
+
     /// The pool, for this module's tests that plant rows no method would write.
     #[cfg(test)]
     pub(crate) fn pool(&self) -> &PgPool {
@@ -211,50 +274,32 @@ impl MetadataStore for PostgresMetadataStore {
         precondition: &Precondition,
         deadline: &Deadline,
     ) -> Result<CommitOutcome, StoreError> {
-        if deadline.passed() {
-            return Ok(CommitOutcome::DeadlineExceeded);
+        match self.put_guarded(record, precondition, None, deadline).await? {
+            KeyedOutcome::Committed => Ok(CommitOutcome::Committed),
+            KeyedOutcome::DeadlineExceeded => Ok(CommitOutcome::DeadlineExceeded),
+            KeyedOutcome::PreconditionFailed => Ok(CommitOutcome::PreconditionFailed),
+            KeyedOutcome::Earlier { .. } => Err(corrupt("an unkeyed write found an earlier keyed write")),
         }
-        let image_size = i64::try_from(record.image_size).map_err(|_| {
-            corrupt(format!("image size {} does not fit a BIGINT; nothing was written", record.image_size))
-        })?;
-        // Set just before COMMIT is sent: from then on a timeout cannot tell whether
-        // the commit happened.
-        let commit_sent = AtomicBool::new(false);
-        let attempt = async {
-            let Some(mut tx) = self.begin_guarded(deadline).await? else {
-                return Ok(CommitOutcome::DeadlineExceeded);
-            };
-            let done = changes::record_write(record, image_size, precondition, deadline.at())
-                .execute(&mut *tx)
-                .await
-                .map_err(not_written("writing a profile record"))?;
-            if done.rows_affected() == 0 {
-                let refused = changes::refused_put(&mut tx, precondition, deadline.at()).await?;
-                roll_back_unchanged(tx).await;
-                return Ok(refused);
-            }
-            #[cfg(feature = "failpoints")]
-            if crate::failpoint::take_park_before_commit() {
-                // A frozen process: the commit survives the caller's timeouts.
-                commit_sent.store(true, std::sync::atomic::Ordering::SeqCst);
-                let parked = tokio::spawn({
-                    let (deadline, pool) = (deadline.clone(), self.pool.clone());
-                    async move {
-                        crate::failpoint::park().await;
-                        let committed = commit_guarded(&pool, tx, &deadline, &AtomicBool::new(false)).await;
-                        tracing::warn!(outcome = ?committed, "failpoint: the parked commit finished");
-                        committed
-                    }
-                });
-                let committed = parked.await.map_err(|e| StoreError::unavailable(format!("parked commit: {e}")))?;
-                return Ok(if committed? { CommitOutcome::Committed } else { CommitOutcome::DeadlineExceeded });
-            }
-            let committed = commit_guarded(&self.pool, tx, deadline, &commit_sent).await?;
-            Ok(if committed { CommitOutcome::Committed } else { CommitOutcome::DeadlineExceeded })
-        };
-        // On timeout, dropping the transaction queued its ROLLBACK behind the running
-        // statement, which the server-side statement timeout ends (see the module docs).
-        DECODE.within_request(deadline, &commit_sent, attempt).await
+    }
+
+    async fn put_keyed_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        self.put_guarded(record, precondition, Some(key), deadline).await
+    }
+
+    async fn keyed_record(&self, user: &UserId, key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        let row = sqlx::query(changes::LIVE_KEYED_RECORD)
+            .bind(user.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an idempotency key"))?;
+        row.map(|row| DECODE.keyed_record(&row, failed("reading an idempotency key"))).transpose()
     }
 
     async fn delete_if_before(
@@ -273,8 +318,7 @@ impl MetadataStore for PostgresMetadataStore {
             };
             let deleted = match changes::record_delete(user, precondition, deadline.at()) {
                 Some(statement) => {
-                    let done =
-                        statement.execute(&mut *tx).await.map_err(not_written("deleting a profile record"))?;
+                    let done = statement.execute(&mut *tx).await.map_err(not_written("deleting a profile record"))?;
                     done.rows_affected() > 0
                 }
                 None => false,

@@ -4,7 +4,7 @@
 
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::UserId;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, Precondition, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 use profilestore_core::time::Deadline;
 use sqlx::SqliteConnection;
 
@@ -49,6 +49,30 @@ const DELETE_BEFORE: &str = concat!(
     " < ?2"
 );
 
+/// The live idempotency key `?2` of user `?1`: the record stored under it and its
+/// fingerprint.
+pub(super) const KEYED_RECORD: &str = concat!(
+    "SELECT fingerprint, user_id, metadata, image_id, content_type, image_size, updated_at_ms ",
+    "FROM idempotency_keys WHERE user_id = ?1 AND key = ?2 AND expires_at_ms > ",
+    db_now_ms!()
+);
+
+/// Stores key `?8` with fingerprint `?9` and a copy of the record (`?1` to `?6`), kept
+/// for `?10` milliseconds by SQLite's clock (an expired row of the key is replaced).
+const STORE_KEY: &str = concat!(
+    "INSERT OR REPLACE INTO idempotency_keys (user_id, metadata, image_id, content_type, image_size, ",
+    "updated_at_ms, key, fingerprint, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, ?9, ",
+    db_now_ms!(),
+    " + ?10)"
+);
+
+/// Removes a few expired keys, so the table does not grow with keys nobody retries.
+const PURGE_KEYS: &str = concat!(
+    "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys WHERE expires_at_ms <= ",
+    db_now_ms!(),
+    " LIMIT 16)"
+);
+
 /// Whether SQLite's clock has reached `?1`.
 const PAST_DEADLINE: &str = concat!("SELECT ", db_now_ms!(), " >= ?1");
 
@@ -63,13 +87,17 @@ pub(super) enum Change {
     Put(Record, i64, Precondition),
     /// Delete the user's record if it meets the precondition.
     Delete(UserId, Precondition),
+    /// [`Change::Put`], unless a live key of the user names an earlier write; the key
+    /// is stored with the record.
+    PutKeyed(Record, i64, Precondition, IdempotencyKey),
 }
 
 /// What a change did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Done {
     Put(CommitOutcome),
     Delete(DeleteOutcome),
+    Keyed(KeyedOutcome),
 }
 
 impl Done {
@@ -78,6 +106,7 @@ impl Done {
         match change {
             Change::Put(..) => Done::Put(CommitOutcome::DeadlineExceeded),
             Change::Delete(..) => Done::Delete(DeleteOutcome::DeadlineExceeded),
+            Change::PutKeyed(..) => Done::Keyed(KeyedOutcome::DeadlineExceeded),
         }
     }
 }
@@ -98,29 +127,35 @@ pub(super) async fn apply(
 ) -> Result<Applied, StoreError> {
     let deadline_ms = deadline.at().as_millis();
     match change {
-        Change::Put(record, image_size, precondition) => {
-            let sql = match precondition {
-                Precondition::Any => PUT_BEFORE,
-                Precondition::Absent => CREATE_BEFORE,
-                Precondition::Present | Precondition::Is { .. } => REPLACE_BEFORE,
-            };
-            let mut statement = bind_record_write(sqlx::query(sql), record, *image_size, deadline.at());
-            if sql == REPLACE_BEFORE {
-                let (image_id, metadata) = expected(precondition);
-                statement = statement.bind(image_id).bind(metadata);
+        Change::PutKeyed(record, image_size, precondition, key) => {
+            let earlier = sqlx::query(KEYED_RECORD)
+                .bind(record.user_id.as_str())
+                .bind(key.key.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed("reading an idempotency key"))?;
+            if let Some(row) = earlier {
+                let (record, fingerprint) = super::DECODE.keyed_record(&row, failed("reading an idempotency key"))?;
+                // Answered once the batch commits: the earlier write may be in this very
+                // batch, not yet committed.
+                return Ok(Applied::Wrote(Done::Keyed(KeyedOutcome::Earlier { record, fingerprint })));
             }
-            let done = statement.execute(&mut *tx).await.map_err(failed("writing a profile record"))?;
-            if done.rows_affected() > 0 {
-                return Ok(Applied::Wrote(Done::Put(CommitOutcome::Committed)));
+            match put(tx, record, *image_size, precondition, deadline).await? {
+                Applied::Wrote(_) => {}
+                Applied::Refused(Done::Put(outcome)) => return Ok(Applied::Refused(Done::Keyed(outcome.into()))),
+                refused @ Applied::Refused(_) => return Ok(refused),
             }
-            // Unconditioned, only the deadline refuses; else the clock tells which did.
-            let late = *precondition == Precondition::Any || past(tx, deadline_ms).await?;
-            Ok(Applied::Refused(Done::Put(if late {
-                CommitOutcome::DeadlineExceeded
-            } else {
-                CommitOutcome::PreconditionFailed
-            })))
+            bind_record_write(sqlx::query(STORE_KEY), record, *image_size, deadline.at())
+                .bind(key.key.as_str())
+                .bind(key.fingerprint.as_str())
+                .bind(i64::try_from(key.keep_for.as_millis()).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await
+                .map_err(failed("storing an idempotency key"))?;
+            sqlx::query(PURGE_KEYS).execute(&mut *tx).await.map_err(failed("removing expired idempotency keys"))?;
+            Ok(Applied::Wrote(Done::Keyed(KeyedOutcome::Committed)))
         }
+        Change::Put(record, image_size, precondition) => put(tx, record, *image_size, precondition, deadline).await,
         Change::Delete(user, precondition) => {
             let (image_id, metadata) = expected(precondition);
             // With `Absent`, a record there fails the precondition and none is NotFound:
@@ -148,6 +183,39 @@ pub(super) async fn apply(
             Ok(Applied::Refused(Done::Delete(outcome)))
         }
     }
+}
+
+/// Inserts or replaces `record` if the current one meets `precondition`, unless the
+/// deadline has passed by SQLite's clock.
+async fn put(
+    tx: &mut SqliteConnection,
+    record: &Record,
+    image_size: i64,
+    precondition: &Precondition,
+    deadline: &Deadline,
+) -> Result<Applied, StoreError> {
+    let deadline_ms = deadline.at().as_millis();
+    let sql = match precondition {
+        Precondition::Any => PUT_BEFORE,
+        Precondition::Absent => CREATE_BEFORE,
+        Precondition::Present | Precondition::Is { .. } => REPLACE_BEFORE,
+    };
+    let mut statement = bind_record_write(sqlx::query(sql), record, image_size, deadline.at());
+    if sql == REPLACE_BEFORE {
+        let (image_id, metadata) = expected(precondition);
+        statement = statement.bind(image_id).bind(metadata);
+    }
+    let done = statement.execute(&mut *tx).await.map_err(failed("writing a profile record"))?;
+    if done.rows_affected() > 0 {
+        return Ok(Applied::Wrote(Done::Put(CommitOutcome::Committed)));
+    }
+    // Unconditioned, only the deadline refuses; else the clock tells which did.
+    let late = *precondition == Precondition::Any || past(tx, deadline_ms).await?;
+    Ok(Applied::Refused(Done::Put(if late {
+        CommitOutcome::DeadlineExceeded
+    } else {
+        CommitOutcome::PreconditionFailed
+    })))
 }
 
 /// The image id and metadata a compare-and-set expects, as bound parameters (NULL:

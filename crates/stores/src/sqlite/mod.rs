@@ -48,7 +48,8 @@ use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::{ImageId, UserId};
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{
-    CommitOutcome, DeleteOutcome, MetadataStore, Pairing, Precondition, Record, SupersededClaim, SweepMarks,
+    CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, MetadataStore, Pairing, Precondition, Record,
+    SupersededClaim, SweepMarks,
 };
 use profilestore_core::time::{Deadline, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -96,6 +97,16 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections in the pool. One writes at a time; the others serve reads meanwhile.
 const POOL_SIZE: u32 = 4;
+
+/// `image_size` as SQLite's integer, or why nothing can be written.
+fn fits_sqlite(image_size: u64) -> Result<i64, StoreError> {
+    i64::try_from(image_size).map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Corrupt,
+            format!("image size {image_size} does not fit SQLite's integers; nothing was written"),
+        )
+    })
+}
 
 /// Profile records and the pairing in a SQLite database file.
 ///
@@ -287,13 +298,32 @@ impl MetadataStore for SqliteMetadataStore {
         if deadline.passed() {
             return Ok(CommitOutcome::DeadlineExceeded);
         }
-        let image_size = i64::try_from(record.image_size).map_err(|_| {
-            StoreError::new(
-                StoreErrorKind::Corrupt,
-                format!("image size {} does not fit SQLite's integers; nothing was written", record.image_size),
-            )
-        })?;
+        let image_size = fits_sqlite(record.image_size)?;
         self.writer.put(record.clone(), image_size, precondition, deadline).await
+    }
+
+    async fn put_keyed_before(
+        &self,
+        record: &Record,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        if deadline.passed() {
+            return Ok(KeyedOutcome::DeadlineExceeded);
+        }
+        let image_size = fits_sqlite(record.image_size)?;
+        self.writer.put_keyed(record.clone(), image_size, precondition, key, deadline).await
+    }
+
+    async fn keyed_record(&self, user: &UserId, key: &str) -> Result<Option<(Record, String)>, StoreError> {
+        let row = sqlx::query(changes::KEYED_RECORD)
+            .bind(user.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed("reading an idempotency key"))?;
+        row.map(|row| DECODE.keyed_record(&row, failed("reading an idempotency key"))).transpose()
     }
 
     async fn delete_if_before(

@@ -17,6 +17,7 @@ pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/0001_init.sql")),
     (2, include_str!("migrations/0002_cleaner_fence.sql")),
     (3, include_str!("migrations/0003_incremental_cleaning.sql")),
+    (4, include_str!("migrations/0004_idempotency_keys.sql")),
 ];
 
 /// The schema version this build reads and writes.

@@ -28,7 +28,7 @@ use std::sync::{Arc, RwLock};
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::UserId;
 use profilestore_core::settings::Timings;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, Precondition, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 use profilestore_core::time::Deadline;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
@@ -115,7 +115,7 @@ impl Writer {
     ) -> Result<CommitOutcome, StoreError> {
         match self.apply(Change::Put(record, image_size, precondition.clone()), deadline).await? {
             Done::Put(outcome) => Ok(outcome),
-            Done::Delete(_) => Err(mixed_up()),
+            Done::Delete(_) | Done::Keyed(_) => Err(mixed_up()),
         }
     }
 
@@ -129,7 +129,23 @@ impl Writer {
     ) -> Result<DeleteOutcome, StoreError> {
         match self.apply(Change::Delete(user, precondition.clone()), deadline).await? {
             Done::Delete(outcome) => Ok(outcome),
-            Done::Put(_) => Err(mixed_up()),
+            Done::Put(_) | Done::Keyed(_) => Err(mixed_up()),
+        }
+    }
+
+    /// Stores `record` and `key` as [`put`](Self::put) stores the record, unless a live
+    /// key of the user names an earlier write (then nothing is written).
+    pub(super) async fn put_keyed(
+        &self,
+        record: Record,
+        image_size: i64,
+        precondition: &Precondition,
+        key: &IdempotencyKey,
+        deadline: &Deadline,
+    ) -> Result<KeyedOutcome, StoreError> {
+        match self.apply(Change::PutKeyed(record, image_size, precondition.clone(), key.clone()), deadline).await? {
+            Done::Keyed(outcome) => Ok(outcome),
+            Done::Put(_) | Done::Delete(_) => Err(mixed_up()),
         }
     }
 

@@ -1,11 +1,12 @@
 //! The metadata-store checks of conditional changes: a write or delete with a
 //! [`Precondition`] changes the record only when the current one meets it, checked in
-//! the change's own transaction.
+//! the change's own transaction; and keyed writes, whose idempotency key is stored
+//! with the record.
 
 use std::time::Duration;
 
 use futures::future::join_all;
-use profilestore_core::store::{CommitOutcome, DeleteOutcome, Precondition, Record};
+use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 
 use super::metadata::{Check, image, later, put, record, user};
 use super::{Doing, MetadataUnderTest};
@@ -121,5 +122,86 @@ pub(super) async fn a_failed_precondition_fails_only_its_own_change(t: &Metadata
         ensure!(outcome == CommitOutcome::Committed, "{}'s write beside a refused one answered {outcome:?}", r.user_id);
     }
     ensure!(current(t, "taken").await?.as_ref() == Some(&existing), "the refused create changed the record");
+    Ok(())
+}
+
+fn key(name: &str, fingerprint: &str) -> IdempotencyKey {
+    IdempotencyKey { key: name.to_owned(), fingerprint: fingerprint.to_owned(), keep_for: HOUR }
+}
+
+async fn put_keyed(t: &MetadataUnderTest, r: &Record, k: &IdempotencyKey) -> Result<KeyedOutcome, String> {
+    t.store.put_keyed_before(r, &Precondition::Any, k, &later(t, HOUR)).await.doing("put_keyed_before")
+}
+
+fn earlier(record: &Record, fingerprint: &str) -> KeyedOutcome {
+    KeyedOutcome::Earlier { record: record.clone(), fingerprint: fingerprint.to_owned() }
+}
+
+/// A retry with the key of a committed write writes nothing and answers that write's
+/// record and fingerprint, whatever happened to the profile since; keys are per user.
+pub(super) async fn a_keyed_write_is_answered_again_not_written_twice(t: &MetadataUnderTest) -> Check {
+    let first = record("alice", image(), r#"{"v":1}"#)?;
+    let k = key("k-1", "fp-a");
+    ensure!(put_keyed(t, &first, &k).await? == KeyedOutcome::Committed, "a first keyed write did not commit");
+    let retry = record("alice", image(), r#"{"v":1}"#)?;
+    let outcome = put_keyed(t, &retry, &k).await?;
+    ensure!(outcome == earlier(&first, "fp-a"), "a retry with the key answered {outcome:?}");
+    ensure!(current(t, "alice").await?.as_ref() == Some(&first), "the retry wrote");
+    let replaced = record("alice", image(), r#"{"v":2}"#)?;
+    put(t, &replaced).await?;
+    let outcome = put_keyed(t, &retry, &key("k-1", "fp-other")).await?;
+    ensure!(outcome == earlier(&first, "fp-a"), "after a replacement, a retry answered {outcome:?}");
+    ensure!(current(t, "alice").await?.as_ref() == Some(&replaced), "a late retry wrote over the replacement");
+    let other_user = record("bob", image(), "{}")?;
+    ensure!(put_keyed(t, &other_user, &k).await? == KeyedOutcome::Committed, "another user's key of the same name");
+    Ok(())
+}
+
+/// A keyed write refused (its precondition, its deadline) stores no key: a retry
+/// with the same key may still write.
+pub(super) async fn a_refused_keyed_write_keeps_no_key(t: &MetadataUnderTest) -> Check {
+    let r = record("alice", image(), "{}")?;
+    let k = key("k-2", "fp");
+    let refused = t.store.put_keyed_before(&r, &Precondition::Present, &k, &later(t, HOUR)).await;
+    ensure!(refused.doing("put_keyed_before")? == KeyedOutcome::PreconditionFailed, "Present on no record wrote");
+    let late = t.store.put_keyed_before(&r, &Precondition::Any, &k, &super::metadata::earlier(t, HOUR)).await;
+    ensure!(late.doing("put_keyed_before")? == KeyedOutcome::DeadlineExceeded, "a late keyed write wrote");
+    ensure!(put_keyed(t, &r, &k).await? == KeyedOutcome::Committed, "a refused attempt kept its key");
+    Ok(())
+}
+
+/// Eight attempts with one key at once: exactly one writes, and every other answers
+/// its record.
+pub(super) async fn concurrent_attempts_with_one_key_write_once(t: &MetadataUnderTest) -> Check {
+    let attempts: Vec<Record> = (0..8).map(|_| record("alice", image(), "{}")).collect::<Result<_, _>>()?;
+    let k = key("k-3", "fp");
+    let deadline = later(t, HOUR);
+    let outcomes =
+        join_all(attempts.iter().map(|r| t.store.put_keyed_before(r, &Precondition::Any, &k, &deadline))).await;
+    let outcomes: Vec<KeyedOutcome> =
+        outcomes.into_iter().map(|o| o.doing("put_keyed_before")).collect::<Result<_, _>>()?;
+    let winners: Vec<&Record> =
+        attempts.iter().zip(&outcomes).filter(|(_, o)| **o == KeyedOutcome::Committed).map(|(r, _)| r).collect();
+    ensure!(winners.len() == 1, "{} of 8 attempts with one key wrote: {outcomes:?}", winners.len());
+    for outcome in &outcomes {
+        ensure!(
+            *outcome == KeyedOutcome::Committed || *outcome == earlier(winners[0], "fp"),
+            "an attempt answered {outcome:?}, not the winner's record"
+        );
+    }
+    ensure!(current(t, "alice").await?.as_ref() == Some(winners[0]), "the record is not the winner's");
+    Ok(())
+}
+
+/// A key kept for no time names nothing once it has expired: the next write with it
+/// writes.
+pub(super) async fn an_expired_key_names_nothing(t: &MetadataUnderTest) -> Check {
+    let fleeting = IdempotencyKey { keep_for: Duration::ZERO, ..key("k-4", "fp") };
+    let first = record("alice", image(), "{}")?;
+    ensure!(put_keyed(t, &first, &fleeting).await? == KeyedOutcome::Committed, "a keyed write did not commit");
+    let second = record("alice", image(), "{}")?;
+    let outcome = put_keyed(t, &second, &fleeting).await?;
+    ensure!(outcome == KeyedOutcome::Committed, "a write with an expired key answered {outcome:?}");
+    ensure!(current(t, "alice").await?.as_ref() == Some(&second), "the write with an expired key did not land");
     Ok(())
 }

@@ -22,7 +22,7 @@ pub(super) type Check = Result<(), String>;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many checks the suite has: a run with fewer fails `assert_passed`.
-const CHECKS: usize = 31;
+const CHECKS: usize = 35;
 
 pub(super) async fn run<F, Fut>(make: F) -> Report
 where
@@ -67,6 +67,10 @@ where
         conditional_delete_checks_the_current_record,
         concurrent_compare_and_sets_let_exactly_one_win,
         a_failed_precondition_fails_only_its_own_change,
+        a_keyed_write_is_answered_again_not_written_twice,
+        a_refused_keyed_write_keeps_no_key,
+        concurrent_attempts_with_one_key_write_once,
+        an_expired_key_names_nothing,
     );
     report
 }

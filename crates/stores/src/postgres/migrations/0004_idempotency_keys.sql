@@ -1,0 +1,25 @@
+-- Schema version 4: idempotency keys (docs/security.md, conditional and idempotent
+-- writes).
+--
+-- A keyed write stores its key here in the transaction that commits its record, with a
+-- copy of that record: a retry with the same key finds it and answers the first
+-- write's record instead of writing again, whatever happened to the profile since. The
+-- key's row is inserted first in that transaction, so a concurrent attempt with the
+-- same key waits on it until the first commits (then answers its record) or rolls
+-- back (then writes). `fingerprint` identifies the request the key was sent with.
+-- Rows expire by this database's clock and are removed a few at a time by later keyed
+-- writes.
+CREATE TABLE idempotency_keys (
+    user_id       TEXT COLLATE "C" NOT NULL,
+    key           TEXT COLLATE "C" NOT NULL,
+    fingerprint   TEXT   NOT NULL,
+    metadata      TEXT   NOT NULL,
+    image_id      UUID   NOT NULL,
+    content_type  TEXT   NOT NULL,
+    image_size    BIGINT NOT NULL CHECK (image_size >= 0),
+    updated_at_ms BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (user_id, key)
+);
+
+CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at_ms);
