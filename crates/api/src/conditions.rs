@@ -32,15 +32,20 @@ pub(crate) fn with_etag(mut response: Response, record: &Record) -> Response {
 /// - `If-None-Match: *` → there must be none (create only). Entity tags in
 ///   `If-None-Match` are refused on a change: "change it unless it is this version"
 ///   is never what an editor means, and ignoring a condition would be worse.
-/// - Both headers at once, or a tag that is not a quoted string: 400.
+/// - Both headers at once can never both hold of one profile (there is one, and
+///   there is none): 412, as RFC 9110 §13.2.2 evaluates them in turn.
+/// - A tag that is not a quoted string: 400. An empty header asks for nothing.
 pub(crate) fn change_condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
     let if_match = joined(headers, header::IF_MATCH)?;
     let if_none_match = joined(headers, header::IF_NONE_MATCH)?;
     match (if_match, if_none_match) {
         (None, None) => Ok(Condition::None),
-        (Some(_), Some(_)) => Err(invalid("send `If-Match` or `If-None-Match`, not both")),
-        (None, Some(tags)) if tags.trim() == "*" => Ok(Condition::Absent),
-        (None, Some(_)) => Err(invalid("on a change, `If-None-Match` takes only `*` (create only)")),
+        (_, Some(tags)) if tags.trim() != "*" => {
+            Err(invalid("on a change, `If-None-Match` takes only `*` (create only)"))
+        }
+        // `If-Match` needs a profile, `If-None-Match: *` needs none: no version meets both.
+        (Some(_), Some(_)) => Ok(Condition::OneOf(Vec::new())),
+        (None, Some(_)) => Ok(Condition::Absent),
         (Some(tags), None) if tags.trim() == "*" => Ok(Condition::Present),
         (Some(tags), None) => {
             let mut versions = Vec::new();
@@ -73,14 +78,16 @@ pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
-/// All of a header's lines as one list (RFC 9110 §5.3), or `None` without it.
+/// All of a header's lines as one list (RFC 9110 §5.3), or `None` without it or when
+/// the list is empty (an empty value asks for nothing).
 fn joined(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<String>, ApiError> {
     let mut lines = headers.get_all(name).iter().peekable();
     if lines.peek().is_none() {
         return Ok(None);
     }
     let texts: Result<Vec<&str>, _> = lines.map(HeaderValue::to_str).collect();
-    Ok(Some(texts.map_err(|_| invalid("a condition header is not visible ASCII"))?.join(",")))
+    let list = texts.map_err(|_| invalid("a condition header is not visible ASCII"))?.join(",");
+    Ok((!list.trim().trim_matches(',').trim().is_empty()).then_some(list))
 }
 
 fn invalid(message: &'static str) -> ApiError {
@@ -119,11 +126,10 @@ mod tests {
     #[test]
     fn if_none_match_star_creates_only_and_nonsense_is_refused() {
         assert_eq!(change_condition(&with(&[(header::IF_NONE_MATCH, "*")])).unwrap(), Condition::Absent);
-        for refused in [
-            with(&[(header::IF_NONE_MATCH, "\"abc\"")]),
-            with(&[(header::IF_MATCH, "*"), (header::IF_NONE_MATCH, "*")]),
-            with(&[(header::IF_MATCH, "unquoted")]),
-        ] {
+        let both = with(&[(header::IF_MATCH, "*"), (header::IF_NONE_MATCH, "*")]);
+        assert_eq!(change_condition(&both).unwrap(), Condition::OneOf(vec![]), "both: never met");
+        assert_eq!(change_condition(&with(&[(header::IF_MATCH, "")])).unwrap(), Condition::None, "empty: none");
+        for refused in [with(&[(header::IF_NONE_MATCH, "\"abc\"")]), with(&[(header::IF_MATCH, "unquoted")])] {
             let error = change_condition(&refused).unwrap_err();
             assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
         }

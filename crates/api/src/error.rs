@@ -52,7 +52,7 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
     code(
         400,
         "invalid_precondition",
-        "`If-Match` and `If-None-Match` together, a tag that is not a quoted string, or `If-None-Match` with tags on a change (only `*`)",
+        "an `If-Match` tag that is not a quoted string, or `If-None-Match` with tags on a change (only `*`)",
     ),
     code(401, "unauthenticated", "the request carries no bearer token and this server needs one (`WWW-Authenticate`)"),
     code(

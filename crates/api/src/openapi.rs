@@ -215,20 +215,32 @@ fn describe_image_answers(operation: &mut Value) {
 fn describe_profile_versions(profile: &mut Value) {
     let etag = json!({"description": "the profile's version, quoted: a strong validator that changes with every write",
         "required": true, "schema": {"type": "string"}});
-    let header = |name: &str, description: &str| json!({"name": name, "in": "header", "required": false, "description": description, "schema": {"type": "string"}});
+    // Each pattern is exactly what the server accepts on a change: a value outside it
+    // is 400. A read's `If-None-Match` takes any text (one naming no version is 200).
+    let header = |name: &str, description: &str, pattern: Option<&str>| {
+        let mut schema = json!({"type": "string"});
+        if let Some(pattern) = pattern {
+            schema["pattern"] = pattern.into();
+        }
+        json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema})
+    };
+    // Tags hold no comma: the server splits lists at commas. Empty: no condition.
+    let entity_tags = r#"^(|\*|(W/)?"[!#-+\x2D-~]*"( *, *(W/)?"[!#-+\x2D-~]*")*)$"#;
     for method in ["get", "put", "patch"] {
         profile[method]["responses"]["200"]["headers"]["ETag"] = etag.clone();
     }
     profile["get"]["responses"]["304"] =
         json!({"description": "`If-None-Match` names the profile's version: no body", "headers": {"ETag": etag}});
-    profile["get"]["parameters"]
-        .as_array_mut()
-        .expect("path parameters")
-        .push(header("If-None-Match", "ETags (or `*`); answered 304 when one names the profile's version"));
+    profile["get"]["parameters"].as_array_mut().expect("path parameters").push(header(
+        "If-None-Match",
+        "ETags (or `*`); answered 304 when one names the profile's version",
+        None,
+    ));
     profile["put"]["parameters"].as_array_mut().expect("path parameters").push(header(
         "Idempotency-Key",
         "1 to 255 visible ASCII characters: a retry with the same key (within the server's `idempotency-key-ttl`) \
          gets the first write's answer instead of writing again",
+        Some("^[!-~]{1,255}$"),
     ));
     profile["put"]["responses"]["200"]["headers"]["Idempotent-Replayed"] = json!({
         "description": "`true` when the answer repeats the earlier write this request's `Idempotency-Key` names",
@@ -236,8 +248,16 @@ fn describe_profile_versions(profile: &mut Value) {
     });
     for method in ["put", "delete", "patch"] {
         let parameters = profile[method]["parameters"].as_array_mut().expect("path parameters");
-        parameters.push(header("If-Match", "`*`, or ETags of profile versions: change only one of these (else 412)"));
-        parameters.push(header("If-None-Match", "`*`: change only where there is no profile (else 412)"));
+        parameters.push(header(
+            "If-Match",
+            "`*`, or ETags of profile versions: change only one of these (else 412)",
+            Some(entity_tags),
+        ));
+        parameters.push(header(
+            "If-None-Match",
+            "`*`: change only where there is no profile (else 412)",
+            Some(r"^\*?$"),
+        ));
     }
 }
 

@@ -122,7 +122,7 @@ async fn conditions_that_cannot_be_honoured_are_refused_before_the_upload() {
         .header("if-match", "*")
         .header("if-none-match", "*")
         .multipart(form("{}", png(2, 2), "image/png"));
-    expect_error(both.send().await.unwrap(), 400, "invalid_precondition").await;
+    expect_error(both.send().await.unwrap(), 412, "precondition_failed").await;
     assert!(server.record("ada").await.is_none(), "a refused condition stored nothing");
 }
 
