@@ -108,6 +108,8 @@ pub(crate) const ERROR_CODES: &[ErrorCode] = &[
         "image_too_many_frames",
         "the image has more frames (APNG, animated WebP, GIF) than the server's `max-image-frames`",
     ),
+    code(429, "too_many_requests", "this client is over the server's `max-requests-per-client`; see `Retry-After`"),
+    code(429, "too_many_uploads", "this client has its `max-uploads-per-client` uploads in progress; retry later"),
     code(500, "dangling_reference", "the profile names an image missing from the blob store; an operator must look"),
     code(500, "internal", "anything else; the details are logged, never answered"),
     code(503, "store_unavailable", "a store failed or did not answer; nothing is known to have changed; retry"),
@@ -172,6 +174,12 @@ impl ApiError {
         self.code
     }
 
+    /// The `Retry-After` it is answered with, in seconds.
+    #[cfg(test)]
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// 401 `unauthenticated`: no bearer token where one is needed.
     pub(crate) fn unauthenticated() -> Self {
         let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "this request needs a bearer token");
@@ -227,6 +235,27 @@ impl ApiError {
     pub(crate) fn overloaded() -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "too many uploads at once; retry shortly")
             .retry_after(RETRY_AFTER_SECS)
+    }
+
+    /// 429 `too_many_requests`: the client's request rate is spent; it may send again
+    /// in `secs` seconds.
+    pub(crate) fn too_many_requests(secs: u64) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many requests from this client; slow down",
+        )
+        .retry_after(secs)
+    }
+
+    /// 429 `too_many_uploads`: the client has as many uploads being read as it may.
+    pub(crate) fn too_many_uploads() -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            "this client has as many uploads in progress as it may; retry once one ends",
+        )
+        .retry_after(RETRY_AFTER_SECS)
     }
 
     /// 416 `range_not_satisfiable`: the `Range` starts past the end; the caller adds
@@ -514,6 +543,8 @@ mod tests {
             ApiError::invalid_token(),
             ApiError::forbidden(),
             ApiError::overloaded(),
+            ApiError::too_many_requests(1),
+            ApiError::too_many_uploads(),
             ApiError::range_not_satisfiable(),
             ApiError::invalid_precondition("x"),
             ApiError::invalid_idempotency_key("x"),

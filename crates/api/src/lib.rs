@@ -29,6 +29,8 @@
 //! | `range` | `Range` requests on image bytes: one range, 206 or 416 |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
 //! | `admission` | the budgets of uploads read at once and their bytes |
+//! | `client` | who a request comes from: the peer, or `X-Forwarded-For` from a trusted proxy |
+//! | `client_limits` | per-client limits: uploads at once and a request rate, in a bounded table |
 //! | `deadline` | an answer is sent only until its request's deadline |
 //! | `drain` | refusing a request whose body is still arriving so that the client reads the answer |
 //! | `auth` | bearer tokens (JWT) and the policy: who may write which profile, whether reads need a token |
@@ -46,6 +48,8 @@ use profilestore_core::service::ProfileService;
 mod admin;
 mod admission;
 mod auth;
+mod client;
+mod client_limits;
 mod conditions;
 mod deadline;
 mod drain;
@@ -70,6 +74,8 @@ pub use admission::UploadLimits;
 pub use auth::{AuthPolicy, KeyError, KeySource, TokenRules, TokenVerifier};
 /// The router type every function here builds and takes (axum's).
 pub use axum::Router;
+pub use client::{ProxiesError, TrustedProxies};
+pub use client_limits::ClientLimits;
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
 pub use serve::{ServeOptions, serve_with};
@@ -98,6 +104,9 @@ pub struct ApiConfig {
     /// How many uploads are read at once, and their bytes; beyond either, 503
     /// `overloaded`.
     pub uploads: UploadLimits,
+    /// What one client (by address, see [`TrustedProxies`]) may hold and how fast it
+    /// may ask; beyond it, 429.
+    pub clients: ClientLimits,
     /// The slowest average pace, in bytes per second, an upload's body may arrive at
     /// once its first 10 s are past; slower is refused with 408 `request_timeout`.
     /// 0: no minimum (the request timeout still bounds it).
@@ -138,6 +147,7 @@ impl Default for ApiConfig {
             keep_image_metadata: false,
             auth: AuthPolicy::open(),
             uploads: UploadLimits::default(),
+            clients: ClientLimits::default(),
             min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,
             image_cache_max_age: Self::DEFAULT_IMAGE_CACHE_MAX_AGE,
             idempotency_key_ttl: Self::DEFAULT_IDEMPOTENCY_KEY_TTL,

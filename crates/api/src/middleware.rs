@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::client::ClientAddr;
 use crate::error::ApiError;
 
 /// The longest raw path logged for a request that matched no route; the rest is cut
@@ -41,10 +42,12 @@ fn well_formed_request_id(id: &str) -> bool {
 }
 
 /// Logs one line per request when it is answered: method, path (the route template,
-/// e.g. `/v1/profiles/{user_id}`, so user ids stay out of the access log), status and
-/// duration in milliseconds. 5xx answers log at `warn`, the rest at `info`.
+/// e.g. `/v1/profiles/{user_id}`, so user ids stay out of the access log), the client's
+/// address (as the per-client limits count it; `-` when unknown), status and duration
+/// in milliseconds. 5xx answers log at `warn`, the rest at `info`.
 pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
+    let client = request.extensions().get::<ClientAddr>().map_or_else(|| "-".to_owned(), |c| c.0.to_string());
     let path = match request.extensions().get::<MatchedPath>() {
         Some(matched) => matched.as_str().to_owned(),
         None => truncate(request.uri().path(), MAX_LOGGED_PATH).to_owned(),
@@ -57,9 +60,9 @@ pub(crate) async fn log_request(request: Request, next: Next) -> Response {
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let status = response.status().as_u16();
     if response.status().is_server_error() {
-        tracing::warn!(method = %method, path = %path, status, duration_ms, "request answered");
+        tracing::warn!(method = %method, path = %path, client, status, duration_ms, "request answered");
     } else {
-        tracing::info!(method = %method, path = %path, status, duration_ms, "request answered");
+        tracing::info!(method = %method, path = %path, client, status, duration_ms, "request answered");
     }
     response
 }

@@ -81,15 +81,22 @@ const PATCH_BODY: &[&str] =
 /// What a read can meet in the stores.
 const READING: &[&str] = &["store_unavailable", "contended", "deadline_exceeded", "dangling_reference", "internal"];
 
+/// The per-client request rate, which every operation may meet.
+const RATE: &[&str] = &["too_many_requests"];
+
 /// The error codes each operation may answer, by path and method.
 fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     let join = |groups: &[&[&'static str]]| groups.concat();
     vec![
-        (PROFILE, "put", join(&[USER_PATH, WRITER, CONDITION, IDEMPOTENCY, UPLOAD, WRITING])),
-        (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING])),
-        (PROFILE, "delete", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], WRITING])),
-        (PROFILE, "patch", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], PATCH_BODY, WRITING])),
-        (PROFILE_IMAGE, "get", join(&[USER_PATH, READER, &["profile_not_found", "range_not_satisfiable"], READING])),
+        (PROFILE, "put", join(&[USER_PATH, WRITER, CONDITION, IDEMPOTENCY, UPLOAD, &["too_many_uploads"], WRITING, RATE])),
+        (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING, RATE])),
+        (PROFILE, "delete", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], WRITING, RATE])),
+        (PROFILE, "patch", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], PATCH_BODY, WRITING, RATE])),
+        (
+            PROFILE_IMAGE,
+            "get",
+            join(&[USER_PATH, READER, &["profile_not_found", "range_not_satisfiable"], READING, RATE]),
+        ),
         (
             IMAGE,
             "get",
@@ -97,9 +104,12 @@ fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
                 &["invalid_image_id", "not_found", "bad_request", "image_not_found", "range_not_satisfiable"],
                 READER,
                 &["store_unavailable", "deadline_exceeded", "internal"],
+                RATE,
             ]),
         ),
-        ("/readyz", "get", vec!["not_ready", "clock_out_of_bounds"]),
+        ("/readyz", "get", join(&[&["not_ready", "clock_out_of_bounds"], RATE])),
+        ("/healthz", "get", RATE.to_vec()),
+        ("/openapi.json", "get", RATE.to_vec()),
     ]
 }
 

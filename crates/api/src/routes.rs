@@ -20,6 +20,8 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::ApiConfig;
 use crate::admission::Admission;
+use crate::client::identify_client;
+use crate::client_limits::{Clients, limit_clients};
 use crate::conditions::{change_condition, not_modified, profile_etag, with_etag};
 use crate::deadline::within_request_timeout;
 use crate::drain::{DrainBound, drain_refused};
@@ -62,6 +64,7 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
     let service_for_deadline = service.clone();
     let drain = DrainBound { bytes: upload::body_limit(&config).max(crate::drain::MIN_DRAIN_BYTES) };
     let body_limit = usize::try_from(upload::body_limit(&config)).unwrap_or(usize::MAX);
+    let clients = Clients::new(&config.clients, config.uploads.max_concurrent);
     Router::new()
         .route(
             "/v1/profiles/{user_id}",
@@ -76,11 +79,15 @@ pub(crate) fn router(service: ProfileService, config: ApiConfig) -> Router {
         // After the routes: it applies to the routes registered before it.
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(AppState { service, admission: Admission::new(config.uploads), config })
-        // Innermost: a refusal waits for the rest of the body, so the client reads it.
+        // Inside the drain, so that its refusals are drained too.
+        .layer(middleware::from_fn_with_state(clients.clone(), limit_clients))
+        // A refusal waits for the rest of the body, so the client reads it.
         .layer(middleware::from_fn_with_state(drain, drain_refused))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(log_request))
+        // Outside the log, which names the client.
+        .layer(middleware::from_fn_with_state(clients, identify_client))
         .layer(middleware::from_fn(crate::metrics::measure))
         .layer(middleware::from_fn_with_state(service_for_deadline, within_request_timeout))
         .layer(middleware::from_fn(request_id))

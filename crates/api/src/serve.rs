@@ -6,11 +6,13 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -77,9 +79,9 @@ pub async fn serve_with(
     http.timer(TokioTimer::new()).header_read_timeout(options.header_timeout);
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment rather than
                     // spin, and keep serving the connections there are.
@@ -90,7 +92,7 @@ pub async fn serve_with(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = WithPeer { app: TowerToHyperService::new(app.clone()), peer };
         let (limit, min_rate) = (options.send_timeout, options.min_send_rate);
         match &options.tls {
             None => {
@@ -127,6 +129,28 @@ pub async fn serve_with(
         }
     }
     Ok(())
+}
+
+/// The app as one connection is served: each request carries the connection's peer
+/// address as axum's [`ConnectInfo`], from which the client is told (`client`).
+#[derive(Clone)]
+struct WithPeer {
+    app: TowerToHyperService<axum::Router>,
+    peer: SocketAddr,
+}
+
+type HyperRequest = hyper::Request<hyper::body::Incoming>;
+type AppService = TowerToHyperService<axum::Router>;
+
+impl hyper::service::Service<HyperRequest> for WithPeer {
+    type Response = <AppService as hyper::service::Service<HyperRequest>>::Response;
+    type Error = <AppService as hyper::service::Service<HyperRequest>>::Error;
+    type Future = <AppService as hyper::service::Service<HyperRequest>>::Future;
+
+    fn call(&self, mut request: HyperRequest) -> Self::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.app.call(request)
+    }
 }
 
 /// Runs a connection to its end; a client that went away, or sent garbage, is its own

@@ -1,5 +1,5 @@
-//! The request log: one line per request with method, route template, status and
-//! duration, and no user id in it.
+//! The request log: one line per request with method, route template, client address,
+//! status and duration, and no user id in it.
 
 mod common;
 
@@ -53,6 +53,7 @@ async fn each_request_logs_one_structured_line() {
         .map(|l| {
             let f = &l["fields"];
             assert!(f["duration_ms"].is_u64(), "{l}");
+            assert_eq!(f["client"], "127.0.0.1", "the client's address is logged: {l}");
             (
                 f["method"].as_str().unwrap().to_owned(),
                 f["path"].as_str().unwrap().to_owned(),

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestServer, png};
-use profilestore_api::{ApiConfig, UploadLimits};
+use profilestore_api::{ApiConfig, ClientLimits, UploadLimits};
 use profilestore_testkit::raw_http::{multipart_body, put_head};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,7 +17,10 @@ use tokio::net::TcpStream;
 const MAX_IMAGE: u64 = 4096;
 
 fn config(uploads: UploadLimits) -> ApiConfig {
-    ApiConfig { max_image_size: MAX_IMAGE, max_image_pixels: 1_000_000, uploads, ..ApiConfig::default() }
+    // Every upload here comes from 127.0.0.1: one client, which must not meet its own
+    // limit before the budgets under test (tests/client_limits.rs tests that limit).
+    let clients = ClientLimits { max_uploads_per_client: Some(uploads.max_concurrent + 1), ..ClientLimits::default() };
+    ApiConfig { max_image_size: MAX_IMAGE, max_image_pixels: 1_000_000, uploads, clients, ..ApiConfig::default() }
 }
 
 /// A multipart body: an image part of `image` first, then 50 KiB of metadata.

@@ -228,6 +228,11 @@ pub fn parse_delete_rate(s: &str) -> Result<DeleteRate, String> {
     s.parse().map_err(|e: profilestore_cleaner::pacing::RateError| e.to_string())
 }
 
+/// Parses a list of trusted proxies: addresses and CIDR blocks, or `none`.
+pub fn parse_trusted_proxies(s: &str) -> Result<profilestore_api::TrustedProxies, String> {
+    s.parse().map_err(|e: profilestore_api::ProxiesError| e.to_string())
+}
+
 /// Parses a fraction between 0 and 1.
 pub fn parse_fraction(s: &str) -> Result<f64, String> {
     match s.trim().parse::<f64>() {
@@ -259,6 +264,8 @@ mod tests {
         assert!(parse_positive("0").is_err());
         assert_eq!(parse_delete_rate("30000/min").map(|r| r.to_string()), Ok("30000/1m".to_owned()));
         assert!(parse_delete_rate("fast").unwrap_err().contains("500/s"));
+        assert_eq!(parse_trusted_proxies("10.0.0.0/8, ::1").map(|p| p.to_string()), Ok("10.0.0.0/8,::1/128".into()));
+        assert!(parse_trusted_proxies("proxy.internal").unwrap_err().contains("not an address or CIDR block"));
     }
 
     #[test]
@@ -274,6 +281,8 @@ mod tests {
         let commands: &[&[&str]] = &[
             &["serve", "--max-image-size", "1MiB", "--max-upload-memory", "2MiB", "--min-upload-rate", "0"],
             &["serve", "--header-timeout", "5s", "--max-concurrent-uploads", "3", "--auth-leeway", "1m"],
+            &["serve", "--trusted-proxies", "10.0.0.0/8,::1", "--max-uploads-per-client", "2"],
+            &["serve", "--max-requests-per-client", "50", "--client-request-burst", "80"],
             &["init"],
             &["clean", "--every", "1m", "--delete-rate", "5/s", "--max-unreferenced-fraction", "0.5"],
             &["audit", "--progress-interval", "1s"],

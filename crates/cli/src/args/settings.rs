@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
+use profilestore_api::TrustedProxies;
 use profilestore_cleaner::DeleteRate;
 use profilestore_core::pairing::TimingOverrides;
 
+use super::parse_trusted_proxies;
 use super::{LogFormat, parse_delete_rate, parse_duration, parse_fraction, parse_positive, parse_size};
 
 /// A setting, or a group of them, that a file's values fill in wherever the command
@@ -288,8 +290,30 @@ settings_group! {
 
         /// A TLS-terminating proxy is in front: serve plain HTTP on a non-loopback
         /// address anyway (without it, and without `--tls-cert`, `serve` refuses one).
+        /// Needs `--trusted-proxies`.
         #[arg(long, env = "PROFILESTORE_BEHIND_PROXY")]
         pub behind_proxy: bool,
+
+        /// Proxies whose `X-Forwarded-For` names the client (for the per-client limits
+        /// and the log): addresses and CIDR blocks, comma-separated, or `none`.
+        /// Required with `--behind-proxy`. [default: none: the peer is the client]
+        #[arg(long, env = "PROFILESTORE_TRUSTED_PROXIES", value_parser = parse_trusted_proxies, value_name = "LIST")]
+        pub trusted_proxies: Option<TrustedProxies>,
+
+        /// Uploads one client (an IPv4 address, or an IPv6 /64) may have read at once;
+        /// more get 429. [default: an eighth of max-concurrent-uploads, at least 1]
+        #[arg(long, env = "PROFILESTORE_MAX_UPLOADS_PER_CLIENT", value_parser = parse_positive, value_name = "N")]
+        pub max_uploads_per_client: Option<NonZeroUsize>,
+
+        /// Requests per second one client may send on average; more get 429 and
+        /// `Retry-After`. `0` turns it off. [default: 0]
+        #[arg(long, env = "PROFILESTORE_MAX_REQUESTS_PER_CLIENT", value_name = "N")]
+        pub max_requests_per_client: Option<u32>,
+
+        /// Requests a rested client may send at once above that rate. [default: two
+        /// seconds' worth]
+        #[arg(long, env = "PROFILESTORE_CLIENT_REQUEST_BURST", value_name = "N")]
+        pub client_request_burst: Option<u32>,
 
         /// How long caches may keep an image served by id (`Cache-Control: max-age`):
         /// the bound on how long a deleted or replaced photo can still be seen in a

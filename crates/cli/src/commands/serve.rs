@@ -1,11 +1,12 @@
 //! `profilestore serve`: the HTTP API over paired stores.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use profilestore_api::{ApiConfig, RenderMetrics, ServeOptions, UploadLimits};
+use profilestore_api::{ApiConfig, ClientLimits, RenderMetrics, ServeOptions, UploadLimits};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
@@ -58,6 +59,12 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
                 .serve
                 .max_upload_memory
                 .map_or(defaults.uploads.max_bytes_in_flight, |size| size.as_u64()),
+        },
+        clients: ClientLimits {
+            trusted_proxies: args.serve.trusted_proxies.clone().unwrap_or_default(),
+            max_uploads_per_client: args.serve.max_uploads_per_client.map(NonZeroUsize::get),
+            max_requests_per_second: args.serve.max_requests_per_client.unwrap_or(0),
+            request_burst: args.serve.client_request_burst,
         },
         min_upload_rate: args.serve.min_upload_rate.map_or(defaults.min_upload_rate, |rate| rate.as_u64()),
         image_cache_max_age: args.serve.image_cache_max_age.unwrap_or(defaults.image_cache_max_age),
