@@ -29,6 +29,8 @@
 //! | `range` | `Range` requests on image bytes: one range, 206 or 416 |
 //! | `openapi` | the OpenAPI 3.1 document: derived from the handlers, with every error answer from the catalogue |
 //! | `admission` | the budgets of uploads read at once and their bytes |
+//! | `intake` | receiving an upload's body within the budgets: in memory, or in the spool then read back |
+//! | `spool` | [`Spool`]: the bounded directory on disk where large uploads are received |
 //! | `deadline` | an answer is sent only until its request's deadline |
 //! | `drain` | refusing a request whose body is still arriving so that the client reads the answer |
 //! | `auth` | bearer tokens (JWT) and the policy: who may write which profile, whether reads need a token |
@@ -51,6 +53,7 @@ mod deadline;
 mod drain;
 mod error;
 mod image;
+mod intake;
 mod json;
 pub mod metrics;
 mod middleware;
@@ -60,6 +63,7 @@ mod photo;
 mod range;
 mod routes;
 mod serve;
+mod spool;
 mod status;
 mod tls;
 mod upload;
@@ -72,6 +76,7 @@ pub use axum::Router;
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
 pub use serve::{ServeOptions, serve_with};
+pub use spool::{Spool, SpoolError, SpoolSettings};
 pub use status::StatusPage;
 pub use tls::{TlsError, TlsFiles};
 
@@ -104,6 +109,10 @@ pub struct ApiConfig {
     /// How long caches may keep an image served by id (`Cache-Control: max-age`): the
     /// bound on how long a deleted or replaced photo can still be seen in a cache.
     pub image_cache_max_age: std::time::Duration,
+    /// Where uploads larger than its threshold are received: on disk, so a slow one
+    /// holds no memory while its body arrives. `None` (the default): every upload is
+    /// held in memory.
+    pub spool: Option<Spool>,
 }
 
 impl ApiConfig {
@@ -133,6 +142,7 @@ impl Default for ApiConfig {
             uploads: UploadLimits::default(),
             min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,
             image_cache_max_age: Self::DEFAULT_IMAGE_CACHE_MAX_AGE,
+            spool: None,
         }
     }
 }

@@ -271,6 +271,26 @@ settings_group! {
         #[serde(deserialize_with = "size")]
         pub max_upload_memory: Option<ByteSize>,
 
+        /// Uploads that may hold more than this (their declared length, or the body limit
+        /// when they declare none) are received into the spool on disk, not memory, e.g.
+        /// `1MiB`; `0` spools every upload. [default: 1MiB]
+        #[arg(long, env = "PROFILESTORE_SPOOL_ABOVE", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub spool_above: Option<ByteSize>,
+
+        /// The spool's directory: created with mode 0700 (an existing one must be closed to
+        /// group and others); files left in it by a killed process are removed at start.
+        /// [default: DATA_DIR/spool]
+        #[arg(long, env = "PROFILESTORE_SPOOL_DIR", value_name = "DIR")]
+        pub spool_dir: Option<PathBuf>,
+
+        /// How many bytes the spooled uploads may hold on disk together, e.g. `1GiB`;
+        /// beyond it, 503 `overloaded`. `0` turns the spool off: every upload is held in
+        /// memory. [default: 1GiB]
+        #[arg(long, env = "PROFILESTORE_MAX_SPOOL_SIZE", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub max_spool_size: Option<ByteSize>,
+
         /// How long a client may take to send a request's head (request line and
         /// headers); then its connection is closed. [default: 10s]
         #[arg(long, env = "PROFILESTORE_HEADER_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
