@@ -86,23 +86,18 @@ impl Admission {
         self.units.clone().try_acquire_many_owned(share_units(bytes, self.max_units)).ok().map(Reserved)
     }
 
-    /// Like [`reserve`](Self::reserve), but waits up to `within` for room (in turn with
-    /// other waiters) before giving up with `None`.
-    pub(crate) async fn reserve_within(&self, bytes: u64, within: Duration) -> Option<Reserved> {
+    /// Like [`admit`](Self::admit), but waits up to `within` for a place and room (in
+    /// turn with other waiters) before refusing. For a spooled upload whose body is in:
+    /// it holds nothing of these budgets while it waits, so waiters cannot block each
+    /// other.
+    pub(crate) async fn admit_within(&self, bytes: u64, within: Duration) -> Result<Admitted, ApiError> {
         let units = share_units(bytes, self.max_units);
-        let acquire = self.units.clone().acquire_many_owned(units);
-        tokio::time::timeout(within, acquire).await.ok()?.ok().map(Reserved)
-    }
-}
-
-impl Admitted {
-    /// Gives the byte share back, keeping the upload's place among those read at once.
-    /// A spooled upload does this before it waits for the memory its image needs, so
-    /// no upload waits while holding any of the byte budget (two could wait on each
-    /// other's share forever).
-    pub(crate) fn release_bytes(&mut self) {
-        let all = self._units.num_permits();
-        drop(self._units.split(all));
+        let both = async {
+            let upload = self.uploads.clone().acquire_owned().await.ok()?;
+            let units = self.units.clone().acquire_many_owned(units).await.ok()?;
+            Some(Admitted { _upload: upload, _units: units })
+        };
+        tokio::time::timeout(within, both).await.ok().flatten().ok_or_else(ApiError::overloaded)
     }
 }
 

@@ -133,7 +133,8 @@ pub(crate) enum UploadError {
     /// The client did not finish sending the body within the request timeout.
     #[error("the upload did not arrive within the request timeout")]
     TooSlow,
-    /// The image could not be written to, or read back from, its spool file.
+    /// The image could not be written to, or read back from, its spool file (of kind
+    /// `StorageFull` when the spool's disk budget is spent).
     #[error("the upload could not be spooled to disk: {0}")]
     Spool(#[source] std::io::Error),
 }
@@ -154,6 +155,8 @@ impl UploadError {
             UploadError::ImageTooLarge { .. } => "image_too_large",
             UploadError::Image(e) => e.code(),
             UploadError::TooSlow => "request_timeout",
+            // The disk budget (or the disk) is full: like a spent memory budget.
+            UploadError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => "overloaded",
             UploadError::Spool(_) => "internal",
         }
     }

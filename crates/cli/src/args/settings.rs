@@ -259,8 +259,8 @@ settings_group! {
         #[arg(long, env = "PROFILESTORE_KEEP_IMAGE_METADATA")]
         pub keep_image_metadata: bool,
 
-        /// How many uploads are read at once; more are refused with 503 `overloaded`.
-        /// [default: 64]
+        /// How many uploads are held in memory at once (a spooled upload counts once its
+        /// body is in); more are refused with 503 `overloaded`. [default: 64]
         #[arg(long, env = "PROFILESTORE_MAX_CONCURRENT_UPLOADS", value_parser = parse_positive, value_name = "N")]
         pub max_concurrent_uploads: Option<NonZeroUsize>,
 
