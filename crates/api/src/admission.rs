@@ -8,6 +8,7 @@
 //! all the same.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -47,9 +48,21 @@ pub(crate) struct Admitted {
     _units: OwnedSemaphorePermit,
 }
 
+/// A budget of `max_bytes`, in the units a semaphore counts (KiB).
+pub(crate) fn budget_units(max_bytes: u64) -> u32 {
+    u32::try_from(max_bytes.div_ceil(UNIT)).unwrap_or(u32::MAX)
+}
+
+/// The units a share of `bytes` takes from a budget of `max_units`: at least one, and
+/// never more than the whole budget (so a share larger than it is held alone rather
+/// than refused forever).
+pub(crate) fn share_units(bytes: u64, max_units: u32) -> u32 {
+    budget_units(bytes).clamp(1, max_units.max(1))
+}
+
 impl Admission {
     pub(crate) fn new(limits: UploadLimits) -> Self {
-        let max_units = u32::try_from(limits.max_bytes_in_flight.div_ceil(UNIT)).unwrap_or(u32::MAX);
+        let max_units = budget_units(limits.max_bytes_in_flight);
         Admission {
             uploads: Arc::new(Semaphore::new(limits.max_concurrent)),
             units: Arc::new(Semaphore::new(max_units as usize)),
@@ -59,7 +72,7 @@ impl Admission {
 
     /// Admits an upload that may hold up to `bytes`, or refuses it at once.
     pub(crate) fn admit(&self, bytes: u64) -> Result<Admitted, ApiError> {
-        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).clamp(1, self.max_units.max(1));
+        let units = share_units(bytes, self.max_units);
         let upload = self.uploads.clone().try_acquire_owned().map_err(|_| ApiError::overloaded())?;
         let units = self.units.clone().try_acquire_many_owned(units).map_err(|_| ApiError::overloaded())?;
         Ok(Admitted { _upload: upload, _units: units })
@@ -70,8 +83,21 @@ impl Admission {
     /// [`admit`](Self::admit), more than the whole budget is held at the budget: the
     /// work then runs alone.
     pub(crate) fn reserve(&self, bytes: u64) -> Option<Reserved> {
-        let units = u32::try_from(bytes.div_ceil(UNIT)).unwrap_or(u32::MAX).clamp(1, self.max_units.max(1));
-        self.units.clone().try_acquire_many_owned(units).ok().map(Reserved)
+        self.units.clone().try_acquire_many_owned(share_units(bytes, self.max_units)).ok().map(Reserved)
+    }
+
+    /// Like [`admit`](Self::admit), but waits up to `within` for a place and room (in
+    /// turn with other waiters) before refusing. For a spooled upload whose body is in:
+    /// it holds nothing of these budgets while it waits, so waiters cannot block each
+    /// other.
+    pub(crate) async fn admit_within(&self, bytes: u64, within: Duration) -> Result<Admitted, ApiError> {
+        let units = share_units(bytes, self.max_units);
+        let both = async {
+            let upload = self.uploads.clone().acquire_owned().await.ok()?;
+            let units = self.units.clone().acquire_many_owned(units).await.ok()?;
+            Some(Admitted { _upload: upload, _units: units })
+        };
+        tokio::time::timeout(within, both).await.ok().flatten().ok_or_else(ApiError::overloaded)
     }
 }
 

@@ -407,6 +407,15 @@ impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
         let status = match e {
             UploadError::Image(image) => return image.into(),
+            UploadError::Spool(ref e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                tracing::warn!(error = %e, "an upload was refused: the spool is full");
+                return ApiError::overloaded();
+            }
+            UploadError::Spool(ref e) => {
+                // A disk's failure is the operator's to read, not the client's.
+                tracing::error!(error = %e, "an upload could not be spooled to disk");
+                return ApiError::internal();
+            }
             UploadError::NotMultipart => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             UploadError::TooSlow => StatusCode::REQUEST_TIMEOUT,
             UploadError::MetadataNotObject => StatusCode::UNPROCESSABLE_ENTITY,

@@ -31,6 +31,8 @@
 //! | `admission` | the budgets of uploads read at once and their bytes |
 //! | `client` | who a request comes from: the peer, or `X-Forwarded-For` from a trusted proxy |
 //! | `client_limits` | per-client limits: uploads at once and a request rate, in a bounded table |
+//! | `intake` | receiving an upload's body within the budgets: in memory, or in the spool then read back |
+//! | `spool` | [`Spool`]: the bounded directory on disk where large uploads are received |
 //! | `deadline` | an answer is sent only until its request's deadline |
 //! | `drain` | refusing a request whose body is still arriving so that the client reads the answer |
 //! | `auth` | bearer tokens (JWT) and the policy: who may write which profile, whether reads need a token |
@@ -56,6 +58,7 @@ mod drain;
 mod error;
 mod idempotency;
 mod image;
+mod intake;
 mod json;
 pub mod metrics;
 mod middleware;
@@ -65,6 +68,7 @@ mod photo;
 mod range;
 mod routes;
 mod serve;
+mod spool;
 mod status;
 mod tls;
 mod upload;
@@ -79,6 +83,7 @@ pub use client_limits::ClientLimits;
 pub use middleware::REQUEST_ID;
 pub use openapi::openapi_json;
 pub use serve::{ServeOptions, serve_with};
+pub use spool::{Spool, SpoolError, SpoolSettings};
 pub use status::StatusPage;
 pub use tls::{TlsError, TlsFiles};
 
@@ -117,6 +122,10 @@ pub struct ApiConfig {
     /// How long the database keeps a write's `Idempotency-Key`: a retry within it is
     /// answered with the first write's result instead of writing again.
     pub idempotency_key_ttl: std::time::Duration,
+    /// Where uploads larger than its threshold are received: on disk, so a slow one
+    /// holds no memory while its body arrives. `None` (the default): every upload is
+    /// held in memory.
+    pub spool: Option<Spool>,
 }
 
 impl ApiConfig {
@@ -151,6 +160,7 @@ impl Default for ApiConfig {
             min_upload_rate: Self::DEFAULT_MIN_UPLOAD_RATE,
             image_cache_max_age: Self::DEFAULT_IMAGE_CACHE_MAX_AGE,
             idempotency_key_ttl: Self::DEFAULT_IDEMPOTENCY_KEY_TTL,
+            spool: None,
         }
     }
 }

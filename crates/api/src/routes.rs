@@ -27,6 +27,7 @@ use crate::deadline::within_request_timeout;
 use crate::drain::{DrainBound, drain_refused};
 use crate::error::ApiError;
 use crate::image::ImageFormat;
+use crate::intake::Intake;
 use crate::json::{ProfileBody, ProfileWithImage, StatusBody, UploadForm, profile_response};
 use crate::middleware::{json_errors, log_request, request_id};
 use crate::range::{self, Requested};
@@ -182,15 +183,16 @@ pub(crate) async fn put_profile(
     let condition = change_condition(request.headers())?;
     let key_name = crate::idempotency::requested_key(request.headers())?;
     let may_hold = upload::check_headers(request.headers(), &state.config)?;
-    // Held until the write is done: the image's bytes live that long.
-    let _admitted = state.admission.admit(may_hold)?;
+    // In memory or in the spool (see `intake`); what it holds in memory is held until
+    // the write is done: the image's bytes live that long.
+    let intake = Intake::admit(&state.admission, &state.config, may_hold)?;
     let multipart = Multipart::from_request(request, &())
         .await
         .map_err(|_| UploadError::Malformed("the multipart boundary is missing or invalid"))?;
     // A slow client must not hold a connection and a buffer forever: the body gets the
     // same allowance as the request it is part of.
     let allowance = state.service.timings().request_timeout;
-    let upload = tokio::time::timeout(allowance, upload::read(multipart, &state.config, may_hold))
+    let (upload, _held) = tokio::time::timeout(allowance, intake.receive(multipart, &state.config, &state.admission))
         .await
         .map_err(|_| UploadError::TooSlow)??;
     // The stored form: metadata removed, orientation applied (see `photo`).

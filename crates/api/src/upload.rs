@@ -3,7 +3,9 @@
 //!
 //! The body is read part by part and each part chunk by chunk; every limit is checked
 //! as bytes arrive, so a refused upload costs at most the limit in memory, and an
-//! image with the wrong magic bytes is refused after its first few bytes.
+//! image with the wrong magic bytes is refused after its first few bytes. The image
+//! part goes either into a buffer or, for an upload admitted to the spool, into a
+//! file on disk (see `spool`), the limits checked alike.
 
 use std::time::Duration;
 
@@ -13,6 +15,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::ApiConfig;
 use crate::image::{self, ImageError, ImageFormat};
+use crate::spool::SpoolFile;
 
 /// The largest metadata part accepted, in bytes.
 pub(crate) const MAX_METADATA_SIZE: u64 = 64 * 1024;
@@ -72,6 +75,16 @@ pub(crate) struct Upload {
     pub(crate) format: ImageFormat,
 }
 
+/// What a body held: its metadata, and its image unless that went to a spool file.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    /// The metadata exactly as sent: the text of a JSON object.
+    pub(crate) metadata: String,
+    /// The image's bytes and format, or `None` when they were written to the spool
+    /// file given to [`read`] (its format is then checked once it is read back).
+    pub(crate) image: Option<(Bytes, ImageFormat)>,
+}
+
 /// Why an upload was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UploadError {
@@ -120,6 +133,10 @@ pub(crate) enum UploadError {
     /// The client did not finish sending the body within the request timeout.
     #[error("the upload did not arrive within the request timeout")]
     TooSlow,
+    /// The image could not be written to, or read back from, its spool file (of kind
+    /// `StorageFull` when the spool's disk budget is spent).
+    #[error("the upload could not be spooled to disk: {0}")]
+    Spool(#[source] std::io::Error),
 }
 
 impl UploadError {
@@ -138,6 +155,9 @@ impl UploadError {
             UploadError::ImageTooLarge { .. } => "image_too_large",
             UploadError::Image(e) => e.code(),
             UploadError::TooSlow => "request_timeout",
+            // The disk budget (or the disk) is full: like a spent memory budget.
+            UploadError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => "overloaded",
+            UploadError::Spool(_) => "internal",
         }
     }
 }
@@ -166,11 +186,18 @@ pub(crate) fn check_headers(headers: &HeaderMap, config: &ApiConfig) -> Result<u
 /// `may_hold` is the most the body can hold (its declared length, or the body limit):
 /// a part's buffer is allocated once at the smaller of it and the part's limit, so an
 /// upload holds no more than it was admitted for (a growing buffer would double).
-pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig, may_hold: u64) -> Result<Upload, UploadError> {
+/// With `spool`, the image part is written to that file instead, and only its first
+/// bytes are kept (to refuse what is no image early).
+pub(crate) async fn read(
+    mut multipart: Multipart,
+    config: &ApiConfig,
+    may_hold: u64,
+    mut spool: Option<&mut SpoolFile>,
+) -> Result<Parts, UploadError> {
     let limit = body_limit(config);
     let mut pace = Pace::new(config.min_upload_rate);
     let mut metadata: Option<String> = None;
-    let mut image: Option<(Bytes, ImageFormat)> = None;
+    let mut image: Option<Option<(Bytes, ImageFormat)>> = None;
     while let Some(mut field) = pace.keep(multipart.next_field()).await?.map_err(|e| multipart_error(&e, limit))? {
         match field.name() {
             Some("metadata") => {
@@ -189,17 +216,26 @@ pub(crate) async fn read(mut multipart: Multipart, config: &ApiConfig, may_hold:
                 }
                 let max = config.max_image_size;
                 let too_large = || UploadError::ImageTooLarge { limit: max };
-                let sizes = (max, max.min(may_hold));
-                let bytes = read_part(&mut field, &mut pace, sizes, limit, too_large, refuse_unrecognised).await?;
-                let format = image::inspect(&bytes, config.max_image_pixels)?;
-                image = Some((bytes, format));
+                image = Some(match spool.as_deref_mut() {
+                    None => {
+                        let sizes = (max, max.min(may_hold));
+                        let bytes =
+                            read_part(&mut field, &mut pace, sizes, limit, too_large, refuse_unrecognised).await?;
+                        let format = image::inspect(&bytes, config.max_image_pixels)?;
+                        Some((bytes, format))
+                    }
+                    Some(file) => {
+                        spool_part(&mut field, &mut pace, (max, limit), too_large, file).await?;
+                        None
+                    }
+                });
             }
             _ => return Err(UploadError::UnknownPart),
         }
     }
     let metadata = metadata.ok_or(UploadError::MissingPart("metadata"))?;
-    let (image, format) = image.ok_or(UploadError::MissingPart("image"))?;
-    Ok(Upload { metadata, image, format })
+    let image = image.ok_or(UploadError::MissingPart("image"))?;
+    Ok(Parts { metadata, image })
 }
 
 /// Refuses an image as soon as enough of it has arrived to see that its magic bytes
@@ -223,15 +259,50 @@ async fn read_part(
     check: impl Fn(&[u8]) -> Result<(), UploadError>,
 ) -> Result<Bytes, UploadError> {
     let mut buf = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
-    while let Some(chunk) = pace.keep(field.chunk()).await?.map_err(|e| multipart_error(&e, body_limit))? {
-        pace.received += chunk.len() as u64;
-        if (buf.len() as u64).saturating_add(chunk.len() as u64) > max {
-            return Err(too_large());
-        }
+    while let Some(chunk) = next_chunk(field, pace, (buf.len() as u64, max), body_limit, &too_large).await? {
         buf.extend_from_slice(&chunk);
         check(&buf)?;
     }
     Ok(buf.freeze())
+}
+
+/// Writes the image part to `file`, with [`read_part`]'s limits: refused with
+/// `too_large()` past `max` bytes, as too slow off the pace, and as no image once its
+/// first bytes match no accepted format (only those are kept in memory).
+async fn spool_part(
+    field: &mut Field<'_>,
+    pace: &mut Pace,
+    (max, body_limit): (u64, u64),
+    too_large: impl Fn() -> UploadError,
+    file: &mut SpoolFile,
+) -> Result<(), UploadError> {
+    let mut head = Vec::with_capacity(ImageFormat::SNIFF_LEN);
+    while let Some(chunk) = next_chunk(field, pace, (file.len(), max), body_limit, &too_large).await? {
+        let wanted = ImageFormat::SNIFF_LEN.saturating_sub(head.len()).min(chunk.len());
+        head.extend_from_slice(&chunk[..wanted]);
+        refuse_unrecognised(&head)?;
+        file.append(&chunk).await.map_err(UploadError::Spool)?;
+    }
+    Ok(())
+}
+
+/// A part's next chunk, within the pace; refused with `too_large()` when it would take
+/// the part from `so_far` bytes past `max`.
+async fn next_chunk(
+    field: &mut Field<'_>,
+    pace: &mut Pace,
+    (so_far, max): (u64, u64),
+    body_limit: u64,
+    too_large: &impl Fn() -> UploadError,
+) -> Result<Option<Bytes>, UploadError> {
+    let Some(chunk) = pace.keep(field.chunk()).await?.map_err(|e| multipart_error(&e, body_limit))? else {
+        return Ok(None);
+    };
+    pace.received += chunk.len() as u64;
+    if so_far.saturating_add(chunk.len() as u64) > max {
+        return Err(too_large());
+    }
+    Ok(Some(chunk))
 }
 
 /// The metadata as text, once it is known to be a JSON object. The client's text is

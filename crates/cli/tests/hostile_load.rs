@@ -4,7 +4,13 @@
 //! are served throughout and healthy writers get through (retrying on 503 as told),
 //! and every profile stored before is still there, image and all.
 //!
-//! `PROFILESTORE_HOSTILE_SECONDS` sets how long the attack lasts (default 12).
+//! Uploads over 1 MiB are received into the spool on disk (the default), so the slow
+//! 10 MiB bodies hold neither memory nor a place among the uploads read at once, and
+//! the spool is empty once the attack is over.
+//!
+//! `PROFILESTORE_HOSTILE_SECONDS` sets how long the attack lasts (default 12);
+//! `PROFILESTORE_HOSTILE_SERVE_ARGS` adds `serve` flags (space-separated), e.g.
+//! `--max-spool-size 0` to measure the same attack without the spool.
 
 // These tests drive real processes in real time.
 #![allow(clippy::disallowed_methods)]
@@ -73,6 +79,7 @@ async fn a_server_under_hostile_load_keeps_its_memory_bounded_serves_the_healthy
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(std::env::var("PROFILESTORE_HOSTILE_SERVE_ARGS").unwrap_or_default().split_whitespace().map(String::from))
     .collect();
     let server = Server::start(&args);
     let base = server.base.clone();
@@ -207,6 +214,10 @@ async fn a_server_under_hostile_load_keeps_its_memory_bounded_serves_the_healthy
         assert_eq!(absent.status(), 404, "a refused upload stored {user}");
     }
     assert!(server.terminate().success());
+    // Every spooled upload (stored, refused, too slow, cut short) removed its file.
+    let spool = dir.path().join("data").join("spool");
+    let left = std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "files were left in the spool {}", spool.display());
     let (code, report) = support::audit_json(&["--data-dir".into(), dir.path().join("data").display().to_string()]);
     assert_eq!(code, Some(0), "the audit found a dangling reference: {report}");
 }

@@ -261,8 +261,8 @@ settings_group! {
         #[arg(long, env = "PROFILESTORE_KEEP_IMAGE_METADATA")]
         pub keep_image_metadata: bool,
 
-        /// How many uploads are read at once; more are refused with 503 `overloaded`.
-        /// [default: 64]
+        /// How many uploads are held in memory at once (a spooled upload counts once its
+        /// body is in); more are refused with 503 `overloaded`. [default: 64]
         #[arg(long, env = "PROFILESTORE_MAX_CONCURRENT_UPLOADS", value_parser = parse_positive, value_name = "N")]
         pub max_concurrent_uploads: Option<NonZeroUsize>,
 
@@ -272,6 +272,26 @@ settings_group! {
         #[arg(long, env = "PROFILESTORE_MAX_UPLOAD_MEMORY", value_parser = parse_size, value_name = "SIZE")]
         #[serde(deserialize_with = "size")]
         pub max_upload_memory: Option<ByteSize>,
+
+        /// Uploads that may hold more than this (their declared length, or the body limit
+        /// when they declare none) are received into the spool on disk, not memory, e.g.
+        /// `1MiB`; `0` spools every upload. [default: 1MiB]
+        #[arg(long, env = "PROFILESTORE_SPOOL_ABOVE", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub spool_above: Option<ByteSize>,
+
+        /// The spool's directory: created with mode 0700 (an existing one must be closed to
+        /// group and others); files left in it by a killed process are removed at start.
+        /// [default: DATA_DIR/spool]
+        #[arg(long, env = "PROFILESTORE_SPOOL_DIR", value_name = "DIR")]
+        pub spool_dir: Option<PathBuf>,
+
+        /// How many bytes the spooled uploads may hold on disk together, e.g. `1GiB`;
+        /// beyond it, 503 `overloaded`. `0` turns the spool off: every upload is held in
+        /// memory. [default: 1GiB]
+        #[arg(long, env = "PROFILESTORE_MAX_SPOOL_SIZE", value_parser = parse_size, value_name = "SIZE")]
+        #[serde(deserialize_with = "size")]
+        pub max_spool_size: Option<ByteSize>,
 
         /// How long a client may take to send a request's head (request line and
         /// headers); then its connection is closed. [default: 10s]

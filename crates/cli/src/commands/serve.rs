@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use profilestore_api::{ApiConfig, ClientLimits, RenderMetrics, ServeOptions, UploadLimits};
+use profilestore_api::{ApiConfig, ClientLimits, RenderMetrics, ServeOptions, Spool, SpoolSettings, UploadLimits};
 use profilestore_core::service::ProfileService;
 use profilestore_core::settings::fmt_duration;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
@@ -47,7 +47,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     let tls = crate::transport::decide(&args.serve, &listeners)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let defaults = ApiConfig::default();
-    let config = ApiConfig {
+    let mut config = ApiConfig {
         max_image_size: args.serve.max_image_size.map_or(defaults.max_image_size, |size| size.as_u64()),
         max_image_pixels: args.serve.max_image_pixels.unwrap_or(defaults.max_image_pixels),
         max_image_frames: args.serve.max_image_frames.unwrap_or(defaults.max_image_frames),
@@ -69,6 +69,7 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
         min_upload_rate: args.serve.min_upload_rate.map_or(defaults.min_upload_rate, |rate| rate.as_u64()),
         image_cache_max_age: args.serve.image_cache_max_age.unwrap_or(defaults.image_cache_max_age),
         idempotency_key_ttl: args.serve.idempotency_key_ttl.unwrap_or(defaults.idempotency_key_ttl),
+        spool: None,
     };
 
     let clock = Arc::new(SystemClock::new());
@@ -77,6 +78,8 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     // watch start.
     crate::stores::check_bucket_versioning(&args.stores, clock.as_ref()).await;
     let timings = opened.timings;
+    // After the stores: a server that cannot reach them leaves no directory behind.
+    config.spool = open_spool(&args)?;
     let clock_check = super::start_clock_check(&opened, clock.clone(), &args.clocks).await?;
     let service = ProfileService::new(opened.metadata, opened.blobs, clock, Arc::new(UuidV7Ids), timings)
         .with_clock_check(clock_check);
@@ -126,4 +129,26 @@ pub async fn run(mut args: ServeArgs, file: &FileSettings, render: RenderMetrics
     announce(&lines)?;
     profilestore_api::serve_with(listener, app, super::shutdown_signal(), options).await.context("server failed")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The spool large uploads are received in (`--spool-dir`, by default `spool` in the
+/// data directory), or `None` when `--max-spool-size 0` turns it off.
+fn open_spool(args: &ServeArgs) -> anyhow::Result<Option<Spool>> {
+    let max_bytes = args.serve.max_spool_size.map_or(SpoolSettings::DEFAULT_MAX_BYTES, |size| size.as_u64());
+    if max_bytes == 0 {
+        return Ok(None);
+    }
+    let dir = match &args.serve.spool_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            let data_dir = args.stores.data_dir.clone().unwrap_or_else(|| crate::stores::DEFAULT_DATA_DIR.into());
+            std::path::absolute(&data_dir)
+                .with_context(|| format!("bad data directory {}", data_dir.display()))?
+                .join("spool")
+        }
+    };
+    let above = args.serve.spool_above.map_or(SpoolSettings::DEFAULT_ABOVE, |size| size.as_u64());
+    let spool = Spool::open(SpoolSettings { dir, above, max_bytes })?;
+    tracing::info!(dir = %spool.dir().display(), above, max_bytes, "large uploads are spooled to disk");
+    Ok(Some(spool))
 }
