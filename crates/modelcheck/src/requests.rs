@@ -1,17 +1,22 @@
-//! The steps of profile deletes and metadata-only updates: each store operation one
-//! atomic step on the world, the update driven by the production [`PatchMachine`].
+//! Client requests in the model: starting them (writes, reads, deletes and
+//! metadata-only updates), and the steps of deletes and updates, each store operation
+//! one atomic step on the world, the update driven by the production [`PatchMachine`].
 //!
 //! Both change a record in one statement (modelled as one step, like a write under
 //! the atomic-commit protocol); where one write at a time holds the database's lock
 //! (SQLite), they wait while another write's commit is pending, as writes do.
 
-use profilestore_core::machine::{PatchAction, PatchEvent, PatchMachine};
+use profilestore_core::machine::{
+    MAX_PATCH_ATTEMPTS, PatchAction, PatchEvent, PatchMachine, ReadMachine, WriteAction, WriteDesign, WriteEvent,
+    WriteMachine,
+};
+use profilestore_core::time::Time as _;
 
 use crate::cleaner::{make_deleted, make_visible};
-use crate::config::ModelConfig;
-use crate::step::{Action, Finished};
+use crate::config::{Cleaning, Design, ModelConfig};
+use crate::step::{Action, Actor, Finished, Property, Step, index_u8};
 use crate::time::Hour;
-use crate::world::{ImageId, ModelWorld, Record, triple_bit};
+use crate::world::{ImageId, ModelWorld, Record, Server, triple_bit};
 
 /// Whether a record change must wait for the database's single write lock.
 fn waits_for_lock(config: &ModelConfig, w: &ModelWorld) -> bool {
@@ -92,4 +97,76 @@ pub(crate) fn patch_step(
             Some((Action::PatchRecord { image_id, refused: false }, false))
         }
     }
+}
+
+/// Starts every request an idle server `i` may start, each as one successor.
+pub(crate) fn start_requests(
+    config: &ModelConfig,
+    world: &ModelWorld,
+    i: usize,
+    emit: &mut impl FnMut(Step, ModelWorld, Option<Property>),
+) {
+    let now = world.clock;
+    let actor = Actor::Server(index_u8(i));
+    // A write of the working design takes a fresh id at its start: none once they
+    // are used up.
+    let writes = config.design != Design::Working || world.next_id < config.image_ids;
+    for user in 0..config.users {
+        for metadata in (0..config.metadata_values).filter(|_| writes) {
+            for image in 0..config.images {
+                let mut w = world.clone();
+                w.ops += 1;
+                w.submitted |= triple_bit(config, user, metadata, image);
+                let design = match config.design {
+                    Design::Working => WriteDesign::BlobFirstFreshId,
+                    Design::RecordFirst => WriteDesign::RecordFirstKeyedByUser(user),
+                    Design::BlobKeyedByUser => WriteDesign::BlobFirstKeyedByUser(user),
+                };
+                let mut machine = WriteMachine::start_with(design, now, config.timings.request_timeout);
+                // Issuing an id touches no store and no other actor sees it, so it is
+                // merged into the start: a sound reduction of interleavings.
+                let mut image_id = None;
+                if machine.next(now) == WriteAction::IssueId {
+                    let id = issue_id(config, &mut w);
+                    machine.handle(WriteEvent::IdIssued(id));
+                    image_id = Some(id);
+                }
+                w.servers[i] = Server::Writing { user, metadata, image, machine };
+                let action = Action::StartWrite { user, metadata, image, image_id };
+                emit(Step { actor, action, failed: false, finished: None }, w, None);
+            }
+        }
+        let mut w = world.clone();
+        w.ops += 1;
+        w.servers[i] =
+            Server::Reading { user, machine: ReadMachine::start(now, config.timings.request_timeout), seen: None };
+        emit(Step { actor, action: Action::StartRead { user }, failed: false, finished: None }, w, None);
+        if config.operations.deletes {
+            let mut w = world.clone();
+            w.ops += 1;
+            w.servers[i] = Server::Deleting { user, deadline: now.plus(config.timings.request_timeout) };
+            emit(Step { actor, action: Action::StartDelete { user }, failed: false, finished: None }, w, None);
+        }
+        if let Some(design) = config.operations.patches {
+            for metadata in 0..config.metadata_values {
+                let mut w = world.clone();
+                w.ops += 1;
+                let machine = PatchMachine::start_with(design, now, config.timings.request_timeout, MAX_PATCH_ATTEMPTS);
+                w.servers[i] = Server::Patching { user, metadata, machine, read: None };
+                let action = Action::StartPatch { user, metadata };
+                emit(Step { actor, action, failed: false, finished: None }, w, None);
+            }
+        }
+    }
+}
+
+/// Issues the next fresh image id, recording its mint hour under incremental cleaning.
+pub(crate) fn issue_id(config: &ModelConfig, w: &mut ModelWorld) -> ImageId {
+    let id = w.next_id;
+    w.next_id = w.next_id.saturating_add(1);
+    if config.cleaning != Cleaning::Full {
+        // At most `MAX_QUEUE` ids are issued (the configuration's check).
+        let _ = w.minted.try_push(w.clock);
+    }
+    id
 }

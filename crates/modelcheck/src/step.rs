@@ -8,16 +8,14 @@
 //! steps between them.
 
 use profilestore_core::machine::{
-    CycleOutcome, MAX_PATCH_ATTEMPTS, PatchMachine, PatchOutcome, ReadAction, ReadEvent, ReadMachine, ReadOutcome,
-    WriteAction, WriteDesign, WriteEvent, WriteMachine, WriteOutcome,
+    CycleOutcome, PatchOutcome, ReadAction, ReadEvent, ReadMachine, ReadOutcome, WriteAction, WriteEvent, WriteMachine,
+    WriteOutcome,
 };
 
 pub use crate::cleaner::cleaner_step;
 use crate::cleaner::{self, cleaner_op, is_fresh, make_visible};
-use crate::config::{Cleaning, Design, IncrementalDesign, ModelConfig};
-use crate::requests::{delete_step, patch_step};
-use profilestore_core::time::Time as _;
-
+use crate::config::{IncrementalDesign, ModelConfig};
+use crate::requests::{delete_step, issue_id, patch_step, start_requests};
 use crate::time::Hour;
 use crate::world::{Blob, ImageId, ModelWorld, Record, Server, triple_bit};
 
@@ -284,66 +282,6 @@ pub fn successors(config: &ModelConfig, world: &ModelWorld, emit: &mut impl FnMu
     }
 }
 
-fn start_requests(
-    config: &ModelConfig,
-    world: &ModelWorld,
-    i: usize,
-    emit: &mut impl FnMut(Step, ModelWorld, Option<Property>),
-) {
-    let now = world.clock;
-    let actor = Actor::Server(index_u8(i));
-    // A write of the working design takes a fresh id at its start: none once they
-    // are used up.
-    let writes = config.design != Design::Working || world.next_id < config.image_ids;
-    for user in 0..config.users {
-        for metadata in (0..config.metadata_values).filter(|_| writes) {
-            for image in 0..config.images {
-                let mut w = world.clone();
-                w.ops += 1;
-                w.submitted |= triple_bit(config, user, metadata, image);
-                let design = match config.design {
-                    Design::Working => WriteDesign::BlobFirstFreshId,
-                    Design::RecordFirst => WriteDesign::RecordFirstKeyedByUser(user),
-                    Design::BlobKeyedByUser => WriteDesign::BlobFirstKeyedByUser(user),
-                };
-                let mut machine = WriteMachine::start_with(design, now, config.timings.request_timeout);
-                // Issuing an id touches no store and no other actor sees it, so it is
-                // merged into the start: a sound reduction of interleavings.
-                let mut image_id = None;
-                if machine.next(now) == WriteAction::IssueId {
-                    let id = issue_id(config, &mut w);
-                    machine.handle(WriteEvent::IdIssued(id));
-                    image_id = Some(id);
-                }
-                w.servers[i] = Server::Writing { user, metadata, image, machine };
-                let action = Action::StartWrite { user, metadata, image, image_id };
-                emit(Step { actor, action, failed: false, finished: None }, w, None);
-            }
-        }
-        let mut w = world.clone();
-        w.ops += 1;
-        w.servers[i] =
-            Server::Reading { user, machine: ReadMachine::start(now, config.timings.request_timeout), seen: None };
-        emit(Step { actor, action: Action::StartRead { user }, failed: false, finished: None }, w, None);
-        if config.operations.deletes {
-            let mut w = world.clone();
-            w.ops += 1;
-            w.servers[i] = Server::Deleting { user, deadline: now.plus(config.timings.request_timeout) };
-            emit(Step { actor, action: Action::StartDelete { user }, failed: false, finished: None }, w, None);
-        }
-        if let Some(design) = config.operations.patches {
-            for metadata in 0..config.metadata_values {
-                let mut w = world.clone();
-                w.ops += 1;
-                let machine = PatchMachine::start_with(design, now, config.timings.request_timeout, MAX_PATCH_ATTEMPTS);
-                w.servers[i] = Server::Patching { user, metadata, machine, read: None };
-                let action = Action::StartPatch { user, metadata };
-                emit(Step { actor, action, failed: false, finished: None }, w, None);
-            }
-        }
-    }
-}
-
 /// Performs server `i`'s next step on `w` (failing the store operation when `fail`).
 /// `None` when there is nothing to do or nothing that could fail (a kill).
 pub fn server_step(config: &ModelConfig, w: &mut ModelWorld, i: usize, fail: bool) -> Option<(Step, Option<Property>)> {
@@ -553,17 +491,6 @@ fn read_step(
     };
     let finished = machine.outcome().map(|o| Finished::Read(o, answer));
     Some((Step { actor, action, failed, finished }, violation))
-}
-
-/// Issues the next fresh image id, recording its mint hour under incremental cleaning.
-fn issue_id(config: &ModelConfig, w: &mut ModelWorld) -> ImageId {
-    let id = w.next_id;
-    w.next_id = w.next_id.saturating_add(1);
-    if config.cleaning != Cleaning::Full {
-        // At most `MAX_QUEUE` ids are issued (the configuration's check).
-        let _ = w.minted.try_push(w.clock);
-    }
-    id
 }
 
 pub(crate) fn index_u8(i: usize) -> u8 {
