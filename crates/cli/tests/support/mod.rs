@@ -24,11 +24,16 @@ pub fn bin() -> Command {
     cmd
 }
 
-/// A PNG with `tag` appended after its end: still a valid image, unique bytes.
+/// A PNG whose pixels spell `tag`: unique bytes the server stores as sent (it holds
+/// no metadata to strip), so a read can be matched with the write that sent it.
 pub fn tagged_png(tag: &str) -> Vec<u8> {
-    let mut bytes = PNG.to_vec();
-    bytes.extend_from_slice(tag.as_bytes());
-    bytes
+    let mut pixels = tag.as_bytes().to_vec();
+    pixels.resize(pixels.len().div_ceil(3).max(1) * 3, 0);
+    let width = u32::try_from(pixels.len() / 3).expect("a short tag");
+    let image = image::RgbImage::from_raw(width, 1, pixels).expect("three bytes per pixel");
+    let mut png = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut png, image::ImageFormat::Png).expect("a PNG encodes");
+    png.into_inner()
 }
 
 /// A running `profilestore serve` and the base URLs it printed.
