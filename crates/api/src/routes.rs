@@ -22,7 +22,7 @@ use crate::ApiConfig;
 use crate::admission::Admission;
 use crate::client::identify_client;
 use crate::client_limits::{Clients, limit_clients};
-use crate::conditions::{change_condition, not_modified, profile_etag, with_etag};
+use crate::conditions::{change_condition, not_modified, profile_etag};
 use crate::deadline::within_request_timeout;
 use crate::drain::{DrainBound, drain_refused};
 use crate::error::ApiError;
@@ -227,11 +227,15 @@ pub(crate) async fn get_profile(
 ) -> Result<Response, ApiError> {
     state.config.auth.authorize_read(&headers)?;
     let profile = state.service.read(&user).await?.ok_or_else(ApiError::profile_not_found)?;
+    // The version is a digest of the metadata: made once per read, for both uses.
     let etag = profile_etag(&profile.record);
-    if not_modified(&headers, etag.to_str().unwrap_or_default()) {
-        return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &profile.record));
-    }
-    Ok(with_etag(profile_response(&profile.record, profile.image)?, &profile.record))
+    let mut response = if not_modified(&headers, etag.to_str().unwrap_or_default()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        profile_response(&profile.record, profile.image)?
+    };
+    response.headers_mut().insert(header::ETAG, etag);
+    Ok(response)
 }
 
 /// `GET /v1/profiles/{user_id}/image`: the current image's bytes with the type
