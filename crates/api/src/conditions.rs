@@ -34,36 +34,85 @@ pub(crate) fn with_etag(mut response: Response, record: &Record) -> Response {
 ///   is never what an editor means, and ignoring a condition would be worse.
 /// - Both headers at once can never both hold of one profile (there is one, and
 ///   there is none): 412, as RFC 9110 §13.2.2 evaluates them in turn.
-/// - A tag that is not a quoted string: 400. An empty header asks for nothing.
+/// - Anything else is 400, checked before the two are combined: a tag that is not a
+///   quoted string, an empty list element, `*` beside tags. An empty header asks for
+///   nothing. The OpenAPI document's patterns say exactly this.
 pub(crate) fn change_condition(headers: &HeaderMap) -> Result<Condition, ApiError> {
-    let if_match = joined(headers, header::IF_MATCH)?;
-    let if_none_match = joined(headers, header::IF_NONE_MATCH)?;
-    match (if_match, if_none_match) {
-        (None, None) => Ok(Condition::None),
-        (_, Some(tags)) if tags.trim() != "*" => {
-            Err(invalid("on a change, `If-None-Match` takes only `*` (create only)"))
-        }
+    let if_match = match tag_list(headers, header::IF_MATCH)? {
+        TagList::Empty => None,
+        TagList::Any => Some(Condition::Present),
+        TagList::Tags(tags) => Some(Condition::OneOf(
+            tags.into_iter().filter(|tag| !tag.weak).filter_map(|tag| ProfileVersion::parse(tag.opaque)).collect(),
+        )),
+    };
+    let create_only = match tag_list(headers, header::IF_NONE_MATCH)? {
+        TagList::Empty => false,
+        TagList::Any => true,
+        TagList::Tags(_) => return Err(invalid("on a change, `If-None-Match` takes only `*` (create only)")),
+    };
+    Ok(match (if_match, create_only) {
+        (None, false) => Condition::None,
+        (None, true) => Condition::Absent,
+        (Some(condition), false) => condition,
         // `If-Match` needs a profile, `If-None-Match: *` needs none: no version meets both.
-        (Some(_), Some(_)) => Ok(Condition::OneOf(Vec::new())),
-        (None, Some(_)) => Ok(Condition::Absent),
-        (Some(tags), None) if tags.trim() == "*" => Ok(Condition::Present),
-        (Some(tags), None) => {
-            let mut versions = Vec::new();
-            for tag in tags.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                let (weak, quoted) = match tag.strip_prefix("W/") {
-                    Some(rest) => (true, rest),
-                    None => (false, tag),
-                };
-                let Some(opaque) = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
-                    return Err(invalid("`If-Match` holds a tag that is not a quoted string"));
-                };
-                if !weak && let Some(version) = ProfileVersion::parse(opaque) {
-                    versions.push(version);
-                }
-            }
-            Ok(Condition::OneOf(versions))
+        (Some(_), true) => Condition::OneOf(Vec::new()),
+    })
+}
+
+/// One entity tag of a list (RFC 9110 §8.8.3): its opaque text between the quotes.
+struct EntityTag<'a> {
+    weak: bool,
+    opaque: &'a str,
+}
+
+/// What a condition header's lines say together.
+enum TagList<'a> {
+    /// No header, or only empty ones: no condition.
+    Empty,
+    /// `*`.
+    Any,
+    /// One or more entity tags.
+    Tags(Vec<EntityTag<'a>>),
+}
+
+/// All of a header's lines read as one list (RFC 9110 §5.3), strictly: optional
+/// spaces and tabs around the commas, no empty element, and `*` only alone.
+fn tag_list(headers: &HeaderMap, name: header::HeaderName) -> Result<TagList<'_>, ApiError> {
+    let mut any = false;
+    let mut tags = Vec::new();
+    for line in headers.get_all(name).iter() {
+        let line = line.to_str().map_err(|_| invalid("a condition header is not visible ASCII"))?;
+        let line = line.trim_matches([' ', '\t']);
+        if line.is_empty() {
+            continue;
+        }
+        if line == "*" {
+            any = true;
+            continue;
+        }
+        for element in line.split(',').map(|e| e.trim_matches([' ', '\t'])) {
+            tags.push(entity_tag(element).ok_or_else(|| {
+                invalid("a condition header holds an element that is not a quoted entity tag (or is empty)")
+            })?);
         }
     }
+    match (any, tags.is_empty()) {
+        (false, true) => Ok(TagList::Empty),
+        (true, true) => Ok(TagList::Any),
+        (false, false) => Ok(TagList::Tags(tags)),
+        (true, false) => Err(invalid("`*` in a condition header stands alone, without entity tags")),
+    }
+}
+
+/// `element` as an entity tag: `"…"` or `W/"…"` around visible ASCII other than the
+/// quote (and the comma, which separates the list's elements).
+fn entity_tag(element: &str) -> Option<EntityTag<'_>> {
+    let (weak, quoted) = match element.strip_prefix("W/") {
+        Some(rest) => (true, rest),
+        None => (false, element),
+    };
+    let opaque = quoted.strip_prefix('"')?.strip_suffix('"')?;
+    opaque.bytes().all(|b| b.is_ascii_graphic() && b != b'"').then_some(EntityTag { weak, opaque })
 }
 
 /// Whether a read's `If-None-Match` names `etag` (`*`, or a listed tag equal to it
@@ -76,18 +125,6 @@ pub(crate) fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
-}
-
-/// All of a header's lines as one list (RFC 9110 §5.3), or `None` without it or when
-/// the list is empty (an empty value asks for nothing).
-fn joined(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<String>, ApiError> {
-    let mut lines = headers.get_all(name).iter().peekable();
-    if lines.peek().is_none() {
-        return Ok(None);
-    }
-    let texts: Result<Vec<&str>, _> = lines.map(HeaderValue::to_str).collect();
-    let list = texts.map_err(|_| invalid("a condition header is not visible ASCII"))?.join(",");
-    Ok((!list.trim().trim_matches(',').trim().is_empty()).then_some(list))
 }
 
 fn invalid(message: &'static str) -> ApiError {
@@ -129,7 +166,19 @@ mod tests {
         let both = with(&[(header::IF_MATCH, "*"), (header::IF_NONE_MATCH, "*")]);
         assert_eq!(change_condition(&both).unwrap(), Condition::OneOf(vec![]), "both: never met");
         assert_eq!(change_condition(&with(&[(header::IF_MATCH, "")])).unwrap(), Condition::None, "empty: none");
-        for refused in [with(&[(header::IF_NONE_MATCH, "\"abc\"")]), with(&[(header::IF_MATCH, "unquoted")])] {
+        let refused_cases = [
+            with(&[(header::IF_NONE_MATCH, "\"abc\"")]),
+            with(&[(header::IF_MATCH, "unquoted")]),
+            // A malformed tag is refused even beside a create-only condition.
+            with(&[(header::IF_NONE_MATCH, "*"), (header::IF_MATCH, "y8jO")]),
+            with(&[(header::IF_MATCH, ",")]),
+            with(&[(header::IF_NONE_MATCH, ",")]),
+            with(&[(header::IF_MATCH, "\"a\"b\"")]),
+            with(&[(header::IF_MATCH, "\"a\", ")]),
+            with(&[(header::IF_MATCH, "*, \"a\"")]),
+            with(&[(header::IF_MATCH, "*"), (header::IF_MATCH, "\"a\"")]),
+        ];
+        for refused in refused_cases {
             let error = change_condition(&refused).unwrap_err();
             assert_eq!(error.status(), axum::http::StatusCode::BAD_REQUEST);
         }

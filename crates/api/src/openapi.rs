@@ -88,7 +88,11 @@ const RATE: &[&str] = &["too_many_requests"];
 fn operation_errors() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     let join = |groups: &[&[&'static str]]| groups.concat();
     vec![
-        (PROFILE, "put", join(&[USER_PATH, WRITER, CONDITION, IDEMPOTENCY, UPLOAD, &["too_many_uploads"], WRITING, RATE])),
+        (
+            PROFILE,
+            "put",
+            join(&[USER_PATH, WRITER, CONDITION, IDEMPOTENCY, UPLOAD, &["too_many_uploads"], WRITING, RATE]),
+        ),
         (PROFILE, "get", join(&[USER_PATH, READER, &["profile_not_found"], READING, RATE])),
         (PROFILE, "delete", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], WRITING, RATE])),
         (PROFILE, "patch", join(&[USER_PATH, WRITER, CONDITION, &["profile_not_found"], PATCH_BODY, WRITING, RATE])),
@@ -235,7 +239,7 @@ fn describe_profile_versions(profile: &mut Value) {
         json!({"name": name, "in": "header", "required": false, "description": description, "schema": schema})
     };
     // Tags hold no comma: the server splits lists at commas. Empty: no condition.
-    let entity_tags = r#"^(|\*|(W/)?"[!#-+\x2D-~]*"( *, *(W/)?"[!#-+\x2D-~]*")*)$"#;
+    let entity_tags = r#"^[ \t]*(|\*|(W/)?"[!#-+\x2D-~]*"([ \t]*,[ \t]*(W/)?"[!#-+\x2D-~]*")*)[ \t]*$"#;
     for method in ["get", "put", "patch"] {
         profile[method]["responses"]["200"]["headers"]["ETag"] = etag.clone();
     }
@@ -266,7 +270,7 @@ fn describe_profile_versions(profile: &mut Value) {
         parameters.push(header(
             "If-None-Match",
             "`*`: change only where there is no profile (else 412)",
-            Some(r"^\*?$"),
+            Some(r"^[ \t]*\*?[ \t]*$"),
         ));
     }
 }
