@@ -149,7 +149,7 @@ pub struct BenchConfig {
     pub clients: Vec<usize>,
     /// How many users the latency scenarios spread their operations over.
     pub users: usize,
-    /// The size of the uploaded image (a real PNG, padded).
+    /// The size of the uploaded image (a real PNG of exactly this size, all of it image).
     pub image_size: u64,
     /// Where the latency scenarios' stores are.
     pub stores: StoreTarget,

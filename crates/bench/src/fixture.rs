@@ -16,17 +16,87 @@ use profilestore_stores::{OpenMode, S3Options};
 use crate::config::StoreTarget;
 use crate::error::BenchError;
 
-/// The PNG every upload starts from.
-const AVATAR: &[u8] = include_bytes!("../../../examples/avatar.png");
-
-/// A valid PNG of exactly `size` bytes (at least the example avatar's): the avatar
-/// with filler after its end, which decoders ignore and the API accepts. Real bytes,
-/// so the API's image checks do their real work.
+/// A valid PNG of exactly `size` bytes (70 at the least), every byte of it image: one
+/// row of grey pixels, stored uncompressed. No filler after the image or in chunks a
+/// decoder skips, since the API strips those before storing (the stored image would
+/// then be smaller than the one the floor writes). Real bytes, so the API's image
+/// checks do their real work.
 pub fn image(size: u64) -> Bytes {
-    let size = usize::try_from(size).unwrap_or(usize::MAX).max(AVATAR.len());
-    let mut bytes = AVATAR.to_vec();
-    bytes.resize(size, 0x5a);
-    Bytes::from(bytes)
+    let size = usize::try_from(size).unwrap_or(usize::MAX);
+    // Total = 64 bytes of signature, headers and checksums + 5 per stored deflate block
+    // + the row's width. The width decides how many blocks its row takes, so search
+    // for a block count that agrees, with one empty block more where none does.
+    let layout =
+        (1..=size / MAX_STORED_BLOCK + 1).flat_map(|blocks| [(blocks, 0), (blocks, 1)]).find_map(|(blocks, empty)| {
+            let width = size.checked_sub(64 + 5 * (blocks + empty)).filter(|&w| w >= 1)?;
+            ((width + 1).div_ceil(MAX_STORED_BLOCK) == blocks).then_some((width, empty))
+        });
+    let (width, empty_blocks) = layout.unwrap_or((1, 0));
+    Bytes::from(grey_row_png(width, empty_blocks))
+}
+
+/// The most bytes one stored (uncompressed) deflate block holds.
+const MAX_STORED_BLOCK: usize = 65_535;
+
+/// A PNG of one row of `width` grey pixels, its zlib stream in stored blocks, led by
+/// `empty_blocks` empty ones.
+fn grey_row_png(width: usize, empty_blocks: usize) -> Vec<u8> {
+    // Filter byte 0 (none), then the pixels.
+    let mut row = vec![0u8];
+    row.extend((0..width).map(|i| (i % 251) as u8));
+    let mut zlib = vec![0x78, 0x01];
+    for _ in 0..empty_blocks {
+        zlib.extend([0x00, 0x00, 0x00, 0xff, 0xff]);
+    }
+    let mut blocks = row.chunks(MAX_STORED_BLOCK).peekable();
+    while let Some(block) = blocks.next() {
+        let len = u16::try_from(block.len()).expect("a stored block holds at most 65535 bytes");
+        zlib.push(u8::from(blocks.peek().is_none()));
+        zlib.extend(len.to_le_bytes());
+        zlib.extend((!len).to_le_bytes());
+        zlib.extend_from_slice(block);
+    }
+    zlib.extend(adler32(&row).to_be_bytes());
+
+    let mut header = u32::try_from(width).expect("a PNG is at most 2^31 pixels wide").to_be_bytes().to_vec();
+    // Height 1, 8-bit greyscale, deflate, no filter method extensions, not interlaced.
+    header.extend([0, 0, 0, 1, 8, 0, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", header.as_slice()), (b"IDAT", &zlib), (b"IEND", &[])] {
+        png.extend(u32::try_from(data.len()).expect("a chunk under 2^31 bytes").to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32(&png[start..]);
+        png.extend(crc.to_be_bytes());
+    }
+    png
+}
+
+/// Zlib's Adler-32 checksum of `data`.
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (1u32, 0u32);
+    for chunk in data.chunks(5552) {
+        for &byte in chunk {
+            a += u32::from(byte);
+            b += a;
+        }
+        (a, b) = (a % 65_521, b % 65_521);
+    }
+    (b << 16) | a
+}
+
+/// The CRC-32 (ISO-HDLC, as PNG uses) of `data`, a byte at a time: the bench makes
+/// one image per run.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
 }
 
 /// The JSON metadata every upload carries.
@@ -154,11 +224,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_image_is_the_avatar_padded_to_size() {
-        let img = image(20 * 1024);
-        assert_eq!(img.len(), 20 * 1024);
-        assert!(img.starts_with(AVATAR));
-        assert_eq!(image(1).len(), AVATAR.len(), "never shorter than a whole PNG");
+    fn the_image_is_a_whole_png_of_exactly_the_size_asked() {
+        // Around one and two stored blocks' boundaries too, where the search needs an
+        // empty block.
+        for size in [70, 71, 1_000, 20 * 1024, 65_600, 65_603, 65_604, 65_605, 65_610, 131_140, 131_150, 300_000] {
+            let png = image(size);
+            assert_eq!(png.len() as u64, size);
+            let decoded = ::image::load_from_memory_with_format(&png, ::image::ImageFormat::Png)
+                .unwrap_or_else(|e| panic!("{size} bytes: {e}"));
+            assert_eq!(decoded.height(), 1);
+            // All but the headers and checksums is pixels.
+            assert!(size - u64::from(decoded.width()) <= 64 + 5 * (size / 65_535 + 2), "{size}");
+        }
+        assert_eq!(image(0).len(), 70, "never shorter than a whole PNG");
+    }
+
+    #[test]
+    fn the_checksums_are_zlibs_and_pngs() {
+        assert_eq!(adler32(b"Wikipedia"), 0x11E6_0398);
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
     }
 
     #[test]

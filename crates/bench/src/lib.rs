@@ -13,7 +13,7 @@
 //! | [`config`] | [`BenchConfig`]: scenarios, runs, run time, client counts, stores, sizes |
 //! | [`load`] | the closed-loop load generator and the floor/product [`interleave`](load::interleave)r |
 //! | [`stats`] | a run's throughput and percentiles ([`RunStats`]), a ratio's [`Spread`] |
-//! | [`fixture`] | opening and pairing the stores, the padded PNG, the bench's users |
+//! | [`fixture`] | opening and pairing the stores, the PNG of the asked size, the bench's users |
 //! | `scenarios` | the library and HTTP paths and their floors, at each client count |
 //! | [`sweep`] | the cleaner cycle against listing plus one record scan |
 //! | `bulk` | populating the embedded default's files directly, for the sweep at a million blobs |

@@ -84,7 +84,14 @@ pub(crate) fn write_http(
                 .mime_str("image/png")
                 .map_err(|e| e.to_string())?;
             let form = reqwest::multipart::Form::new().text("metadata", METADATA).part("image", part);
-            fetch(client.put(url).multipart(form)).await.map(|_| ())
+            let body = fetch(client.put(url).multipart(form)).await?;
+            // The floor stores the image as it is: so must the product, or it would
+            // be measured writing fewer bytes (the API strips what a decoder skips).
+            let stored = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["image_size"].as_u64());
+            match stored {
+                Some(stored) if stored == len => Ok(()),
+                other => Err(format!("the API stored {other:?} bytes of the {len}-byte image, not all of it")),
+            }
         }
         .boxed()
     })

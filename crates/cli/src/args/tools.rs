@@ -31,7 +31,7 @@ pub struct BenchArgs {
     /// Users the operations are spread over.
     #[arg(long, default_value_t = 1000)]
     pub users: usize,
-    /// Size of the uploaded image (the example PNG, padded).
+    /// Size of the uploaded image (a real PNG of exactly this size, all of it image).
     #[arg(long, value_parser = parse_size, default_value = "20KiB", value_name = "SIZE")]
     pub image_size: bytesize::ByteSize,
     /// Metadata database URL for the write and read scenarios. [default: a fresh
