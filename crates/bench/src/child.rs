@@ -22,6 +22,8 @@ pub enum ChildTask {
     SweepFloor(SweepStores),
     /// The sweep's product: one cleaner cycle.
     SweepCleaner(SweepStores),
+    /// Serve the stores and hold reads open (see `read_memory`).
+    HeldReads(crate::read_memory::HeldReads),
     /// One exploration of the model checker.
     Model {
         /// Which configuration.
@@ -76,6 +78,12 @@ pub struct ChildOutcome {
     pub deleted: u64,
     /// Distinct states the model checker explored.
     pub states: u64,
+    /// Resident memory (`VmRSS`) of a server holding no read.
+    #[serde(default)]
+    pub rss_idle_bytes: Option<u64>,
+    /// Resident memory of the same server holding its reads open.
+    #[serde(default)]
+    pub rss_held_bytes: Option<u64>,
 }
 
 /// Runs `task` in this process: what `profilestore bench --child` does, and the
@@ -84,6 +92,7 @@ pub async fn run_task(task: &ChildTask, s3: &S3Options) -> Result<ChildOutcome, 
     match task {
         ChildTask::SweepFloor(stores) => crate::sweep::floor(stores, s3).await,
         ChildTask::SweepCleaner(stores) => crate::sweep::cleaner(stores, s3).await,
+        ChildTask::HeldReads(task) => crate::read_memory::hold(task, s3).await,
         ChildTask::Model { size, threads } => crate::model::explore(*size, *threads).await,
     }
 }

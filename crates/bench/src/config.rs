@@ -21,6 +21,9 @@ pub enum Scenario {
     /// `GET /v1/profiles/{user}` (JSON, image in base64) against `GET /v1/images/{id}`
     /// of the same images.
     ReadHttp,
+    /// Memory per in-flight read: a server in a child process holding slow clients'
+    /// profile GETs of a large image, against the same number of image GETs.
+    ReadMemory,
     /// One cleaner cycle over N blobs (10 % orphans) against listing every blob plus
     /// one scan of the records' image ids; each side in a child process, for its peak
     /// memory.
@@ -38,11 +41,12 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order a run takes them.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::WriteLibrary,
         Scenario::WriteHttp,
         Scenario::ReadLibrary,
         Scenario::ReadHttp,
+        Scenario::ReadMemory,
         Scenario::Sweep,
         Scenario::Incremental,
         Scenario::S3Listing,
@@ -56,6 +60,7 @@ impl Scenario {
             Scenario::WriteHttp => "write-http",
             Scenario::ReadLibrary => "read-library",
             Scenario::ReadHttp => "read-http",
+            Scenario::ReadMemory => "read-memory",
             Scenario::Sweep => "sweep",
             Scenario::Incremental => "incremental",
             Scenario::S3Listing => "s3-listing",
@@ -70,6 +75,7 @@ impl Scenario {
             Scenario::WriteHttp => "write-library",
             Scenario::ReadLibrary => "read-floor",
             Scenario::ReadHttp => "image-get-http",
+            Scenario::ReadMemory => "image-get-held",
             Scenario::Sweep => "list+scan",
             Scenario::Incremental => "full sweep",
             Scenario::S3Listing => "sequential listing",
@@ -153,6 +159,11 @@ pub struct BenchConfig {
     pub image_size: u64,
     /// Where the latency scenarios' stores are.
     pub stores: StoreTarget,
+    /// The image size of the read-memory scenario: well above the kernel's socket
+    /// buffers, or the answers finish into them.
+    pub in_flight_image_size: u64,
+    /// How many reads the read-memory scenario holds open at once.
+    pub in_flight_reads: usize,
     /// How many blobs each sweep size holds (the sweep's and the incremental
     /// scenario's).
     pub sweep_sizes: Vec<u64>,
@@ -178,6 +189,8 @@ impl Default for BenchConfig {
             clients: vec![1, 8, 64],
             users: 1000,
             image_size: 20 * 1024,
+            in_flight_image_size: 16 * 1024 * 1024,
+            in_flight_reads: 16,
             stores: StoreTarget::default(),
             sweep_sizes: vec![10_000],
             model_sizes: vec![ModelSize::CaseStudy, ModelSize::Larger],
@@ -202,6 +215,9 @@ impl BenchConfig {
         }
         if self.clients.is_empty() || self.clients.contains(&0) {
             return fail("clients must be one or more counts, each at least 1");
+        }
+        if self.in_flight_reads == 0 {
+            return fail("in-flight-reads must be at least 1");
         }
         if self.users == 0 {
             return fail("users must be at least 1");

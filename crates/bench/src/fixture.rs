@@ -188,6 +188,11 @@ pub fn file_url(dir: Option<&Path>) -> String {
     format!("file://{}", dir.unwrap_or(Path::new(".")).join("blobs").display())
 }
 
+/// The profile every bench write stores: [`METADATA`] and `image`, a PNG.
+pub fn profile(image: Bytes) -> NewProfile {
+    NewProfile { metadata: METADATA.to_owned(), image, content_type: "image/png".into() }
+}
+
 /// A fresh 128-bit value from the id source (cluster ids, run tags): the bench makes
 /// no randomness of its own.
 pub fn fresh_u128() -> u128 {
@@ -209,8 +214,7 @@ pub async fn seed(service: &ProfileService, users: &[UserId], image: &Bytes) -> 
     use futures::{StreamExt, TryStreamExt};
     futures::stream::iter(users.iter().cloned())
         .map(|user| {
-            let profile =
-                NewProfile { metadata: METADATA.to_owned(), image: image.clone(), content_type: "image/png".into() };
+            let profile = profile(image.clone());
             async move { service.write(user, profile).await.map(|_| ()) }
         })
         .buffer_unordered(8)

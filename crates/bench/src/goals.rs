@@ -3,6 +3,7 @@
 use crate::config::Scenario;
 use crate::incremental::IncrementalResult;
 use crate::listing::ListingResult;
+use crate::read_memory::ReadMemoryResult;
 use crate::scenarios::PairResult;
 use crate::stats::{Spread, ratio};
 
@@ -35,6 +36,8 @@ pub enum Measure {
     TimeRatio,
     /// Keys per second of the parallel S3 listing over the sequential one's.
     ListingRate,
+    /// Resident memory per in-flight read over the image's size.
+    MemoryPerRead,
 }
 
 /// One goal, judged on the median of its ratio across runs.
@@ -218,4 +221,25 @@ pub fn judge_listings(results: &[ListingResult]) -> Vec<Goal> {
             )
         })
         .collect()
+}
+
+/// The most a profile GET held open may keep in memory, in image sizes: the image
+/// once, plus encoding pieces and buffers well under half of it.
+pub const MEMORY_PER_READ_LIMIT: f64 = 1.5;
+
+/// Memory per in-flight read: a profile GET held open keeps at most
+/// [`MEMORY_PER_READ_LIMIT`] times its image's size.
+pub fn judge_read_memory(result: &ReadMemoryResult) -> Goal {
+    Goal::new(
+        format!(
+            "memory per in-flight profile GET ≤ {MEMORY_PER_READ_LIMIT}× its image's size ({} reads of {} bytes held)",
+            result.reads, result.image_bytes
+        ),
+        Scenario::ReadMemory,
+        result.reads,
+        Measure::MemoryPerRead,
+        result.product_per_image,
+        Bound::AtMost,
+        MEMORY_PER_READ_LIMIT,
+    )
 }

@@ -35,6 +35,7 @@ pub mod incremental;
 pub mod listing;
 pub mod load;
 pub mod model;
+pub mod read_memory;
 pub mod results;
 mod scenarios;
 pub mod stats;
@@ -63,12 +64,14 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
         sweeps: Vec::new(),
         incremental: Vec::new(),
         listings: Vec::new(),
+        read_memory: None,
         model: Vec::new(),
         goals: Vec::new(),
         not_yet_measured: Vec::new(),
     };
     for scenario in Scenario::ALL.into_iter().filter(|s| config.scenarios.contains(s)) {
         match scenario {
+            Scenario::ReadMemory => results.read_memory = Some(read_memory::run(config).await?),
             Scenario::Sweep => results.sweeps = sweep::run(config).await?,
             Scenario::Incremental => results.incremental = incremental::run(config).await?,
             Scenario::S3Listing => match listing::run(config).await? {
@@ -95,5 +98,6 @@ pub async fn run(config: &BenchConfig) -> Result<Results, BenchError> {
     results.goals = goals::judge(&results.pairs);
     results.goals.extend(goals::judge_incremental(&results.incremental));
     results.goals.extend(goals::judge_listings(&results.listings));
+    results.goals.extend(results.read_memory.as_ref().map(goals::judge_read_memory));
     Ok(results)
 }

@@ -8,6 +8,7 @@ use crate::goals::Goal;
 use crate::incremental::IncrementalResult;
 use crate::listing::ListingResult;
 use crate::model::ModelResult;
+use crate::read_memory::ReadMemoryResult;
 use crate::scenarios::PairResult;
 use crate::sweep::SweepResult;
 
@@ -99,6 +100,9 @@ pub struct Results {
     /// The S3 listing, parallel against sequential, one per size.
     #[serde(default)]
     pub listings: Vec<ListingResult>,
+    /// Memory per in-flight read, when measured.
+    #[serde(default)]
+    pub read_memory: Option<ReadMemoryResult>,
     /// The model checker, one per configuration.
     pub model: Vec<ModelResult>,
     /// The goals the measured pairs allow judging.

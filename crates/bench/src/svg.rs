@@ -56,6 +56,13 @@ fn bars(results: &Results) -> Vec<Bar> {
             bars.push(Bar { label: format!("cleaner vs list+scan, {} blobs (time)", w.blobs), ratio, goal: None });
         }
     }
+    if let Some(r) = &results.read_memory
+        && let Some(ratio) = r.product_per_image
+    {
+        let label = format!("profile GET held, memory ÷ image ({} reads)", r.reads);
+        let limit = crate::goals::MEMORY_PER_READ_LIMIT;
+        bars.push(Bar { label, ratio, goal: Some((limit, ratio.median <= limit)) });
+    }
     for l in &results.listings {
         if let Some(ratio) = l.rate_ratio {
             let label = format!("S3 listing at {} vs 1, {} keys (keys/s)", l.concurrency, l.keys);

@@ -91,6 +91,9 @@ pub fn render(results: &Results) -> String {
         }
         out.push('\n');
     }
+    if let Some(r) = &results.read_memory {
+        read_memory(&mut out, r);
+    }
     if !results.incremental.is_empty() {
         incremental(&mut out, &results.incremental);
     }
@@ -142,6 +145,34 @@ pub fn render(results: &Results) -> String {
         let _ = writeln!(out, "not measured: {todo}");
     }
     out
+}
+
+/// Memory per in-flight read: one line per side, medians.
+fn read_memory(out: &mut String, r: &crate::read_memory::ReadMemoryResult) {
+    out.push_str("| held read | image | reads held | RSS idle | RSS held | per read | per read ÷ image (min–max) |\n");
+    out.push_str("|---|--:|--:|--:|--:|--:|--:|\n");
+    for (name, runs, per_image) in
+        [("image GET (floor)", &r.runs.floor, r.floor_per_image), ("profile GET", &r.runs.product, r.product_per_image)]
+    {
+        let per_read = median(runs.iter().filter_map(|o| crate::read_memory::per_read_bytes(o, r.reads)));
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            mib(Some(r.image_bytes)),
+            r.reads,
+            mib(median_u64(runs.iter().filter_map(|o| o.rss_idle_bytes))),
+            mib(median_u64(runs.iter().filter_map(|o| o.rss_held_bytes))),
+            mib(per_read.is_finite().then_some(per_read as u64)),
+            spread(per_image),
+        );
+    }
+    out.push('\n');
+}
+
+/// The median of `values`, or `None` without any.
+fn median_u64(values: impl Iterator<Item = u64>) -> Option<u64> {
+    let m = median(values.map(|v| v as f64));
+    m.is_finite().then_some(m as u64)
 }
 
 /// The S3 listing: one line per size, medians of each side.

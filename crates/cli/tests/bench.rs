@@ -1,6 +1,6 @@
-//! `profilestore bench` as a user runs it, at a tiny size: the sweep's and the model
-//! checker's sides in child processes of their own, the outputs written, and exit
-//! status 0 whatever the goals' verdicts.
+//! `profilestore bench` as a user runs it, at a tiny size: the sweep's, the held
+//! reads' and the model checker's sides in child processes of their own, the outputs
+//! written, and exit status 0 whatever the goals' verdicts.
 
 mod support;
 
@@ -11,7 +11,8 @@ fn a_tiny_bench_runs_its_children_and_writes_json_and_a_plot() {
     let out = tempfile::tempdir().unwrap();
     let output = bin()
         .args(["bench", "--runs", "1", "--run-time", "200ms", "--clients", "1,2", "--users", "10"])
-        .args(["--scenario", "write-library", "--scenario", "read-http,sweep,incremental,model"])
+        .args(["--scenario", "write-library", "--scenario", "read-http,read-memory,sweep,incremental,model"])
+        .args(["--in-flight-image-size", "8MiB", "--in-flight-reads", "2"])
         .args(["--blobs-count", "100,300", "--model-size", "small", "--json", "--out"])
         .arg(out.path())
         .output()
@@ -42,7 +43,18 @@ fn a_tiny_bench_runs_its_children_and_writes_json_and_a_plot() {
         assert!(cycle["touched"].as_u64().unwrap() < full["touched"].as_u64().unwrap(), "{inc}");
         assert_eq!(cycle["deleted"], full["deleted"], "both cycles delete the planted garbage: {inc}");
     }
+    // Each held read keeps about its image (8 MiB) in the server's memory, once: an
+    // answer that encoded the whole image at once would keep it 2.3 times.
+    let memory = &results["read_memory"];
+    for side in ["floor", "product"] {
+        let run = &memory["runs"][side][0];
+        assert_eq!(run["own_process"], true, "the held reads' {side} ran in a child: {run}");
+        let (idle, held) = (run["rss_idle_bytes"].as_u64().unwrap(), run["rss_held_bytes"].as_u64().unwrap());
+        let per_image = held.saturating_sub(idle) as f64 / 2.0 / f64::from(8u32 << 20);
+        assert!((0.5..=1.5).contains(&per_image), "{side}: {per_image:.2} images held per read: {run}");
+    }
     let goals = results["goals"].as_array().unwrap();
+    assert!(goals.iter().any(|g| g["scenario"] == "read-memory" && g["met"] == true), "{goals:?}");
     assert_eq!(goals.iter().filter(|g| g["scenario"] == "incremental").count(), 4, "two goals per size");
     let model = &results["model"][0];
     assert_eq!(model["own_process"], true, "{model}");

@@ -134,7 +134,7 @@ async fn sides(config: &BenchConfig, scenario: Scenario, stores: &Stores) -> Res
                 product: http::get_profile(client, server, users),
             }
         }
-        Scenario::Sweep | Scenario::Incremental | Scenario::S3Listing | Scenario::Model => {
+        Scenario::ReadMemory | Scenario::Sweep | Scenario::Incremental | Scenario::S3Listing | Scenario::Model => {
             return Err(BenchError::Config(format!("{scenario} is not a latency scenario")));
         }
     })

@@ -15,8 +15,8 @@ use super::*;
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Scenarios, repeatable or comma-separated: write-library, write-http,
-    /// read-library, read-http, sweep, incremental, s3-listing (needs an s3://
-    /// --blobs), model. [default: all]
+    /// read-library, read-http, read-memory, sweep, incremental, s3-listing (needs an
+    /// s3:// --blobs), model. [default: all]
     #[arg(long, value_delimiter = ',', value_parser = parse_scenario, value_name = "NAME")]
     pub scenario: Vec<profilestore_bench::Scenario>,
     /// Timed runs of each side (floor and product alternate).
@@ -34,6 +34,13 @@ pub struct BenchArgs {
     /// Size of the uploaded image (a real PNG of exactly this size, all of it image).
     #[arg(long, value_parser = parse_size, default_value = "20KiB", value_name = "SIZE")]
     pub image_size: bytesize::ByteSize,
+    /// Image size of the read-memory scenario: well above the kernel's socket buffers
+    /// (a few MiB on loopback), or the held answers finish into them.
+    #[arg(long, value_parser = parse_size, default_value = "16MiB", value_name = "SIZE")]
+    pub in_flight_image_size: bytesize::ByteSize,
+    /// Reads the read-memory scenario holds open at once.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub in_flight_reads: usize,
     /// Metadata database URL for the write and read scenarios. [default: a fresh
     /// SQLite file in a temporary directory]
     #[arg(long, value_name = "URL")]

@@ -21,6 +21,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         clients: args.clients,
         users: args.users,
         image_size: args.image_size.as_u64(),
+        in_flight_image_size: args.in_flight_image_size.as_u64(),
+        in_flight_reads: args.in_flight_reads,
         stores: StoreTarget { database: args.database, blobs: args.blobs, s3: args.s3.options() },
         sweep_sizes: args.blobs_count,
         model_sizes: args.model_size.into_iter().map(Into::into).collect(),
