@@ -10,6 +10,7 @@ use super::stores::SimWorld;
 use profilestore_core::error::ServiceError;
 use profilestore_core::ids::{BlobKey, ImageId, UserId};
 use profilestore_core::service::Profile;
+use profilestore_core::store::Record;
 
 impl SimWorld {
     /// Checks that every record names an existing blob; records a violation if not.
@@ -99,7 +100,7 @@ pub(super) fn check_read(
             Counters::bump(&counters.reads_found);
             Counters::bump(&counters.consistency_checks);
             let id = profile.record.image_id;
-            let meta_write = profile.record.metadata.strip_prefix("{\"write\":\"").and_then(|s| s.strip_suffix("\"}"));
+            let meta_write = write_of(&profile.record.metadata);
             let image_write = std::str::from_utf8(&profile.image).ok().and_then(|s| s.strip_prefix("sim-image:"));
             let users_write = meta_write.is_some_and(|w| w.starts_with(&format!("{user}#")));
             journal.record(
@@ -145,6 +146,42 @@ pub(super) fn check_read(
             journal.record(me, format!("← read {user}: connection lost"), Some(user), &[]);
         }
     }
+}
+
+/// The write tag a profile's metadata names: `{"write":"TAG"}`, or with an update's
+/// member after it, `{"write":"TAG","update":N}` (an update keeps the image, so the
+/// tag still names the write that stored it).
+pub(super) fn write_of(metadata: &str) -> Option<&str> {
+    let rest = metadata.strip_prefix("{\"write\":\"")?;
+    let (tag, after) = rest.split_once('"')?;
+    (after == "}" || (after.starts_with(",\"update\":") && after.ends_with('}'))).then_some(tag)
+}
+
+/// `metadata` with its update member set to `n`: what a simulated `PATCH` asks.
+pub(super) fn updated(metadata: &str, n: u64) -> Option<String> {
+    write_of(metadata).map(|tag| format!("{{\"write\":\"{tag}\",\"update\":{n}}}"))
+}
+
+/// Logs an update's answer (the commit itself is checked for dangling references
+/// where it lands).
+pub(super) fn log_update(
+    journal: &Journal,
+    me: Actor,
+    user: &UserId,
+    n: u64,
+    answer: Option<Result<Option<Record>, ServiceError>>,
+) {
+    let counters = &journal.counters;
+    let (counter, text, ids) = match answer {
+        Some(Ok(Some(record))) => {
+            (&counters.updates_ok, format!("committed, naming {}", short(&record.image_id)), vec![record.image_id])
+        }
+        Some(Ok(None)) => (&counters.updates_ok, "no profile".to_owned(), vec![]),
+        Some(Err(e)) => (&counters.updates_failed, e.code().to_owned(), vec![]),
+        None => (&counters.updates_failed, "connection lost".to_owned(), vec![]),
+    };
+    Counters::bump(counter);
+    journal.record(me, format!("← update #{n} of {user}: {text}"), Some(user), &ids);
 }
 
 /// Names a write in its metadata and image: the user and the write's number, so a

@@ -154,6 +154,10 @@ counters! {
         reads_failed,
         /// Deletes answered.
         deletes,
+        /// Metadata-only updates answered with the updated profile (or "no profile").
+        updates_ok,
+        /// Metadata-only updates that failed (error, deadline, contention, crash).
+        updates_failed,
         /// Requests refused because their server was down.
         refused,
         /// Store calls that failed by injection.
@@ -204,6 +208,9 @@ counters! {
         full_listings,
         /// Cleaner listings of only the images minted since the listing horizon.
         incremental_listings,
+        /// Race: record commits refused as they landed because the record was no
+        /// longer the one their update read (the compare-and-set at work).
+        commits_refused_changed,
     }
 }
 
@@ -223,6 +230,8 @@ impl Counts {
             + self.reads_empty
             + self.reads_failed
             + self.deletes
+            + self.updates_ok
+            + self.updates_failed
             + self.refused
     }
 
@@ -302,7 +311,15 @@ impl fmt::Display for Counts {
             self.superseded_deleted,
             self.full_listings,
             self.incremental_listings
-        )
+        )?;
+        if self.updates_ok + self.updates_failed > 0 {
+            write!(
+                f,
+                "\nupdates: {} ok / {} failed; race: commits refused because the record changed under them {}",
+                self.updates_ok, self.updates_failed, self.commits_refused_changed
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -133,6 +133,7 @@ impl SimWorld {
         let counters = &self.journal.counters;
         let before = self.record_of(&record.user_id);
         self.pending.fetch_sub(1, Ordering::Relaxed);
+        let precondition = if self.ignore_preconditions { &Precondition::Any } else { precondition };
         if self.db_clock_now() >= deadline.at() || deadline.passed() {
             Counters::bump(&counters.commits_past_deadline);
         }
@@ -146,6 +147,9 @@ impl SimWorld {
             }
         };
         let outcome = outcome.unwrap_or(CommitOutcome::DeadlineExceeded);
+        if outcome == CommitOutcome::PreconditionFailed {
+            Counters::bump(&counters.commits_refused_changed);
+        }
         if delay >= NOTABLE {
             let text = match outcome {
                 CommitOutcome::Committed => "lands: the record is visible",

@@ -9,9 +9,9 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 use profilestore_cleaner::{Cleaner, CleanerConfig};
 use profilestore_core::clocks::ClockCheck;
-use profilestore_core::error::ServiceError;
+use profilestore_core::error::{InvalidInput, ServiceError};
 use profilestore_core::ids::UserId;
-use profilestore_core::service::{NewProfile, ProfileService};
+use profilestore_core::service::{Condition, NewProfile, ProfileService};
 
 use super::clock::{BEYOND_BOUND, ClockModel, Origin, Rogue, SimClock, SimIds, fmt_elapsed};
 use super::log::{Actor, Counters, Journal, short};
@@ -107,7 +107,8 @@ pub async fn simulate(config: &SimConfig) -> SimReport {
     };
     let world = Arc::new(
         SimWorld::new(clock(0), clock(1), journal, rates, config.protocol)
-            .with_queue_delay_from_statement(config.queue_delay_from_statement),
+            .with_queue_delay_from_statement(config.queue_delay_from_statement)
+            .with_ignored_preconditions(config.ignore_preconditions),
     );
     let servers = (0..config.servers)
         .map(|i| {
@@ -306,7 +307,10 @@ impl Cluster {
                 }
                 (s.service.clone(), journal.elapsed() + self.config.timings.request_timeout)
             };
-            if kind < 45 {
+            // With updates on, a tenth of the operations are updates, taken from the
+            // writes.
+            let writes_below = if self.config.patches { 35 } else { 45 };
+            if kind < writes_below {
                 let n = self.next_write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let profile = NewProfile {
                     metadata: format!("{{\"write\":\"{}\"}}", super::checks::write_tag(&user, n)),
@@ -317,6 +321,17 @@ impl Cluster {
                 let u = user.clone();
                 let answer = self.serve(server, deadline, async move { service.write(u, profile).await }).await;
                 self.on_write(me, &user, n, answer);
+            } else if kind < 45 {
+                let n = self.next_write.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                journal.record(me, format!("→ server {server}: update #{n} of {user}"), Some(&user), &[]);
+                let u = user.clone();
+                let change = move |metadata: &str| {
+                    super::checks::updated(metadata, n)
+                        .ok_or_else(|| InvalidInput::new("invalid_metadata", "not a simulated profile's metadata"))
+                };
+                let update = async move { service.update_metadata(&u, &Condition::None, change).await };
+                let answer = self.serve(server, deadline, update).await;
+                super::checks::log_update(journal, me, &user, n, answer);
             } else if kind < 90 {
                 journal.record(me, format!("→ server {server}: read {user}"), Some(&user), &[]);
                 let u = user.clone();

@@ -68,6 +68,8 @@ pub struct SimWorld {
     pub(super) condemned: Mutex<HashSet<ImageId>>,
     /// The superseded-image queue and its flaw switch (see `queue`).
     pub(super) queue: Mutex<SupersededQueue>,
+    /// The patch flaw: commits land whatever their precondition says.
+    pub(super) ignore_preconditions: bool,
     calm: AtomicBool,
 }
 
@@ -93,6 +95,7 @@ impl SimWorld {
             pending: AtomicUsize::new(0),
             condemned: Mutex::default(),
             queue: Mutex::default(),
+            ignore_preconditions: false,
             calm: AtomicBool::new(false),
         }
     }
@@ -102,6 +105,12 @@ impl SimWorld {
     pub fn with_queue_delay_from_statement(self, on: bool) -> Self {
         self.queue.lock().unwrap_or_else(|p| p.into_inner()).delay_from_statement = on;
         self
+    }
+
+    /// The same world with the patch flaw on: every commit lands whatever record it
+    /// finds, as though its precondition were `Any`.
+    pub fn with_ignored_preconditions(self, on: bool) -> Self {
+        SimWorld { ignore_preconditions: on, ..self }
     }
 
     /// From now on inject only short waits.

@@ -22,13 +22,22 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Serves `service` with the default limits on a free loopback port.
+    /// Serves `service` with the default limits, but for the per-client upload cap, on
+    /// a free loopback port.
     pub async fn start(service: ProfileService) -> Result<Server, BenchError> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(BenchError::io("cannot listen on a loopback port"))?;
         let base = format!("http://{}", listener.local_addr().map_err(BenchError::io("no local address"))?);
-        let app = profilestore_api::router(service, profilestore_api::ApiConfig::default());
+        // The bench's clients are one peer address with many connections: the
+        // per-client upload cap (a share of the uploads read at once, for fairness
+        // between clients) would refuse most of them at 64 clients.
+        let clients = profilestore_api::ClientLimits {
+            max_uploads_per_client: Some(usize::MAX),
+            ..profilestore_api::ClientLimits::default()
+        };
+        let config = profilestore_api::ApiConfig { clients, ..profilestore_api::ApiConfig::default() };
+        let app = profilestore_api::router(service, config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let stop = async move {

@@ -263,4 +263,11 @@ pub struct SimulateArgs {
     /// time instead of when a cleaner first sees the entry.
     #[arg(long)]
     pub queue_delay_from_statement: bool,
+    /// Clients also send metadata-only updates (`PATCH`): 35 % writes, 10 % updates.
+    #[arg(long)]
+    pub patches: bool,
+    /// Flawed on purpose: the simulated database ignores a commit's precondition, so
+    /// an update (`--patches`) commits without its compare-and-set.
+    #[arg(long)]
+    pub ignore_preconditions: bool,
 }

@@ -136,6 +136,8 @@ fn config(args: &SimulateArgs) -> anyhow::Result<SimConfig> {
         sweep: profilestore_simulation::sweep_mode(&args.sweep, args.full_every)
             .ok_or_else(|| anyhow::anyhow!("unknown --sweep {}", args.sweep))?,
         queue_delay_from_statement: args.queue_delay_from_statement,
+        patches: args.patches,
+        ignore_preconditions: args.ignore_preconditions,
         ..SimConfig::default()
     };
     config.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
