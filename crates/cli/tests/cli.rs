@@ -212,6 +212,13 @@ fn simulate_passes_the_working_design_and_prints_a_replayable_shrunk_failure_for
     assert!(out.contains("faults") && out.contains("checks") && out.contains("operations 900"), "{out}");
     assert!(out.contains("store protocol sqlite-locked") && out.contains("races reached: "), "{out}");
     assert!(out.contains("fault mix (seeds with each kind on)"), "{out}");
+    assert!(!out.contains("updates:"), "no updates unless asked: {out}");
+
+    let updating = bin().args(small).arg("--patches").output().unwrap();
+    assert!(updating.status.success(), "{}{}", stdout(&updating), stderr(&updating));
+    let out = stdout(&updating);
+    let line = out.lines().find(|l| l.starts_with("updates: ")).unwrap_or_else(|| panic!("no updates line: {out}"));
+    assert!(!line.starts_with("updates: 0 ok"), "{line}");
 
     let refused = bin().args(small).args(["--delete-delay", "0s"]).output().unwrap();
     assert_eq!(refused.status.code(), Some(2), "unsafe timings need --allow-unsafe-timing");
