@@ -240,16 +240,16 @@ fn incremental(out: &mut String, results: &[crate::incremental::IncrementalResul
             "{} blobs: one staging-file sweep of the blob store alone (full sweeps make one; incremental cycles leave staging files to them): {:.3} s",
             r.blobs, r.staging_sweep_seconds
         );
-        if let Some(w) = &r.writes {
-            let p50 = |runs: &[crate::stats::RunStats]| latency(median(runs.iter().map(|s| s.p50_us)));
-            let _ = writeln!(
-                out,
-                "{} blobs: record write p50, first write {} vs replacement (queue statement fires) {}: ratio {}",
-                r.blobs,
-                p50(&w.runs.floor),
-                p50(&w.runs.product),
-                spread(w.p50_ratio)
-            );
+        let p50 = |runs: &[crate::stats::RunStats]| latency(median(runs.iter().map(|s| s.p50_us)));
+        let costs = [
+            (&r.writes, "record write p50, first write", "vs replacement (queue statement fires)"),
+            (&r.journal, "blob put p50, without the listing journal", "vs with it"),
+        ];
+        for (cost, floor, product) in costs {
+            if let Some(c) = cost {
+                let (f, p, ratio) = (p50(&c.runs.floor), p50(&c.runs.product), spread(c.p50_ratio));
+                let _ = writeln!(out, "{} blobs: {floor} {f} {product} {p}: ratio {ratio}", r.blobs);
+            }
         }
     }
     out.push('\n');

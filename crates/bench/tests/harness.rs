@@ -160,11 +160,16 @@ async fn a_tiny_incremental_run_measures_both_cycles_and_judges_its_goals() {
     let writes = inc.writes.as_ref().expect("the write cost is measured");
     assert!(writes.runs.floor.iter().chain(&writes.runs.product).all(|r| r.ops > 0 && r.errors == 0), "{writes:?}");
     assert!(writes.p50_ratio.is_some_and(|r| positive(r.median)));
+    // The embedded default's blob directory keeps a listing journal: its cost too.
+    let journal = inc.journal.as_ref().expect("the journal's cost is measured on a local directory");
+    assert!(journal.runs.floor.iter().chain(&journal.runs.product).all(|r| r.ops > 0 && r.errors == 0), "{journal:?}");
+    assert!(journal.p50_ratio.is_some_and(|r| positive(r.median)));
 
     let goals: Vec<_> = results.goals.iter().filter(|g| g.scenario == Scenario::Incremental).collect();
     assert_eq!(goals.len(), 2, "touched keys and time are judged: {goals:?}");
     let table = profilestore_bench::table::render(&results);
     assert!(table.contains("| incremental |") && table.contains("| full sweep |"), "{table}");
+    assert!(table.contains("without the listing journal"), "{table}");
     let (json_path, _) = results.write(out.path()).unwrap();
     let back: Results = serde_json::from_slice(&std::fs::read(json_path).unwrap()).unwrap();
     let touched = |r: &Results| r.incremental[0].runs.product.iter().map(|c| c.touched).collect::<Vec<_>>();

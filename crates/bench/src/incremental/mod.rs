@@ -73,6 +73,10 @@ pub struct IncrementalResult {
     /// A record write that replaces (the queue's statement fires) against a first
     /// write (it does not).
     pub writes: Option<WriteCost>,
+    /// On the local directory, a blob put with the listing journal against one
+    /// without.
+    #[serde(default)]
+    pub journal: Option<WriteCost>,
 }
 
 /// How often the incremental side would run a full sweep: never, while measured.
@@ -107,6 +111,7 @@ pub(crate) async fn run(config: &BenchConfig) -> Result<Vec<IncrementalResult>, 
         let fixture = fixture.lock().await;
         let staging_sweep_seconds = staging_sweep(&fixture).await?;
         let writes = writes::measure(&fixture, config).await?;
+        let journal = writes::measure_journal(&fixture, config).await?;
         let pairs = || runs.floor.iter().zip(&runs.product);
         let touched_ratio = Spread::of(pairs().map(|(f, p)| ratio(p.touched as f64, f.touched as f64)));
         let time_ratio = Spread::of(pairs().map(|(f, p)| ratio(p.seconds, f.seconds)));
@@ -128,6 +133,7 @@ pub(crate) async fn run(config: &BenchConfig) -> Result<Vec<IncrementalResult>, 
             runs,
             staging_sweep_seconds,
             writes: Some(writes),
+            journal,
         });
     }
     Ok(out)

@@ -1,4 +1,7 @@
-//! What the superseded-image queue costs a write. Its statement runs inside the
+//! What incremental cleaning costs a write: the superseded-image queue's statement,
+//! and on the local directory the listing journal's append.
+//!
+//! The queue. Its statement runs inside the
 //! record's own transaction and only when the write replaces a record naming another
 //! image (or a delete removes one), so it cannot be switched off to measure a floor
 //! without it. Measured instead: a record write that replaces (the statement fires)
@@ -9,9 +12,12 @@
 use std::sync::Arc;
 
 use futures::FutureExt;
-use profilestore_core::ids::{ImageId, UserId};
+use profilestore_core::ids::{BlobKey, IdSource, ImageId, UserId};
+use profilestore_core::store::BlobStore;
 use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
 use profilestore_core::time::{Clock, Deadline};
+use profilestore_runtime::UuidV7Ids;
+use profilestore_stores::{LocalBlobStore, OpenMode};
 
 use super::fixture::{Fixture, minted_at};
 use crate::config::BenchConfig;
@@ -90,20 +96,66 @@ pub(super) async fn measure(fixture: &Fixture, config: &BenchConfig) -> Result<W
             async move { w.write(w.user("hot", n % REWRITTEN), minted_at(w.clock.now())).await }.boxed()
         })
     };
-    let (clock, run_time) = (stores.clock.clone(), config.run_time);
+    let replace = move |_| replace.clone();
+    one_client_each(stores.clock.clone(), config, ("first writes", first), ("replacements", replace)).await
+}
+
+/// `floor` and `product`, each the operation its run number names, one client for
+/// the run time each, alternating; the product's p50 over the floor's, run by run.
+async fn one_client_each(
+    clock: Arc<dyn Clock>,
+    config: &BenchConfig,
+    floor: (&'static str, impl Fn(usize) -> Operation + Send + Sync + 'static),
+    product: (&'static str, impl Fn(usize) -> Operation + Send + Sync + 'static),
+) -> Result<WriteCost, BenchError> {
+    let run_time = config.run_time;
     let (c1, c2) = (clock.clone(), clock);
     let runs = interleave(
         config.runs,
         move |run| {
-            let (op, clock) = (first(run), c1.clone());
-            async move { closed_loop("first writes", &clock, 1, run_time, &op).await }.boxed()
+            let (op, clock, name) = (floor.1(run), c1.clone(), floor.0);
+            async move { closed_loop(name, &clock, 1, run_time, &op).await }.boxed()
         },
-        move |_| {
-            let (op, clock) = (replace.clone(), c2.clone());
-            async move { closed_loop("replacements", &clock, 1, run_time, &op).await }.boxed()
+        move |run| {
+            let (op, clock, name) = (product.1(run), c2.clone(), product.0);
+            async move { closed_loop(name, &clock, 1, run_time, &op).await }.boxed()
         },
     )
     .await?;
     let p50_ratio = Spread::of(runs.floor.iter().zip(&runs.product).map(|(f, p)| ratio(p.p50_us, f.p50_us)));
     Ok(WriteCost { runs, p50_ratio })
+}
+
+/// Blob puts of the fixture's image through the local directory's store with its
+/// listing journal (`product`) against the same store without it (`floor`), one
+/// client, alternating; `None` when the blobs are not a local directory.
+pub(super) async fn measure_journal(fixture: &Fixture, config: &BenchConfig) -> Result<Option<WriteCost>, BenchError> {
+    let Some(dir) = fixture.stores.urls.1.strip_prefix("file://") else { return Ok(None) };
+    let failed = |e: profilestore_stores::OpenError| BenchError::Config(format!("reopening the blob directory: {e}"));
+    let journaled = LocalBlobStore::open(dir, OpenMode::Existing).await.map_err(failed)?;
+    let unjournaled = journaled.clone().without_journal();
+    let image = crate::fixture::image(config.image_size);
+    let put = |store: LocalBlobStore| -> Operation {
+        let (store, image) = (Arc::new(store), image.clone());
+        Arc::new(move |_| {
+            let (store, image) = (store.clone(), image.clone());
+            async move {
+                let key = BlobKey::original(UuidV7Ids.next_image_id());
+                store.put_new(&key, image).await.map_err(|e| e.to_string())
+            }
+            .boxed()
+        })
+    };
+    let (without, with) = (put(unjournaled), put(journaled));
+    let (without, with) = (move |_| without.clone(), move |_| with.clone());
+    let clock = fixture.stores.clock.clone();
+    Ok(Some(
+        one_client_each(
+            clock,
+            config,
+            ("blob puts without the journal", without),
+            ("blob puts with the journal", with),
+        )
+        .await?,
+    ))
 }

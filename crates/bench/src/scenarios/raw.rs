@@ -1,4 +1,5 @@
-//! The strict write floor on the embedded default: the blob put, then a plain upsert
+//! The strict write floor on the embedded default: the blob put (without the local
+//! store's listing journal, whose append counts against the product), then a plain upsert
 //! committed by SQLite on a connection of its own (WAL, `synchronous=FULL`,
 //! autocommit), into a table shaped like `profiles` but with none of its triggers: no
 //! deadline guard, no timings check, no batching, no queue. What any design that keeps
@@ -14,7 +15,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use profilestore_core::ids::{BlobKey, IdSource, UserId};
+use profilestore_core::store::BlobStore;
 use profilestore_runtime::UuidV7Ids;
+use profilestore_stores::{LocalBlobStore, OpenMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqliteConnection};
 use tokio::sync::Mutex;
@@ -56,7 +59,8 @@ pub(crate) async fn write_floor(
     let mut conn = options.connect().await.map_err(failed)?;
     sqlx::raw_sql(CREATE).execute(&mut conn).await.map_err(failed)?;
     let conn: Arc<Mutex<SqliteConnection>> = Arc::new(Mutex::new(conn));
-    let (blobs, clock) = (stores.blobs.clone(), stores.clock.clone());
+    let blobs = unjournaled(stores).await?.unwrap_or_else(|| stores.blobs.clone());
+    let clock = stores.clock.clone();
     Ok(Some(Arc::new(move |n| {
         let (conn, blobs, clock, image) = (conn.clone(), blobs.clone(), clock.clone(), image.clone());
         let user = user_for(&users, n);
@@ -79,4 +83,15 @@ pub(crate) async fn write_floor(
         }
         .boxed()
     })))
+}
+
+/// The local blob directory behind `stores` opened again without its listing journal
+/// (the journal exists only for incremental cleaning: the floor does not pay it);
+/// `None` for another blob store.
+async fn unjournaled(stores: &Stores) -> Result<Option<Arc<dyn BlobStore>>, BenchError> {
+    let Some(dir) = stores.urls.1.strip_prefix("file://") else { return Ok(None) };
+    let store = LocalBlobStore::open(dir, OpenMode::Existing)
+        .await
+        .map_err(|e| BenchError::Config(format!("the strict write floor's blob directory: {e}")))?;
+    Ok(Some(Arc::new(store.without_journal())))
 }

@@ -376,10 +376,16 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Like [`list`](BlobStore::list), but only as much of the store as holds images
     /// minted at or after `horizon` (by [`ImageId::minted_at`]): every key of the
-    /// layout whose image was minted then or later is listed, no key of the layout
-    /// whose image was minted before; keys outside the layout may be listed or not. Stores whose keys sort by shard and then id start each shard's listing
-    /// after [`mint_time_bound`](crate::ids::mint_time_bound); the default lists
-    /// everything and filters, which costs a full listing.
+    /// layout whose image was minted then or later and put by
+    /// [`put_new`](BlobStore::put_new) is listed, no key of the layout whose image was
+    /// minted before; keys outside the layout may be listed or not. An image's keys
+    /// come one after another (keys of one shard need not). A store may miss what it
+    /// keeps no record of, and says so (the local directory: files placed there by
+    /// other means, or a put whose record a power loss took): nothing is ever deleted
+    /// because it was not listed, and the full sweep lists everything. Stores whose
+    /// keys sort by shard and then id start each shard's listing after
+    /// [`mint_time_bound`](crate::ids::mint_time_bound); the default lists everything
+    /// and filters, which costs a full listing.
     fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
         use futures::StreamExt;
         self.list(page_size)

@@ -26,7 +26,7 @@ pub(crate) fn is_staging_name(name: &str) -> bool {
     matches!(name.split_once('#'), Some((_, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn modified_rounded_up(t: SystemTime) -> Timestamp {
+pub(crate) fn modified_rounded_up(t: SystemTime) -> Timestamp {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => millis_rounded_up(i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.subsec_nanos()),
         Err(_) => Timestamp::from_millis(0),

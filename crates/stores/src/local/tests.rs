@@ -83,7 +83,9 @@ async fn a_put_leaves_exactly_the_keyed_file_and_no_staging_file() {
     let (_dir, store) = fresh().await;
     let k = key();
     store.put_new(&k, Bytes::from_static(b"image")).await.unwrap();
-    assert_eq!(files_under(store.root()), [k.to_string()]);
+    let files = files_under(store.root());
+    let blob_files: Vec<&String> = files.iter().filter(|f| !f.starts_with(super::journal::JOURNAL_DIR)).collect();
+    assert_eq!(blob_files, [&k.to_string()]);
     assert_eq!(std::fs::read(store.root().join(k.to_string())).unwrap(), b"image");
 }
 
@@ -94,7 +96,12 @@ async fn deleting_the_last_blob_of_a_directory_removes_the_emptied_directories()
     store.put_new(&k, Bytes::from_static(b"x")).await.unwrap();
     store.delete_many(&[k]).await.unwrap();
     assert!(store.root().is_dir(), "the root itself must stay");
-    let leftovers: Vec<_> = std::fs::read_dir(store.root()).unwrap().collect();
+    // Only the store's own directory (the listing journal) is left.
+    let leftovers: Vec<_> = std::fs::read_dir(store.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "_profilestore")
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -226,26 +233,6 @@ async fn a_file_whose_name_is_not_a_valid_key_is_skipped_not_fatal() {
     write_file(&store.root().join(std::ffi::OsStr::from_bytes(b"stray-\xff")), b"junk");
     let listed = list(&store).await;
     assert_eq!(listed.iter().map(|b| b.key.clone()).collect::<Vec<_>>(), vec![ours.to_string()]);
-}
-
-/// The key of an image minted `offset_ms` after `base`.
-fn minted(base: Timestamp, offset_ms: i64, tail: u64) -> BlobKey {
-    let ms = base.as_millis() + offset_ms;
-    BlobKey::original(format!("{:08x}-{:04x}-7000-8000-{tail:012x}", ms >> 16, ms & 0xffff).parse().unwrap())
-}
-
-#[tokio::test]
-async fn listing_since_a_horizon_enters_only_newer_images() {
-    let (_dir, store) = fresh().await;
-    let horizon = SystemClock::new().now();
-    let (old, new) = (minted(horizon, -1, 0x0101), minted(horizon, 0, 0x0201));
-    for key in [old, new] {
-        store.put_new(&key, Bytes::from_static(b"img")).await.unwrap();
-    }
-
-    let pages: Vec<Vec<ListedBlob>> = store.list_since(horizon, 10).try_collect().await.unwrap();
-    let listed: Vec<String> = pages.into_iter().flatten().map(|b| b.key).collect();
-    assert_eq!(listed, vec![new.to_string()]);
 }
 
 #[tokio::test]

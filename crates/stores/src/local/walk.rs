@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use profilestore_core::error::StoreError;
 
 use super::io_error;
+use super::journal::JOURNAL_DIR;
 
 /// The regular files under a root, depth-first. Symbolic links are neither followed
 /// nor yielded; entries that vanish during the walk (deletes, sweeps) are skipped.
@@ -19,22 +20,14 @@ pub(crate) struct Walk {
     /// Directories still to read, with their depth below the root.
     dirs: Vec<(PathBuf, usize)>,
     entries: Option<(PathBuf, usize, ReadDir)>,
-    /// Directories two levels down (`{shard}/{image_id}`) whose names sort at or
-    /// before this are not entered.
-    skip_through: Option<String>,
+    /// The store's own journal directory, never entered: its files are not objects.
+    journal: PathBuf,
 }
 
 impl Walk {
-    /// A walk over everything under `root`.
+    /// A walk over everything under `root` but the listing journal.
     pub(crate) fn new(root: &Path) -> Walk {
-        Walk { dirs: vec![(root.to_path_buf(), 0)], entries: None, skip_through: None }
-    }
-
-    /// A walk that enters no second-level directory (an image's, in the blob-key
-    /// layout) whose name sorts at or before `bound`: each shard directory's names are
-    /// still read, but only later images' files are visited.
-    pub(crate) fn after(root: &Path, bound: String) -> Walk {
-        Walk { skip_through: Some(bound), ..Walk::new(root) }
+        Walk { dirs: vec![(root.to_path_buf(), 0)], entries: None, journal: root.join(JOURNAL_DIR) }
     }
 }
 
@@ -66,10 +59,12 @@ impl Iterator for Walk {
             // `file_type` does not follow symlinks.
             match entry.file_type() {
                 Ok(t) if t.is_dir() => {
-                    let skipped = *depth == 1
-                        && self.skip_through.as_deref().is_some_and(|bound| entry.file_name().as_encoded_bytes() <= bound.as_bytes());
-                    if !skipped {
-                        self.dirs.push((entry.path(), *depth + 1));
+                    let path = entry.path();
+                    // The journal is two levels down, like an image's directory; its
+                    // name is compared first, which is cheap for the million others.
+                    let is_journal = *depth == 1 && entry.file_name() == "journal" && path == self.journal;
+                    if !is_journal {
+                        self.dirs.push((path, *depth + 1));
                     }
                 }
                 Ok(t) if t.is_file() => return Some(Ok((dir.clone(), entry))),
