@@ -40,12 +40,10 @@ const SEGMENT_DIGITS: usize = 8;
 
 /// How long a full sweep keeps a segment after its span ended: an incremental cleaner
 /// whose horizon is older than this (stopped for a week) finds the orphans of that
-/// time in its next full sweep instead.
+/// time in its next full sweep instead. Only full sweeps prune: they are real cycles
+/// (a dry run lists without them), and segments older than a horizon cost a listing
+/// nothing but their names.
 const FULL_SWEEP_KEEPS: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-
-/// How long before its horizon a listing keeps a segment: another cleaner of the same
-/// stores may still list from a horizon a little older.
-const LISTING_KEEPS: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Appends keys to their segments; one segment file is kept open at a time.
 #[derive(Debug)]
@@ -181,11 +179,8 @@ impl JournalListing {
 
     /// Up to `page_size` blobs; an empty page means the listing is done.
     pub(crate) fn next_page(&mut self, page_size: usize) -> Result<Vec<ListedBlob>, StoreError> {
-        let dir = self.root.join(JOURNAL_DIR);
         if self.segments.is_none() {
-            // Segments this cleaner will never read again go first.
-            remove_segments_before(&dir, before(self.horizon, LISTING_KEEPS));
-            self.segments = Some(segments_from(&dir, self.horizon)?);
+            self.segments = Some(segments_from(&self.root.join(JOURNAL_DIR), self.horizon)?);
         }
         let mut page = Vec::new();
         while page.len() < page_size {

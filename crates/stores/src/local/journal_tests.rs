@@ -1,6 +1,6 @@
 //! The listing journal: `list_since` lists what was put since a horizon from the
-//! journal alone, skips what its lines name but the directory does not hold, and the
-//! journal prunes itself; the full listing never shows it.
+//! journal alone, skips what its lines name but the directory does not hold, and
+//! full sweeps prune it; the full listing never shows it.
 
 use std::collections::BTreeSet;
 
@@ -144,7 +144,7 @@ async fn a_store_without_its_journal_puts_what_list_since_does_not_list() {
 }
 
 #[tokio::test]
-async fn listings_and_full_sweeps_remove_the_segments_they_will_never_read() {
+async fn full_sweeps_remove_week_old_segments_and_listings_remove_nothing() {
     let (_dir, store) = fresh().await;
     let now = SystemClock::new().now();
     let day: i64 = 24 * 3600 * 1000;
@@ -157,19 +157,21 @@ async fn listings_and_full_sweeps_remove_the_segments_they_will_never_read() {
     let segment = |key: &BlobKey| key.image_id.to_string()[..8].to_owned();
     assert_eq!(segments(&store).len(), 4);
 
+    // A listing since a horizon (a dry run's too) changes nothing.
+    let horizon = Timestamp::from_millis(now.as_millis() - 3600 * 1000);
+    assert_eq!(since(&store, horizon, 10).await, vec![fresh_key.to_string()]);
+    assert_eq!(segments(&store).len(), 4, "a listing prunes nothing");
+
     // A full sweep keeps a week of segments.
     let listing = store.list_sweeping_staging(100, now).await;
     let _: Vec<Vec<ListedBlob>> = listing.pages.try_collect().await.unwrap();
     let left = segments(&store);
     assert!(!left.contains(&segment(&ten_days)), "a segment ten days old is removed: {left:?}");
-    assert!(left.contains(&segment(&three_days)));
-
-    // A listing from a horizon one hour ago keeps the segments of the hour before it.
-    let horizon = Timestamp::from_millis(now.as_millis() - 3600 * 1000);
-    assert_eq!(since(&store, horizon, 10).await, vec![fresh_key.to_string()]);
-    let left = segments(&store);
-    assert!(!left.contains(&segment(&three_days)), "older than the horizon's hour: {left:?}");
-    assert!(left.contains(&segment(&two_hours)) && left.contains(&segment(&fresh_key)));
-    // The blobs themselves are untouched.
+    for kept in [&three_days, &two_hours, &fresh_key] {
+        assert!(left.contains(&segment(kept)), "{left:?}");
+    }
+    // The blobs themselves are untouched, and listed since an old horizon still.
     assert_eq!(everything(&store).await.len(), 4);
+    let week_ago = Timestamp::from_millis(now.as_millis() - 7 * day);
+    assert_eq!(since(&store, week_ago, 10).await.len(), 3);
 }

@@ -321,8 +321,7 @@ impl BlobStore for LocalBlobStore {
 
     /// Reads the journal's segments from the horizon's on and looks up each key they
     /// name (sorted, so an image's keys are adjacent): the cost follows the puts since
-    /// the horizon, not the store's size. Segments whose span ended an hour or more
-    /// before the horizon are removed first.
+    /// the horizon, not the store's size. Changes nothing.
     fn list_since(&self, horizon: Timestamp, page_size: usize) -> BoxStream<'_, Result<Vec<ListedBlob>, StoreError>> {
         blocking_pages(JournalListing::new(&self.root, horizon), page_size, JournalListing::next_page)
     }
@@ -335,7 +334,8 @@ impl BlobStore for LocalBlobStore {
     }
 
     /// One walk: the listing removes each stale staging file it meets. Journal
-    /// segments whose span ended a week before `older_than` are removed first.
+    /// segments whose span ended a week before `older_than` are removed first (only
+    /// here: this is the full listing of a real cycle).
     async fn list_sweeping_staging(&self, page_size: usize, older_than: Timestamp) -> SweepingListing<'_> {
         let root = self.root.clone();
         if let Err(e) = tokio::task::spawn_blocking(move || journal::prune_after_full_sweep(&root, older_than)).await {
