@@ -11,7 +11,7 @@ use profilestore_core::settings::Timings;
 use profilestore_core::store::{BlobStore, MetadataStore, Pairing};
 use profilestore_core::time::Clock;
 use profilestore_runtime::{SystemClock, UuidV7Ids};
-use profilestore_stores::{OpenMode, S3Options};
+use profilestore_stores::{LocalBlobStore, OpenMode, S3Options};
 
 use crate::config::StoreTarget;
 use crate::error::BenchError;
@@ -163,6 +163,16 @@ impl Stores {
             urls: (database.to_owned(), blobs.to_owned()),
             _dir: None,
         })
+    }
+
+    /// The local blob directory behind these stores opened again (with its listing
+    /// journal; `without_journal` turns it off), or `None` for another blob store.
+    pub(crate) async fn local_blobs(&self) -> Result<Option<LocalBlobStore>, BenchError> {
+        let Some(dir) = self.urls.1.strip_prefix("file://") else { return Ok(None) };
+        let store = LocalBlobStore::open(dir, OpenMode::Existing)
+            .await
+            .map_err(|e| BenchError::Config(format!("reopening the blob directory: {e}")))?;
+        Ok(Some(store))
     }
 
     /// The profile service over these stores, as `serve` builds it (without the

@@ -17,7 +17,7 @@ use profilestore_core::store::BlobStore;
 use profilestore_core::store::{CommitOutcome, MetadataStore, Record};
 use profilestore_core::time::{Clock, Deadline};
 use profilestore_runtime::UuidV7Ids;
-use profilestore_stores::{LocalBlobStore, OpenMode};
+use profilestore_stores::LocalBlobStore;
 
 use super::fixture::{Fixture, minted_at};
 use crate::config::BenchConfig;
@@ -130,9 +130,7 @@ async fn one_client_each(
 /// listing journal (`product`) against the same store without it (`floor`), one
 /// client, alternating; `None` when the blobs are not a local directory.
 pub(super) async fn measure_journal(fixture: &Fixture, config: &BenchConfig) -> Result<Option<WriteCost>, BenchError> {
-    let Some(dir) = fixture.stores.urls.1.strip_prefix("file://") else { return Ok(None) };
-    let failed = |e: profilestore_stores::OpenError| BenchError::Config(format!("reopening the blob directory: {e}"));
-    let journaled = LocalBlobStore::open(dir, OpenMode::Existing).await.map_err(failed)?;
+    let Some(journaled) = fixture.stores.local_blobs().await? else { return Ok(None) };
     let unjournaled = journaled.clone().without_journal();
     let image = crate::fixture::image(config.image_size);
     let put = |store: LocalBlobStore| -> Operation {

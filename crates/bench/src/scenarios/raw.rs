@@ -17,7 +17,6 @@ use futures::FutureExt;
 use profilestore_core::ids::{BlobKey, IdSource, UserId};
 use profilestore_core::store::BlobStore;
 use profilestore_runtime::UuidV7Ids;
-use profilestore_stores::{LocalBlobStore, OpenMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqliteConnection};
 use tokio::sync::Mutex;
@@ -59,7 +58,11 @@ pub(crate) async fn write_floor(
     let mut conn = options.connect().await.map_err(failed)?;
     sqlx::raw_sql(CREATE).execute(&mut conn).await.map_err(failed)?;
     let conn: Arc<Mutex<SqliteConnection>> = Arc::new(Mutex::new(conn));
-    let blobs = unjournaled(stores).await?.unwrap_or_else(|| stores.blobs.clone());
+    // The journal exists only for incremental cleaning: the floor does not pay it.
+    let blobs: Arc<dyn BlobStore> = match stores.local_blobs().await? {
+        Some(local) => Arc::new(local.without_journal()),
+        None => stores.blobs.clone(),
+    };
     let clock = stores.clock.clone();
     Ok(Some(Arc::new(move |n| {
         let (conn, blobs, clock, image) = (conn.clone(), blobs.clone(), clock.clone(), image.clone());
@@ -83,15 +86,4 @@ pub(crate) async fn write_floor(
         }
         .boxed()
     })))
-}
-
-/// The local blob directory behind `stores` opened again without its listing journal
-/// (the journal exists only for incremental cleaning: the floor does not pay it);
-/// `None` for another blob store.
-async fn unjournaled(stores: &Stores) -> Result<Option<Arc<dyn BlobStore>>, BenchError> {
-    let Some(dir) = stores.urls.1.strip_prefix("file://") else { return Ok(None) };
-    let store = LocalBlobStore::open(dir, OpenMode::Existing)
-        .await
-        .map_err(|e| BenchError::Config(format!("the strict write floor's blob directory: {e}")))?;
-    Ok(Some(Arc::new(store.without_journal())))
 }

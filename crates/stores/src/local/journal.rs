@@ -131,18 +131,18 @@ fn is_segment_name(name: &str) -> bool {
     name.len() == SEGMENT_DIGITS && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Removes the segments whose whole span ended before `t`; returns how many it removed.
-/// Failures are logged, not returned: a segment left behind costs a little disk.
-fn remove_segments_before(dir: &Path, t: Timestamp) -> usize {
+/// Removes the segments whose whole span ended before `t`. Failures are logged, not
+/// returned: a segment left behind costs a little disk.
+fn remove_segments_before(dir: &Path, t: Timestamp) {
     let first_kept = segment_of(&mint_time_bound(t));
     let names = match segment_names(dir) {
         Ok(names) => names,
         Err(e) => {
             tracing::warn!(error = %e, "local blob store: cannot read the listing journal to prune it");
-            return 0;
+            return;
         }
     };
-    let mut removed = 0;
+    let mut removed = 0usize;
     for name in names.into_iter().filter(|name| *name < first_kept) {
         match std::fs::remove_file(dir.join(&name)) {
             Ok(()) => removed += 1,
@@ -152,12 +152,14 @@ fn remove_segments_before(dir: &Path, t: Timestamp) -> usize {
             }
         }
     }
-    removed
+    if removed > 0 {
+        tracing::info!(removed, "local blob store: pruned week-old listing journal segments");
+    }
 }
 
 /// What a full sweep does to the journal: removes the segments whose span ended more
 /// than a week before `now`.
-pub(crate) fn prune_after_full_sweep(root: &Path, now: Timestamp) -> usize {
+pub(crate) fn prune_after_full_sweep(root: &Path, now: Timestamp) {
     remove_segments_before(&root.join(JOURNAL_DIR), before(now, FULL_SWEEP_KEEPS))
 }
 
