@@ -153,11 +153,16 @@ impl Decoder {
     {
         let cluster_id: String = row.try_get("cluster_id").map_err(&read_failed)?;
         let timings: String = row.try_get("timings").map_err(&read_failed)?;
+        self.pairing_text(&cluster_id, &timings)
+    }
+
+    /// The pairing from its two stored texts, as any driver read them.
+    pub(crate) fn pairing_text(&self, cluster_id: &str, timings: &str) -> Result<Pairing, StoreError> {
         Ok(Pairing {
-            cluster_id: uuid::Uuid::try_parse(&cluster_id)
-                .map_err(|_| self.corrupt(format!("stored cluster id {} is not a UUID", shown(&cluster_id))))?,
-            timings: serde_json::from_str(&timings)
-                .map_err(|e| self.corrupt(format!("stored timings {} do not parse: {e}", shown(&timings))))?,
+            cluster_id: uuid::Uuid::try_parse(cluster_id)
+                .map_err(|_| self.corrupt(format!("stored cluster id {} is not a UUID", shown(cluster_id))))?,
+            timings: serde_json::from_str(timings)
+                .map_err(|e| self.corrupt(format!("stored timings {} do not parse: {e}", shown(timings))))?,
         })
     }
 

@@ -36,13 +36,22 @@ pub fn take_park_before_commit() -> bool {
 /// cannot cancel (a frozen process's timers do not fire either), holding whatever the
 /// write holds at that point: its transaction, and on SQLite the write lock.
 pub async fn park() {
+    // Polling blocks a thread of the blocking pool, never the caller's runtime.
+    if let Err(e) = tokio::task::spawn_blocking(park_blocking).await {
+        tracing::error!(error = %e, "failpoint: the parked write's thread failed");
+    }
+}
+
+/// [`park`] for a caller on a thread of its own (the SQLite writer's), which it blocks.
+/// The test's files are polled every few milliseconds.
+pub fn park_blocking() {
     let Some(dir) = std::env::var_os(DIR_VAR).map(PathBuf::from) else { return };
     tracing::warn!("failpoint: a record write parks between its deadline check and its commit");
-    if let Err(e) = tokio::fs::write(dir.join("parked"), b"").await {
+    if let Err(e) = std::fs::write(dir.join("parked"), b"") {
         tracing::error!(error = %e, "failpoint: could not say the write is parked");
     }
-    while !tokio::fs::try_exists(dir.join("release")).await.unwrap_or(false) {
-        tokio::time::sleep(POLL).await;
+    while !dir.join("release").try_exists().unwrap_or(false) {
+        std::thread::sleep(POLL);
     }
     tracing::warn!("failpoint: the parked record write goes on to commit");
 }

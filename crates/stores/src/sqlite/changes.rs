@@ -1,15 +1,18 @@
 //! The record changes the writer makes (see `writer`), each one guarded statement
 //! under the write lock: its deadline checked by SQLite's clock and its precondition
-//! checked against the current record, in the statement that writes.
+//! checked against the current record, in the statement that writes. They run on the
+//! writer's own thread, with rusqlite: each statement is a call, not a trip to another
+//! thread.
 
 use profilestore_core::error::StoreError;
 use profilestore_core::ids::UserId;
 use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 use profilestore_core::time::Deadline;
-use sqlx::SqliteConnection;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::errors::failed;
-use crate::decode::bind_record_write;
+use super::errors::rusqlite_failed as failed;
+use crate::decode::StoredRecord;
 
 /// Inserts or replaces, but only while SQLite's clock is before `?7`. Run inside
 /// `BEGIN IMMEDIATE`, so the clock is read after the write lock is ours.
@@ -120,62 +123,51 @@ pub(super) enum Applied {
 }
 
 /// Runs `change`'s statement under `deadline` in the writer's open transaction.
-pub(super) async fn apply(
-    tx: &mut SqliteConnection,
-    change: &Change,
-    deadline: &Deadline,
-) -> Result<Applied, StoreError> {
+pub(super) fn apply(tx: &Connection, change: &Change, deadline: &Deadline) -> Result<Applied, StoreError> {
     let deadline_ms = deadline.at().as_millis();
     match change {
         Change::PutKeyed(record, image_size, precondition, key) => {
-            let earlier = sqlx::query(KEYED_RECORD)
-                .bind(record.user_id.as_str())
-                .bind(key.key.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(failed("reading an idempotency key"))?;
-            if let Some(row) = earlier {
-                let (record, fingerprint) = super::DECODE.keyed_record(&row, failed("reading an idempotency key"))?;
+            if let Some((record, fingerprint)) = keyed_record(tx, &record.user_id, key)? {
                 // Answered once the batch commits: the earlier write may be in this very
                 // batch, not yet committed.
                 return Ok(Applied::Wrote(Done::Keyed(KeyedOutcome::Earlier { record, fingerprint })));
             }
-            match put(tx, record, *image_size, precondition, deadline).await? {
+            match put(tx, record, *image_size, precondition, deadline)? {
                 Applied::Wrote(_) => {}
                 Applied::Refused(Done::Put(outcome)) => return Ok(Applied::Refused(Done::Keyed(outcome.into()))),
                 refused @ Applied::Refused(_) => return Ok(refused),
             }
-            bind_record_write(sqlx::query(STORE_KEY), record, *image_size, deadline.at())
-                .bind(key.key.as_str())
-                .bind(key.fingerprint.as_str())
-                .bind(i64::try_from(key.keep_for.as_millis()).unwrap_or(i64::MAX))
-                .execute(&mut *tx)
-                .await
+            let mut values = record_write(record, *image_size, deadline);
+            values.extend([
+                Value::Text(key.key.clone()),
+                Value::Text(key.fingerprint.clone()),
+                Value::Integer(i64::try_from(key.keep_for.as_millis()).unwrap_or(i64::MAX)),
+            ]);
+            tx.prepare_cached(STORE_KEY)
+                .and_then(|mut s| s.execute(params_from_iter(values)))
                 .map_err(failed("storing an idempotency key"))?;
-            sqlx::query(PURGE_KEYS).execute(&mut *tx).await.map_err(failed("removing expired idempotency keys"))?;
+            tx.prepare_cached(PURGE_KEYS)
+                .and_then(|mut s| s.execute([]))
+                .map_err(failed("removing expired idempotency keys"))?;
             Ok(Applied::Wrote(Done::Keyed(KeyedOutcome::Committed)))
         }
-        Change::Put(record, image_size, precondition) => put(tx, record, *image_size, precondition, deadline).await,
+        Change::Put(record, image_size, precondition) => put(tx, record, *image_size, precondition, deadline),
         Change::Delete(user, precondition) => {
             let (image_id, metadata) = expected(precondition);
             // With `Absent`, a record there fails the precondition and none is NotFound:
             // either way nothing is deleted, so no statement deletes.
             if *precondition != Precondition::Absent {
-                let done = sqlx::query(DELETE_BEFORE)
-                    .bind(user.as_str())
-                    .bind(deadline_ms)
-                    .bind(image_id)
-                    .bind(metadata)
-                    .execute(&mut *tx)
-                    .await
+                let deleted = tx
+                    .prepare_cached(DELETE_BEFORE)
+                    .and_then(|mut s| s.execute(params![user.as_str(), deadline_ms, image_id, metadata]))
                     .map_err(failed("deleting a profile record"))?;
-                if done.rows_affected() > 0 {
+                if deleted > 0 {
                     return Ok(Applied::Wrote(Done::Delete(DeleteOutcome::Deleted)));
                 }
             }
-            let outcome = if past(tx, deadline_ms).await? {
+            let outcome = if past(tx, deadline_ms)? {
                 DeleteOutcome::DeadlineExceeded
-            } else if *precondition != Precondition::Any && has_record(tx, user).await? {
+            } else if *precondition != Precondition::Any && has_record(tx, user)? {
                 DeleteOutcome::PreconditionFailed
             } else {
                 DeleteOutcome::NotFound
@@ -187,35 +179,75 @@ pub(super) async fn apply(
 
 /// Inserts or replaces `record` if the current one meets `precondition`, unless the
 /// deadline has passed by SQLite's clock.
-async fn put(
-    tx: &mut SqliteConnection,
+fn put(
+    tx: &Connection,
     record: &Record,
     image_size: i64,
     precondition: &Precondition,
     deadline: &Deadline,
 ) -> Result<Applied, StoreError> {
-    let deadline_ms = deadline.at().as_millis();
     let sql = match precondition {
         Precondition::Any => PUT_BEFORE,
         Precondition::Absent => CREATE_BEFORE,
         Precondition::Present | Precondition::Is { .. } => REPLACE_BEFORE,
     };
-    let mut statement = bind_record_write(sqlx::query(sql), record, image_size, deadline.at());
+    let mut values = record_write(record, image_size, deadline);
     if sql == REPLACE_BEFORE {
         let (image_id, metadata) = expected(precondition);
-        statement = statement.bind(image_id).bind(metadata);
+        values.extend([image_id.map_or(Value::Null, Value::Text), metadata.map_or(Value::Null, Value::Text)]);
     }
-    let done = statement.execute(&mut *tx).await.map_err(failed("writing a profile record"))?;
-    if done.rows_affected() > 0 {
+    let wrote = tx
+        .prepare_cached(sql)
+        .and_then(|mut s| s.execute(params_from_iter(values)))
+        .map_err(failed("writing a profile record"))?;
+    if wrote > 0 {
         return Ok(Applied::Wrote(Done::Put(CommitOutcome::Committed)));
     }
     // Unconditioned, only the deadline refuses; else the clock tells which did.
-    let late = *precondition == Precondition::Any || past(tx, deadline_ms).await?;
+    let late = *precondition == Precondition::Any || past(tx, deadline.at().as_millis())?;
     Ok(Applied::Refused(Done::Put(if late {
         CommitOutcome::DeadlineExceeded
     } else {
         CommitOutcome::PreconditionFailed
     })))
+}
+
+/// A guarded record write's seven parameters, in the order the statements take them:
+/// user id, metadata, image id, content type, image size, update time, then the
+/// deadline (milliseconds since the epoch).
+fn record_write(record: &Record, image_size: i64, deadline: &Deadline) -> Vec<Value> {
+    vec![
+        Value::Text(record.user_id.as_str().to_owned()),
+        Value::Text(record.metadata.clone()),
+        Value::Text(record.image_id.to_string()),
+        Value::Text(record.content_type.clone()),
+        Value::Integer(image_size),
+        Value::Integer(record.updated_at.as_millis()),
+        Value::Integer(deadline.at().as_millis()),
+    ]
+}
+
+/// The record and fingerprint a live idempotency key of `user` holds.
+fn keyed_record(tx: &Connection, user: &UserId, key: &IdempotencyKey) -> Result<Option<(Record, String)>, StoreError> {
+    let read = failed("reading an idempotency key");
+    let row = tx
+        .prepare_cached(KEYED_RECORD)
+        .and_then(|mut s| {
+            s.query_row(params![user.as_str(), key.key.as_str()], |row| {
+                let stored = StoredRecord {
+                    user_id: row.get("user_id")?,
+                    metadata: row.get("metadata")?,
+                    image_id: row.get("image_id")?,
+                    content_type: row.get("content_type")?,
+                    image_size: row.get("image_size")?,
+                    updated_at_ms: row.get("updated_at_ms")?,
+                };
+                Ok((stored, row.get::<_, String>("fingerprint")?))
+            })
+            .optional()
+        })
+        .map_err(read)?;
+    row.map(|(stored, fingerprint)| Ok((super::DECODE.stored_record(stored)?, fingerprint))).transpose()
 }
 
 /// The image id and metadata a compare-and-set expects, as bound parameters (NULL:
@@ -227,18 +259,14 @@ fn expected(precondition: &Precondition) -> (Option<String>, Option<String>) {
     }
 }
 
-async fn past(tx: &mut SqliteConnection, deadline_ms: i64) -> Result<bool, StoreError> {
-    sqlx::query_scalar(PAST_DEADLINE)
-        .bind(deadline_ms)
-        .fetch_one(&mut *tx)
-        .await
+fn past(tx: &Connection, deadline_ms: i64) -> Result<bool, StoreError> {
+    tx.prepare_cached(PAST_DEADLINE)
+        .and_then(|mut s| s.query_row([deadline_ms], |row| row.get(0)))
         .map_err(failed("reading the database's clock"))
 }
 
-async fn has_record(tx: &mut SqliteConnection, user: &UserId) -> Result<bool, StoreError> {
-    sqlx::query_scalar(HAS_RECORD)
-        .bind(user.as_str())
-        .fetch_one(&mut *tx)
-        .await
+fn has_record(tx: &Connection, user: &UserId) -> Result<bool, StoreError> {
+    tx.prepare_cached(HAS_RECORD)
+        .and_then(|mut s| s.query_row([user.as_str()], |row| row.get(0)))
         .map_err(failed("reading whether a profile record exists"))
 }

@@ -1,4 +1,4 @@
-//! sqlx errors become [`StoreError`]s here, where they enter, so nothing above this
+//! sqlx and rusqlite errors become [`StoreError`]s here, where they enter, so nothing above this
 //! module branches on SQLite's result codes.
 
 use profilestore_core::error::{StoreError, StoreErrorKind};
@@ -94,6 +94,27 @@ pub(crate) fn failed(doing: &'static str) -> impl Fn(sqlx::Error) -> StoreError 
     move |e| store_error(doing, e)
 }
 
+/// A rusqlite error met while `doing` as a store error of the kind its result code
+/// means, as for sqlx's (the point reads and the record writer use rusqlite).
+pub(super) fn rusqlite_error(doing: &str, e: &rusqlite::Error) -> StoreError {
+    let kind = match e {
+        rusqlite::Error::SqliteFailure(failure, _) => kind_of_result_code(failure.extended_code & 0xff),
+        // A stored value of the wrong type: the schema's NOT NULL and types say never.
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::Utf8Error(..) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, format!("SQLite, {doing}: {e}"))
+}
+
+/// A closure for `map_err` that turns a rusqlite error met while `doing` into a store
+/// error.
+pub(super) fn rusqlite_failed(doing: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| rusqlite_error(doing, &e)
+}
+
 /// A row value that does not mean what the schema says it must.
 pub(crate) fn corrupt(what: impl Into<String>) -> StoreError {
     StoreError::new(StoreErrorKind::Corrupt, format!("SQLite: {}", what.into()))
@@ -116,5 +137,15 @@ mod tests {
         assert_eq!(kind_of_result_code(26), StoreErrorKind::Corrupt);
         assert_eq!(kind_of(&sqlx::Error::PoolTimedOut), StoreErrorKind::Unavailable);
         assert_eq!(kind_of(&sqlx::Error::RowNotFound), StoreErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn rusqlite_errors_keep_their_kind() {
+        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
+        assert_eq!(rusqlite_error("x", &busy).kind(), StoreErrorKind::Unavailable);
+        let corrupt = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(11), None);
+        assert_eq!(rusqlite_error("x", &corrupt).kind(), StoreErrorKind::Corrupt);
+        let wrong_type = rusqlite::Error::InvalidColumnType(0, "image_size".into(), rusqlite::types::Type::Text);
+        assert_eq!(rusqlite_error("x", &wrong_type).kind(), StoreErrorKind::Corrupt);
     }
 }

@@ -190,11 +190,11 @@ impl SqliteMetadataStore {
             return Err(e);
         }
         let timings = Arc::default();
-        let writer = match Writer::start(options, Arc::clone(&timings)).await {
+        let writer = match Writer::start(path.clone(), BUSY_TIMEOUT, Arc::clone(&timings)).await {
             Ok(writer) => writer,
             Err(e) => {
                 pool.close().await;
-                return Err(store_failed(errors::store_error("connecting the writer", e)));
+                return Err(store_failed(e));
             }
         };
         let reads = PointReads::new(path.clone(), BUSY_TIMEOUT, DECODE);
@@ -247,16 +247,6 @@ async fn stored_timings(tx: &mut SqliteConnection) -> Result<Option<Timings>, St
         .await
         .map_err(failed("reading the cluster's timings"))?;
     Ok(row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?.map(|p| p.timings))
-}
-
-/// A failed `COMMIT`: an I/O error can strike after the commit frames reached the
-/// WAL, so the outcome is unknown (a later recovery may or may not keep them).
-fn commit_failed(e: sqlx::Error) -> StoreError {
-    StoreError::new(
-        StoreErrorKind::CommitUnknown,
-        format!("SQLite, committing: {e}; the change may or may not have been made"),
-    )
-    .with_source(e)
 }
 
 /// Puts the database file into WAL mode (creating it when `options` say so), retrying

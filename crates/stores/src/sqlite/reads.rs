@@ -23,7 +23,7 @@ use profilestore_core::store::Record;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::Semaphore;
 
-use super::errors::kind_of_result_code;
+use super::errors::rusqlite_error;
 use crate::decode::{Decoder, StoredRecord};
 
 const GET_RECORD: &str = "SELECT user_id, metadata, image_id, content_type, image_size, updated_at_ms \
@@ -110,7 +110,7 @@ impl PointReads {
     ) -> Result<T, StoreError> {
         let conn = match self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             Some(conn) => conn,
-            None => self.connect().map_err(|e| sqlite_error("opening a reading connection", &e))?,
+            None => self.connect().map_err(|e| rusqlite_error("opening a reading connection", &e))?,
         };
         let result = read(&conn);
         // A connection whose statement failed may be in any state: it is dropped (and
@@ -118,7 +118,7 @@ impl PointReads {
         if result.is_ok() {
             self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
         }
-        result.map_err(|e| sqlite_error(doing, &e))
+        result.map_err(|e| rusqlite_error(doing, &e))
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
@@ -149,20 +149,6 @@ fn read_record(conn: &Connection, user: &str) -> rusqlite::Result<Option<StoredR
         .optional()
 }
 
-/// A rusqlite error as a store error of the kind its result code means, as for sqlx's.
-fn sqlite_error(doing: &str, e: &rusqlite::Error) -> StoreError {
-    let kind = match e {
-        rusqlite::Error::SqliteFailure(failure, _) => kind_of_result_code(failure.extended_code & 0xff),
-        // A stored value of the wrong type: the schema's NOT NULL and types say never.
-        rusqlite::Error::FromSqlConversionFailure(..)
-        | rusqlite::Error::IntegralValueOutOfRange(..)
-        | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::Utf8Error(..) => StoreErrorKind::Corrupt,
-        _ => StoreErrorKind::Unavailable,
-    };
-    StoreError::new(kind, format!("SQLite, {doing}: {e}"))
-}
-
 fn unavailable(doing: &str, what: &str) -> StoreError {
     StoreError::new(StoreErrorKind::Unavailable, format!("SQLite, {doing}: {what}"))
 }
@@ -170,16 +156,6 @@ fn unavailable(doing: &str, what: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn driver_errors_keep_their_kind() {
-        let busy = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(5), None);
-        assert_eq!(sqlite_error("x", &busy).kind(), StoreErrorKind::Unavailable);
-        let corrupt = rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(11), None);
-        assert_eq!(sqlite_error("x", &corrupt).kind(), StoreErrorKind::Corrupt);
-        let wrong_type = rusqlite::Error::InvalidColumnType(0, "image_size".into(), rusqlite::types::Type::Text);
-        assert_eq!(sqlite_error("x", &wrong_type).kind(), StoreErrorKind::Corrupt);
-    }
 
     #[tokio::test]
     async fn a_missing_file_is_an_error_not_a_new_database() {

@@ -1,5 +1,5 @@
 //! Group commit: every record write and delete of one [`SqliteMetadataStore`] goes
-//! through one writer task that owns a connection of its own.
+//! through one writer thread that owns a connection of its own.
 //!
 //! Why: SQLite has one write lock per file, and a commit in `synchronous=FULL` costs
 //! an fsync. Writers that each take the lock wait for each other by sleeping on
@@ -7,6 +7,11 @@
 //! commit pays its own fsync. Here they queue in the process instead: the writer
 //! takes whatever jobs are waiting (up to [`MAX_BATCH`]), applies them in one
 //! `BEGIN IMMEDIATE` transaction and commits them with one fsync.
+//!
+//! The writer is a thread of its own running rusqlite, not a task driving sqlx: sqlx
+//! runs each statement on its connection's worker thread, so a batch's lock, timings
+//! read, statements and commit would each cost a trip there and back. Here a job costs
+//! one hand-off to the writer and one answer back, as one statement through sqlx would.
 //!
 //! The store protocol (see the parent module) holds for every job of a batch:
 //! - each job's checks (its request's time on the tick clock, the stored timings, and
@@ -22,21 +27,22 @@
 //!
 //! [`SqliteMetadataStore`]: super::SqliteMetadataStore
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use profilestore_core::error::{StoreError, StoreErrorKind};
 use profilestore_core::ids::UserId;
 use profilestore_core::settings::Timings;
 use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 use profilestore_core::time::Deadline;
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
+use super::DECODE;
 use super::changes::{Applied, Change, Done, apply};
-use super::errors::failed;
-use super::{DECODE, commit_failed, stored_timings};
+use super::errors::{rusqlite_error, rusqlite_failed as failed};
 use crate::decode::timings_changed;
 
 /// The most jobs one transaction carries: enough to share an fsync among every
@@ -72,7 +78,7 @@ enum Message {
     Close(oneshot::Sender<()>),
 }
 
-/// The handle of a store's writer task; clones share the task.
+/// The handle of a store's writer thread; clones share the thread.
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
     queue: mpsc::Sender<Message>,
@@ -90,17 +96,27 @@ impl std::fmt::Debug for Message {
 }
 
 impl Writer {
-    /// Starts the writer task on its own connection, opened from `options`; it checks
-    /// each job against the timings `bound` holds (when bound).
+    /// Starts the writer thread on a connection of its own to the existing database
+    /// file at `path`; it checks each job against the timings `bound` holds (when bound).
     pub(super) async fn start(
-        options: SqliteConnectOptions,
+        path: PathBuf,
+        busy_timeout: Duration,
         bound: Arc<RwLock<Option<Timings>>>,
-    ) -> Result<Writer, sqlx::Error> {
-        let connection = SqliteConnection::connect_with(&options).await?;
+    ) -> Result<Writer, StoreError> {
+        let opener = Opener { path, busy_timeout };
+        let connection = {
+            let opener = opener.clone();
+            tokio::task::spawn_blocking(move || opener.open())
+                .await
+                .map_err(|e| StoreError::unavailable(format!("SQLite, connecting the writer: {e}")))??
+        };
         let (queue, jobs) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let task = WriterTask { connection: Some(connection), options, bound, commits: Arc::clone(&commits) };
-        tokio::spawn(task.run(jobs));
+        let task = WriterTask { connection: Some(connection), opener, bound, commits: Arc::clone(&commits) };
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || task.run(jobs))
+            .map_err(|e| StoreError::unavailable(format!("SQLite, starting the writer thread: {e}")))?;
         Ok(Writer { queue, commits })
     }
 
@@ -197,7 +213,7 @@ fn closed() -> StoreError {
     StoreError::unavailable("SQLite: the store is closed; nothing was written")
 }
 
-/// The answer when the writer dropped a job without answering (its task ended): a job
+/// The answer when the writer dropped a job without answering (its thread ended): a job
 /// it had not sent to commit was rolled back with its transaction.
 fn lost(state: &AtomicU8) -> StoreError {
     match state.load(Ordering::SeqCst) {
@@ -209,22 +225,47 @@ fn lost(state: &AtomicU8) -> StoreError {
     }
 }
 
+/// How the writer opens (and after a failure reopens) its connection.
+#[derive(Debug, Clone)]
+struct Opener {
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl Opener {
+    /// A read-write connection to the existing file (never a new, empty database in
+    /// its place), each commit fsynced, waiting for the lock up to the busy timeout.
+    fn open(&self) -> Result<Connection, StoreError> {
+        let connect = || {
+            let connection = Connection::open_with_flags(
+                &self.path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            connection.busy_timeout(self.busy_timeout)?;
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.pragma_update(None, "foreign_keys", true)?;
+            Ok(connection)
+        };
+        connect().map_err(|e| rusqlite_error("connecting the writer", &e))
+    }
+}
+
 struct WriterTask {
     /// `None` after a failure left it unusable, until the next batch reconnects.
-    connection: Option<SqliteConnection>,
-    options: SqliteConnectOptions,
+    connection: Option<Connection>,
+    opener: Opener,
     bound: Arc<RwLock<Option<Timings>>>,
     commits: Arc<AtomicU64>,
 }
 
 impl WriterTask {
-    async fn run(mut self, mut queue: mpsc::Receiver<Message>) {
+    fn run(mut self, mut queue: mpsc::Receiver<Message>) {
         let mut carried: Vec<Job> = Vec::new();
         loop {
             let mut batch = std::mem::take(&mut carried);
             let mut closing = None;
             if batch.is_empty() {
-                match queue.recv().await {
+                match queue.blocking_recv() {
                     Some(Message::Job(job)) => batch.push(*job),
                     Some(Message::Close(done)) => closing = Some(done),
                     None => break,
@@ -239,7 +280,7 @@ impl WriterTask {
             }
             batch.retain(|job| job.state.load(Ordering::SeqCst) == QUEUED);
             if !batch.is_empty() {
-                carried = self.commit_batch(batch).await;
+                carried = self.commit_batch(batch);
             }
             if let Some(done) = closing {
                 // Jobs carried past a failed statement are answered before closing.
@@ -247,62 +288,65 @@ impl WriterTask {
                     job.answer(Err(closed()));
                 }
                 queue.close();
-                while let Some(message) = queue.recv().await {
+                while let Some(message) = queue.blocking_recv() {
                     match message {
                         Message::Job(job) => job.answer(Err(closed())),
                         Message::Close(other) => drop(other.send(())),
                     }
                 }
-                self.disconnect().await;
+                self.disconnect();
                 let _ = done.send(());
                 return;
             }
         }
-        self.disconnect().await;
+        self.disconnect();
     }
 
-    async fn disconnect(&mut self) {
-        if let Some(connection) = self.connection.take()
-            && let Err(e) = connection.close().await
-        {
-            tracing::warn!(error = %e, "closing the SQLite writer's connection failed");
+    fn disconnect(&mut self) {
+        if let Some(connection) = self.connection.take() {
+            close(connection);
         }
     }
 
     /// Applies and commits `batch`; returns the jobs it did not reach because a
     /// statement failed (the writer runs them in the next batch).
-    async fn commit_batch(&mut self, batch: Vec<Job>) -> Vec<Job> {
-        let mut connection = match self.connection.take() {
+    fn commit_batch(&mut self, batch: Vec<Job>) -> Vec<Job> {
+        let connection = match self.connection.take() {
             Some(connection) => connection,
-            None => match SqliteConnection::connect_with(&self.options).await {
+            None => match self.opener.open() {
                 Ok(connection) => connection,
-                Err(e) => {
-                    let error = failed("reconnecting the writer")(e);
+                Err(error) => {
                     batch.into_iter().for_each(|job| job.answer(Err(error.shared())));
                     return Vec::new();
                 }
             },
         };
         let bound = *self.bound.read().unwrap_or_else(|p| p.into_inner());
-        let Ran { carried, clean, committed } = run_batch(&mut connection, batch, bound).await;
+        let Ran { carried, clean, committed } = run_batch(&connection, batch, bound);
         if committed {
             self.commits.fetch_add(1, Ordering::Relaxed);
         }
-        if clean || is_usable(&mut connection).await {
+        if clean || is_usable(&connection) {
             self.connection = Some(connection);
-        } else if let Err(e) = connection.close().await {
-            tracing::warn!(error = %e, "closing the SQLite writer's broken connection failed");
+        } else {
+            close(connection);
         }
         carried
+    }
+}
+
+fn close(connection: Connection) {
+    if let Err((_, e)) = connection.close() {
+        tracing::warn!(error = %e, "closing the SQLite writer's connection failed");
     }
 }
 
 /// Whether a connection a failure struck can serve the next batch: it must answer, and
 /// outside any transaction (a failed statement or `COMMIT` can leave one open;
 /// `ROLLBACK` fails harmlessly when there is none).
-async fn is_usable(connection: &mut SqliteConnection) -> bool {
-    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-    connection.ping().await.is_ok()
+fn is_usable(connection: &Connection) -> bool {
+    let _ = connection.execute_batch("ROLLBACK");
+    connection.is_autocommit() && connection.query_row("SELECT 1", [], |_| Ok(())).is_ok()
 }
 
 /// What one batch came to.
@@ -316,16 +360,16 @@ struct Ran {
 }
 
 /// Runs `batch` in one transaction on `connection` and answers its jobs.
-async fn run_batch(connection: &mut SqliteConnection, batch: Vec<Job>, bound: Option<Timings>) -> Ran {
+fn run_batch(connection: &Connection, batch: Vec<Job>, bound: Option<Timings>) -> Ran {
     let fail_all = |batch: Vec<Job>, error: StoreError| {
         batch.into_iter().for_each(|job| job.answer(Err(error.shared())));
         Ran { carried: Vec::new(), clean: false, committed: false }
     };
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await {
+    if let Err(e) = connection.execute_batch("BEGIN IMMEDIATE") {
         return fail_all(batch, failed("taking the write lock")(e));
     }
     let stored = match bound {
-        Some(_) => match stored_timings(connection).await {
+        Some(_) => match stored_timings(connection) {
             Ok(stored) => stored,
             Err(e) => return fail_all(batch, e),
         },
@@ -352,7 +396,7 @@ async fn run_batch(connection: &mut SqliteConnection, batch: Vec<Job>, bound: Op
                 continue;
             }
         }
-        match apply(connection, &job.change, &job.deadline).await {
+        match apply(connection, &job.change, &job.deadline) {
             Ok(Applied::Wrote(done)) => written.push((job, done)),
             Ok(Applied::Refused(done)) => job.answer(Ok(done)),
             Err(e) => {
@@ -374,7 +418,7 @@ async fn run_batch(connection: &mut SqliteConnection, batch: Vec<Job>, bound: Op
         }
     }
     if written.is_empty() {
-        let rolled_back = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+        let rolled_back = connection.execute_batch("ROLLBACK");
         return Ran { carried: Vec::new(), clean: rolled_back.is_ok(), committed: false };
     }
     for (job, _) in &written {
@@ -384,20 +428,41 @@ async fn run_batch(connection: &mut SqliteConnection, batch: Vec<Job>, bound: Op
     if crate::failpoint::take_park_before_commit() {
         // A frozen process: the whole writer stalls holding the lock, as a real freeze
         // would stall it; the callers' timeouts still fire.
-        crate::failpoint::park().await;
-        let committed = sqlx::query("COMMIT").execute(&mut *connection).await;
+        crate::failpoint::park_blocking();
+        let committed = connection.execute_batch("COMMIT");
         tracing::warn!(outcome = ?committed.as_ref().map(drop), "failpoint: the parked commit finished");
-        let committed = answer_commit(written, committed.map(drop));
+        let committed = answer_commit(written, committed);
         return Ran { carried: Vec::new(), clean: committed, committed };
     }
-    let committed = sqlx::query("COMMIT").execute(&mut *connection).await;
-    let committed = answer_commit(written, committed.map(drop));
+    let committed = connection.execute_batch("COMMIT");
+    let committed = answer_commit(written, committed);
     Ran { carried: Vec::new(), clean: committed, committed }
+}
+
+/// The timings the database holds; `None` before the store is paired (opening refuses
+/// unpaired stores, so there is nothing to compare with).
+fn stored_timings(connection: &Connection) -> Result<Option<Timings>, StoreError> {
+    let read = failed("reading the cluster's timings");
+    let texts = connection
+        .prepare_cached("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+        .and_then(|mut s| s.query_row([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))).optional())
+        .map_err(read)?;
+    Ok(texts.map(|(cluster_id, timings)| DECODE.pairing_text(&cluster_id, &timings)).transpose()?.map(|p| p.timings))
+}
+
+/// A failed `COMMIT`: an I/O error can strike after the commit frames reached the
+/// WAL, so the outcome is unknown (a later recovery may or may not keep them).
+fn commit_failed(e: rusqlite::Error) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::CommitUnknown,
+        format!("SQLite, committing: {e}; the change may or may not have been made"),
+    )
+    .with_source(e)
 }
 
 /// Answers the jobs of a batch whose `COMMIT` returned `committed`; `true` if it
 /// succeeded.
-fn answer_commit(written: Vec<(Job, Done)>, committed: Result<(), sqlx::Error>) -> bool {
+fn answer_commit(written: Vec<(Job, Done)>, committed: rusqlite::Result<()>) -> bool {
     match committed {
         Ok(()) => {
             written.into_iter().for_each(|(job, done)| job.answer(Ok(done)));
