@@ -35,6 +35,7 @@ use profilestore_core::store::{
 };
 use profilestore_core::time::Timestamp;
 use sweep::SweepAlong;
+use tokio::sync::Semaphore;
 use walk::Walk;
 
 use crate::open::{OpenError, OpenMode};
@@ -64,6 +65,8 @@ pub struct LocalBlobStore {
     fs: Arc<LocalFileSystem>,
     /// `None` when turned off by [`without_journal`](LocalBlobStore::without_journal).
     journal: Option<Arc<Journal>>,
+    /// Blob reads on blocking threads at once (see `get_raw`).
+    reads: Arc<Semaphore>,
 }
 
 impl LocalBlobStore {
@@ -122,7 +125,7 @@ impl LocalBlobStore {
             .with_fsync(true)
             .with_automatic_cleanup(true);
         let journal = Some(Arc::new(Journal::new(&root)));
-        Ok(LocalBlobStore { root, fs: Arc::new(fs), journal })
+        Ok(LocalBlobStore { root, fs: Arc::new(fs), journal, reads: Arc::new(Semaphore::new(concurrent_reads())) })
     }
 
     /// This store with its listing journal turned off: its puts cost one short
@@ -150,12 +153,26 @@ impl LocalBlobStore {
     /// Opens and reads the file in one trip to a blocking thread (object_store's `get`
     /// takes two: one to open, one to read). Once the file is open, a delete cannot
     /// cut the read short. A directory at the key is no blob, as object_store says.
+    ///
+    /// At most a few reads per core run at once; more wait for a turn. Why: every read
+    /// in flight holds a thread of tokio's blocking pool, and at 64 clients the pool
+    /// grew to one thread per read, whose switching on two cores cost more than the
+    /// reads.
     async fn get_raw(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let path = object_path(key)?;
         let file = self.root.join(path.as_ref());
-        let read = tokio::task::spawn_blocking(move || std::fs::read(file))
+        let turn = self
+            .reads
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| StoreError::unavailable(format!("local blob store, reading a blob: {e}")))?;
+            .map_err(|_| StoreError::unavailable("local blob store: closed"))?;
+        let read = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            std::fs::read(file)
+        })
+        .await
+        .map_err(|e| StoreError::unavailable(format!("local blob store, reading a blob: {e}")))?;
         match read {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory) => Ok(None),
@@ -389,4 +406,9 @@ impl BlobStore for LocalBlobStore {
     async fn create_marker(&self, contents: Bytes) -> Result<(), StoreError> {
         self.put_create(PAIRING_MARKER_KEY, contents).await
     }
+}
+
+/// Blob reads one store runs at once: a few per core, at least 8.
+fn concurrent_reads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from).saturating_mul(4).max(8)
 }

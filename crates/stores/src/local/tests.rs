@@ -281,3 +281,24 @@ async fn one_listing_removes_old_staging_files_keeps_young_ones_and_lists_every_
     assert_eq!(store.get(&BlobKey::parse(&blobs[0]).unwrap()).await.unwrap(), Some(Bytes::from_static(b"img")));
     assert_eq!(store.sweep_staging(cutoff).await.unwrap(), 0, "nothing left for a sweep of its own");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_beyond_the_concurrent_limit_wait_their_turn_and_all_answer() {
+    let (_dir, store) = fresh().await;
+    let keys: Vec<BlobKey> = (0..4).map(|_| key()).collect();
+    for (n, k) in keys.iter().enumerate() {
+        store.put_new(k, Bytes::from(vec![n as u8; 1000])).await.unwrap();
+    }
+    // Eight times the limit at once, twice over: a turn that was never given back
+    // would leave the second round waiting for ever.
+    let reads = 8 * super::concurrent_reads();
+    for _ in 0..2 {
+        let answers = futures::future::join_all((0..reads).map(|n| {
+            let (store, k) = (store.clone(), keys[n % keys.len()].clone());
+            async move { (n, store.get(&k).await) }
+        }));
+        for (n, answer) in tokio::time::timeout(Duration::from_secs(60), answers).await.expect("reads stalled") {
+            assert_eq!(answer.unwrap().unwrap(), Bytes::from(vec![(n % keys.len()) as u8; 1000]), "read {n}");
+        }
+    }
+}
