@@ -294,7 +294,7 @@ async fn reads_beyond_the_concurrent_limit_wait_their_turn_and_all_answer() {
     let reads = 8 * super::concurrent_reads();
     for _ in 0..2 {
         let answers = futures::future::join_all((0..reads).map(|n| {
-            let (store, k) = (store.clone(), keys[n % keys.len()].clone());
+            let (store, k) = (store.clone(), keys[n % keys.len()]);
             async move { (n, store.get(&k).await) }
         }));
         for (n, answer) in tokio::time::timeout(Duration::from_secs(60), answers).await.expect("reads stalled") {
