@@ -154,10 +154,11 @@ impl LocalBlobStore {
     /// takes two: one to open, one to read). Once the file is open, a delete cannot
     /// cut the read short. A directory at the key is no blob, as object_store says.
     ///
-    /// At most a few reads per core run at once; more wait for a turn. Why: every read
-    /// in flight holds a thread of tokio's blocking pool, and at 64 clients the pool
-    /// grew to one thread per read, whose switching on two cores cost more than the
-    /// reads.
+    /// At most two reads per core (at least four) run at once; more wait for a turn.
+    /// Why: every read in flight holds a thread of tokio's blocking pool, and at 64
+    /// clients the pool grew to one thread per read, whose switching on two cores cost
+    /// more than the reads. A read from the page cache is CPU work, so two per core
+    /// keep the cores busy; cold reads queue a little longer.
     async fn get_raw(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         let path = object_path(key)?;
         let file = self.root.join(path.as_ref());
@@ -408,7 +409,7 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
-/// Blob reads one store runs at once: a few per core, at least 8.
+/// Blob reads one store runs at once: two per core, at least four.
 fn concurrent_reads() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from).saturating_mul(4).max(8)
+    std::thread::available_parallelism().map_or(1, usize::from).saturating_mul(2).max(4)
 }
