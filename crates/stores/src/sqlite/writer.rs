@@ -112,10 +112,10 @@ impl Writer {
         };
         let (queue, jobs) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let task = WriterTask { connection: Some(connection), opener, bound, commits: Arc::clone(&commits) };
+        let thread = WriterThread { connection: Some(connection), opener, bound, commits: Arc::clone(&commits) };
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || task.run(jobs))
+            .spawn(move || thread.run(jobs))
             .map_err(|e| StoreError::unavailable(format!("SQLite, starting the writer thread: {e}")))?;
         Ok(Writer { queue, commits })
     }
@@ -250,7 +250,8 @@ impl Opener {
     }
 }
 
-struct WriterTask {
+/// What the writer thread owns: its connection (or how to reopen it) and its counters.
+struct WriterThread {
     /// `None` after a failure left it unusable, until the next batch reconnects.
     connection: Option<Connection>,
     opener: Opener,
@@ -258,7 +259,7 @@ struct WriterTask {
     commits: Arc<AtomicU64>,
 }
 
-impl WriterTask {
+impl WriterThread {
     fn run(mut self, mut queue: mpsc::Receiver<Message>) {
         let mut carried: Vec<Job> = Vec::new();
         loop {
