@@ -1,8 +1,9 @@
 //! Test-only failpoints, compiled in only with the `failpoints` feature: a release
 //! build carries none of this (`cargo tree -e normal` shows the feature off).
 //!
-//! One failpoint exists, [`take_park_before_commit`] then [`park`], between a record write's deadline
-//! check and its `COMMIT`. It emulates the hazard the store protocols exist for: a
+//! One failpoint exists, [`take_park_before_commit`] then [`park`] (or
+//! [`park_blocking`] on a thread of its own), between a record write's deadline check
+//! and its `COMMIT`. It emulates the hazard the store protocols exist for: a
 //! process that passed the check and then stalls (SIGSTOP, swap, a VM freeze, a
 //! worker thread stuck in the kernel) before its commit lands.
 //!
@@ -25,7 +26,7 @@ pub const DIR_VAR: &str = "PROFILESTORE_FAILPOINT_DIR";
 const POLL: Duration = Duration::from_millis(10);
 
 /// Whether the failpoint is armed, disarming it: `true` for exactly one caller per
-/// arming, which must then [`park`] before its commit.
+/// arming, which must then [`park`] (or [`park_blocking`]) before its commit.
 pub fn take_park_before_commit() -> bool {
     let Some(dir) = std::env::var_os(DIR_VAR).map(PathBuf::from) else { return false };
     // Renaming is atomic: of two writes racing here, one wins the arming.
@@ -36,22 +37,35 @@ pub fn take_park_before_commit() -> bool {
 /// cannot cancel (a frozen process's timers do not fire either), holding whatever the
 /// write holds at that point: its transaction, and on SQLite the write lock.
 pub async fn park() {
-    // Polling blocks a thread of the blocking pool, never the caller's runtime.
-    if let Err(e) = tokio::task::spawn_blocking(park_blocking).await {
-        tracing::error!(error = %e, "failpoint: the parked write's thread failed");
+    let Some(dir) = parked() else { return };
+    // On the runtime's timer, not a blocking thread: a runtime shutting down drops a
+    // parked task, where it would wait for ever for a blocking one.
+    while !released(&dir) {
+        tokio::time::sleep(POLL).await;
     }
+    tracing::warn!("failpoint: the parked record write goes on to commit");
 }
 
 /// [`park`] for a caller on a thread of its own (the SQLite writer's), which it blocks.
-/// The test's files are polled every few milliseconds.
 pub fn park_blocking() {
-    let Some(dir) = std::env::var_os(DIR_VAR).map(PathBuf::from) else { return };
+    let Some(dir) = parked() else { return };
+    while !released(&dir) {
+        std::thread::sleep(POLL);
+    }
+    tracing::warn!("failpoint: the parked record write goes on to commit");
+}
+
+/// Says the write is parked (the `parked` file), answering the failpoint directory.
+fn parked() -> Option<PathBuf> {
+    let dir = std::env::var_os(DIR_VAR).map(PathBuf::from)?;
     tracing::warn!("failpoint: a record write parks between its deadline check and its commit");
     if let Err(e) = std::fs::write(dir.join("parked"), b"") {
         tracing::error!(error = %e, "failpoint: could not say the write is parked");
     }
-    while !dir.join("release").try_exists().unwrap_or(false) {
-        std::thread::sleep(POLL);
-    }
-    tracing::warn!("failpoint: the parked record write goes on to commit");
+    Some(dir)
+}
+
+/// Whether the test has released the parked write (a file's existence: a stat).
+fn released(dir: &std::path::Path) -> bool {
+    dir.join("release").try_exists().unwrap_or(false)
 }

@@ -1,5 +1,5 @@
-//! sqlx and rusqlite errors become [`StoreError`]s here, where they enter, so nothing above this
-//! module branches on SQLite's result codes.
+//! sqlx and rusqlite errors become [`StoreError`]s here, where they enter, so nothing
+//! above this module branches on SQLite's result codes.
 
 use profilestore_core::error::{StoreError, StoreErrorKind};
 
@@ -103,7 +103,17 @@ pub(super) fn rusqlite_error(doing: &str, e: &rusqlite::Error) -> StoreError {
         rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::Utf8Error(..) => StoreErrorKind::Corrupt,
+        | rusqlite::Error::Utf8Error(..)
+        // A row or column our own statements always have, missing: as sqlx's
+        // RowNotFound and ColumnNotFound.
+        | rusqlite::Error::QueryReturnedNoRows
+        | rusqlite::Error::InvalidColumnIndex(..)
+        | rusqlite::Error::InvalidColumnName(..) => StoreErrorKind::Corrupt,
+        // A statement and its parameters that do not fit: a bug no retry mends.
+        rusqlite::Error::InvalidParameterCount(..)
+        | rusqlite::Error::InvalidParameterName(..)
+        | rusqlite::Error::ExecuteReturnedResults
+        | rusqlite::Error::MultipleStatement => StoreErrorKind::Misconfigured,
         _ => StoreErrorKind::Unavailable,
     };
     StoreError::new(kind, format!("SQLite, {doing}: {e}"))
@@ -147,5 +157,9 @@ mod tests {
         assert_eq!(rusqlite_error("x", &corrupt).kind(), StoreErrorKind::Corrupt);
         let wrong_type = rusqlite::Error::InvalidColumnType(0, "image_size".into(), rusqlite::types::Type::Text);
         assert_eq!(rusqlite_error("x", &wrong_type).kind(), StoreErrorKind::Corrupt);
+        let no_row = rusqlite::Error::QueryReturnedNoRows;
+        assert_eq!(rusqlite_error("x", &no_row).kind(), StoreErrorKind::Corrupt);
+        let misbound = rusqlite::Error::InvalidParameterCount(9, 10);
+        assert_eq!(rusqlite_error("x", &misbound).kind(), StoreErrorKind::Misconfigured);
     }
 }

@@ -21,6 +21,9 @@
 //! - a job past its deadline is refused alone: its statement writes nothing and the
 //!   others of its batch go on.
 //!
+//! The tick clock of each job's deadline is read on the writer thread, outside the
+//! runtime: the production clock (`CLOCK_BOOTTIME`) reads the same from any thread.
+//!
 //! A caller whose request time runs out while its job waits in the queue withdraws
 //! it, and nothing of it is written; once the writer has claimed the job, the caller
 //! can no longer know, and says the outcome is unknown.
