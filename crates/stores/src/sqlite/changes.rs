@@ -9,7 +9,7 @@ use profilestore_core::ids::UserId;
 use profilestore_core::store::{CommitOutcome, DeleteOutcome, IdempotencyKey, KeyedOutcome, Precondition, Record};
 use profilestore_core::time::Deadline;
 use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Params, params, params_from_iter};
 
 use super::errors::rusqlite_failed as failed;
 use crate::decode::StoredRecord;
@@ -143,12 +143,8 @@ pub(super) fn apply(tx: &Connection, change: &Change, deadline: &Deadline) -> Re
                 Value::Text(key.fingerprint.clone()),
                 Value::Integer(i64::try_from(key.keep_for.as_millis()).unwrap_or(i64::MAX)),
             ]);
-            tx.prepare_cached(STORE_KEY)
-                .and_then(|mut s| s.execute(params_from_iter(values)))
-                .map_err(failed("storing an idempotency key"))?;
-            tx.prepare_cached(PURGE_KEYS)
-                .and_then(|mut s| s.execute([]))
-                .map_err(failed("removing expired idempotency keys"))?;
+            execute(tx, STORE_KEY, params_from_iter(values), "storing an idempotency key")?;
+            execute(tx, PURGE_KEYS, [], "removing expired idempotency keys")?;
             Ok(Applied::Wrote(Done::Keyed(KeyedOutcome::Committed)))
         }
         Change::Put(record, image_size, precondition) => put(tx, record, *image_size, precondition, deadline),
@@ -157,10 +153,8 @@ pub(super) fn apply(tx: &Connection, change: &Change, deadline: &Deadline) -> Re
             // With `Absent`, a record there fails the precondition and none is NotFound:
             // either way nothing is deleted, so no statement deletes.
             if *precondition != Precondition::Absent {
-                let deleted = tx
-                    .prepare_cached(DELETE_BEFORE)
-                    .and_then(|mut s| s.execute(params![user.as_str(), deadline_ms, image_id, metadata]))
-                    .map_err(failed("deleting a profile record"))?;
+                let params = params![user.as_str(), deadline_ms, image_id, metadata];
+                let deleted = execute(tx, DELETE_BEFORE, params, "deleting a profile record")?;
                 if deleted > 0 {
                     return Ok(Applied::Wrote(Done::Delete(DeleteOutcome::Deleted)));
                 }
@@ -196,10 +190,7 @@ fn put(
         let (image_id, metadata) = expected(precondition);
         values.extend([image_id.map_or(Value::Null, Value::Text), metadata.map_or(Value::Null, Value::Text)]);
     }
-    let wrote = tx
-        .prepare_cached(sql)
-        .and_then(|mut s| s.execute(params_from_iter(values)))
-        .map_err(failed("writing a profile record"))?;
+    let wrote = execute(tx, sql, params_from_iter(values), "writing a profile record")?;
     if wrote > 0 {
         return Ok(Applied::Wrote(Done::Put(CommitOutcome::Committed)));
     }
@@ -260,13 +251,20 @@ fn expected(precondition: &Precondition) -> (Option<String>, Option<String>) {
 }
 
 fn past(tx: &Connection, deadline_ms: i64) -> Result<bool, StoreError> {
-    tx.prepare_cached(PAST_DEADLINE)
-        .and_then(|mut s| s.query_row([deadline_ms], |row| row.get(0)))
-        .map_err(failed("reading the database's clock"))
+    ask(tx, PAST_DEADLINE, [deadline_ms], "reading the database's clock")
 }
 
 fn has_record(tx: &Connection, user: &UserId) -> Result<bool, StoreError> {
-    tx.prepare_cached(HAS_RECORD)
-        .and_then(|mut s| s.query_row([user.as_str()], |row| row.get(0)))
-        .map_err(failed("reading whether a profile record exists"))
+    ask(tx, HAS_RECORD, [user.as_str()], "reading whether a profile record exists")
+}
+
+/// Runs the statement `sql` (prepared once per connection) with `params`: the rows it
+/// changed.
+fn execute(tx: &Connection, sql: &str, params: impl Params, doing: &'static str) -> Result<usize, StoreError> {
+    tx.prepare_cached(sql).and_then(|mut s| s.execute(params)).map_err(failed(doing))
+}
+
+/// The one-column, one-row answer of the query `sql` with `params`.
+fn ask(tx: &Connection, sql: &str, params: impl Params, doing: &'static str) -> Result<bool, StoreError> {
+    tx.prepare_cached(sql).and_then(|mut s| s.query_row(params, |row| row.get(0))).map_err(failed(doing))
 }

@@ -68,6 +68,9 @@ macro_rules! db_now_ms {
     };
 }
 
+/// The pairing's row, read as text (`Decoder::pairing`).
+const PAIRING: &str = "SELECT cluster_id, timings FROM pairing WHERE singleton = 1";
+
 mod changes;
 mod cleaner_state;
 mod errors;
@@ -242,7 +245,7 @@ impl SqliteMetadataStore {
 /// The timings the database holds; `None` before the store is paired (opening refuses
 /// unpaired stores, so there is nothing to compare with).
 async fn stored_timings(tx: &mut SqliteConnection) -> Result<Option<Timings>, StoreError> {
-    let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+    let row = sqlx::query(PAIRING)
         .fetch_optional(&mut *tx)
         .await
         .map_err(failed("reading the cluster's timings"))?;
@@ -438,7 +441,7 @@ impl MetadataStore for SqliteMetadataStore {
     }
 
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+        let row = sqlx::query(PAIRING)
             .fetch_optional(&self.pool)
             .await
             .map_err(failed("reading the pairing"))?;
@@ -458,7 +461,7 @@ impl MetadataStore for SqliteMetadataStore {
         .execute(&mut *tx)
         .await
         .map_err(failed("storing the pairing"))?;
-        let row = sqlx::query("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+        let row = sqlx::query(PAIRING)
             .fetch_one(&mut *tx)
             .await
             .map_err(failed("reading the pairing back"))?;

@@ -43,9 +43,9 @@ use profilestore_core::time::Deadline;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot};
 
-use super::DECODE;
 use super::changes::{Applied, Change, Done, apply};
 use super::errors::{rusqlite_error, rusqlite_failed as failed};
+use super::{DECODE, PAIRING};
 use crate::decode::timings_changed;
 
 /// The most jobs one transaction carries: enough to share an fsync among every
@@ -448,7 +448,7 @@ fn run_batch(connection: &Connection, batch: Vec<Job>, bound: Option<Timings>) -
 fn stored_timings(connection: &Connection) -> Result<Option<Timings>, StoreError> {
     let read = failed("reading the cluster's timings");
     let texts = connection
-        .prepare_cached("SELECT cluster_id, timings FROM pairing WHERE singleton = 1")
+        .prepare_cached(PAIRING)
         .and_then(|mut s| s.query_row([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))).optional())
         .map_err(read)?;
     Ok(texts.map(|(cluster_id, timings)| DECODE.pairing_text(&cluster_id, &timings)).transpose()?.map(|p| p.timings))
