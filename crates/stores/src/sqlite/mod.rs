@@ -245,10 +245,7 @@ impl SqliteMetadataStore {
 /// The timings the database holds; `None` before the store is paired (opening refuses
 /// unpaired stores, so there is nothing to compare with).
 async fn stored_timings(tx: &mut SqliteConnection) -> Result<Option<Timings>, StoreError> {
-    let row = sqlx::query(PAIRING)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(failed("reading the cluster's timings"))?;
+    let row = sqlx::query(PAIRING).fetch_optional(&mut *tx).await.map_err(failed("reading the cluster's timings"))?;
     Ok(row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()?.map(|p| p.timings))
 }
 
@@ -441,10 +438,7 @@ impl MetadataStore for SqliteMetadataStore {
     }
 
     async fn read_pairing(&self) -> Result<Option<Pairing>, StoreError> {
-        let row = sqlx::query(PAIRING)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(failed("reading the pairing"))?;
+        let row = sqlx::query(PAIRING).fetch_optional(&self.pool).await.map_err(failed("reading the pairing"))?;
         row.as_ref().map(|r| DECODE.pairing(r, failed("reading the pairing"))).transpose()
     }
 
@@ -461,10 +455,7 @@ impl MetadataStore for SqliteMetadataStore {
         .execute(&mut *tx)
         .await
         .map_err(failed("storing the pairing"))?;
-        let row = sqlx::query(PAIRING)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed("reading the pairing back"))?;
+        let row = sqlx::query(PAIRING).fetch_one(&mut *tx).await.map_err(failed("reading the pairing back"))?;
         let stored = DECODE.pairing(&row, failed("reading the pairing"))?;
         tx.commit().await.map_err(failed("committing the pairing"))?;
         Ok(stored)
